@@ -1,0 +1,8 @@
+# -*- test-case-name: tests.test_producer -*-
+"""
+The process's one Kafka producer and what it needs.
+"""
+
+from gateway.kafka.producer import KafkaProducerService, producerConfig
+
+__all__ = ["KafkaProducerService", "producerConfig"]

@@ -1,0 +1,118 @@
+# -*- test-case-name: tests.test_listener -*-
+"""
+A listener: one endpoint, one framing, one protocol factory.
+
+L{ListenerService} binds in C{privilegedStartService} and raises there if it
+cannot, so a port that fails to bind aborts start-up instead of being logged
+and forgotten (a bare C{StreamServerEndpointService} only logs it).
+"""
+
+from dataclasses import dataclass
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+__all__ = ["ListenerConfig", "ListenerService", "formatAddress"]
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """
+    What a framing plugin needs to build a listener's protocol factory.
+
+    :ivar name: the listener's name, sent in each record's headers.
+    :ivar framing: the framing plugin's name.
+    :ivar endpoint: the endpoint description the listener binds.
+    :ivar sink: the L{gateway.interfaces.IMessageSink} receiving messages.
+    :ivar maxMessageSize: the largest message accepted, in bytes.
+    """
+
+    name: str
+    framing: str
+    endpoint: str
+    sink: object
+    maxMessageSize: int
+
+
+def formatAddress(address):
+    """
+    Render a transport address as C{host:port} (or its string form when it
+    has no port, e.g. a UNIX socket).
+
+    :param address: an L{twisted.internet.interfaces.IAddress}.
+    :rtype: L{str}
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return getattr(address, "name", None) or str(address)
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+class ListenerService(Service):
+    """
+    Listen on one server endpoint with one factory while running.
+
+    :ivar port: the L{twisted.internet.interfaces.IListeningPort} once bound.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, endpoint, factory):
+        """
+        :param config: the listener's L{ListenerConfig}.
+        :param endpoint: an L{twisted.internet.interfaces.IStreamServerEndpoint}.
+        :param factory: the protocol factory built by the framing plugin.
+        """
+        self.config = config
+        self.name = config.name
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port = None
+
+    def privilegedStartService(self):
+        """
+        Bind now, before twistd drops privileges, and raise if binding fails.
+        """
+        Service.privilegedStartService(self)
+        outcome = []
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError(
+                f"listener {self.name}: endpoint {self.config.endpoint!r} "
+                "did not bind synchronously"
+            )
+        result = outcome[0]
+        if hasattr(result, "raiseException"):
+            result.raiseException()
+        self.port = result
+        self.log.info(
+            "listener {listener} ({framing}) listening on {address}",
+            listener=self.name,
+            framing=self.config.framing,
+            address=formatAddress(self.port.getHost()),
+            endpoint=self.config.endpoint,
+        )
+
+    def startService(self):
+        """
+        Bind if C{privilegedStartService} was not called (e.g. a bare
+        C{startService} from a test or a parent that skips it).
+        """
+        if self.port is None:
+            self.privilegedStartService()
+        Service.startService(self)
+
+    def stopService(self):
+        """
+        Stop accepting new connections; established ones stay open.
+
+        :return: a L{Deferred} firing when the port is closed, or L{None}.
+        """
+        Service.stopService(self)
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None

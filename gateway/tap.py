@@ -1,0 +1,170 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd gateway}: the command line, and L{makeService}, the builder shared
+with C{.tac} files (through L{gateway.service.GatewayService}).
+"""
+
+from twisted.python import usage
+
+from gateway.registry import FramingError, loadFramings
+from gateway.service import DEFAULT_MAX_MESSAGE_SIZE, GatewayService
+
+__all__ = ["Options", "makeService"]
+
+
+def _positiveInt(value):
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+_positiveInt.coerceDoc = "Must be a positive integer."
+
+
+def _nonNegativeFloat(value):
+    number = float(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd gateway}; see C{twistd -n gateway --help}.
+    """
+
+    synopsis = "[options] --topic TOPIC --listen FRAMING=ENDPOINT [--listen ...]"
+
+    optParameters = [
+        ["bootstrap-servers", "b", "127.0.0.1:9092",
+         "Kafka bootstrap servers, host:port[,host:port...]."],
+        ["topic", "t", None, "Kafka topic every message goes to (required)."],
+        ["max-message-size", "m", DEFAULT_MAX_MESSAGE_SIZE,
+         "Largest message accepted, in bytes; a client sending a larger "
+         "frame is disconnected.", _positiveInt],
+        ["drain-timeout", None, 30.0,
+         "Seconds to wait on shutdown for Kafka to confirm what was read.",
+         _nonNegativeFloat],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["listen"] = []
+        self["kafka-options"] = {}
+        self._failed = False
+
+    def parseOptions(self, options=None):
+        """
+        Parse, remembering a failure so that L{getUsage} answers it with one
+        line instead of the whole help.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError:
+            self._failed = True
+            raise
+
+    def opt_listen(self, value):
+        """
+        FRAMING=ENDPOINT, e.g. lines=tcp:9000:interface=127.0.0.1 (repeatable).
+        """
+        framing, sep, endpoint = value.partition("=")
+        if not sep or not framing or not endpoint:
+            raise usage.UsageError(
+                f"--listen {value!r}: expected FRAMING=ENDPOINT, "
+                "e.g. lines=tcp:9000:interface=127.0.0.1"
+            )
+        self["listen"].append((framing.strip(), endpoint.strip()))
+
+    opt_l = opt_listen
+
+    def opt_kafka_option(self, value):
+        """
+        KEY=VALUE librdkafka producer property, e.g. linger.ms=20 (repeatable).
+        """
+        key, sep, setting = value.partition("=")
+        if not sep or not key.strip():
+            raise usage.UsageError(
+                f"--kafka-option {value!r}: expected KEY=VALUE, e.g. linger.ms=20"
+            )
+        self["kafka-options"][key.strip()] = setting.strip()
+
+    def postOptions(self):
+        """
+        Refuse what cannot work before anything listens: no topic, no
+        listener, an unknown framing, a malformed endpoint.
+        """
+        if not self["topic"]:
+            raise usage.UsageError("--topic is required")
+        if not self["listen"]:
+            raise usage.UsageError(
+                "at least one --listen FRAMING=ENDPOINT is required"
+            )
+        framings = _framingsOrUsageError()
+        for framing, endpoint in self["listen"]:
+            if framing not in framings:
+                raise usage.UsageError(
+                    f"--listen {framing}={endpoint}: unknown framing "
+                    f"{framing!r}; available: {', '.join(sorted(framings))}"
+                )
+            _checkEndpoint(endpoint)
+
+    def getUsage(self, width=None):
+        """
+        The option help, followed by the framings available; after a usage
+        error (twistd prints this above the error), only the synopsis.
+        """
+        if self._failed:
+            return "(twistd gateway --help lists every option and framing)"
+        text = usage.Options.getUsage(self, width)
+        try:
+            framings = loadFramings()
+        except FramingError as e:
+            return f"{text}\nFramings: unavailable: {e}\n"
+        rows = "".join(
+            f"  {name:<20} {framings[name].description}\n" for name in sorted(framings)
+        )
+        return f"{text}\nFramings (--listen FRAMING=ENDPOINT):\n{rows}"
+
+
+def _framingsOrUsageError():
+    try:
+        return loadFramings()
+    except FramingError as e:
+        raise usage.UsageError(str(e)) from e
+
+
+def _checkEndpoint(endpoint):
+    """
+    Parse an endpoint description without listening, against a reactor that
+    cannot listen, so a typo is a usage error and not a traceback later.
+    """
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        serverFromString(MemoryReactor(), endpoint)
+    except Exception as e:
+        raise usage.UsageError(f"malformed endpoint {endpoint!r}: {e}") from e
+
+
+def makeService(options):
+    """
+    Build the gateway's service tree from parsed L{Options}.
+
+    :return: a L{GatewayService}.
+    """
+    from twisted.internet import reactor
+
+    service = GatewayService(
+        topic=options["topic"],
+        bootstrapServers=options["bootstrap-servers"],
+        kafkaOptions=options["kafka-options"],
+        maxMessageSize=options["max-message-size"],
+        drainTimeout=options["drain-timeout"],
+        reactor=reactor,
+    )
+    for framing, endpoint in options["listen"]:
+        service.addListener(framing, endpoint)
+    return service

@@ -1,0 +1,100 @@
+"""
+Test doubles for confluent-kafka's C{Producer}: enough of its behaviour (a
+bounded queue, callbacks served by C{poll}) to unit-test the service logic.
+Integration tests use the real client against a real broker.
+"""
+
+
+class FakeKafkaError:
+    def __init__(self, name, text, fatal=False):
+        self._name, self._text, self._fatal = name, text, fatal
+
+    def code(self):
+        return self._name
+
+    def name(self):
+        return self._name
+
+    def str(self):
+        return self._text
+
+    def fatal(self):
+        return self._fatal
+
+
+class FakeMessage:
+    def __init__(self, topic, value, key, headers):
+        self._topic, self._value, self._key, self._headers = topic, value, key, headers
+
+    def topic(self):
+        return self._topic
+
+    def value(self):
+        return self._value
+
+    def key(self):
+        return self._key
+
+    def headers(self):
+        return self._headers
+
+
+class FakeProducer:
+    """
+    A producer whose queue holds C{capacity} records until the test confirms
+    them with L{confirm}.
+
+    :ivar produced: every record accepted, in order.
+    :ivar config: the configuration it was built with.
+    """
+
+    instances = []
+
+    def __init__(self, config, capacity=1000):
+        self.config = config
+        self.capacity = capacity
+        self.queue = []
+        self.produced = []
+        self.polls = 0
+        self.pendingErrors = []
+        FakeProducer.instances.append(self)
+
+    def produce(self, topic, value=None, key=None, headers=None):
+        if value is not None and len(value) > 100_000:
+            raise RuntimeError("MSG_SIZE_TOO_LARGE")
+        if len(self.queue) >= self.capacity:
+            raise BufferError("Local: Queue full")
+        message = FakeMessage(topic, value, key, headers)
+        self.queue.append(message)
+        self.produced.append(message)
+
+    def confirm(self, count=None):
+        """
+        Kafka acknowledged the C{count} oldest records (all by default).
+        """
+        count = len(self.queue) if count is None else count
+        del self.queue[:count]
+
+    def fail(self, error):
+        """
+        Kafka refused the oldest record; its report waits for C{poll}.
+        """
+        self.pendingErrors.append((error, self.queue.pop(0)))
+
+    def poll(self, timeout):
+        self.polls += 1
+        errors, self.pendingErrors = self.pendingErrors, []
+        for error, message in errors:
+            self.config["on_delivery"](error, message)
+        return len(errors)
+
+    def __len__(self):
+        return len(self.queue)
+
+
+def fakeProducerFactory(capacity=1000):
+    """
+    :return: a producer factory for L{gateway.kafka.KafkaProducerService}
+        building L{FakeProducer}s with the given capacity.
+    """
+    return lambda config: FakeProducer(config, capacity)

@@ -1,0 +1,84 @@
+# -*- test-case-name: tests.test_registry -*-
+"""
+Tests for framing plugin discovery.
+"""
+
+import sys
+import types
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from gateway.framing import LengthPrefixedProtocol, LinesProtocol
+from gateway.interfaces import IFramingPlugin
+from gateway.registry import FramingError, loadFramings
+
+
+class LoadFramingsTests(SynchronousTestCase):
+    """
+    L{loadFramings}.
+    """
+
+    def test_builtins(self):
+        """
+        The built-in framings are found through the plugin system, provide
+        L{IFramingPlugin} and build factories of their protocols.
+        """
+        framings = loadFramings()
+        self.assertEqual({"lines", "length-prefixed"} - set(framings), set())
+        for plugin in framings.values():
+            verifyObject(IFramingPlugin, plugin)
+        self.assertIs(framings["lines"].buildFactory(None).protocol, LinesProtocol)
+        self.assertIs(
+            framings["length-prefixed"].buildFactory(None).protocol,
+            LengthPrefixedProtocol,
+        )
+
+    def makePluginPackage(self, source):
+        """
+        A throwaway plugin package holding one module with C{source}.
+        """
+        base = FilePath(self.mktemp())
+        package = base.child("fakeplugins")
+        package.makedirs()
+        package.child("__init__.py").setContent(b"")
+        package.child("extra.py").setContent(source.encode())
+        sys.path.insert(0, base.path)
+        self.addCleanup(sys.path.remove, base.path)
+        self.addCleanup(sys.modules.pop, "fakeplugins", None)
+        self.addCleanup(sys.modules.pop, "fakeplugins.extra", None)
+        import fakeplugins
+
+        return fakeplugins
+
+    def test_duplicateName(self):
+        """
+        Two plugins with one name are refused, naming both.
+        """
+        package = self.makePluginPackage(
+            "from gateway.registry import FramingPlugin\n"
+            "a = FramingPlugin('same', 'a', 'x.A')\n"
+            "b = FramingPlugin('same', 'b', 'x.B')\n"
+        )
+        error = self.assertRaises(FramingError, loadFramings, package)
+        self.assertIn("x.A", str(error))
+        self.assertIn("x.B", str(error))
+
+    def test_brokenPlugin(self):
+        """
+        A plugin that claims L{IFramingPlugin} without implementing it is
+        refused with a message saying what is missing.
+        """
+        package = self.makePluginPackage(
+            "from zope.interface import implementer\n"
+            "from twisted.plugin import IPlugin\n"
+            "from gateway.interfaces import IFramingPlugin\n"
+            "@implementer(IPlugin, IFramingPlugin)\n"
+            "class Broken:\n"
+            "    name = 'broken'\n"
+            "broken = Broken()\n"
+        )
+        error = self.assertRaises(FramingError, loadFramings, package)
+        self.assertIn("broken", str(error))
+        self.assertIn("buildFactory", str(error))

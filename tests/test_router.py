@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.test_router -*-
+"""
+Tests for L{Router}: the record each connection produces, and
+back-pressure across connections.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from gateway.interfaces import IMessageSink, IMessageStream
+from gateway.router import LISTENER_HEADER, PEER_HEADER, Router
+
+
+class RecordingProducerService:
+    def __init__(self):
+        self.records = []
+        self.observer = None
+
+    def produce(self, topic, key, headers, value):
+        self.records.append((topic, key, headers, value))
+
+
+class FakeClient:
+    def __init__(self):
+        self.state = "producing"
+
+    def pauseProducing(self):
+        self.state = "paused"
+
+    def resumeProducing(self):
+        self.state = "producing"
+
+
+class RouterTests(SynchronousTestCase):
+    """
+    L{Router}.
+    """
+
+    def setUp(self):
+        self.producer = RecordingProducerService()
+        self.router = Router(self.producer, "events")
+
+    def test_interfaces(self):
+        """
+        The router is an L{IMessageSink} and its streams L{IMessageStream}s.
+        """
+        verifyObject(IMessageSink, self.router)
+        verifyObject(IMessageStream, self.router.openStream("l", "h:1", FakeClient()))
+
+    def test_observesProducer(self):
+        """
+        The router makes itself the producer's observer.
+        """
+        self.assertIs(self.producer.observer, self.router)
+
+    def test_recordFields(self):
+        """
+        Every record of a connection goes to the topic with the listener and
+        the peer in its headers and a key that keeps the connection on one
+        partition.
+        """
+        stream = self.router.openStream("lines", "10.0.0.1:5000", FakeClient())
+        stream.send(b"a")
+        stream.send(b"b")
+        [(topic, key, headers, value), second] = self.producer.records
+        self.assertEqual((topic, value, second[3]), ("events", b"a", b"b"))
+        self.assertEqual(key, b"lines/10.0.0.1:5000")
+        self.assertEqual(second[1], key)
+        self.assertEqual(
+            dict(headers),
+            {LISTENER_HEADER: b"lines", PEER_HEADER: b"10.0.0.1:5000"},
+        )
+
+    def test_blockPausesEveryClient(self):
+        """
+        When the producer blocks, every open connection is paused; when it
+        unblocks they resume.  A closed connection is left alone.
+        """
+        clients = [FakeClient() for i in range(3)]
+        streams = [self.router.openStream("l", f"h:{i}", c) for i, c in enumerate(clients)]
+        streams[2].close()
+        self.router.producerBlocked()
+        self.assertEqual([c.state for c in clients], ["paused", "paused", "producing"])
+        self.router.producerUnblocked()
+        self.assertEqual([c.state for c in clients], ["producing"] * 3)
+
+    def test_newConnectionWhileBlockedStartsPaused(self):
+        """
+        A connection made while clients are paused starts paused.
+        """
+        self.router.producerBlocked()
+        client = FakeClient()
+        self.router.openStream("l", "h:1", client)
+        self.assertEqual(client.state, "paused")
+
+    def test_stopReadingIsFinal(self):
+        """
+        Once the gateway stops reading, the producer unblocking does not
+        resume clients.
+        """
+        client = FakeClient()
+        self.router.openStream("l", "h:1", client)
+        self.router.stopReading()
+        self.router.producerUnblocked()
+        self.assertEqual(client.state, "paused")

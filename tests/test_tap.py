@@ -1,0 +1,121 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Tests for the C{twistd gateway} command line.
+"""
+
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway.service import DEFAULT_MAX_MESSAGE_SIZE
+from gateway.tap import Options
+
+VALID = ["--topic", "t", "--listen", "lines=tcp:9000"]
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options}.
+    """
+
+    def parse(self, *args):
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults(self):
+        """
+        Only topic and one listener are required; the rest has defaults.
+        """
+        options = self.parse(*VALID)
+        self.assertEqual(options["bootstrap-servers"], "127.0.0.1:9092")
+        self.assertEqual(options["max-message-size"], DEFAULT_MAX_MESSAGE_SIZE)
+        self.assertEqual(options["listen"], [("lines", "tcp:9000")])
+        self.assertEqual(options["kafka-options"], {})
+
+    def test_repeatableListenAndKafkaOptions(self):
+        """
+        C{--listen} and C{--kafka-option} may be given several times; an
+        endpoint keeps its own C{=} signs and colons.
+        """
+        options = self.parse(
+            "-t", "t",
+            "--listen", "lines=tcp:9000:interface=127.0.0.1",
+            "-l", "length-prefixed=unix:/tmp/g.sock",
+            "--kafka-option", "linger.ms=20",
+            "--kafka-option", "client.id=gw=1",
+            "-m", "4096",
+        )
+        self.assertEqual(
+            options["listen"],
+            [("lines", "tcp:9000:interface=127.0.0.1"),
+             ("length-prefixed", "unix:/tmp/g.sock")],
+        )
+        self.assertEqual(
+            options["kafka-options"], {"linger.ms": "20", "client.id": "gw=1"}
+        )
+        self.assertEqual(options["max-message-size"], 4096)
+
+    def assertUsageError(self, args, fragment):
+        error = self.assertRaises(UsageError, self.parse, *args)
+        self.assertIn(fragment, str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_missingTopic(self):
+        """
+        Without C{--topic} the command line is refused.
+        """
+        self.assertUsageError(["--listen", "lines=tcp:9000"], "--topic")
+
+    def test_missingListener(self):
+        """
+        Without any C{--listen} the command line is refused.
+        """
+        self.assertUsageError(["--topic", "t"], "--listen")
+
+    def test_unknownFraming(self):
+        """
+        An unknown framing is refused, naming the available ones.
+        """
+        self.assertUsageError(["-t", "t", "--listen", "xml=tcp:9000"], "lines")
+
+    def test_malformedEndpoint(self):
+        """
+        A malformed or unknown endpoint type is refused while parsing.
+        """
+        self.assertUsageError(["-t", "t", "--listen", "lines=tcp:port"], "tcp:port")
+        self.assertUsageError(["-t", "t", "--listen", "lines=carrier-pigeon:1"], "carrier-pigeon")
+
+    def test_malformedListenAndKafkaOption(self):
+        """
+        C{--listen} without C{=} and C{--kafka-option} without C{=} are refused.
+        """
+        self.assertUsageError(["-t", "t", "--listen", "lines"], "FRAMING=ENDPOINT")
+        self.assertUsageError(VALID + ["--kafka-option", "linger.ms"], "KEY=VALUE")
+
+    def test_badMessageSize(self):
+        """
+        A size limit that is not a positive integer is refused.
+        """
+        self.assertRaises(UsageError, self.parse, *(VALID + ["-m", "0"]))
+        self.assertRaises(UsageError, self.parse, *(VALID + ["-m", "big"]))
+
+    def test_helpListsFramings(self):
+        """
+        The help text lists every option and every framing with its
+        description.
+        """
+        text = Options().getUsage()
+        for option in ("--listen", "--bootstrap-servers", "--topic",
+                       "--kafka-option", "--max-message-size", "--drain-timeout"):
+            self.assertIn(option, text)
+        self.assertIn("lines ", text)
+        self.assertIn("length-prefixed ", text)
+
+    def test_usageAfterErrorIsOneLine(self):
+        """
+        After a usage error the usage text twistd prints above the error is a
+        single hint line, not the whole help.
+        """
+        options = Options()
+        self.assertRaises(UsageError, options.parseOptions, ["-t", "t"])
+        self.assertEqual(len(options.getUsage().splitlines()), 1)

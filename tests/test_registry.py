@@ -3,8 +3,9 @@
 Tests for framing plugin discovery.
 """
 
+import shutil
 import sys
-import types
+import tempfile
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -39,7 +40,8 @@ class LoadFramingsTests(SynchronousTestCase):
         """
         A throwaway plugin package holding one module with C{source}.
         """
-        base = FilePath(self.mktemp())
+        base = FilePath(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, base.path)
         package = base.child("fakeplugins")
         package.makedirs()
         package.child("__init__.py").setContent(b"")

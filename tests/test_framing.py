@@ -54,9 +54,23 @@ class FramingMixin:
     """
 
     framing = None
+    messageStrategy = None
 
     def encode(self, messages):
         raise NotImplementedError()
+
+    @settings(max_examples=200, deadline=None)
+    @given(data=st.data(), cuts=cuts)
+    def test_anyChunking(self, data, cuts):
+        """
+        However the stream is cut into reads, the same messages come out in
+        the same order.
+        """
+        messages = data.draw(self.messageStrategy)
+        protocol, transport, sink = self.connect()
+        for chunk in splitAt(self.encode(messages), cuts):
+            protocol.dataReceived(chunk)
+        self.assertEqual(sink.streams[0].messages, messages)
 
     def connect(self, **kwargs):
         return connectFraming(FRAMINGS[self.framing], **kwargs)
@@ -177,21 +191,10 @@ class LinesTests(FramingMixin, SynchronousTestCase):
     """
 
     framing = "lines"
+    messageStrategy = lineMessages
 
     def encode(self, messages):
         return encodeLines(messages)
-
-    @settings(max_examples=200, deadline=None)
-    @given(messages=lineMessages, cuts=cuts)
-    def test_anyChunking(self, messages, cuts):
-        """
-        However the stream is cut into reads, the same messages come out in
-        the same order.
-        """
-        protocol, transport, sink = self.connect()
-        for chunk in splitAt(encodeLines(messages), cuts):
-            protocol.dataReceived(chunk)
-        self.assertEqual(sink.streams[0].messages, messages)
 
     def test_unterminatedLineOverLimit(self):
         """
@@ -210,21 +213,10 @@ class LengthPrefixedTests(FramingMixin, SynchronousTestCase):
     """
 
     framing = "length-prefixed"
+    messageStrategy = anyMessages
 
     def encode(self, messages):
         return encodeLengthPrefixed(messages)
-
-    @settings(max_examples=200, deadline=None)
-    @given(messages=anyMessages, cuts=cuts)
-    def test_anyChunking(self, messages, cuts):
-        """
-        However the stream is cut into reads, the same messages come out in
-        the same order.
-        """
-        protocol, transport, sink = self.connect()
-        for chunk in splitAt(encodeLengthPrefixed(messages), cuts):
-            protocol.dataReceived(chunk)
-        self.assertEqual(sink.streams[0].messages, messages)
 
     def test_hugeLengthRefusedBeforeBuffering(self):
         """

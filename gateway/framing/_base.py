@@ -65,11 +65,20 @@ class FramedProtocolMixin:
             self.log.info(
                 "{listener}: {peer} (connection {connection}) closed with "
                 "{pending} bytes of an incomplete frame, not published",
-                listener=self.factory.config.name,
-                peer=self.peer,
-                connection=self.connectionId,
                 pending=pending,
+                **self.logFields(),
             )
+
+    def logFields(self):
+        """
+        :return: the fields every event about this connection carries.
+        :rtype: L{dict}
+        """
+        return {
+            "listener": self.factory.config.name,
+            "peer": self.peer,
+            "connection": self.connectionId,
+        }
 
     def bufferedByteCount(self):
         """
@@ -94,10 +103,8 @@ class FramedProtocolMixin:
         self.log.warn(
             "{listener}: {peer} (connection {connection}) sent a frame of "
             "{size} bytes, over the {limit}-byte limit; closing the connection",
-            listener=self.factory.config.name,
-            peer=self.peer,
-            connection=self.connectionId,
             size=size,
             limit=self.MAX_LENGTH,
+            **self.logFields(),
         )
         self.transport.loseConnection()

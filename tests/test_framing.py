@@ -6,7 +6,7 @@ L{StringTransport}s.
 
 import struct
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver
@@ -59,7 +59,12 @@ class FramingMixin:
     def encode(self, messages):
         raise NotImplementedError()
 
-    @settings(max_examples=200, deadline=None)
+    @settings(
+        max_examples=200,
+        deadline=None,
+        # One property shared by every framing test class, on purpose.
+        suppress_health_check=[HealthCheck.differing_executors],
+    )
     @given(data=st.data(), cuts=cuts)
     def test_anyChunking(self, data, cuts):
         """

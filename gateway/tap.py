@@ -6,6 +6,7 @@ with C{.tac} files (through L{gateway.service.GatewayService}).
 
 from twisted.python import usage
 
+from gateway.kafka.producer import checkProducerConfig, producerConfig
 from gateway.registry import FramingError, loadFramings
 from gateway.service import DEFAULT_MAX_MESSAGE_SIZE, GatewayService
 
@@ -109,6 +110,14 @@ class Options(usage.Options):
                     f"{framing!r}; available: {', '.join(sorted(framings))}"
                 )
             _checkEndpoint(endpoint)
+        config = producerConfig(
+            self["bootstrap-servers"], self["kafka-options"],
+            self["max-message-size"],
+        )
+        try:
+            checkProducerConfig(config)
+        except ValueError as e:
+            raise usage.UsageError(f"Kafka producer settings: {e}") from e
 
     def getUsage(self, width=None):
         """

@@ -92,6 +92,14 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError(["-t", "t", "--listen", "lines"], "FRAMING=ENDPOINT")
         self.assertUsageError(VALID + ["--kafka-option", "linger.ms"], "KEY=VALUE")
 
+    def test_badKafkaOption(self):
+        """
+        A librdkafka property that does not exist, or settings librdkafka
+        refuses together, are usage errors giving librdkafka's reason.
+        """
+        self.assertUsageError(VALID + ["--kafka-option", "lingr.ms=5"], "lingr.ms")
+        self.assertUsageError(VALID + ["--kafka-option", "acks=1"], "acks")
+
     def test_badMessageSize(self):
         """
         A size limit that is not a positive integer is refused.

@@ -17,7 +17,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-__all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
+__all__ = [
+    "KafkaProducerService",
+    "producerConfig",
+    "checkProducerConfig",
+    "DEFAULT_PRODUCER_CONFIG",
+]
 
 #: What the gateway's guarantees rest on; C{--kafka-option} may override.
 DEFAULT_PRODUCER_CONFIG = {
@@ -51,6 +56,29 @@ def producerConfig(bootstrapServers, options=None, maxMessageSize=None):
         config["message.max.bytes"] = max(1000000, maxMessageSize + 65536)
     config.update(options or {})
     return config
+
+
+def checkProducerConfig(config):
+    """
+    Let librdkafka judge a configuration without connecting anywhere, so a
+    misspelt or conflicting property is reported before anything starts.
+
+    :param config: a configuration from L{producerConfig}.
+    :raises ValueError: with librdkafka's own explanation.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    offline = {k: v for k, v in config.items() if k != "bootstrap.servers"}
+    offline["logger"] = _SilentLog()
+    try:
+        Producer(offline)
+    except KafkaException as e:
+        raise ValueError(e.args[0].str()) from e
+
+
+class _SilentLog:
+    def log(self, *args):
+        pass
 
 
 class _NoObserver:

@@ -63,15 +63,28 @@ def _clusterId():
             return text
 
 
-def _tail(path, lines=30):
+_CONFIG_DUMP = re.compile(r"\t[\w.-]+ = ")
+
+
+def _size(path):
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _tail(path, since=0, lines=30):
+    # The last lines written after offset ``since``, without the long
+    # "KafkaConfig values" dumps that would hide the error.
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
+            f.seek(max(since, f.tell() - 256 * 1024))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    kept = [line for line in text.splitlines() if not _CONFIG_DUMP.match(line)]
+    return "\n".join(kept[-lines:])
 
 
 class DevKafka:
@@ -103,6 +116,7 @@ class DevKafka:
         self.logPath = self.runDir / "broker.log"
         self._requestedPort = port
         self._process = None
+        self._logMarks = {}
         #: The bootstrap port: the requested one, else the last one used.
         self.port = port or self._readState().get("port")
 
@@ -136,6 +150,12 @@ class DevKafka:
             return json.loads((self.runDir / "devkafka.json").read_text())
         except (OSError, ValueError):
             return {}
+
+    def savedVersion(self):
+        """
+        The Kafka version this broker's data was last started with, or ``None``.
+        """
+        return self._readState().get("version")
 
     def _writeState(self, **state):
         (self.runDir / "devkafka.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -289,6 +309,7 @@ class DevKafka:
         )
         if log:
             log(f"starting Kafka {self.version} on {self.bootstrap} (log: {self.logPath})")
+        self._logMarks = {p: _size(p) for p in (self.logPath, self.runDir / "kafka.out")}
         with open(self.runDir / "kafka.out", "ab") as out:
             self._process = subprocess.Popen(
                 command, cwd=self.runDir, stdin=subprocess.DEVNULL, stdout=out,
@@ -328,7 +349,7 @@ class DevKafka:
     def _logTails(self):
         parts = []
         for path in (self.logPath, self.runDir / "kafka.out"):
-            tail = _tail(path)
+            tail = _tail(path, self._logMarks.get(path, 0))
             if tail:
                 parts.append(f"--- last lines of {path} ---\n{tail}")
         return "\n".join(parts) or f"(no output in {self.runDir})"

@@ -95,15 +95,16 @@ def iterRecords(bootstrap, topic, count=None, timeout=10.0, fromBeginning=True, 
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            message = consumer.poll(min(remaining, 1.0))
-            if message is None or message.error() is not None:
-                continue
-            kind, stamp = message.timestamp()
-            yield Record(
-                message.topic(), message.partition(), message.offset(), message.key(),
-                message.value(), list(message.headers() or []),
-                stamp if kind else None,
-            )
-            seen += 1
+            batch = 500 if count is None else min(500, count - seen)
+            for message in consumer.consume(batch, min(remaining, 1.0)):
+                if message.error() is not None:
+                    continue
+                kind, stamp = message.timestamp()
+                yield Record(
+                    message.topic(), message.partition(), message.offset(),
+                    message.key(), message.value(), list(message.headers() or []),
+                    stamp if kind else None,
+                )
+                seen += 1
     finally:
         consumer.close()

@@ -1,0 +1,27 @@
+# -*- test-case-name: tests.integration.test_devkafka -*-
+"""
+A real Apache Kafka broker on loopback for development, tests and benchmarks.
+
+Jars come from Maven Central (see ``pom.xml``), are cached under
+``$GATEWAY_DEVKAFKA_HOME`` or ``./.devkafka``, and run as one KRaft node.
+Command line: ``python -m gateway.devkafka --help``; docs: ``docs/devkafka.md``.
+"""
+
+from ._broker import DevKafka
+from ._consume import Record, consume, iterRecords
+from ._fetch import VERSIONS, DevKafkaError, defaultHome, resolveVersion
+from ._probe import ClusterInfo, ProbeError, probeMetadata
+
+__all__ = [
+    "VERSIONS",
+    "ClusterInfo",
+    "DevKafka",
+    "DevKafkaError",
+    "ProbeError",
+    "Record",
+    "consume",
+    "defaultHome",
+    "iterRecords",
+    "probeMetadata",
+    "resolveVersion",
+]

@@ -331,13 +331,17 @@ class KafkaProducerService(Service):
 
 class _LibrdkafkaLog:
     """
-    Forward librdkafka's own log lines to the Twisted logger at debug level;
-    what matters to an operator also arrives, deduplicated, through
-    C{error_cb}.
+    Forward librdkafka's warnings and errors to the Twisted logger at debug
+    level (what matters to an operator also arrives, deduplicated, through
+    C{error_cb}); its notices and chatter are dropped.
     """
 
     def __init__(self, log):
         self._log = log
 
     def log(self, level, fmt, *args):
-        self._log.debug("librdkafka: {line}", line=fmt % args, syslogLevel=level)
+        # level is a syslog level: 0 emergency ... 4 warning ... 7 debug.
+        if level <= 4:
+            self._log.debug(
+                "librdkafka: {line}", line=fmt % args, syslogLevel=level
+            )

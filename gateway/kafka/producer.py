@@ -331,17 +331,17 @@ class KafkaProducerService(Service):
 
 class _LibrdkafkaLog:
     """
-    Forward librdkafka's warnings and errors to the Twisted logger at debug
-    level (what matters to an operator also arrives, deduplicated, through
-    C{error_cb}); its notices and chatter are dropped.
+    Forward librdkafka's critical log lines to the Twisted logger.  Its
+    errors also arrive through C{error_cb}, where they are deduplicated;
+    logged here too they would repeat on every reconnect attempt.
     """
 
     def __init__(self, log):
         self._log = log
 
     def log(self, level, fmt, *args):
-        # level is a syslog level: 0 emergency ... 4 warning ... 7 debug.
-        if level <= 4:
-            self._log.debug(
+        # level is a syslog level: 0 emergency, 2 critical, 3 error ... 7 debug.
+        if level <= 2:
+            self._log.critical(
                 "librdkafka: {line}", line=fmt % args, syslogLevel=level
             )

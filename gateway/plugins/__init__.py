@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_registry -*-
 """
 The framing plugin namespace: every C{gateway/plugins/} directory on
 C{sys.path} contributes modules, so other distributions add framings here

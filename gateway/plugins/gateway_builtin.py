@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_registry -*-
 """
 The framings shipped with the gateway, as plugins.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_packaging -*-
 """
 The C{twistd gateway} subcommand.  Only a lazy L{ServiceMaker}: C{gateway.tap}
 is imported when the subcommand is used, not while twistd scans plugins.

@@ -23,13 +23,19 @@ class IFramingPlugin(Interface):
 
     name = Attribute("Short name used in C{--listen NAME=ENDPOINT}, e.g. C{'lines'}.")
     description = Attribute("One line shown in C{twistd gateway --help}.")
+    options = Attribute(
+        "The options the framing accepts besides C{max-size}: a sequence of "
+        "L{gateway.framing.options.FramingOption} (name, coercer, default, "
+        "help, kind)."
+    )
 
     def buildFactory(listener):
         """
         Build the protocol factory serving one listener.
 
         :param listener: a L{gateway.listener.ListenerConfig} naming the
-            listener, its message sink and its limits.
+            listener, its message sink, its resolved C{options} (every
+            declared option plus C{max-size}) and its clock.
         :return: an L{twisted.internet.interfaces.IProtocolFactory}.
         """
 

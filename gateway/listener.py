@@ -7,12 +7,25 @@ cannot, so a port that fails to bind aborts start-up instead of being logged
 and forgotten (a bare C{StreamServerEndpointService} only logs it).
 """
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-__all__ = ["ListenerConfig", "ListenerService", "formatAddress"]
+__all__ = ["ListenerConfig", "ListenerService", "ListenerStats", "formatAddress"]
+
+
+@dataclass
+class ListenerStats:
+    """
+    What a listener counts.
+
+    :ivar frameErrors: connections closed for bad input, by reason (see
+        L{gateway.framing._base}).
+    """
+
+    frameErrors: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,11 @@ class ListenerConfig:
     :ivar endpoint: the endpoint description the listener binds.
     :ivar sink: the L{gateway.interfaces.IMessageSink} receiving messages.
     :ivar maxMessageSize: the largest message accepted, in bytes.
+    :ivar options: the framing's options, resolved: every option it declares
+        and C{max-size}.
+    :ivar clock: an L{twisted.internet.interfaces.IReactorTime} for framings
+        that need timers.
+    :ivar stats: the listener's counters.
     """
 
     name: str
@@ -32,6 +50,9 @@ class ListenerConfig:
     endpoint: str
     sink: object
     maxMessageSize: int
+    options: dict = field(default_factory=dict)
+    clock: object = None
+    stats: ListenerStats = field(default_factory=ListenerStats)
 
 
 def formatAddress(address):

@@ -1,10 +1,14 @@
 # -*- test-case-name: tests.test_registry -*-
 """
-Finding framing plugins: C{getPlugins} over C{gateway.plugins}, each checked
-against L{IFramingPlugin} when loaded, duplicates refused by name.
+Finding framing plugins: every module in the C{gateway.plugins} namespace,
+and dotted paths (C{package.module:Name}) for plugins that are not installed.
+
+Each plugin is checked against L{IFramingPlugin} when loaded.  A plugin
+that fails to load or to verify, or two plugins claiming one name, give an
+error naming the module; the other plugins stay available.
 """
 
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import IPlugin, getCache
 from twisted.python.reflect import namedAny
 from zope.interface import implementer
 from zope.interface.exceptions import Invalid
@@ -12,7 +16,7 @@ from zope.interface.verify import verifyObject
 
 from gateway.interfaces import IFramingPlugin
 
-__all__ = ["FramingPlugin", "FramingError", "loadFramings"]
+__all__ = ["FramingPlugin", "FramingError", "FramingRegistry", "loadFramings"]
 
 
 class FramingError(ValueError):
@@ -24,18 +28,21 @@ class FramingError(ValueError):
 @implementer(IPlugin, IFramingPlugin)
 class FramingPlugin:
     """
-    A framing whose protocol class is imported only when a listener uses it,
-    so listing plugins (C{twistd gateway --help}) stays cheap.
+    A framing built on L{gateway.factory.GatewayFactory}, whose protocol class
+    is imported only when a listener uses it, so that listing plugins
+    (C{twistd gateway --help}) stays cheap.
 
     :ivar name: see L{IFramingPlugin.name}.
     :ivar description: see L{IFramingPlugin.description}.
+    :ivar options: see L{IFramingPlugin.options}.
     :ivar protocolPath: dotted path of the protocol class.
     """
 
-    def __init__(self, name, description, protocolPath):
+    def __init__(self, name, description, protocolPath, options=()):
         self.name = name
         self.description = description
         self.protocolPath = protocolPath
+        self.options = tuple(options)
 
     def buildFactory(self, listener):
         """
@@ -50,30 +57,84 @@ class FramingPlugin:
         return f"<FramingPlugin {self.name!r} {self.protocolPath}>"
 
 
+def _verified(plugin, origin):
+    try:
+        verifyObject(IFramingPlugin, plugin)
+    except Invalid as e:
+        raise FramingError(f"framing plugin {origin} is broken: {e}") from e
+    return plugin
+
+
+class FramingRegistry:
+    """
+    The framing plugins available to this process.
+
+    :ivar plugins: name to plugin, for every plugin that loaded and verified.
+    :ivar origins: name to the C{module.attribute} it came from.
+    :ivar errors: one message per plugin that could not be used.
+    """
+
+    def __init__(self, package=None):
+        """
+        :param package: the plugin package to scan; C{gateway.plugins} by
+            default.
+        """
+        if package is None:
+            import gateway.plugins as package
+        self.plugins = {}
+        self.origins = {}
+        self.errors = []
+        claimed = {}
+        for dropin in getCache(package).values():
+            for cached in dropin.plugins:
+                if not any(p.isOrExtends(IFramingPlugin) for p in cached.provided):
+                    continue
+                origin = f"{dropin.moduleName}.{cached.name}"
+                try:
+                    plugin = _verified(cached.load(), origin)
+                except FramingError as e:
+                    self.errors.append(str(e))
+                    continue
+                except Exception as e:
+                    self.errors.append(f"framing plugin {origin} failed to load: {e!r}")
+                    continue
+                claimed.setdefault(plugin.name, []).append((origin, plugin))
+        for name, claims in sorted(claimed.items()):
+            if len(claims) > 1:
+                origins = " and ".join(origin for origin, _ in claims)
+                self.errors.append(
+                    f"framing {name!r} is provided twice, by {origins}; "
+                    "neither is used"
+                )
+                continue
+            [(self.origins[name], self.plugins[name])] = claims
+
+    def get(self, name):
+        """
+        The plugin for a C{--listen} framing: an installed plugin's name, or
+        the dotted path C{package.module:Name} of a plugin object.
+
+        :raises FramingError: for an unknown name, or a path that does not
+            import or does not provide L{IFramingPlugin}.
+        """
+        if name in self.plugins:
+            return self.plugins[name]
+        if ":" in name:
+            module, _, attribute = name.partition(":")
+            try:
+                plugin = namedAny(f"{module}.{attribute}")
+            except Exception as e:
+                raise FramingError(f"framing {name!r} cannot be imported: {e}") from e
+            return _verified(plugin, name)
+        known = ", ".join(sorted(self.plugins)) or "none"
+        hint = "".join(f"; {error}" for error in self.errors if f"'{name}'" in error)
+        raise FramingError(
+            f"unknown framing {name!r}; available: {known}{hint}"
+        )
+
+
 def loadFramings(package=None):
     """
-    Every framing plugin found, by name.
-
-    :param package: the plugin package to scan; C{gateway.plugins} by default.
-    :return: a L{dict} from name to plugin.
-    :raises FramingError: when a plugin does not provide L{IFramingPlugin} or
-        two plugins share a name; the message names the plugins' modules.
+    :return: name to plugin, for every framing plugin that loaded.
     """
-    if package is None:
-        import gateway.plugins as package
-    found = {}
-    for plugin in getPlugins(IFramingPlugin, package):
-        origin = getattr(plugin, "__module__", None) or type(plugin).__module__
-        try:
-            verifyObject(IFramingPlugin, plugin)
-        except Invalid as e:
-            raise FramingError(
-                f"framing plugin {plugin!r} from {origin} is broken: {e}"
-            ) from e
-        if plugin.name in found:
-            raise FramingError(
-                f"two framing plugins are named {plugin.name!r}: "
-                f"{found[plugin.name]!r} and {plugin!r}"
-            )
-        found[plugin.name] = plugin
-    return found
+    return FramingRegistry(package).plugins

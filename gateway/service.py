@@ -14,7 +14,8 @@ from twisted.logger import Logger
 
 from gateway.kafka.producer import KafkaProducerService, producerConfig
 from gateway.listener import ListenerConfig, ListenerService
-from gateway.registry import FramingError, loadFramings
+from gateway.framing.options import MAX_SIZE, resolveOptions
+from gateway.registry import FramingRegistry
 from gateway.router import Router
 
 __all__ = ["GatewayService", "DEFAULT_MAX_MESSAGE_SIZE"]
@@ -71,54 +72,60 @@ class GatewayService(MultiService):
         self.producer.setServiceParent(self)
         self.router = Router(self.producer, topic)
         self.listeners = []
-        self._framings = None
+        self._registry = None
 
-    def addListener(self, framing, endpoint, name=None, maxMessageSize=None):
+    def addListener(self, framing, endpoint, name=None, maxMessageSize=None,
+                    options=None):
         """
         Listen on C{endpoint} with the framing named C{framing}.
 
-        :param framing: a framing plugin's name, e.g. C{"lines"}.
+        :param framing: a framing plugin's name, e.g. C{"lines"}, or the
+            dotted path C{package.module:Name} of a plugin object.
         :param endpoint: a server endpoint description, e.g.
             C{"tcp:9000:interface=127.0.0.1"}.
         :param name: the listener's name in record headers and logs; the
             framing's name by default (with C{-2}, C{-3}... when repeated).
         :param maxMessageSize: this listener's limit; the gateway's default
-            when L{None}.
+            when L{None} (C{options["max-size"]} also sets it).
+        :param options: the framing's options, by name; values as written on
+            the command line (L{str}) or Python values.
         :return: the L{ListenerService}.
-        :raises FramingError: for an unknown framing.
-        :raises ValueError: for a malformed endpoint description or limit.
+        :raises gateway.registry.FramingError: for an unknown framing.
+        :raises ValueError: for a malformed endpoint, option or limit.
         """
-        plugin = self.framings().get(framing)
-        if plugin is None:
-            raise FramingError(
-                f"unknown framing {framing!r}; available: "
-                + ", ".join(sorted(self.framings()))
-            )
+        plugin = self.registry().get(framing)
+        given = dict(options or {})
+        if maxMessageSize is not None:
+            given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
+        resolved = resolveOptions(plugin, given, self.maxMessageSize)
         try:
             endpointObject = serverFromString(self.reactor, endpoint)
         except Exception as e:
             raise ValueError(f"malformed endpoint {endpoint!r}: {e}") from e
-        if maxMessageSize is None:
-            maxMessageSize = self.maxMessageSize
         config = ListenerConfig(
-            name=name or self._uniqueName(framing),
-            framing=framing,
+            name=name or self._uniqueName(plugin.name),
+            framing=plugin.name,
             endpoint=endpoint,
             sink=self.router,
-            maxMessageSize=_positive("maxMessageSize", maxMessageSize),
+            maxMessageSize=resolved[MAX_SIZE],
+            options=resolved,
+            clock=self.reactor,
         )
         listener = ListenerService(config, endpointObject, plugin.buildFactory(config))
         listener.setServiceParent(self)
         self.listeners.append(listener)
         return listener
 
-    def framings(self):
+    def registry(self):
         """
-        :return: the framing plugins available, by name (loaded once).
+        :return: the L{FramingRegistry} of this process (loaded once); its
+            errors are logged when it is loaded.
         """
-        if self._framings is None:
-            self._framings = loadFramings()
-        return self._framings
+        if self._registry is None:
+            self._registry = FramingRegistry()
+            for error in self._registry.errors:
+                self.log.error("{error}", error=error)
+        return self._registry
 
     def stopService(self):
         """

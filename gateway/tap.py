@@ -7,7 +7,8 @@ with C{.tac} files (through L{gateway.service.GatewayService}).
 from twisted.python import usage
 
 from gateway.kafka.producer import checkProducerConfig, producerConfig
-from gateway.registry import FramingError, loadFramings
+from gateway.framing.options import OptionError, parseListen, resolveOptions
+from gateway.registry import FramingError, FramingRegistry
 from gateway.service import DEFAULT_MAX_MESSAGE_SIZE, GatewayService
 
 __all__ = ["Options", "makeService"]
@@ -68,15 +69,14 @@ class Options(usage.Options):
 
     def opt_listen(self, value):
         """
-        FRAMING=ENDPOINT, e.g. lines=tcp:9000:interface=127.0.0.1 (repeatable).
+        FRAMING[(OPTION=VALUE,...)]=ENDPOINT, e.g. 'lines(delimiter=\\r\\n)=tcp:9000' (repeatable).
         """
-        framing, sep, endpoint = value.partition("=")
-        if not sep or not framing or not endpoint:
+        try:
+            self["listen"].append(parseListen(value))
+        except OptionError as e:
             raise usage.UsageError(
-                f"--listen {value!r}: expected FRAMING=ENDPOINT, "
-                "e.g. lines=tcp:9000:interface=127.0.0.1"
-            )
-        self["listen"].append((framing.strip(), endpoint.strip()))
+                f"--listen {value!r}: {e}, e.g. lines=tcp:9000:interface=127.0.0.1"
+            ) from e
 
     opt_l = opt_listen
 
@@ -102,14 +102,17 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "at least one --listen FRAMING=ENDPOINT is required"
             )
-        framings = _framingsOrUsageError()
-        for framing, endpoint in self["listen"]:
-            if framing not in framings:
-                raise usage.UsageError(
-                    f"--listen {framing}={endpoint}: unknown framing "
-                    f"{framing!r}; available: {', '.join(sorted(framings))}"
+        registry = FramingRegistry()
+        for spec in self["listen"]:
+            where = f"--listen {spec.framing}...={spec.endpoint}"
+            try:
+                resolveOptions(
+                    registry.get(spec.framing), spec.options,
+                    self["max-message-size"],
                 )
-            _checkEndpoint(endpoint)
+            except (FramingError, OptionError) as e:
+                raise usage.UsageError(f"{where}: {e}") from e
+            _checkEndpoint(spec.endpoint)
         config = producerConfig(
             self["bootstrap-servers"], self["kafka-options"],
             self["max-message-size"],
@@ -127,21 +130,30 @@ class Options(usage.Options):
         if self._failed:
             return "(twistd gateway --help lists every option and framing)"
         text = usage.Options.getUsage(self, width)
-        try:
-            framings = loadFramings()
-        except FramingError as e:
-            return f"{text}\nFramings: unavailable: {e}\n"
-        rows = "".join(
-            f"  {name:<20} {framings[name].description}\n" for name in sorted(framings)
-        )
-        return f"{text}\nFramings (--listen FRAMING=ENDPOINT):\n{rows}"
+        return text + "\n" + describeFramings(FramingRegistry())
 
 
-def _framingsOrUsageError():
-    try:
-        return loadFramings()
-    except FramingError as e:
-        raise usage.UsageError(str(e)) from e
+def describeFramings(registry):
+    """
+    The framings section of the help: each framing, its options with their
+    kinds and defaults, and any plugin that could not be loaded.
+    """
+    lines = ["Framings (--listen FRAMING[(OPTION=VALUE,...)]=ENDPOINT; every "
+             "framing also takes max-size=BYTES):"]
+    for name in sorted(registry.plugins):
+        plugin = registry.plugins[name]
+        lines.append(f"  {name:<18} {plugin.description}")
+        for option in plugin.options:
+            default = option.default
+            if isinstance(default, bytes):
+                default = repr(default)[2:-1]
+            lines.append(
+                f"      {option.name}={option.kind}  {option.help} "
+                f"[default: {default}]"
+            )
+    for error in registry.errors:
+        lines.append(f"  (unavailable) {error}")
+    return "\n".join(lines) + "\n"
 
 
 def _checkEndpoint(endpoint):
@@ -174,6 +186,6 @@ def makeService(options):
         drainTimeout=options["drain-timeout"],
         reactor=reactor,
     )
-    for framing, endpoint in options["listen"]:
-        service.addListener(framing, endpoint)
+    for spec in options["listen"]:
+        service.addListener(spec.framing, spec.endpoint, options=spec.options)
     return service

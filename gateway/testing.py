@@ -1,15 +1,27 @@
 # -*- test-case-name: tests.test_framing -*-
 """
-Helpers for testing framings, public so plugin authors can use them too.
+Testing framings: a recording sink, a way to connect one protocol to a fake
+transport, and L{FramingConformanceMixin}, the conformance kit every framing
+plugin (built-in or third-party) applies to itself.
 """
 
-from twisted.internet.testing import StringTransport
-from zope.interface import implementer
+from unittest import SkipTest
 
-from gateway.interfaces import IMessageSink, IMessageStream
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from gateway.framing._base import INCOMPLETE, TOO_LARGE
+from gateway.framing.options import MAX_SIZE, resolveOptions
+from gateway.interfaces import IFramingPlugin, IMessageSink, IMessageStream
 from gateway.listener import ListenerConfig
 
-__all__ = ["RecordingSink", "connectFraming"]
+__all__ = ["RecordingSink", "connectFraming", "FramingConformanceMixin"]
 
 
 @implementer(IMessageStream)
@@ -48,29 +60,283 @@ class RecordingSink:
         return stream
 
 
-def connectFraming(plugin, sink=None, maxMessageSize=1024, name="test",
-                   peerPort=40000):
+def connectFraming(plugin, options=None, sink=None, maxMessageSize=1024,
+                   name="test", peerPort=40000, clock=None, config=None):
     """
     Build one connected protocol of a framing plugin on a L{StringTransport}.
 
     :param plugin: an L{gateway.interfaces.IFramingPlugin}.
+    :param options: the framing's options (as on the command line or as
+        Python values); C{max-size} defaults to C{maxMessageSize}.
     :param sink: the sink; a new L{RecordingSink} when L{None}.
-    :param maxMessageSize: the listener's limit.
     :param name: the listener's name.
     :param peerPort: the fake client's port, to tell connections apart.
-    :return: C{(protocol, transport, sink)}.
+    :param clock: the listener's clock; a new L{Clock} when L{None}.
+    :param config: a L{ListenerConfig} to reuse (sharing its stats) instead
+        of building one from the other arguments.
+    :return: C{(protocol, transport, sink)}; the listener's configuration is
+        C{protocol.factory.config}.
     """
-    from twisted.internet.address import IPv4Address
-
-    sink = RecordingSink() if sink is None else sink
-    config = ListenerConfig(
-        name=name, framing=plugin.name, endpoint="tcp:0", sink=sink,
-        maxMessageSize=maxMessageSize,
-    )
+    if config is None:
+        sink = RecordingSink() if sink is None else sink
+        resolved = resolveOptions(plugin, dict(options or {}), maxMessageSize)
+        config = ListenerConfig(
+            name=name, framing=plugin.name, endpoint="tcp:0", sink=sink,
+            maxMessageSize=resolved[MAX_SIZE], options=resolved,
+            clock=Clock() if clock is None else clock,
+        )
     factory = plugin.buildFactory(config)
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
     transport = StringTransport(
         peerAddress=IPv4Address("TCP", "127.0.0.1", peerPort)
     )
     protocol.makeConnection(transport)
-    return protocol, transport, sink
+    return protocol, transport, config.sink
+
+
+def _splitAt(data, cuts):
+    points = sorted({cut % (len(data) + 1) for cut in cuts}) if data else []
+    chunks, start = [], 0
+    for point in points + [len(data)]:
+        chunks.append(data[start:point])
+        start = point
+    return chunks
+
+
+class FramingConformanceMixin:
+    """
+    The conformance kit: mix into a C{twisted.trial.unittest.SynchronousTestCase}
+    (pytest runs those too) and set the class attributes below.  Every
+    built-in framing passes it.
+
+    :cvar plugin: the L{IFramingPlugin} under test.
+    :cvar options: the listener options to test with.
+    :cvar maxSize: the listener's C{max-size} during the tests.
+    :cvar malformed: C{(bytes, reason)} pairs: streams that must close the
+        connection for that reason, publishing nothing.
+    :cvar supportsEmptyMessages: whether an empty message round-trips.
+    :cvar emitsWholeMessages: L{False} for a framing without boundaries
+        (C{chunks}), which is then checked for bytes in order, not messages.
+    """
+
+    plugin = None
+    options = {}
+    maxSize = 1024
+    malformed = ()
+    supportsEmptyMessages = True
+    emitsWholeMessages = True
+
+    def encode(self, messages):
+        """
+        Frame C{messages} as a client would.  Override.
+
+        :rtype: L{bytes}
+        """
+        raise NotImplementedError()
+
+    def messageStrategy(self):
+        """
+        A hypothesis strategy for lists of messages the framing can carry
+        (each at most C{maxSize}).  Override when some bytes are reserved.
+        """
+        from hypothesis import strategies as st
+
+        return st.lists(st.binary(min_size=0 if self.supportsEmptyMessages else 1,
+                                  max_size=80), max_size=25)
+
+    def sampleMessages(self):
+        """
+        A few messages the framing can carry, for the fixed tests.
+        """
+        return [b"first", b"a little longer second message", b"3"]
+
+    def oversized(self):
+        """
+        A stream whose first frame is over C{maxSize}.
+        """
+        return self.encode([b"x" * (self.maxSize + 1)])
+
+    def connect(self, **kwargs):
+        kwargs.setdefault("options", self.options)
+        kwargs.setdefault("maxMessageSize", self.maxSize)
+        return connectFraming(self.plugin, **kwargs)
+
+    def finish(self, protocol):
+        """
+        End the connection cleanly (what a framing publishes at close, such
+        as C{chunks}' last chunk, comes out here).
+        """
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+    def assertSameMessages(self, received, sent):
+        if self.emitsWholeMessages:
+            self.assertEqual(received, sent)
+        else:
+            self.assertEqual(b"".join(received), b"".join(sent))
+            self.assertTrue(all(len(chunk) <= self.maxSize for chunk in received))
+
+    def test_providesInterface(self):
+        """
+        The plugin provides L{IFramingPlugin}, and its options' defaults are
+        valid values of their own coercers.
+        """
+        verifyObject(IFramingPlugin, self.plugin)
+        for option in self.plugin.options:
+            self.assertEqual(option.coerce(option.default), option.default)
+
+    def test_roundTrip(self):
+        """
+        Messages written in one read come out in order.
+        """
+        protocol, transport, sink = self.connect()
+        messages = self.sampleMessages()
+        protocol.dataReceived(self.encode(messages))
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, messages)
+        self.assertFalse(transport.disconnecting)
+
+    def test_anyChunking(self):
+        """
+        However a valid stream is cut into reads, the same messages come out
+        in the same order.
+        """
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        @settings(max_examples=150, deadline=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(messages=self.messageStrategy(),
+               cuts=st.lists(st.integers(0, 10_000), max_size=30))
+        def check(messages, cuts):
+            protocol, transport, sink = self.connect()
+            for chunk in _splitAt(self.encode(messages), cuts):
+                protocol.dataReceived(chunk)
+            self.finish(protocol)
+            received = sink.streams[0].messages
+            self.assertSameMessages(received, messages)
+
+        check()
+
+    def test_emptyMessages(self):
+        """
+        Empty messages round-trip where the framing can express them.
+        """
+        if not self.supportsEmptyMessages:
+            raise SkipTest(f"{self.plugin.name} cannot express an empty message")
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(self.encode([b"", b"between", b""]))
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, [b"", b"between", b""])
+
+    def test_overLimit(self):
+        """
+        A frame over the limit closes the connection, is counted as
+        C{too-large} and logged with the peer, and nothing of it is published;
+        a complete message before it is.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(self.encode([b"ok"]) + self.oversized())
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+        self.assertEqual(protocol.factory.config.stats.frameErrors[TOO_LARGE], 1)
+        self.assertSameMessages(sink.streams[0].messages, [b"ok"])
+        [event] = [e for e in events if e.get("reason") == TOO_LARGE]
+        self.assertEqual(event["peer"], "127.0.0.1:40000")
+        self.assertEqual(event["listener"], "test")
+
+    def test_bufferStaysBounded(self):
+        """
+        However much arrives, a connection buffers at most the limit plus one
+        read (here, one byte at a time past the limit closes it).
+        """
+        protocol, transport, sink = self.connect()
+        stream = self.oversized() + b"y" * (2 * self.maxSize)
+        for index in range(len(stream)):
+            protocol.dataReceived(stream[index:index + 1])
+            self.assertLessEqual(protocol.bufferedByteCount(), self.maxSize + 16)
+        self.assertTrue(transport.disconnecting)
+
+    def test_malformed(self):
+        """
+        Each malformed stream closes the connection with its reason, counted
+        once, and publishes nothing.
+        """
+        for data, reason in self.malformed:
+            protocol, transport, sink = self.connect()
+            protocol.dataReceived(data)
+            self.assertTrue(transport.disconnecting, data)
+            self.assertEqual(protocol.frameFailed, reason, data)
+            self.assertEqual(protocol.factory.config.stats.frameErrors[reason], 1)
+            self.assertEqual(sink.streams[0].messages, [], data)
+
+    def test_connectionLostMidFrame(self):
+        """
+        A stream ending mid-frame publishes the whole messages before it,
+        not the partial one, and counts an C{incomplete} event.
+        """
+        if not self.emitsWholeMessages:
+            raise SkipTest(f"{self.plugin.name} has no frames to leave incomplete")
+        protocol, transport, sink = self.connect()
+        whole = self.encode([b"whole"])
+        partial = self.encode([b"partial message"])[:-2]
+        protocol.dataReceived(whole + partial)
+        self.finish(protocol)
+        self.assertEqual(sink.streams[0].messages, [b"whole"])
+        self.assertTrue(sink.streams[0].closed)
+        self.assertEqual(protocol.factory.config.stats.frameErrors[INCOMPLETE], 1)
+
+    def test_otherConnectionsUnaffected(self):
+        """
+        One connection closed for bad input leaves another connection on the
+        same listener alone.
+        """
+        bad, badTransport, sink = self.connect()
+        good, goodTransport, _ = self.connect(
+            config=bad.factory.config, peerPort=40001
+        )
+        bad.dataReceived(self.oversized())
+        messages = self.sampleMessages()
+        good.dataReceived(self.encode(messages))
+        self.finish(good)
+        self.assertTrue(badTransport.disconnecting)
+        self.assertFalse(goodTransport.disconnecting)
+        self.assertSameMessages(sink.streams[1].messages, messages)
+
+    def test_pauseHoldsBufferedMessages(self):
+        """
+        While paused, the transport is paused and messages already buffered
+        are not delivered; resuming delivers them in order.
+        """
+        protocol, transport, sink = self.connect()
+        messages = self.sampleMessages()
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        protocol.dataReceived(self.encode(messages))
+        self.assertEqual(sink.streams[0].messages, [])
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, messages)
+
+    def test_pauseInsideDelivery(self):
+        """
+        A pause requested while a message is being delivered (a full
+        producer) stops delivery of the rest until resumed.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        original = stream.send
+
+        def sendThenPause(payload):
+            original(payload)
+            if len(stream.messages) == 1:
+                protocol.pauseProducing()
+
+        protocol._send = sendThenPause
+        messages = self.sampleMessages()
+        protocol.dataReceived(self.encode(messages))
+        self.assertEqual(len(stream.messages), 1)
+        protocol.resumeProducing()
+        self.finish(protocol)
+        self.assertSameMessages(stream.messages, messages)

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from gateway.framing import LengthPrefixedProtocol, LinesProtocol
 from gateway.interfaces import IFramingPlugin
-from gateway.registry import FramingError, loadFramings
+from gateway.registry import FramingError, FramingRegistry, loadFramings
 
 
 class LoadFramingsTests(SynchronousTestCase):
@@ -56,31 +56,59 @@ class LoadFramingsTests(SynchronousTestCase):
 
     def test_duplicateName(self):
         """
-        Two plugins with one name are refused, naming both.
+        Two plugins with one name are both refused, with an error naming both
+        modules; the other plugins stay available.
         """
         package = self.makePluginPackage(
             "from gateway.registry import FramingPlugin\n"
             "a = FramingPlugin('same', 'a', 'x.A')\n"
             "b = FramingPlugin('same', 'b', 'x.B')\n"
+            "c = FramingPlugin('other', 'c', 'x.C')\n"
         )
-        error = self.assertRaises(FramingError, loadFramings, package)
-        self.assertIn("x.A", str(error))
-        self.assertIn("x.B", str(error))
+        registry = FramingRegistry(package)
+        self.assertEqual(sorted(registry.plugins), ["other"])
+        [error] = registry.errors
+        self.assertIn("fakeplugins.extra.a", error)
+        self.assertIn("fakeplugins.extra.b", error)
+        self.assertRaises(FramingError, registry.get, "same")
 
     def test_brokenPlugin(self):
         """
         A plugin that claims L{IFramingPlugin} without implementing it is
-        refused with a message saying what is missing.
+        reported with its module and what is missing, without hiding the
+        other plugins.
         """
         package = self.makePluginPackage(
             "from zope.interface import implementer\n"
             "from twisted.plugin import IPlugin\n"
             "from gateway.interfaces import IFramingPlugin\n"
+            "from gateway.registry import FramingPlugin\n"
             "@implementer(IPlugin, IFramingPlugin)\n"
             "class Broken:\n"
             "    name = 'broken'\n"
             "broken = Broken()\n"
+            "fine = FramingPlugin('fine', 'ok', 'x.Fine')\n"
         )
-        error = self.assertRaises(FramingError, loadFramings, package)
-        self.assertIn("broken", str(error))
-        self.assertIn("buildFactory", str(error))
+        registry = FramingRegistry(package)
+        self.assertEqual(sorted(registry.plugins), ["fine"])
+        [error] = registry.errors
+        self.assertIn("fakeplugins.extra.broken", error)
+        self.assertIn("buildFactory", error)
+
+    def test_dottedPath(self):
+        """
+        A plugin that is not installed is found by its dotted path and
+        verified; a path to something else is refused.
+        """
+        registry = FramingRegistry()
+        plugin = registry.get("gateway.plugins.gateway_builtin:lines")
+        self.assertEqual(plugin.name, "lines")
+        self.assertRaises(FramingError, registry.get, "gateway.registry:FramingError")
+        self.assertRaises(FramingError, registry.get, "nope.nothing:Here")
+
+    def test_unknownNameListsKnown(self):
+        """
+        An unknown name is refused with the names available.
+        """
+        error = self.assertRaises(FramingError, FramingRegistry().get, "xml")
+        self.assertIn("lines", str(error))

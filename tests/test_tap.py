@@ -6,6 +6,7 @@ Tests for the C{twistd gateway} command line.
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from gateway.framing.options import ListenSpec
 from gateway.service import DEFAULT_MAX_MESSAGE_SIZE
 from gateway.tap import Options
 
@@ -29,7 +30,7 @@ class OptionsTests(SynchronousTestCase):
         options = self.parse(*VALID)
         self.assertEqual(options["bootstrap-servers"], "127.0.0.1:9092")
         self.assertEqual(options["max-message-size"], DEFAULT_MAX_MESSAGE_SIZE)
-        self.assertEqual(options["listen"], [("lines", "tcp:9000")])
+        self.assertEqual(options["listen"], [ListenSpec("lines", {}, "tcp:9000")])
         self.assertEqual(options["kafka-options"], {})
 
     def test_repeatableListenAndKafkaOptions(self):
@@ -47,8 +48,8 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(
             options["listen"],
-            [("lines", "tcp:9000:interface=127.0.0.1"),
-             ("length-prefixed", "unix:/tmp/g.sock")],
+            [ListenSpec("lines", {}, "tcp:9000:interface=127.0.0.1"),
+             ListenSpec("length-prefixed", {}, "unix:/tmp/g.sock")],
         )
         self.assertEqual(
             options["kafka-options"], {"linger.ms": "20", "client.id": "gw=1"}
@@ -89,7 +90,7 @@ class OptionsTests(SynchronousTestCase):
         """
         C{--listen} without C{=} and C{--kafka-option} without C{=} are refused.
         """
-        self.assertUsageError(["-t", "t", "--listen", "lines"], "FRAMING=ENDPOINT")
+        self.assertUsageError(["-t", "t", "--listen", "lines"], "ENDPOINT")
         self.assertUsageError(VALID + ["--kafka-option", "linger.ms"], "KEY=VALUE")
 
     def test_badKafkaOption(self):
@@ -99,6 +100,55 @@ class OptionsTests(SynchronousTestCase):
         """
         self.assertUsageError(VALID + ["--kafka-option", "lingr.ms=5"], "lingr.ms")
         self.assertUsageError(VALID + ["--kafka-option", "acks=1"], "acks")
+
+    def test_framingOptions(self):
+        """
+        Framing options are given in parentheses after the framing; escaped
+        commas and parentheses stay in values.
+        """
+        options = self.parse(
+            "-t", "t", "--listen",
+            "lines(delimiter=\\r\\n,max-size=65536)=tcp:9000",
+            "--listen", "lines(delimiter=a\\,b\\)) = tcp:9001",
+        )
+        self.assertEqual(
+            options["listen"],
+            [ListenSpec("lines", {"delimiter": "\\r\\n", "max-size": "65536"}, "tcp:9000"),
+             ListenSpec("lines", {"delimiter": "a\\,b\\)"}, "tcp:9001")],
+        )
+
+    def test_badFramingOptions(self):
+        """
+        An option the framing does not declare, a value its coercer refuses,
+        or unbalanced parentheses are usage errors naming the option.
+        """
+        self.assertUsageError(
+            ["-t", "t", "--listen", "lines(colour=red)=tcp:9000"], "colour"
+        )
+        self.assertUsageError(
+            ["-t", "t", "--listen", "length-prefixed(prefix-size=3)=tcp:9000"],
+            "prefix-size",
+        )
+        self.assertUsageError(
+            ["-t", "t", "--listen", "lines(max-size=0)=tcp:9000"], "max-size"
+        )
+        self.assertUsageError(
+            ["-t", "t", "--listen", "lines(delimiter=x=tcp:9000"], "not closed"
+        )
+
+    def test_dottedPathFraming(self):
+        """
+        A framing given as C{package.module:Name} is imported and verified;
+        one that does not exist is a usage error.
+        """
+        options = self.parse(
+            "-t", "t", "--listen",
+            "gateway.plugins.gateway_builtin:lines=tcp:9000",
+        )
+        self.assertEqual(options["listen"][0].framing, "gateway.plugins.gateway_builtin:lines")
+        self.assertUsageError(
+            ["-t", "t", "--listen", "no.such.module:Framing=tcp:9000"], "cannot be imported"
+        )
 
     def test_badMessageSize(self):
         """

@@ -1,38 +1,65 @@
 # -*- test-case-name: tests.test_framing -*-
 """
 What every framing protocol shares: opening the connection's message stream,
-the over-limit policy, and the log events that go with them.
+and the one policy for bad input.
 
-The framing itself (C{dataReceived}) stays in the Twisted receiver each
-protocol is built on; this mixin only wires it to the gateway.
+The policy: a frame over the limit, a malformed length or frame, or a stream
+ending mid-frame is logged as one structured event (listener, peer,
+connection, reason, sizes) and counted per reason in the listener's stats;
+the connection is closed; nothing partial is published.  Skipping a bad frame
+and carrying on is not safe for every framing, so no framing does.
 """
 
 from twisted.logger import Logger
 
 from gateway.listener import formatAddress
 
-__all__ = ["FramedProtocolMixin"]
+__all__ = [
+    "FramedProtocolMixin",
+    "TOO_LARGE",
+    "MALFORMED_LENGTH",
+    "MALFORMED_FRAME",
+    "INCOMPLETE",
+]
+
+#: A frame's size, declared or seen so far, is over the limit.
+TOO_LARGE = "too-large"
+#: A length field is not a length: non-digits, negative, too wide.
+MALFORMED_LENGTH = "malformed-length"
+#: The frame's structure is wrong, e.g. a netstring without its comma.
+MALFORMED_FRAME = "malformed-frame"
+#: The connection closed in the middle of a frame.
+INCOMPLETE = "incomplete"
 
 
 class FramedProtocolMixin:
     """
-    Mix into a C{twisted.protocols.basic} receiver, before it in the bases.
+    Mix into a protocol (usually a C{twisted.protocols.basic} receiver),
+    before it in the bases.
 
     The factory (L{gateway.factory.GatewayFactory}) sets C{factory},
-    C{connectionId} and C{MAX_LENGTH} before the connection is made.
+    C{connectionId} and C{MAX_LENGTH} before the connection is made;
+    C{self.options} is the listener's resolved framing options.
 
     :ivar peer: the client's address as C{host:port}.
     :ivar connectionId: a number unique within the listener.
-    :ivar overLimit: L{True} once the connection was closed for a frame over
-        the limit.
+    :ivar frameFailed: the reason the connection was closed for bad input,
+        or L{None}.
     """
 
     log = Logger()
     factory = None
     connectionId = 0
     peer = "?"
-    overLimit = False
+    frameFailed = None
     _stream = None
+
+    @property
+    def options(self):
+        """
+        The listener's resolved framing options.
+        """
+        return self.factory.config.options
 
     def connectionMade(self):
         """
@@ -54,20 +81,15 @@ class FramedProtocolMixin:
 
     def connectionLost(self, reason):
         """
-        Close the message stream; say so if a frame was left incomplete, since
-        its bytes are not published.
+        Close the message stream; an incomplete frame left in the buffer is
+        a bad-input event (it is not published).
         """
+        pending = self.bufferedByteCount()
+        if pending and self.frameFailed is None:
+            self.frameError(INCOMPLETE, buffered=pending)
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
-        pending = self.bufferedByteCount()
-        if pending and not self.overLimit:
-            self.log.info(
-                "{listener}: {peer} (connection {connection}) closed with "
-                "{pending} bytes of an incomplete frame, not published",
-                pending=pending,
-                **self.logFields(),
-            )
 
     def logFields(self):
         """
@@ -87,24 +109,37 @@ class FramedProtocolMixin:
         """
         raise NotImplementedError()
 
+    def frameError(self, reason, **sizes):
+        """
+        Apply the bad-input policy: log, count, close; only once per
+        connection.
+
+        :param reason: L{TOO_LARGE}, L{MALFORMED_LENGTH}, L{MALFORMED_FRAME},
+            L{INCOMPLETE} or a plugin's own short reason.
+        :param sizes: numbers worth logging, e.g. C{size=} (declared or seen)
+            and C{buffered=}.
+        """
+        if self.frameFailed is not None:
+            return
+        self.frameFailed = reason
+        self.factory.config.stats.frameErrors[reason] += 1
+        self.log.warn(
+            "{listener}: {peer} (connection {connection}): {reason} "
+            "(limit {limit} bytes, {sizes}); closing the connection, nothing "
+            "partial is published",
+            reason=reason,
+            limit=self.MAX_LENGTH,
+            sizes=", ".join(f"{k} {v}" for k, v in sorted(sizes.items())) or "-",
+            **sizes,
+            **self.logFields(),
+        )
+        if self.transport is not None:
+            self.transport.loseConnection()
+
     def messageTooLarge(self, size):
         """
-        A frame is over the limit: log it and close this connection only.
-
-        Skipping the frame and carrying on is not safe for every framing
-        (the receivers keep the oversized bytes buffered), so the policy is
-        the same for all: disconnect.
+        A frame is over the limit.
 
         :param size: the frame's declared or observed size, in bytes.
         """
-        if self.overLimit:
-            return
-        self.overLimit = True
-        self.log.warn(
-            "{listener}: {peer} (connection {connection}) sent a frame of "
-            "{size} bytes, over the {limit}-byte limit; closing the connection",
-            size=size,
-            limit=self.MAX_LENGTH,
-            **self.logFields(),
-        )
-        self.transport.loseConnection()
+        self.frameError(TOO_LARGE, size=size)

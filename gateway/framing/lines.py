@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_framing -*-
 """
-C{lines}: each message ends with a newline (C{\\n}); the newline is not
-published.
+C{lines}: each message ends with a delimiter (C{\\n} by default), which is
+not published.
 """
 
 from twisted.protocols.basic import LineReceiver
@@ -21,14 +21,29 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
     pause.  This keeps C{LineReceiver}'s attributes, limits and
     pause/resume (C{paused}, C{pauseProducing}, C{resumeProducing}) and
     splits with one C{bytes.split} per read.  Raw mode is not supported.
+
+    Options: C{delimiter} (bytes), C{strip-cr} (drop one C{\\r} before the
+    delimiter).
     """
 
     delimiter = b"\n"
+    stripCR = False
+
+    def connectionMade(self):
+        """
+        Take the delimiter and C{strip-cr} from the listener's options.
+        """
+        options = self.options
+        self.delimiter = options.get("delimiter", self.delimiter)
+        self.stripCR = options.get("strip-cr", self.stripCR)
+        FramedProtocolMixin.connectionMade(self)
 
     def lineReceived(self, line):
         """
         Publish one line (used by callers of the L{LineReceiver} API).
         """
+        if self.stripCR and line.endswith(b"\r"):
+            line = line[:-1]
         self._send(line)
 
     def dataReceived(self, data):
@@ -36,8 +51,8 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
         Publish every complete line in the buffer, unless paused; keep the
         rest, and close the connection when a line grows past C{MAX_LENGTH}.
         """
-        if self._busyReceiving or self.overLimit:
-            if not self.overLimit:
+        if self._busyReceiving or self.frameFailed:
+            if not self.frameFailed:
                 self._buffer += data
             return
         buffer = self._buffer + data if self._buffer else data
@@ -48,6 +63,9 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
         lines = buffer.split(delimiter)
         rest = lines.pop()
         limit = self.MAX_LENGTH
+        if self.stripCR:
+            # One more byte is allowed for the \r that is not published.
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         # One C-level length check per read; the per-line check only runs
         # when some line is known to be too long.
         tooLong = bool(lines) and max(map(len, lines)) > limit
@@ -61,10 +79,15 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
                     return
                 send(line)
                 if self.paused:
-                    lines.append(rest)
-                    self._buffer = delimiter.join(lines[index + 1 :])
+                    # Stripped \r bytes are gone from what is kept; put them
+                    # back by keeping the unsent lines as received.
+                    remaining = buffer.split(delimiter)[index + 1:]
+                    self._buffer = delimiter.join(remaining)
                     return
-            if len(rest) >= limit + len(delimiter):
+            # The rest may end with the start of a multi-byte delimiter (and
+            # a \r), so it is too long only past the limit plus those bytes.
+            slack = len(delimiter) - 1 + (1 if self.stripCR else 0)
+            if len(rest) > limit + slack:
                 self._buffer = b""
                 self.messageTooLarge(len(rest))
                 return

@@ -145,7 +145,7 @@ def test_overLimitClosesOnlyThatConnection(kafka, gateway):
     good.close()
     records = consume(kafka.bootstrap, topic, count=3, timeout=30)
     assert sorted(r.value for r in records) == [b"after", b"before", b"fine"]
-    assert "over the 100-byte limit" in process.log()
+    assert "too-large (limit 100 bytes, size 101)" in process.log()
     assert consume(kafka.bootstrap, topic, timeout=2) == records
 
 

@@ -122,12 +122,14 @@ class FramedProtocolMixin:
         if self.frameFailed is not None:
             return
         self.frameFailed = reason
-        self.factory.config.stats.frameErrors[reason] += 1
+        counts = self.factory.config.stats.frameErrors
+        counts[reason] += 1
         self.log.warn(
             "{listener}: {peer} (connection {connection}): {reason} "
             "(limit {limit} bytes, {sizes}); closing the connection, nothing "
-            "partial is published",
+            "partial is published ({total} {reason} on this listener)",
             reason=reason,
+            total=counts[reason],
             limit=self.MAX_LENGTH,
             sizes=", ".join(f"{k} {v}" for k, v in sorted(sizes.items())) or "-",
             **sizes,

@@ -5,7 +5,8 @@ Framing options: how a plugin declares them, and how a listener gives them.
 On the command line a listener is C{FRAMING[(NAME=VALUE,...)]=ENDPOINT}, for
 example C{lines(delimiter=\\r\\n,max-size=65536)=tcp:9000}.  Values take
 backslash escapes (C{\\n}, C{\\r}, C{\\t}, C{\\0}, C{\\xHH}, C{\\\\}, C{\\,},
-C{\\)}) so any byte string can be written.
+C{\\)}) so any byte string can be written; spaces around names and values
+are ignored (a space is C{\\x20}).
 """
 
 import re
@@ -184,7 +185,9 @@ def _splitOptions(text):
             raise OptionError(f"option {pair!r}: expected NAME=VALUE")
         if name in options:
             raise OptionError(f"option {name!r} given twice")
-        options[name] = value
+        # Spaces around values are layout; a value that is a space is
+        # written \x20.
+        options[name] = value.strip()
     return options
 
 

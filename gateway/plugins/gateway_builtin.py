@@ -33,3 +33,25 @@ lengthPrefixed = FramingPlugin(
                       "the length counts the prefix's own bytes", "bool"),
     ],
 )
+
+# Appended with the varint and chunks framings (kept apart from the imports
+# above so that framings added concurrently only ever append to this file).
+from gateway.framing.options import integer  # noqa: E402
+
+varint = FramingPlugin(
+    "varint",
+    "each message after its length as a base-128 varint, as protobuf's writeDelimitedTo",
+    "gateway.framing.varint.VarintProtocol",
+)
+
+chunks = FramingPlugin(
+    "chunks",
+    "no framing: the byte stream in chunks of at most max-size bytes, cut when full, "
+    "after idle-ms without data, and at close",
+    "gateway.framing.chunks.ChunksProtocol",
+    options=[
+        FramingOption("idle-ms", integer(minimum=0), 200,
+                      "publish the bytes buffered after this many milliseconds without "
+                      "data (0: only full chunks, and the rest at close)", "milliseconds"),
+    ],
+)

@@ -1,0 +1,162 @@
+# -*- test-case-name: tests.test_framing_varint_chunks -*-
+"""
+C{varint}: each message follows its length as a base-128 varint, the format
+of protobuf's C{writeDelimitedTo} / C{parseDelimitedFrom}.
+
+A varint is little-endian groups of 7 bits, one group per byte, the high bit
+of a byte set when another byte follows: 0 is C{00}, 127 is C{7F}, 128 is
+C{80 01}, 300 is C{AC 02}.  At most 10 bytes carry the 64 bits of an
+unsigned 64-bit length.
+
+Bad input:
+
+ - a varint of more than 10 bytes, or whose value needs more than 64 bits,
+   is L{MALFORMED_LENGTH}, decided by the 10th byte;
+ - a length over the limit is L{TOO_LARGE}, decided by the first byte after
+   which the value read so far is over the limit, without waiting for the
+   rest of the varint (later bytes can only add to it), so the reason never
+   depends on how the bytes were cut into reads;
+ - a non-minimal encoding (C{80 00} for 0, C{81 80 00} for 1) is accepted,
+   as protobuf's parsers accept it; it is only bounded by the 10 bytes.
+"""
+
+from twisted.protocols.basic import IntNStringReceiver, StringTooLongError
+
+from gateway.framing._base import MALFORMED_LENGTH, FramedProtocolMixin
+
+__all__ = ["VarintProtocol", "encodeVarint", "MAX_VARINT_BYTES"]
+
+#: The most bytes a varint may have: 10 groups of 7 bits hold 64 bits.
+MAX_VARINT_BYTES = 10
+
+
+def encodeVarint(value):
+    """
+    Encode an unsigned integer as a minimal base-128 varint.
+
+    :param value: from 0 to C{2 ** 64 - 1}.
+    :rtype: L{bytes}
+    :raises ValueError: for a value outside that range.
+    """
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"a varint holds 0 to 2**64-1, not {value}")
+    out = bytearray()
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
+    """
+    An L{IntNStringReceiver} whose length prefix is a varint.
+
+    It keeps C{IntNStringReceiver}'s single buffer (C{_unprocessed}) and its
+    pause/resume (C{paused}, C{pauseProducing}, and C{resumeProducing},
+    which delivers what is buffered), and has its own C{dataReceived}: one
+    pass over a whole read with an offset, a one-byte varint (messages under
+    128 bytes) read with one index, longer ones with a loop of at most 10
+    steps, one slice per message.
+
+    A C{resumeProducing} called from inside a delivery (a pause and a resume
+    within one C{send}) lets the running loop go on instead of delivering the
+    same buffer a second time.
+    """
+
+    _receiving = False
+
+    def stringReceived(self, string):
+        """
+        Publish one message.
+        """
+        self._send(string)
+
+    def sendString(self, string):
+        """
+        Send C{string} to the client after its varint length.
+        """
+        if len(string) >= 1 << 64:
+            raise StringTooLongError("a varint length holds at most 2**64-1")
+        self.transport.write(encodeVarint(len(string)) + string)
+
+    def dataReceived(self, data):
+        """
+        Publish every complete message in the buffer unless paused; close the
+        connection on a malformed varint or a length over the limit.
+        """
+        if self.frameFailed:
+            return
+        if self._receiving:
+            # Re-entered from a send, e.g. by resumeProducing: the loop
+            # below goes on by itself and picks up these bytes when it ends.
+            self._unprocessed += data
+            return
+        buffer = self._unprocessed + data if self._unprocessed else data
+        self._unprocessed = b""
+        self._receiving = True
+        try:
+            offset = 0
+            size = len(buffer)
+            limit = self.MAX_LENGTH
+            send = self._send
+            while True:
+                while offset < size and not self.paused:
+                    length = buffer[offset]
+                    start = offset + 1
+                    if length > 0x7F:
+                        length &= 0x7F
+                        shift = 7
+                        while start < size:
+                            byte = buffer[start]
+                            start += 1
+                            if shift == 63 and byte > 1:
+                                # A 10th byte that continues, or bits past 64.
+                                self._refuse(MALFORMED_LENGTH, prefixBytes=start - offset)
+                                return
+                            length |= (byte & 0x7F) << shift
+                            if length > limit:
+                                self._refuse(None, size=length)
+                                return
+                            if byte < 0x80:
+                                break
+                            shift += 7
+                        else:
+                            # The varint goes on in a later read.
+                            break
+                    elif length > limit:
+                        self._refuse(None, size=length)
+                        return
+                    end = start + length
+                    if end > size:
+                        break
+                    send(buffer[start:end])
+                    offset = end
+                rest = buffer[offset:] if offset else buffer
+                late = self._unprocessed
+                if not late:
+                    self._unprocessed = rest
+                    return
+                buffer, offset, self._unprocessed = rest + late, 0, b""
+                size = len(buffer)
+        finally:
+            self._receiving = False
+
+    def _refuse(self, reason, size=None, **sizes):
+        """
+        Drop the buffer and apply the bad-input policy.
+
+        :param reason: a reason, or L{None} for a length over the limit.
+        :param size: the length, or what was read of it, when over the limit.
+        """
+        self._unprocessed = b""
+        if reason is None:
+            self.messageTooLarge(size)
+        else:
+            self.frameError(reason, **sizes)
+
+    def bufferedByteCount(self):
+        """
+        :return: bytes of an incomplete varint or message.
+        """
+        return len(self._unprocessed)

@@ -1,0 +1,603 @@
+"""
+End-to-end throughput against a real Kafka broker.
+
+Starts a local Kafka (C{gateway.devkafka}, broker name "bench"), then, on
+fresh topics of the same shape:
+
+  (a) baseline: a Python loop calling confluent-kafka's C{produce()} with the
+      gateway's own producer configuration (C{producerConfig}) and the same
+      key and headers per connection, C{poll(0)} every 1000 messages, then
+      C{flush()};
+  (b) the gateway: C{twistd -n gateway} as a subprocess, C clients (in a
+      separate client process) sending M messages in total as fast as they
+      can; timed from the go signal until the topic's high watermarks add up
+      to M (Kafka holds every message).
+
+Prints messages/s and MB/s of each, the ratio gateway/baseline, the
+gateway's CPU (reactor thread vs whole process), its peak RSS (VmHWM) and
+its TCP connections to the broker (counted from /proc).  With C{--profile}
+a further gateway run is made under cProfile (C{twistd --profile}), and the
+top functions by own time are printed.
+
+Run from the repository root:
+
+    .venv/bin/python bench/throughput.py [--messages 500000] [--size 100]
+        [--clients 50] [--framing lines|length-prefixed] [--profile]
+"""
+
+import argparse
+import multiprocessing
+import os
+import pstats
+import selectors
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    FRAMINGS,
+    ROOT,
+    cpuTimes,
+    frame,
+    payloads,
+    procStatus,
+    rate,
+    table,
+)
+
+#: The bytes a client hands to one C{send()} call at most.
+SEND_CHUNK = 256 * 1024
+WATERMARK_INTERVAL = 0.05
+#: Gateway log lines worth showing after a run: warnings and errors (the
+#: log file's "[namespace#level]" tag) and tracebacks, but not the expected
+#: back-pressure warning, which is counted on its own.
+PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
+PAUSE = "producer queue full: pausing"
+
+
+# The client process
+
+
+def _connectionShares(messages, clients):
+    """
+    How many messages each connection sends: as even as possible.
+    """
+    base, extra = divmod(messages, clients)
+    return [base + (1 if c < extra else 0) for c in range(clients)]
+
+
+def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done):
+    """
+    One client process: connect every connection, build every connection's
+    byte stream in advance, wait for C{go}, then write all of them as fast as
+    the sockets take them (non-blocking, round robin through a selector).
+
+    :param shares: the number of messages of each of this process's
+        connections.
+    :param firstIndex: the global index of this process's first message.
+    """
+    try:
+        buffers = []
+        index = firstIndex
+        for count in shares:
+            buffers.append(frame(framing, payloads(count, size, start=index)))
+            index += count
+        sockets = []
+        for _ in shares:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setblocking(False)
+            sockets.append(sock)
+        ready.put(("ready", os.getpid()))
+    except BaseException as e:
+        ready.put(("error", f"{type(e).__name__}: {e}"))
+        raise
+    go.wait()
+    start = time.monotonic()
+    selector = selectors.DefaultSelector()
+    pending = 0
+    for sock, buffer in zip(sockets, buffers):
+        if buffer:
+            selector.register(sock, selectors.EVENT_WRITE, [memoryview(buffer), 0])
+            pending += 1
+    sent = 0
+    while pending:
+        for key, _ in selector.select():
+            state = key.data
+            view, offset = state
+            try:
+                n = key.fileobj.send(view[offset:offset + SEND_CHUNK])
+            except BlockingIOError:
+                continue
+            offset += n
+            sent += n
+            state[1] = offset
+            if offset >= len(view):
+                selector.unregister(key.fileobj)
+                pending -= 1
+    end = time.monotonic()
+    results.put((start, end, sent))
+    # Keep the connections open until the parent has seen every message in
+    # Kafka, so the gateway is measured with all its clients connected.
+    done.wait()
+    for sock in sockets:
+        sock.close()
+
+
+class Clients:
+    """
+    The client processes of one run.
+    """
+
+    def __init__(self, port, framing, size, messages, clients, processes):
+        context = multiprocessing.get_context("spawn")
+        self.ready = context.Queue()
+        self.results = context.Queue()
+        self.go = context.Event()
+        self.done = context.Event()
+        shares = _connectionShares(messages, clients)
+        processes = max(1, min(processes, clients))
+        self.processes = []
+        index = 0
+        for p in range(processes):
+            mine = shares[p::processes]
+            process = context.Process(
+                target=clientProcess,
+                args=(port, framing, size, mine, index, self.ready, self.go,
+                      self.results, self.done),
+                daemon=True,
+            )
+            index += sum(mine)
+            self.processes.append(process)
+
+    def start(self, timeout=120.0):
+        for process in self.processes:
+            process.start()
+        for _ in self.processes:
+            state, detail = self.ready.get(timeout=timeout)
+            if state != "ready":
+                raise RuntimeError(f"client process failed: {detail}")
+
+    def collect(self, timeout=60.0):
+        return [self.results.get(timeout=timeout) for _ in self.processes]
+
+    def stop(self):
+        self.done.set()
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+# Kafka helpers
+
+
+def createTopic(bootstrap, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(30)
+    return name
+
+
+class Watermarks:
+    """
+    Count the records a topic holds from its partitions' high watermarks,
+    without consuming them.
+    """
+
+    def __init__(self, bootstrap, topic, partitions):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-watermarks-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        })
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def total(self):
+        return sum(
+            self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            for tp in self.partitions
+        )
+
+    def close(self):
+        self.consumer.close()
+
+
+def recordFields(listener, clients):
+    """
+    The key and headers the gateway gives each connection's records (see
+    L{gateway.router.MessageStream}), for a baseline of the same shape.
+    """
+    from gateway.router import LISTENER_HEADER, PEER_HEADER
+
+    fields = []
+    for c in range(clients):
+        peer = f"127.0.0.1:{40000 + c}"
+        fields.append((
+            f"{listener}/{peer}".encode(),
+            [(LISTENER_HEADER, listener.encode()), (PEER_HEADER, peer.encode())],
+        ))
+    return fields
+
+
+# (a) the baseline
+
+
+def runBaseline(bootstrap, topic, warmupTopic, partitions, args, brokerPid):
+    from confluent_kafka import Producer
+
+    from gateway.kafka.producer import producerConfig
+
+    shares = _connectionShares(args.messages, args.clients)
+    fields = recordFields(args.framing, args.clients)
+    # Blocks of up to 1000 messages of one connection, connections taking
+    # turns, as the gateway would see them arrive.
+    blocks = []
+    index = 0
+    remaining = list(shares)
+    while any(remaining):
+        for c, left in enumerate(remaining):
+            if not left:
+                continue
+            n = min(1000, left)
+            key, headers = fields[c]
+            blocks.append((key, headers, payloads(n, args.size, start=index)))
+            index += n
+            remaining[c] -= n
+
+    producer = Producer(producerConfig(bootstrap))
+    produce, poll = producer.produce, producer.poll
+    # Warm up as the gateway's producer is by the time clients send: broker
+    # connection up and idempotent producer id acquired (on another topic, so
+    # the benchmark topic's metadata is fetched inside the timing, as it is
+    # for the gateway).
+    produce(warmupTopic, b"warm-up")
+    if producer.flush(60):
+        raise RuntimeError("baseline: warm-up message not delivered")
+    blocked = 0
+    _, brokerCpu0 = cpuTimes(brokerPid)
+    cpuAll0 = cpuTimes(os.getpid())[1]
+    thread0 = time.thread_time()
+    start = time.perf_counter()
+    for key, headers, block in blocks:
+        for value in block:
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:
+                    blocked += 1
+                    poll(0.01)
+        poll(0)
+    loopThread = time.thread_time() - thread0
+    left = producer.flush(120)
+    elapsed = time.perf_counter() - start
+    cpuAll = cpuTimes(os.getpid())[1] - cpuAll0
+    _, brokerCpu1 = cpuTimes(brokerPid)
+    del producer
+    if left:
+        raise RuntimeError(f"baseline: {left} messages not delivered after flush")
+    marks = Watermarks(bootstrap, topic, partitions)
+    try:
+        held = marks.total()
+    finally:
+        marks.close()
+    if held != args.messages:
+        raise RuntimeError(f"baseline: topic holds {held} records, not {args.messages}")
+    return {
+        "seconds": elapsed, "queueFull": blocked, "cpuMain": loopThread,
+        "cpuAll": cpuAll, "cpuBroker": brokerCpu1 - brokerCpu0,
+    }
+
+
+# (b) the gateway
+
+
+def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
+    from tests.integration.gatewayprocess import GatewayProcess, socketsTo
+
+    brokerPort = int(bootstrap.rsplit(":", 1)[1])
+    workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
+    process = GatewayProcess(workdir.name, [
+        "--bootstrap-servers", bootstrap,
+        "--topic", topic,
+        "--listen", f"{args.framing}=tcp:0:interface=127.0.0.1",
+    ])
+    if profileFile is not None:
+        at = process.command.index("gateway")
+        process.command[at:at] = [
+            f"--profile={profileFile}", "--profiler=cprofile", "--savestats",
+        ]
+    clients = None
+    marks = None
+    result = {}
+    try:
+        process.start(listeners=1, timeout=60)
+        pid = process.process.pid
+        port = next(iter(process.ports.values()))
+        clients = Clients(
+            port, args.framing, args.size, args.messages, args.clients,
+            args.client_processes,
+        )
+        clients.start()
+        marks = Watermarks(bootstrap, topic, partitions)
+        # Connect the watermark consumer, and let the gateway accept every
+        # connection, before the clock starts.
+        if marks.total() != 0:
+            raise RuntimeError(f"topic {topic} is not empty")
+        time.sleep(0.5)
+        result["brokerConnectionsIdle"] = socketsTo(pid, brokerPort)
+        cpuMain0, cpuAll0 = cpuTimes(pid)
+        _, brokerCpu0 = cpuTimes(brokerPid)
+        start = time.monotonic()
+        clients.go.set()
+        held = 0
+        deadline = start + args.timeout
+        midSample = None
+        while held < args.messages:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"gateway: Kafka holds {held} of {args.messages} messages "
+                    f"after {args.timeout:g} s\n{process.log()[-3000:]}"
+                )
+            if process.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early\n{process.log()[-3000:]}")
+            time.sleep(WATERMARK_INTERVAL)
+            held = marks.total()
+            if midSample is None and held >= args.messages // 2:
+                midSample = socketsTo(pid, brokerPort)
+        end = time.monotonic()
+        cpuMain1, cpuAll1 = cpuTimes(pid)
+        _, brokerCpu1 = cpuTimes(brokerPid)
+        sends = clients.collect()
+        result.update(
+            seconds=end - start,
+            held=held,
+            clientSeconds=max(e for _, e, _ in sends) - start,
+            bytesSent=sum(n for _, _, n in sends),
+            cpuMain=cpuMain1 - cpuMain0,
+            cpuAll=cpuAll1 - cpuAll0,
+            cpuBroker=brokerCpu1 - brokerCpu0,
+            brokerConnectionsMid=midSample,
+            brokerConnectionsEnd=socketsTo(pid, brokerPort),
+            peakRssKb=procStatus(pid, "VmHWM"),
+            rssKb=procStatus(pid, "VmRSS"),
+        )
+    finally:
+        if clients is not None:
+            clients.stop()
+        if marks is not None:
+            marks.close()
+        code = process.stop()
+        log = process.log()
+        workdir.cleanup()
+    result["exitCode"] = code
+    result["pauses"] = log.count(PAUSE)
+    result["logProblems"] = [
+        line for line in log.splitlines()
+        if any(word in line for word in PROBLEMS) and PAUSE not in line
+    ]
+    return result
+
+
+def printProfile(path, messages, top):
+    stats = pstats.Stats(str(path))
+    entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)
+    total = stats.total_tt
+    rows = []
+    for (filename, line, name), (cc, nc, tt, ct, _) in entries[:top]:
+        where = filename
+        if where.startswith(str(ROOT)):
+            where = os.path.relpath(where, ROOT)
+        elif "site-packages/" in where:
+            where = where.split("site-packages/", 1)[1]
+        label = f"{name}" if filename == "~" else f"{where}:{line}({name})"
+        calls = f"{nc:,}" if nc == cc else f"{nc:,}/{cc:,}"
+        rows.append([
+            label, calls, f"{tt:.3f}", f"{tt / total * 100:.1f}%",
+            f"{tt / messages * 1e9:.0f}", f"{ct:.3f}",
+        ])
+    print(f"top {top} functions by own time (tottime), total {total:.2f} s "
+          f"profiled; ns/msg = tottime / messages")
+    print(table(
+        ["function", "calls", "tottime s", "share", "ns/msg", "cumtime s"], rows
+    ))
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def cpuCell(run, messages):
+    """
+    CPU of the producing thread (the baseline's loop, the gateway's reactor)
+    per message, of its whole process, and of the broker, during the run.
+    """
+    return (
+        f"{run['cpuMain'] / messages * 1e9:,.0f}",
+        f"{run['cpuAll']:.2f}",
+        f"{run['cpuBroker']:.2f}",
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--messages", type=int, default=500_000,
+                        help="messages in total (M)")
+    parser.add_argument("--size", type=int, default=100, help="payload bytes")
+    parser.add_argument("--clients", type=int, default=50,
+                        help="client TCP connections (C)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the connections are shared by")
+    parser.add_argument("--framing", choices=FRAMINGS, default="lines")
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="partitions of each benchmark topic")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="baseline and gateway runs, alternating")
+    parser.add_argument("--kafka-version", default="4")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds a gateway run may take")
+    parser.add_argument("--profile", action="store_true",
+                        help="also run the gateway once under cProfile and "
+                        "print where its time goes")
+    parser.add_argument("--profile-top", type=int, default=15)
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--keep-broker-data", action="store_true",
+                        help="do not wipe the 'bench' broker's data on stop")
+    args = parser.parse_args(argv)
+    if min(args.messages, args.clients, args.size, args.repeat) < 1:
+        parser.error("--messages, --clients, --size and --repeat must be positive")
+
+    from gateway.devkafka import DevKafka
+    from tests.integration.gatewayprocess import CLEAN_EXIT
+
+    payloadMb = args.messages * args.size / 1e6
+    print(
+        f"end-to-end throughput: {args.messages:,} messages of {args.size} bytes "
+        f"({payloadMb:.1f} MB of payload), {args.clients} connections in "
+        f"{args.client_processes} client process(es), framing {args.framing}, "
+        f"{args.partitions} partitions, {args.repeat} runs each; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    broker = DevKafka(version=args.kafka_version, name="bench", port=None)
+    try:
+        began = time.monotonic()
+        bootstrap = broker.start(timeout=120.0)
+        brokerPid = broker.pid
+        print(f"Kafka {broker.version} on {bootstrap} "
+              f"(started in {time.monotonic() - began:.1f} s)", flush=True)
+        baselines, gateways = [], []
+        for run in range(1, args.repeat + 1):
+            if not args.skip_baseline:
+                topic = createTopic(bootstrap, args.partitions)
+                warmup = createTopic(bootstrap, 1)
+                b = runBaseline(bootstrap, topic, warmup, args.partitions, args,
+                                brokerPid)
+                baselines.append(b)
+                print(f"run {run}: baseline {b['seconds']:.2f} s "
+                      f"(queue full {b['queueFull']} times)", flush=True)
+            topic = createTopic(bootstrap, args.partitions)
+            g = runGateway(bootstrap, topic, args.partitions, args, brokerPid)
+            gateways.append(g)
+            print(f"run {run}: gateway  {g['seconds']:.2f} s "
+                  f"({g['pauses']} back-pressure pauses)", flush=True)
+
+        rows = []
+        labels = [("baseline: produce() loop", r) for r in baselines]
+        labels += [(f"gateway ({args.framing}, {args.clients} conns)", r)
+                   for r in gateways]
+        for label, r in labels:
+            rows.append([
+                label, f"{r['seconds']:.2f}", rate(args.messages / r["seconds"]),
+                f"{payloadMb / r['seconds']:.1f}", *cpuCell(r, args.messages),
+            ])
+        print()
+        print(table(
+            ["run", "seconds", "messages/s", "MB/s",
+             "producing thread CPU ns/msg", "process CPU s", "broker CPU s"],
+            rows,
+        ))
+        bestGateway = min(r["seconds"] for r in gateways)
+        medianGateway = median([r["seconds"] for r in gateways])
+        print()
+        print(
+            f"gateway best {rate(args.messages / bestGateway)} messages/s "
+            f"({payloadMb / bestGateway:.1f} MB/s), median "
+            f"{rate(args.messages / medianGateway)} messages/s"
+        )
+        if baselines:
+            bestBaseline = min(r["seconds"] for r in baselines)
+            medianBaseline = median([r["seconds"] for r in baselines])
+            print(
+                f"baseline best {rate(args.messages / bestBaseline)} messages/s "
+                f"({payloadMb / bestBaseline:.1f} MB/s), median "
+                f"{rate(args.messages / medianBaseline)} messages/s"
+            )
+            cpuRatio = (
+                median([r["cpuMain"] for r in gateways])
+                / median([r["cpuMain"] for r in baselines])
+            )
+            print(
+                f"ratio gateway/baseline: throughput best {bestBaseline / bestGateway:.2f}, "
+                f"median {medianBaseline / medianGateway:.2f}; producing-thread "
+                f"CPU per message {cpuRatio:.2f}"
+            )
+        last = gateways[-1]
+        print(
+            f"gateway (last run): clients had written every byte after "
+            f"{last['clientSeconds']:.2f} s; Kafka held all {last['held']:,} "
+            f"after {last['seconds']:.2f} s"
+        )
+        print(
+            f"gateway (last run) CPU: reactor thread {last['cpuMain']:.2f} s "
+            f"({last['cpuMain'] / last['seconds'] * 100:.0f}% of a core), "
+            f"whole process {last['cpuAll']:.2f} s "
+            f"({last['cpuAll'] / last['seconds'] * 100:.0f}%); broker "
+            f"{last['cpuBroker']:.2f} s; {os.cpu_count()} CPUs x "
+            f"{last['seconds']:.2f} s = {os.cpu_count() * last['seconds']:.2f} s"
+        )
+        print(
+            "gateway peak RSS (VmHWM): "
+            + ", ".join(f"{r['peakRssKb'] / 1024:.1f}" for r in gateways)
+            + " MiB"
+        )
+        print(
+            "gateway TCP connections to the broker port (before sending, "
+            "mid-run, at the end): "
+            + "; ".join(
+                f"{r['brokerConnectionsIdle']}, {r['brokerConnectionsMid']}, "
+                f"{r['brokerConnectionsEnd']}" for r in gateways
+            )
+            + f" (with {args.clients} client connections)"
+        )
+        problems = [line for r in gateways for line in r["logProblems"]]
+        exits = {
+            "clean" if r["exitCode"] in CLEAN_EXIT else str(r["exitCode"])
+            for r in gateways
+        }
+        print(
+            f"gateway logs: {sum(r['pauses'] for r in gateways)} back-pressure "
+            f"pauses, {len(problems)} problem lines; exits: {', '.join(sorted(exits))}"
+        )
+        for line in problems[:10]:
+            print(f"    {line}")
+        if args.profile:
+            with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+                profileFile = Path(tmp) / "gateway.pstats"
+                topic = createTopic(bootstrap, args.partitions)
+                prof = runGateway(bootstrap, topic, args.partitions, args,
+                                  brokerPid, profileFile)
+                print()
+                print(
+                    f"under cProfile (slower, not comparable): "
+                    f"{prof['seconds']:.2f} s, "
+                    f"{rate(args.messages / prof['seconds'])} messages/s, "
+                    f"reactor thread CPU {prof['cpuMain']:.2f} s"
+                )
+                printProfile(profileFile, args.messages, args.profile_top)
+    finally:
+        broker.stop(wipe=not args.keep_broker_data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,24 @@ lengthPrefixed = FramingPlugin(
     ],
 )
 
+netstring = FramingPlugin(
+    "netstring",
+    "each message as a djb netstring: its length in ASCII decimal, ':', the message, ','",
+    "gateway.framing.netstring.NetstringProtocol",
+)
+
+octetCounting = FramingPlugin(
+    "octet-counting",
+    "syslog frames as RFC 6587 3.4.1 counts them: MSG-LEN in ASCII decimal, a space, the message",
+    "gateway.framing.octetcounting.OctetCountingProtocol",
+    options=[
+        FramingOption("allow-newline", boolean, False,
+                      "also accept frames ended by \\n (RFC 6587 3.4.2) on the same "
+                      "connection, told apart by their first byte (a digit starts an "
+                      "octet-counted frame)", "bool"),
+    ],
+)
+
 # Appended with the varint and chunks framings (kept apart from the imports
 # above so that framings added concurrently only ever append to this file).
 from gateway.framing.options import integer  # noqa: E402

@@ -1,0 +1,435 @@
+# -*- test-case-name: tests.test_framing_netstring_syslog -*-
+"""
+The C{netstring} and C{octet-counting} framings against the conformance kit,
+in their option variants, plus what is particular to each.
+"""
+
+from twisted.protocols.basic import NetstringReceiver
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway.framing._base import (
+    INCOMPLETE,
+    MALFORMED_FRAME,
+    MALFORMED_LENGTH,
+    TOO_LARGE,
+)
+from gateway.framing.netstring import NetstringProtocol
+from gateway.framing.octetcounting import OctetCountingProtocol
+from gateway.registry import loadFramings
+from gateway.testing import FramingConformanceMixin, connectFraming
+
+FRAMINGS = loadFramings()
+
+#: RFC 5424 section 6.5's first two examples, as RFC 6587 would carry them.
+SYSLOG_SU = (
+    b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
+    b"\xef\xbb\xbf'su root' failed for lonvick on /dev/pts/8"
+)
+SYSLOG_EVNT = (
+    b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
+    b"%% It's time to make the do-nuts."
+)
+
+
+def netstring(message):
+    """
+    :return: C{message} as a netstring.
+    """
+    return b"%d:%s," % (len(message), message)
+
+
+def octetCounted(message):
+    """
+    :return: C{message} as an RFC 6587 octet-counted frame.
+    """
+    return b"%d %s" % (len(message), message)
+
+
+def forNewlineFrame(message):
+    """
+    Make C{message} something a newline-terminated frame can carry and that
+    is not mistaken for an octet-counted frame: no C{LF}, not empty, not
+    starting with a digit.
+    """
+    message = message.replace(b"\n", b"").lstrip(b"0123456789")
+    return message or b"-"
+
+
+class ReentrantDeliveryMixin:
+    """
+    A test both framings add to the kit.
+    """
+
+    def test_resumeInsideDelivery(self):
+        """
+        A pause and resume both requested while a message is delivered
+        (re-entering C{dataReceived}) deliver every message once, in order.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        original = stream.send
+
+        def sendThenBounce(payload):
+            original(payload)
+            if len(stream.messages) == 1:
+                protocol.pauseProducing()
+                protocol.resumeProducing()
+
+        protocol._send = sendThenBounce
+        messages = self.sampleMessages()
+        protocol.dataReceived(self.encode(messages))
+        self.assertEqual(stream.messages, messages)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+
+class NetstringConformance(ReentrantDeliveryMixin, FramingConformanceMixin,
+                           SynchronousTestCase):
+    """
+    C{netstring} with the kit's limit of 1024 bytes.
+    """
+
+    plugin = FRAMINGS["netstring"]
+    malformed = [
+        (b"1a:x,", MALFORMED_LENGTH),
+        (b"01:x,", MALFORMED_LENGTH),
+        (b":x,", MALFORMED_LENGTH),
+        (b"-1:x,", MALFORMED_LENGTH),
+        (b" 1:x,", MALFORMED_LENGTH),
+        (b"3:abcX", MALFORMED_FRAME),
+        (b"1025:", TOO_LARGE),
+        (b"99999", TOO_LARGE),
+    ]
+
+    def encode(self, messages):
+        return b"".join(map(netstring, messages))
+
+    def test_tooLargeFromDigitsAlone(self):
+        """
+        A length over the limit closes the connection as soon as its digits
+        exceed the limit, before the colon arrives, and nothing is kept.
+        """
+        protocol, transport, sink = self.connect()
+        for digit in b"102":
+            protocol.dataReceived(bytes([digit]))
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"5")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_tooManyDigits(self):
+        """
+        A length with more digits than the limit has is too large, even when
+        the limit's digit count is reached with leading digits below it.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"10000")
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+
+    def test_lengthAtLimit(self):
+        """
+        A netstring exactly as long as the limit is published.
+        """
+        protocol, transport, sink = self.connect()
+        message = b"m" * self.maxSize
+        protocol.dataReceived(netstring(message))
+        self.assertEqual(sink.streams[0].messages, [message])
+        self.assertFalse(transport.disconnecting)
+
+    def test_leadingZeroDecidedEarly(self):
+        """
+        C{0} followed by another digit is refused at once (only C{0:} may
+        start with a zero), without waiting for the colon.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"0")
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"0")
+        self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
+
+    def test_emptyNetstringAlone(self):
+        """
+        C{0:,} is one empty message.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"0:,")
+        self.assertEqual(sink.streams[0].messages, [b""])
+
+    def test_twistedEncodingRoundTrips(self):
+        """
+        What Twisted's own L{NetstringReceiver.sendString} writes is read
+        back message for message.
+        """
+        protocol, transport, sink = self.connect()
+        writer, writerTransport, _ = self.connect()
+        self.assertIsInstance(writer, NetstringReceiver)
+        messages = [b"", b"a:b,c", b"\x00" * 20]
+        for message in messages:
+            writer.sendString(message)
+        protocol.dataReceived(writerTransport.value())
+        self.assertEqual(sink.streams[0].messages, messages)
+
+
+class SmallLimitNetstringConformance(NetstringConformance):
+    """
+    C{netstring(max-size=100)}: the limit has three digits.
+    """
+
+    maxSize = 100
+    malformed = [
+        (b"101:", TOO_LARGE),
+        (b"1000", TOO_LARGE),
+        (b"3:abc;", MALFORMED_FRAME),
+        (b"1x", MALFORMED_LENGTH),
+    ]
+
+    def test_tooLargeFromDigitsAlone(self):
+        """
+        With a limit of 100, C{101} is too large before its colon arrives.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"10")
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"1")
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+
+    def test_tooManyDigits(self):
+        """
+        With a limit of 100, four digits are too large whatever they are.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"0001")
+        self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"1000")
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+
+
+class OctetCountingConformance(ReentrantDeliveryMixin, FramingConformanceMixin,
+                               SynchronousTestCase):
+    """
+    C{octet-counting} alone (RFC 6587 3.4.1): it cannot express an empty
+    message, since C{MSG-LEN} starts with a non-zero digit.
+    """
+
+    plugin = FRAMINGS["octet-counting"]
+    supportsEmptyMessages = False
+    malformed = [
+        (b"5x hello", MALFORMED_LENGTH),
+        (b"05 hello", MALFORMED_LENGTH),
+        (b"0 ", MALFORMED_LENGTH),
+        (b"5:hello", MALFORMED_LENGTH),
+        (b" 5 hello", MALFORMED_LENGTH),
+        (b"abc", MALFORMED_LENGTH),
+        (b"<34>1 - - - - - -\n", MALFORMED_LENGTH),
+        (b"1025 ", TOO_LARGE),
+        (b"99999", TOO_LARGE),
+    ]
+
+    def encode(self, messages):
+        return b"".join(map(octetCounted, messages))
+
+    def test_tooLargeFromDigitsAlone(self):
+        """
+        A C{MSG-LEN} over the limit closes the connection as soon as its
+        digits exceed the limit, before the space arrives.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"102")
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"5")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_lengthAtLimit(self):
+        """
+        A message exactly as long as the limit is published.
+        """
+        protocol, transport, sink = self.connect()
+        message = b"m" * self.maxSize
+        protocol.dataReceived(octetCounted(message))
+        self.assertEqual(sink.streams[0].messages, [message])
+        self.assertFalse(transport.disconnecting)
+
+    def test_transparent(self):
+        """
+        An octet-counted message may hold any bytes, spaces and newlines
+        included; they are published as counted.
+        """
+        protocol, transport, sink = self.connect()
+        messages = [SYSLOG_SU + b"\n", b"12 34\n56 ", b"\r\n"]
+        protocol.dataReceived(b"".join(map(octetCounted, messages)))
+        self.assertEqual(sink.streams[0].messages, messages)
+
+    def test_strayNewlineRefused(self):
+        """
+        Without C{allow-newline}, an C{LF} after a counted frame (not
+        counted in C{MSG-LEN}) is a malformed length; the frame before it
+        is published.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(octetCounted(SYSLOG_SU) + b"\n")
+        self.assertEqual(sink.streams[0].messages, [SYSLOG_SU])
+        self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
+
+    def test_stopProducing(self):
+        """
+        C{stopProducing} stops the transport and delivers nothing more.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.stopProducing()
+        self.assertEqual(transport.producerState, "stopped")
+        protocol.dataReceived(self.encode([b"late"]))
+        self.assertEqual(sink.streams[0].messages, [])
+
+
+class MixedFramingConformance(OctetCountingConformance):
+    """
+    C{octet-counting(allow-newline=true)}: octet-counted and
+    newline-terminated frames alternate on one connection, starting with an
+    octet-counted one.
+    """
+
+    options = {"allow-newline": "true"}
+    #: Index parity of the messages sent octet-counted.
+    countedParity = 0
+    malformed = [
+        (b"5x hello", MALFORMED_LENGTH),
+        (b"05 hello", MALFORMED_LENGTH),
+        (b"12abc\n", MALFORMED_LENGTH),
+        (b"1025 ", TOO_LARGE),
+        (b"<" + b"x" * 1024, TOO_LARGE),
+        (b"<" + b"x" * 2000 + b"\n", TOO_LARGE),
+    ]
+
+    def encode(self, messages):
+        return b"".join(
+            octetCounted(m) if index % 2 == self.countedParity else m + b"\n"
+            for index, m in enumerate(messages)
+        )
+
+    def messageStrategy(self):
+        from hypothesis import strategies as st
+
+        def clean(messages):
+            return [
+                m if index % 2 == self.countedParity else forNewlineFrame(m)
+                for index, m in enumerate(messages)
+            ]
+
+        return st.lists(st.binary(min_size=1, max_size=80), max_size=25).map(clean)
+
+    def test_strayNewlineRefused(self):
+        """
+        Overrides the strict variant's test, whose refusal does not apply:
+        with C{allow-newline}, an C{LF} after a counted frame is an empty
+        newline-terminated frame, skipped without publishing anything.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(
+            octetCounted(SYSLOG_SU) + b"\n" + octetCounted(SYSLOG_EVNT) + b"\n\n"
+        )
+        self.assertEqual(sink.streams[0].messages, [SYSLOG_SU, SYSLOG_EVNT])
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_rfc6587Mixed(self):
+        """
+        RFC 5424 messages sent octet-counted (3.4.1) and newline-terminated
+        (3.4.2) on one connection, cut into small reads, come out whole and
+        in order; a C{CR} before the C{LF} is kept.
+        """
+        protocol, transport, sink = self.connect()
+        stream = (
+            octetCounted(SYSLOG_SU)
+            + SYSLOG_EVNT + b"\n"
+            + octetCounted(SYSLOG_EVNT)
+            + SYSLOG_SU + b"\r\n"
+        )
+        for index in range(0, len(stream), 7):
+            protocol.dataReceived(stream[index:index + 7])
+        self.assertEqual(
+            sink.streams[0].messages,
+            [SYSLOG_SU, SYSLOG_EVNT, SYSLOG_EVNT, SYSLOG_SU + b"\r"],
+        )
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_newlineFrameAtLimit(self):
+        """
+        A newline-terminated message exactly as long as the limit is
+        published; a partial one that long is kept waiting for its C{LF}.
+        """
+        protocol, transport, sink = self.connect()
+        message = b"<" + b"m" * (self.maxSize - 1)
+        protocol.dataReceived(message)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"\n")
+        self.assertEqual(sink.streams[0].messages, [message])
+
+    def test_newlineFrameOverLimit(self):
+        """
+        A newline-terminated message is too large as soon as more than the
+        limit has arrived without an C{LF}.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"<" + b"m" * (self.maxSize - 1))
+        protocol.dataReceived(b"m")
+        self.assertEqual(protocol.frameFailed, TOO_LARGE)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_unterminatedLineIncomplete(self):
+        """
+        A connection closing after a newline-terminated frame without its
+        C{LF} publishes nothing of it and counts C{incomplete}.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"first\nsecond")
+        self.finish(protocol)
+        self.assertEqual(sink.streams[0].messages, [b"first"])
+        self.assertEqual(protocol.factory.config.stats.frameErrors[INCOMPLETE], 1)
+
+
+class NewlineFirstConformance(MixedFramingConformance):
+    """
+    C{octet-counting(allow-newline=true)} with the alternation starting on a
+    newline-terminated frame, so the kit's single-message cases (over the
+    limit, cut mid-frame) exercise that kind.
+    """
+
+    countedParity = 1
+
+    def sampleMessages(self):
+        return [b"first", b"a little longer second message", b"third"]
+
+
+class PluginDeclarationTests(SynchronousTestCase):
+    """
+    How the two framings are declared.
+    """
+
+    def test_registered(self):
+        """
+        Both framings are installed plugins naming their protocol classes.
+        """
+        self.assertIs(
+            FRAMINGS["netstring"].buildFactory(None).protocol, NetstringProtocol
+        )
+        self.assertIs(
+            FRAMINGS["octet-counting"].buildFactory(None).protocol,
+            OctetCountingProtocol,
+        )
+
+    def test_allowNewlineDefault(self):
+        """
+        C{allow-newline} is a boolean, off unless given.
+        """
+        [option] = FRAMINGS["octet-counting"].options
+        self.assertEqual((option.name, option.default, option.kind),
+                         ("allow-newline", False, "bool"))
+        protocol, transport, sink = connectFraming(FRAMINGS["octet-counting"])
+        self.assertFalse(protocol.allowNewline)
+        protocol, transport, sink = connectFraming(
+            FRAMINGS["octet-counting"], options={"allow-newline": "yes"}
+        )
+        self.assertTrue(protocol.allowNewline)

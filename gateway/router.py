@@ -52,7 +52,7 @@ class MessageStream:
         """
         Forget the connection's protocol: it is no longer paused or resumed.
         """
-        self._router.clients.discard(self._protocol)
+        self._router.clients.pop(self._protocol, None)
 
 
 @implementer(IMessageSink)
@@ -62,7 +62,8 @@ class Router:
 
     :ivar producer: the L{gateway.kafka.producer.KafkaProducerService}.
     :ivar topic: the Kafka topic every message goes to.
-    :ivar clients: the framing protocols of the open connections.
+    :ivar clients: the framing protocols of the open connections, oldest
+        first (a L{dict} used as an ordered set).
     :ivar paused: L{True} while clients are paused for back-pressure.
     """
 
@@ -77,7 +78,7 @@ class Router:
         """
         self.producer = producer
         self.topic = topic
-        self.clients = set()
+        self.clients = {}
         self.paused = False
         self.stopped = False
         producer.observer = self
@@ -87,7 +88,7 @@ class Router:
         See L{IMessageSink.openStream}.  A connection made while clients are
         paused starts paused.
         """
-        self.clients.add(producer)
+        self.clients[producer] = None
         if self.paused:
             producer.pauseProducing()
         return MessageStream(self, listener, peer, producer)
@@ -128,6 +129,12 @@ class Router:
             )
             for client in list(self.clients):
                 client.resumeProducing()
+                if self.paused:
+                    # A resumed client's buffered messages filled the queue
+                    # again, and producerBlocked paused everyone, including
+                    # the clients already resumed; resuming the rest now
+                    # would let them read into an unbounded backlog.
+                    return
 
     def deliveryFailed(self, error, message):
         """

@@ -132,16 +132,28 @@ class KafkaProducerServiceTests(SynchronousTestCase):
         service = self.makeService(capacity=2)
         for i in range(5):
             service.produce("t", None, None, b"%d" % i)
-        self.assertEqual(self.observer.events, ["blocked"])
+        self.assertEqual(set(self.observer.events), {"blocked"})
         self.assertEqual(service.pending(), 5)
         service._producer.confirm()
         self.clock.advance(0.1)
         service._producer.confirm()
         self.clock.advance(0.1)
-        self.assertEqual(self.observer.events, ["blocked", "unblocked"])
+        self.assertEqual(self.observer.events[-1], "unblocked")
+        self.assertEqual(set(self.observer.events[:-1]), {"blocked"})
         values = [m.value() for m in service._producer.produced]
         self.assertEqual(values, [b"0", b"1", b"2", b"3", b"4"])
         self.assertEqual(service.produced, 5)
+
+    def test_everyRecordIntoBacklogBlocks(self):
+        """
+        Every record that joins the backlog tells the observer to block, so
+        a client resumed too early is paused again rather than filling the
+        backlog.
+        """
+        service = self.makeService(capacity=1)
+        for i in range(4):
+            service.produce("t", None, None, b"%d" % i)
+        self.assertEqual(self.observer.events, ["blocked"] * 3)
 
     def test_rejectedRecordCountedAndLogged(self):
         """

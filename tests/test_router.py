@@ -84,6 +84,27 @@ class RouterTests(SynchronousTestCase):
         self.router.producerUnblocked()
         self.assertEqual([c.state for c in clients], ["producing"] * 3)
 
+    def test_blockedAgainWhileResuming(self):
+        """
+        If resuming one client (the oldest connection is resumed first) fills
+        the producer again with its buffered messages, the clients not yet
+        resumed stay paused and every client ends paused.
+        """
+        router = self.router
+
+        class Refiller(FakeClient):
+            def resumeProducing(self):
+                FakeClient.resumeProducing(self)
+                router.producerBlocked()
+
+        clients = [Refiller()] + [FakeClient() for i in range(3)]
+        for i, client in enumerate(clients):
+            router.openStream("l", f"h:{i}", client)
+        router.producerBlocked()
+        router.producerUnblocked()
+        self.assertTrue(router.paused)
+        self.assertEqual([c.state for c in clients], ["paused"] * 4)
+
     def test_newConnectionWhileBlockedStartsPaused(self):
         """
         A connection made while clients are paused starts paused.

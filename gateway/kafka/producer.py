@@ -252,6 +252,9 @@ class KafkaProducerService(Service):
         """
         if self._backlog:
             self._backlog.append((topic, key, headers, value))
+            # Whoever is still sending must be paused too (the observer
+            # makes a repeated call cheap).
+            self.observer.producerBlocked()
             return
         try:
             self._produce(topic, value, key, headers=headers)

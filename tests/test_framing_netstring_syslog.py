@@ -57,16 +57,14 @@ def forNewlineFrame(message):
 
 class ReentrantDeliveryMixin:
     """
-    A test both framings add to the kit.
+    Tests both framings add to the kit: a pause and resume both requested
+    while a message is delivered re-enter C{dataReceived}.
     """
 
-    def test_resumeInsideDelivery(self):
+    def bounceOnFirst(self, protocol, stream):
         """
-        A pause and resume both requested while a message is delivered
-        (re-entering C{dataReceived}) deliver every message once, in order.
+        Make C{protocol} pause and resume from inside its first delivery.
         """
-        protocol, transport, sink = self.connect()
-        stream = sink.streams[0]
         original = stream.send
 
         def sendThenBounce(payload):
@@ -76,9 +74,31 @@ class ReentrantDeliveryMixin:
                 protocol.resumeProducing()
 
         protocol._send = sendThenBounce
+
+    def test_resumeInsideDelivery(self):
+        """
+        Pausing and resuming inside a delivery delivers every message once,
+        in order.
+        """
+        protocol, transport, sink = self.connect()
+        self.bounceOnFirst(protocol, sink.streams[0])
         messages = self.sampleMessages()
         protocol.dataReceived(self.encode(messages))
-        self.assertEqual(stream.messages, messages)
+        self.assertEqual(sink.streams[0].messages, messages)
+        self.assertEqual(protocol.bufferedByteCount(), 0)
+
+    def test_resumeInsideResumedDelivery(self):
+        """
+        Messages buffered while paused are delivered once each when a
+        delivery that C{resumeProducing} started pauses and resumes again.
+        """
+        protocol, transport, sink = self.connect()
+        messages = self.sampleMessages()
+        protocol.pauseProducing()
+        protocol.dataReceived(self.encode(messages))
+        self.bounceOnFirst(protocol, sink.streams[0])
+        protocol.resumeProducing()
+        self.assertEqual(sink.streams[0].messages, messages)
         self.assertEqual(protocol.bufferedByteCount(), 0)
 
 

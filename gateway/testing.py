@@ -340,3 +340,68 @@ class FramingConformanceMixin:
         protocol.resumeProducing()
         self.finish(protocol)
         self.assertSameMessages(stream.messages, messages)
+
+    def bounceOnFirst(self, protocol, stream):
+        """
+        Make C{protocol} pause and resume from inside its first delivery, as
+        a producer that fills and drains at once would.
+        """
+        original = stream.send
+
+        def sendThenBounce(payload):
+            original(payload)
+            if len(stream.messages) == 1:
+                protocol.pauseProducing()
+                protocol.resumeProducing()
+
+        protocol._send = sendThenBounce
+
+    def test_resumeInsideDelivery(self):
+        """
+        Pausing and resuming inside a delivery delivers every message once,
+        in order.
+        """
+        protocol, transport, sink = self.connect()
+        self.bounceOnFirst(protocol, sink.streams[0])
+        messages = self.sampleMessages()
+        protocol.dataReceived(self.encode(messages))
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, messages)
+
+    def test_resumeInsideResumedDelivery(self):
+        """
+        Messages buffered while paused are delivered once each when a
+        delivery that C{resumeProducing} started pauses and resumes again.
+        """
+        protocol, transport, sink = self.connect()
+        messages = self.sampleMessages()
+        protocol.pauseProducing()
+        protocol.dataReceived(self.encode(messages))
+        self.bounceOnFirst(protocol, sink.streams[0])
+        protocol.resumeProducing()
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, messages)
+
+    def test_closedWhilePaused(self):
+        """
+        Whole messages read while paused are published when the connection
+        closes before it is resumed: they were accepted, not lost.
+        """
+        protocol, transport, sink = self.connect()
+        messages = self.sampleMessages()
+        protocol.pauseProducing()
+        protocol.dataReceived(self.encode(messages))
+        self.finish(protocol)
+        self.assertSameMessages(sink.streams[0].messages, messages)
+        self.assertEqual(sum(protocol.factory.config.stats.frameErrors.values()), 0)
+
+    def test_stopProducing(self):
+        """
+        C{stopProducing} stops delivery and tells the transport to stop.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.stopProducing()
+        self.assertEqual(transport.producerState, "stopped")
+        protocol.dataReceived(self.encode(self.sampleMessages()))
+        self.assertEqual(sink.streams[0].messages, [])
+

@@ -55,54 +55,7 @@ def forNewlineFrame(message):
     return message or b"-"
 
 
-class ReentrantDeliveryMixin:
-    """
-    Tests both framings add to the kit: a pause and resume both requested
-    while a message is delivered re-enter C{dataReceived}.
-    """
-
-    def bounceOnFirst(self, protocol, stream):
-        """
-        Make C{protocol} pause and resume from inside its first delivery.
-        """
-        original = stream.send
-
-        def sendThenBounce(payload):
-            original(payload)
-            if len(stream.messages) == 1:
-                protocol.pauseProducing()
-                protocol.resumeProducing()
-
-        protocol._send = sendThenBounce
-
-    def test_resumeInsideDelivery(self):
-        """
-        Pausing and resuming inside a delivery delivers every message once,
-        in order.
-        """
-        protocol, transport, sink = self.connect()
-        self.bounceOnFirst(protocol, sink.streams[0])
-        messages = self.sampleMessages()
-        protocol.dataReceived(self.encode(messages))
-        self.assertEqual(sink.streams[0].messages, messages)
-        self.assertEqual(protocol.bufferedByteCount(), 0)
-
-    def test_resumeInsideResumedDelivery(self):
-        """
-        Messages buffered while paused are delivered once each when a
-        delivery that C{resumeProducing} started pauses and resumes again.
-        """
-        protocol, transport, sink = self.connect()
-        messages = self.sampleMessages()
-        protocol.pauseProducing()
-        protocol.dataReceived(self.encode(messages))
-        self.bounceOnFirst(protocol, sink.streams[0])
-        protocol.resumeProducing()
-        self.assertEqual(sink.streams[0].messages, messages)
-        self.assertEqual(protocol.bufferedByteCount(), 0)
-
-
-class NetstringConformance(ReentrantDeliveryMixin, FramingConformanceMixin,
+class NetstringConformance(FramingConformanceMixin,
                            SynchronousTestCase):
     """
     C{netstring} with the kit's limit of 1024 bytes.
@@ -225,7 +178,7 @@ class SmallLimitNetstringConformance(NetstringConformance):
         self.assertEqual(protocol.frameFailed, TOO_LARGE)
 
 
-class OctetCountingConformance(ReentrantDeliveryMixin, FramingConformanceMixin,
+class OctetCountingConformance(FramingConformanceMixin,
                                SynchronousTestCase):
     """
     C{octet-counting} alone (RFC 6587 3.4.1): it cannot express an empty

@@ -81,9 +81,15 @@ class FramedProtocolMixin:
 
     def connectionLost(self, reason):
         """
-        Close the message stream; an incomplete frame left in the buffer is
-        a bad-input event (it is not published).
+        Publish whole messages still buffered (the connection may close while
+        paused), close the message stream; an incomplete frame left in the
+        buffer is a bad-input event (it is not published).
         """
+        if self.frameFailed is None and getattr(self, "paused", False):
+            # Whole messages read while paused were accepted from the client:
+            # publish them now rather than count them as lost.
+            self.paused = False
+            self.dataReceived(b"")
         pending = self.bufferedByteCount()
         if pending and self.frameFailed is None:
             self.frameError(INCOMPLETE, buffered=pending)

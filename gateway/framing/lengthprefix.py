@@ -50,6 +50,8 @@ class LengthPrefixedProtocol(FramedProtocolMixin, IntNStringReceiver):
         """
         self._send(string)
 
+    _busyReceiving = False
+
     def dataReceived(self, data):
         """
         Publish every complete message in the buffer unless paused; close the
@@ -57,7 +59,13 @@ class LengthPrefixedProtocol(FramedProtocolMixin, IntNStringReceiver):
         """
         if self.frameFailed:
             return
+        if self._busyReceiving:
+            # Re-entered from a delivery (resumeProducing): the loop below
+            # carries on; keep what arrived for after it.
+            self._unprocessed += data
+            return
         buffer = self._unprocessed + data if self._unprocessed else data
+        self._unprocessed = b""
         offset = 0
         size = len(buffer)
         prefixLength = self.prefixLength
@@ -65,24 +73,26 @@ class LengthPrefixedProtocol(FramedProtocolMixin, IntNStringReceiver):
         adjust = prefixLength if self.includesPrefix else 0
         limit = self.MAX_LENGTH
         send = self._send
-        while size - offset >= prefixLength and not self.paused:
-            (length,) = unpackFrom(buffer, offset)
-            length -= adjust
-            if length < 0:
-                self._unprocessed = b""
-                self.frameError(MALFORMED_LENGTH, declared=length + adjust)
-                return
-            if length > limit:
-                self._unprocessed = b""
-                self.messageTooLarge(length)
-                return
-            start = offset + prefixLength
-            end = start + length
-            if end > size:
-                break
-            offset = end
-            send(buffer[start:end])
-        self._unprocessed = buffer[offset:] if offset else buffer
+        self._busyReceiving = True
+        try:
+            while size - offset >= prefixLength and not self.paused:
+                (length,) = unpackFrom(buffer, offset)
+                length -= adjust
+                if length < 0:
+                    self.frameError(MALFORMED_LENGTH, declared=length + adjust)
+                    return
+                if length > limit:
+                    self.messageTooLarge(length)
+                    return
+                start = offset + prefixLength
+                end = start + length
+                if end > size:
+                    break
+                offset = end
+                send(buffer[start:end])
+            self._unprocessed = (buffer[offset:] if offset else buffer) + self._unprocessed
+        finally:
+            self._busyReceiving = False
 
     def bufferedByteCount(self):
         """

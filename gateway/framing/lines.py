@@ -51,11 +51,15 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
         Publish every complete line in the buffer, unless paused; keep the
         rest, and close the connection when a line grows past C{MAX_LENGTH}.
         """
-        if self._busyReceiving or self.frameFailed:
-            if not self.frameFailed:
-                self._buffer += data
+        if self.frameFailed:
+            return
+        if self._busyReceiving:
+            # Re-entered from a delivery (resumeProducing): the loop below
+            # carries on; keep what arrived for after it.
+            self._buffer += data
             return
         buffer = self._buffer + data if self._buffer else data
+        self._buffer = b""
         if self.paused or not buffer:
             self._buffer = buffer
             return
@@ -79,15 +83,15 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
                     return
                 send(line)
                 if self.paused:
-                    # Stripped \r bytes are gone from what is kept; put them
-                    # back by keeping the unsent lines as received.
+                    # Keep the unsent lines as received (with any \r).
                     remaining = buffer.split(delimiter)[index + 1:]
-                    self._buffer = delimiter.join(remaining)
+                    self._buffer = delimiter.join(remaining) + self._buffer
                     return
+            rest += self._buffer
             # The rest may end with the start of a multi-byte delimiter (and
             # a \r), so it is too long only past the limit plus those bytes.
             slack = len(delimiter) - 1 + (1 if self.stripCR else 0)
-            if len(rest) > limit + slack:
+            if len(rest) > limit + slack and delimiter not in rest:
                 self._buffer = b""
                 self.messageTooLarge(len(rest))
                 return

@@ -56,8 +56,8 @@ class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
     pause/resume (C{paused}, C{pauseProducing}, and C{resumeProducing},
     which delivers what is buffered), and has its own C{dataReceived}: one
     pass over a whole read with an offset, a one-byte varint (messages under
-    128 bytes) read with one index, longer ones with a loop of at most 10
-    steps, one slice per message.
+    128 bytes) read with one index, a two-byte one with two, longer ones with
+    a loop of at most 10 steps, one slice per message.
 
     A C{resumeProducing} called from inside a delivery (a pause and a resume
     within one C{send}) lets the running loop go on instead of delivering the
@@ -106,25 +106,32 @@ class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
                     start = offset + 1
                     if length > 0x7F:
                         length &= 0x7F
-                        shift = 7
-                        while start < size:
-                            byte = buffer[start]
+                        if start < size and buffer[start] < 0x80:
+                            # Two bytes: messages under 16 KiB.
+                            length |= buffer[start] << 7
                             start += 1
-                            if shift == 63 and byte > 1:
-                                # A 10th byte that continues, or bits past 64.
-                                self._refuse(MALFORMED_LENGTH, prefixBytes=start - offset)
-                                return
-                            length |= (byte & 0x7F) << shift
-                            if length > limit:
-                                self._refuse(None, size=length)
-                                return
-                            if byte < 0x80:
-                                break
-                            shift += 7
                         else:
-                            # The varint goes on in a later read.
-                            break
-                    elif length > limit:
+                            shift = 7
+                            while length <= limit and start < size:
+                                byte = buffer[start]
+                                start += 1
+                                if shift == 63 and byte > 1:
+                                    # A 10th byte that continues, or bits
+                                    # past 64.
+                                    self._refuse(MALFORMED_LENGTH,
+                                                 prefixBytes=start - offset)
+                                    return
+                                length |= (byte & 0x7F) << shift
+                                if byte < 0x80:
+                                    break
+                                shift += 7
+                            else:
+                                if length <= limit:
+                                    # The varint goes on in a later read.
+                                    break
+                    if length > limit:
+                        # Complete, or already over the limit with more to
+                        # come: later bytes can only add to it.
                         self._refuse(None, size=length)
                         return
                     end = start + length

@@ -186,7 +186,8 @@ class FramingConformanceMixin:
 
     def test_roundTrip(self):
         """
-        Messages written in one read come out in order.
+        Messages written in one read come out in order, and no timer is left
+        behind once the connection closes.
         """
         protocol, transport, sink = self.connect()
         messages = self.sampleMessages()
@@ -194,6 +195,8 @@ class FramingConformanceMixin:
         self.finish(protocol)
         self.assertSameMessages(sink.streams[0].messages, messages)
         self.assertFalse(transport.disconnecting)
+        clock = protocol.factory.config.clock
+        self.assertEqual(clock.getDelayedCalls(), [], "timers left after close")
 
     def test_anyChunking(self):
         """
@@ -260,15 +263,18 @@ class FramingConformanceMixin:
     def test_malformed(self):
         """
         Each malformed stream closes the connection with its reason, counted
-        once, and publishes nothing.
+        once, and publishes nothing, whether it arrives in one read or one
+        byte at a time.
         """
         for data, reason in self.malformed:
-            protocol, transport, sink = self.connect()
-            protocol.dataReceived(data)
-            self.assertTrue(transport.disconnecting, data)
-            self.assertEqual(protocol.frameFailed, reason, data)
-            self.assertEqual(protocol.factory.config.stats.frameErrors[reason], 1)
-            self.assertEqual(sink.streams[0].messages, [], data)
+            for reads in ([data], [data[i:i + 1] for i in range(len(data))]):
+                protocol, transport, sink = self.connect()
+                for read in reads:
+                    protocol.dataReceived(read)
+                self.assertTrue(transport.disconnecting, data)
+                self.assertEqual(protocol.frameFailed, reason, data)
+                self.assertEqual(protocol.factory.config.stats.frameErrors[reason], 1)
+                self.assertEqual(sink.streams[0].messages, [], data)
 
     def test_connectionLostMidFrame(self):
         """

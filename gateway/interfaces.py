@@ -10,7 +10,14 @@ back-pressure.
 
 from zope.interface import Attribute, Interface
 
-__all__ = ["IFramingPlugin", "IMessageSink", "IMessageStream"]
+__all__ = [
+    "IFramingPlugin",
+    "IMessageSink",
+    "IMessageStream",
+    "IProducerBackend",
+    "IProducerClient",
+    "IProducerEvents",
+]
 
 
 class IFramingPlugin(Interface):
@@ -78,4 +85,106 @@ class IMessageSink(Interface):
         :param producer: the connection's L{twisted.internet.interfaces.IPushProducer}
             (the framing protocol), paused and resumed for back-pressure.
         :rtype: L{IMessageStream}
+        """
+
+
+class IProducerBackend(Interface):
+    """
+    A Kafka client library the gateway's one producer can run on (C{confluent}
+    by default, C{pykafka} for clusters up to Kafka 3.9).
+
+    Found with C{getPlugins(IProducerBackend, gateway.plugins)}.
+    """
+
+    name = Attribute("Short name used in C{--kafka-backend}, e.g. C{'confluent'}.")
+    description = Attribute("One line shown in C{twistd gateway --help}.")
+
+    def checkConfig(config):
+        """
+        Judge a producer configuration without connecting anywhere.
+
+        :param config: the librdkafka-style property dictionary.
+        :raises ValueError: explaining what is wrong.
+        """
+
+    def connect(config, events, reactor):
+        """
+        Create a producer client.  Must not block the reactor.
+
+        :param config: the property dictionary.
+        :param events: an L{IProducerEvents} to report to, from the reactor
+            thread only, during L{IProducerClient.poll}.
+        :param reactor: the reactor (for backends that need threads).
+        :rtype: L{IProducerClient}
+        """
+
+
+class IProducerClient(Interface):
+    """
+    One live producer of a backend.
+    """
+
+    def produce(topic, value, key, headers):
+        """
+        Queue one record; never blocks.  The hot path.
+
+        :raises BufferError: when the backend's queue is full (the record was
+            not taken).
+        :raises Exception: when the record can never be produced (e.g. too
+            large); it was not taken.
+        """
+
+    def poll():
+        """
+        Serve pending delivery failures and errors to the events object.
+        """
+
+    def pendingCount():
+        """
+        :return: records taken and not yet confirmed or reported failed.
+        """
+
+    def pendingBytes():
+        """
+        :return: payload bytes of those records (may lag by a statistics
+            interval).
+        """
+
+    def brokersUp():
+        """
+        :return: how many brokers the client is connected to, or L{None}
+            when it does not know yet.
+        """
+
+    def purge():
+        """
+        Give up on everything not yet confirmed: each such record is reported
+        through L{IProducerEvents.deliveryFailed} with a purged error, during
+        this call or the following polls, until L{pendingCount} is 0.
+        """
+
+    def close():
+        """
+        Release the client (after L{purge} or once nothing is pending).
+        """
+
+
+class IProducerEvents(Interface):
+    """
+    What a producer client reports to the producer service.
+    """
+
+    def deliveryFailed(record, error):
+        """
+        A record was not delivered.
+
+        :param record: a L{gateway.kafka.records.Record}.
+        :param error: a L{gateway.kafka.records.DeliveryError}.
+        """
+
+    def clientError(error):
+        """
+        A client-wide error (all brokers down, a fatal error).
+
+        :param error: a L{gateway.kafka.records.DeliveryError}.
         """

@@ -126,6 +126,21 @@ class ListenerService(Service):
             self.privilegedStartService()
         Service.startService(self)
 
+    def pauseAccepting(self):
+        """
+        Stop accepting connections for now (they wait in the kernel's
+        backlog); for ports that can (TCP and UNIX ports can).
+        """
+        if self.port is not None and hasattr(self.port, "stopReading"):
+            self.port.stopReading()
+
+    def resumeAccepting(self):
+        """
+        Accept connections again.
+        """
+        if self.port is not None and hasattr(self.port, "startReading"):
+            self.port.startReading()
+
     def stopService(self):
         """
         Stop accepting new connections; established ones stay open.

@@ -8,15 +8,25 @@ that fails to load or to verify, or two plugins claiming one name, give an
 error naming the module; the other plugins stay available.
 """
 
-from twisted.plugin import IPlugin, getCache
+from twisted.plugin import IPlugin, getCache, getPlugins
 from twisted.python.reflect import namedAny
 from zope.interface import implementer
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
-from gateway.interfaces import IFramingPlugin
+from gateway.interfaces import IFramingPlugin, IProducerBackend
 
-__all__ = ["FramingPlugin", "FramingError", "FramingRegistry", "loadFramings"]
+__all__ = [
+    "FramingPlugin",
+    "FramingError",
+    "FramingRegistry",
+    "loadFramings",
+    "loadBackends",
+    "DEFAULT_BACKEND",
+]
+
+#: The producer backend used unless another is named.
+DEFAULT_BACKEND = "confluent"
 
 
 class FramingError(ValueError):
@@ -138,3 +148,21 @@ def loadFramings(package=None):
     :return: name to plugin, for every framing plugin that loaded.
     """
     return FramingRegistry(package).plugins
+
+
+def loadBackends(package=None):
+    """
+    :return: name to L{IProducerBackend} plugin, for every backend that
+        verifies (one that does not is left out; C{--help} names what is
+        available).
+    """
+    if package is None:
+        import gateway.plugins as package
+    found = {}
+    for backend in getPlugins(IProducerBackend, package):
+        try:
+            verifyObject(IProducerBackend, backend)
+        except Invalid:
+            continue
+        found.setdefault(backend.name, backend)
+    return found

@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_router -*-
 """
 The message sink: decides each connection's Kafka record (topic, key,
-headers) once, and pauses or resumes every client when the producer
-cannot take more.
+headers) once, and owns the byte budget: bytes accepted from clients and not
+yet confirmed by Kafka.  Above the high-water mark, or when the producer's
+queue is full, every client is paused and listeners stop accepting; below
+the low-water mark they resume, and TCP's flow control does the rest.
 """
 
 from functools import partial
@@ -12,10 +14,19 @@ from zope.interface import implementer
 
 from gateway.interfaces import IMessageSink, IMessageStream
 
-__all__ = ["Router", "MessageStream", "LISTENER_HEADER", "PEER_HEADER"]
+__all__ = [
+    "Router",
+    "MessageStream",
+    "LISTENER_HEADER",
+    "PEER_HEADER",
+    "DEFAULT_BUDGET",
+]
 
 LISTENER_HEADER = "gateway-listener"
 PEER_HEADER = "gateway-peer"
+
+#: Bytes accepted and not yet confirmed that the gateway holds at most.
+DEFAULT_BUDGET = 64 * 1024 * 1024
 
 
 @implementer(IMessageStream)
@@ -58,29 +69,49 @@ class MessageStream:
 @implementer(IMessageSink)
 class Router:
     """
-    Route every connection's messages to one topic through one producer.
+    Route every connection's messages to one topic through one producer, and
+    keep the bytes held within the budget.
 
     :ivar producer: the L{gateway.kafka.producer.KafkaProducerService}.
     :ivar topic: the Kafka topic every message goes to.
     :ivar clients: the framing protocols of the open connections, oldest
         first (a L{dict} used as an ordered set).
-    :ivar paused: L{True} while clients are paused for back-pressure.
+    :ivar listeners: services with C{pauseAccepting}/C{resumeAccepting}.
+    :ivar budget: the byte budget.
+    :ivar paused: L{True} while clients are paused.
+    :ivar lastHeldBytes: the bytes held at the last budget check.
     """
 
     log = Logger()
 
-    def __init__(self, producer, topic):
+    #: Budget checks happen every this many producer polls.
+    CHECK_EVERY = 4
+
+    def __init__(self, producer, topic, budget=DEFAULT_BUDGET, highWater=0.8,
+                 lowWater=0.5):
         """
-        :param producer: the process's one
-            L{gateway.kafka.producer.KafkaProducerService}; the router becomes
-            its observer.
+        :param producer: the process's one producer service; the router
+            becomes its observer.
         :param topic: the Kafka topic.
+        :param budget: bytes accepted and not yet confirmed that may be held.
+        :param highWater: pause above this fraction of the budget.
+        :param lowWater: resume below this fraction.
         """
+        if not 0 < lowWater < highWater <= 1:
+            raise ValueError("need 0 < lowWater < highWater <= 1")
         self.producer = producer
         self.topic = topic
+        self.budget = budget
+        self.highWater = highWater
+        self.lowWater = lowWater
         self.clients = {}
+        self.listeners = []
         self.paused = False
         self.stopped = False
+        self.lastHeldBytes = 0
+        self._queueFull = False
+        self._overBudget = False
+        self._polls = 0
         producer.observer = self
 
     def openStream(self, listener, peer, producer):
@@ -93,64 +124,110 @@ class Router:
             producer.pauseProducing()
         return MessageStream(self, listener, peer, producer)
 
+    def budgetFraction(self):
+        """
+        :return: the bytes held at the last check, as a fraction of the
+            budget (health uses it: readiness turns false before it is full).
+        """
+        return self.lastHeldBytes / self.budget
+
+    def heldBytes(self):
+        """
+        :return: bytes accepted and not confirmed: the producer's and the
+            incomplete frames buffered in every connection.
+        """
+        partial = sum(client.bufferedByteCount() for client in self.clients)
+        return self.producer.heldBytes() + partial
+
+    # Producer observer
+
+    def polled(self):
+        """
+        After a producer poll: every few polls, compare the bytes held with
+        the water marks.
+        """
+        self._polls += 1
+        if self._polls % self.CHECK_EVERY:
+            return
+        held = self.lastHeldBytes = self.heldBytes()
+        if held > self.highWater * self.budget:
+            if not self._overBudget:
+                self._overBudget = True
+                self._pause(f"{held} bytes held, over {self.highWater:.0%} of the "
+                            f"{self.budget}-byte budget")
+        elif self._overBudget and held < self.lowWater * self.budget:
+            self._overBudget = False
+            self._resume(f"{held} bytes held, under {self.lowWater:.0%} of the budget")
+
     def producerBlocked(self):
         """
-        The producer's queue is full: stop reading from every client, so
-        TCP's flow control slows the senders instead of memory growing.
+        The producer's queue is full: pause every client.
         """
-        if not self.paused:
-            self.paused = True
-            self.log.warn(
-                "producer queue full: pausing {count} client connections",
-                count=len(self.clients),
-            )
-            for client in list(self.clients):
-                client.pauseProducing()
+        if not self._queueFull:
+            self._queueFull = True
+            self._pause("the producer's queue is full")
+
+    def producerUnblocked(self):
+        """
+        The producer took its backlog: resume, unless over budget.
+        """
+        if self._queueFull:
+            self._queueFull = False
+            self._resume("the producer's backlog is in its queue")
+
+    def deliveryFailed(self, record, error):
+        """
+        Kafka refused a record for good (already dead-lettered and logged by
+        the producer); say whose it was.
+        """
+        headers = dict(record.headers or ())
+        self.log.warn(
+            "the refused record came from {peer} on {listener}",
+            peer=headers.get(PEER_HEADER, b"?").decode(errors="replace"),
+            listener=headers.get(LISTENER_HEADER, b"?").decode(errors="replace"),
+            reason=error.code,
+        )
+
+    # Pausing
+
+    def _pause(self, why):
+        if self.paused:
+            return
+        self.paused = True
+        self.log.warn("pausing {count} client connections: {why}",
+                      count=len(self.clients), why=why)
+        for listener in self.listeners:
+            listener.pauseAccepting()
+        for client in list(self.clients):
+            client.pauseProducing()
+
+    def _resume(self, why):
+        if not self.paused or self.stopped or self._queueFull or self._overBudget:
+            return
+        self.paused = False
+        self.log.info("resuming {count} client connections: {why}",
+                      count=len(self.clients), why=why)
+        for listener in self.listeners:
+            listener.resumeAccepting()
+        for client in list(self.clients):
+            client.resumeProducing()
+            if self.paused:
+                # A resumed client's buffered messages filled the queue
+                # again and everyone was paused, including the clients
+                # already resumed; resuming the rest now would let them read
+                # into an unbounded backlog.
+                return
 
     def stopReading(self):
         """
-        The gateway is stopping: pause every client for good, so what the
-        producer drains is all there is.
+        The gateway is stopping: pause every client for good and publish the
+        whole messages their framings still buffer, so what the producer
+        drains is everything that was read.
         """
         self.stopped = True
         self.paused = True
         for client in list(self.clients):
             client.pauseProducing()
-
-    def producerUnblocked(self):
-        """
-        The producer took its backlog: resume every client (unless stopping).
-        """
-        if self.paused and not self.stopped:
-            self.paused = False
-            self.log.info(
-                "producer queue drained: resuming {count} client connections",
-                count=len(self.clients),
-            )
-            for client in list(self.clients):
-                client.resumeProducing()
-                if self.paused:
-                    # A resumed client's buffered messages filled the queue
-                    # again, and producerBlocked paused everyone, including
-                    # the clients already resumed; resuming the rest now
-                    # would let them read into an unbounded backlog.
-                    return
-
-    def deliveryFailed(self, error, message):
-        """
-        Kafka refused a record for good: log it with its provenance.
-
-        :param error: the L{confluent_kafka.KafkaError}.
-        :param message: the failed L{confluent_kafka.Message}.
-        """
-        headers = dict(message.headers() or ())
-        self.log.error(
-            "delivery to {topic} failed for a {size}-byte message from "
-            "{peer} on {listener}: {reason}",
-            topic=message.topic(),
-            size=len(message.value() or b""),
-            peer=headers.get(PEER_HEADER, b"?").decode(errors="replace"),
-            listener=headers.get(LISTENER_HEADER, b"?").decode(errors="replace"),
-            reason=error.str(),
-            code=error.name(),
-        )
+            flush = getattr(client, "publishBuffered", None)
+            if flush is not None:
+                flush()

@@ -15,14 +15,25 @@ from twisted.logger import Logger
 from gateway.kafka.producer import KafkaProducerService, producerConfig
 from gateway.listener import ListenerConfig, ListenerService
 from gateway.framing.options import MAX_SIZE, resolveOptions
-from gateway.registry import FramingRegistry
-from gateway.router import Router
+from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
+from gateway.router import DEFAULT_BUDGET, Router
 
-__all__ = ["GatewayService", "DEFAULT_MAX_MESSAGE_SIZE"]
+__all__ = [
+    "GatewayService",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_SPOOL",
+    "DEFAULT_DEAD_LETTER",
+]
 
 #: Large enough for most client messages and safely under Kafka's default
 #: broker limit (C{message.max.bytes} = 1048588) with key and headers.
 DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024
+
+#: Records not delivered at stop, produced first at the next start.
+DEFAULT_SPOOL = "gateway-spool.jsonl"
+
+#: Records Kafka refused for good.
+DEFAULT_DEAD_LETTER = "gateway-dead-letter.jsonl"
 
 
 class GatewayService(MultiService):
@@ -44,17 +55,26 @@ class GatewayService(MultiService):
         maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
         drainTimeout=30.0,
         reactor=None,
-        producerFactory=None,
+        backend=DEFAULT_BACKEND,
+        budget=DEFAULT_BUDGET,
+        spoolPath=DEFAULT_SPOOL,
+        deadLetterPath=DEFAULT_DEAD_LETTER,
     ):
         """
         :param topic: the Kafka topic every message goes to.
         :param bootstrapServers: C{host:port[,host:port...]} of the cluster.
-        :param kafkaOptions: librdkafka properties passed to the producer.
+        :param kafkaOptions: producer properties (librdkafka's names).
         :param maxMessageSize: the default message size limit of listeners.
         :param drainTimeout: seconds to wait for Kafka when stopping.
         :param reactor: the reactor; the global one when L{None}.
-        :param producerFactory: builds the producer from its configuration
-            (tests); C{confluent_kafka.Producer} by default.
+        :param backend: a producer backend's name (C{"confluent"},
+            C{"pykafka"}) or an L{IProducerBackend}.
+        :param budget: bytes accepted from clients and not yet confirmed by
+            Kafka that the gateway holds at most.
+        :param spoolPath: where records not delivered at stop wait for the
+            next start (L{None}: nowhere, they are lost and logged).
+        :param deadLetterPath: where records Kafka refused for good go
+            (L{None}: only logged).
         """
         MultiService.__init__(self)
         if not topic:
@@ -63,14 +83,25 @@ class GatewayService(MultiService):
             from twisted.internet import reactor
         self.reactor = reactor
         self.maxMessageSize = _positive("maxMessageSize", maxMessageSize)
+        budget = _positive("budget", budget)
+        if isinstance(backend, str):
+            backends = loadBackends()
+            if backend not in backends:
+                raise ValueError(
+                    f"unknown producer backend {backend!r}; available: "
+                    + ", ".join(sorted(backends))
+                )
+            backend = backends[backend]
+        config = producerConfig(
+            bootstrapServers, kafkaOptions, self.maxMessageSize, budget
+        )
+        backend.checkConfig(config)
         self.producer = KafkaProducerService(
-            producerConfig(bootstrapServers, kafkaOptions, self.maxMessageSize),
-            clock=reactor,
-            producerFactory=producerFactory,
-            drainTimeout=drainTimeout,
+            backend, config, clock=reactor, drainTimeout=drainTimeout,
+            spoolPath=spoolPath, deadLetterPath=deadLetterPath,
         )
         self.producer.setServiceParent(self)
-        self.router = Router(self.producer, topic)
+        self.router = Router(self.producer, topic, budget=budget)
         self.listeners = []
         self._registry = None
 
@@ -114,6 +145,7 @@ class GatewayService(MultiService):
         listener = ListenerService(config, endpointObject, plugin.buildFactory(config))
         listener.setServiceParent(self)
         self.listeners.append(listener)
+        self.router.listeners.append(listener)
         return listener
 
     def registry(self):

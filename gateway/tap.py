@@ -6,10 +6,21 @@ with C{.tac} files (through L{gateway.service.GatewayService}).
 
 from twisted.python import usage
 
-from gateway.kafka.producer import checkProducerConfig, producerConfig
+from gateway.kafka.producer import producerConfig
 from gateway.framing.options import OptionError, parseListen, resolveOptions
-from gateway.registry import FramingError, FramingRegistry
-from gateway.service import DEFAULT_MAX_MESSAGE_SIZE, GatewayService
+from gateway.registry import (
+    DEFAULT_BACKEND,
+    FramingError,
+    FramingRegistry,
+    loadBackends,
+)
+from gateway.router import DEFAULT_BUDGET
+from gateway.service import (
+    DEFAULT_DEAD_LETTER,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_SPOOL,
+    GatewayService,
+)
 
 __all__ = ["Options", "makeService"]
 
@@ -48,6 +59,19 @@ class Options(usage.Options):
         ["drain-timeout", None, 30.0,
          "Seconds to wait on shutdown for Kafka to confirm what was read.",
          _nonNegativeFloat],
+        ["kafka-backend", None, DEFAULT_BACKEND,
+         "Producer backend: confluent, or pykafka (Kafka <= 3.9, extra "
+         "'pykafka')."],
+        ["budget", None, DEFAULT_BUDGET,
+         "Bytes read from clients and not yet confirmed by Kafka held at "
+         "most; clients are paused above 80% and resumed below 50%.",
+         _positiveInt],
+        ["spool", None, DEFAULT_SPOOL,
+         "File keeping records not delivered at shutdown, produced first at "
+         "the next start ('none': keep nothing)."],
+        ["dead-letter", None, DEFAULT_DEAD_LETTER,
+         "File receiving records Kafka refused for good ('none': only log "
+         "them)."],
     ]
 
     def __init__(self):
@@ -113,14 +137,24 @@ class Options(usage.Options):
             except (FramingError, OptionError) as e:
                 raise usage.UsageError(f"{where}: {e}") from e
             _checkEndpoint(spec.endpoint)
+        backends = loadBackends()
+        backend = backends.get(self["kafka-backend"])
+        if backend is None:
+            raise usage.UsageError(
+                f"--kafka-backend {self['kafka-backend']!r}: unknown; "
+                f"available: {', '.join(sorted(backends))}"
+            )
         config = producerConfig(
             self["bootstrap-servers"], self["kafka-options"],
-            self["max-message-size"],
+            self["max-message-size"], self["budget"],
         )
         try:
-            checkProducerConfig(config)
+            backend.checkConfig(config)
         except ValueError as e:
             raise usage.UsageError(f"Kafka producer settings: {e}") from e
+        for path in ("spool", "dead-letter"):
+            if self[path].lower() in ("", "none"):
+                self[path] = None
 
     def getUsage(self, width=None):
         """
@@ -185,6 +219,10 @@ def makeService(options):
         maxMessageSize=options["max-message-size"],
         drainTimeout=options["drain-timeout"],
         reactor=reactor,
+        backend=options["kafka-backend"],
+        budget=options["budget"],
+        spoolPath=options["spool"],
+        deadLetterPath=options["dead-letter"],
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)

@@ -6,8 +6,12 @@ Integration tests use the real client against a real broker.
 
 
 class FakeKafkaError:
-    def __init__(self, name, text, fatal=False):
-        self._name, self._text, self._fatal = name, text, fatal
+    def __init__(self, name, text="", fatal=False, retriable=False):
+        self._name, self._text, self._fatal = name, text or name, fatal
+        self._retriable = retriable
+
+    def retriable(self):
+        return self._retriable
 
     def code(self):
         return self._name
@@ -57,6 +61,9 @@ class FakeProducer:
         self.produced = []
         self.polls = 0
         self.pendingErrors = []
+        self.clientErrors = []
+        self.statistics = []
+        self.brokerState = "UP"
         FakeProducer.instances.append(self)
 
     def produce(self, topic, value=None, key=None, headers=None):
@@ -81,8 +88,39 @@ class FakeProducer:
         """
         self.pendingErrors.append((error, self.queue.pop(0)))
 
+    def purge(self, in_queue=True, in_flight=True):
+        """
+        Give up on every queued record: each is reported as purged.
+        """
+        for message in self.queue:
+            self.pendingErrors.append((FakeKafkaError("_PURGE_QUEUE"), message))
+        self.queue = []
+
+    def reportError(self, error):
+        """
+        A client-wide error, served at the next poll.
+        """
+        self.clientErrors.append(error)
+
+    def reportStatistics(self):
+        """
+        Statistics as librdkafka would send them, served at the next poll.
+        """
+        import json
+
+        self.statistics.append(json.dumps({
+            "msg_size": sum(len(m.value() or b"") for m in self.queue),
+            "brokers": {"b:1/1": {"nodeid": 1, "state": self.brokerState}},
+        }))
+
     def poll(self, timeout):
         self.polls += 1
+        for error in self.clientErrors:
+            self.config["error_cb"](error)
+        self.clientErrors = []
+        for text in self.statistics:
+            self.config["stats_cb"](text)
+        self.statistics = []
         errors, self.pendingErrors = self.pendingErrors, []
         for error, message in errors:
             self.config["on_delivery"](error, message)
@@ -98,3 +136,26 @@ def fakeProducerFactory(capacity=1000):
         building L{FakeProducer}s with the given capacity.
     """
     return lambda config: FakeProducer(config, capacity)
+
+
+def fakeBackend(capacity=1000):
+    """
+    :return: the confluent backend on L{FakeProducer}s; the producers made
+        are in C{backend.producers}.
+    """
+    from gateway.kafka.confluent import ConfluentBackend
+
+    producers = []
+
+    def factory(config):
+        producer = FakeProducer(config, capacity)
+        producers.append(producer)
+        return producer
+
+    class FakeConfluentBackend(ConfluentBackend):
+        def checkConfig(self, config):
+            pass
+
+    backend = FakeConfluentBackend(factory)
+    backend.producers = producers
+    return backend

@@ -1,16 +1,20 @@
 # -*- test-case-name: tests.test_producer -*-
 """
-Tests for L{KafkaProducerService}'s logic, on a fake confluent producer and
-a L{Clock}.  The real client is exercised by the integration tests.
+Tests for L{KafkaProducerService} on the confluent backend with a fake
+C{Producer} and a L{Clock}.  The real client is exercised by the integration
+tests.
 """
+
+import os
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.kafka import KafkaProducerService, producerConfig
-from tests.fakes import FakeKafkaError, fakeProducerFactory
+from gateway.kafka.producer import KafkaProducerService, producerConfig
+from gateway.kafka.records import Record, RecordFile
+from tests.fakes import FakeKafkaError, fakeBackend
 
 
 class RecordingObserver:
@@ -23,8 +27,11 @@ class RecordingObserver:
     def producerUnblocked(self):
         self.events.append("unblocked")
 
-    def deliveryFailed(self, error, message):
-        self.events.append(("failed", error.name(), message.value()))
+    def deliveryFailed(self, record, error):
+        self.events.append(("failed", error.code, record.value))
+
+    def polled(self):
+        pass
 
 
 class ProducerConfigTests(SynchronousTestCase):
@@ -49,195 +56,323 @@ class ProducerConfigTests(SynchronousTestCase):
         Options given by the user override the defaults.
         """
         config = producerConfig("h:1", {"linger.ms": "50", "acks": "1"})
-        self.assertEqual(config["linger.ms"], "50")
-        self.assertEqual(config["acks"], "1")
+        self.assertEqual((config["linger.ms"], config["acks"]), ("50", "1"))
 
-    def test_roomForLargeMessages(self):
+    def test_sizes(self):
         """
-        The producer's own size limit leaves room for the largest message the
-        listeners accept plus key and headers.
+        The client's size limit leaves room for the largest accepted message;
+        its queue is capped to the byte budget.
         """
         self.assertEqual(producerConfig("h:1", maxMessageSize=10)["message.max.bytes"], 1000000)
         self.assertGreater(
-            producerConfig("h:1", maxMessageSize=4_000_000)["message.max.bytes"],
-            4_000_000,
+            producerConfig("h:1", maxMessageSize=4_000_000)["message.max.bytes"], 4_000_000
+        )
+        self.assertEqual(
+            producerConfig("h:1", budget=64 * 1024 * 1024)["queue.buffering.max.kbytes"],
+            65536,
         )
 
 
-class KafkaProducerServiceTests(SynchronousTestCase):
-    """
-    L{KafkaProducerService} on a fake producer.
-    """
-
+class ProducerServiceMixin:
     def setUp(self):
         self.clock = Clock()
         self.observer = RecordingObserver()
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.spoolPath = os.path.join(self.directory, "spool.jsonl")
+        self.deadPath = os.path.join(self.directory, "dead.jsonl")
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def makeService(self, capacity=1000, drainTimeout=30.0):
+    def makeService(self, capacity=1000, drainTimeout=30.0, start=True):
+        self.backend = fakeBackend(capacity)
         service = KafkaProducerService(
-            producerConfig("h:1"),
-            clock=self.clock,
-            producerFactory=fakeProducerFactory(capacity),
-            pollInterval=0.1,
-            drainTimeout=drainTimeout,
+            self.backend, producerConfig("h:1"), clock=self.clock,
+            pollInterval=0.1, drainTimeout=drainTimeout,
+            spoolPath=self.spoolPath, deadLetterPath=self.deadPath,
+            retryPolicy=lambda attempt: 2.0 ** attempt,
         )
         service.observer = self.observer
-        service.privilegedStartService()
-        service.startService()
+        if start:
+            service.privilegedStartService()
+            service.startService()
         return service
 
-    def test_oneProducerWithCallbacks(self):
+    def producer(self, index=-1):
+        return self.backend.producers[index]
+
+    def values(self, index=-1):
+        return [m.value() for m in self.producer(index).produced]
+
+
+class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
+    """
+    Producing, back-pressure, refusals and retries.
+    """
+
+    def test_oneClientWithCallbacks(self):
         """
-        Starting creates one producer, whose configuration routes delivery
-        reports and errors back to the service.
+        Starting creates one client whose delivery, error and statistics
+        callbacks lead back to the service; starting again creates no other.
         """
         service = self.makeService()
-        config = service._producer.config
-        self.assertTrue(callable(config["on_delivery"]))
-        self.assertTrue(callable(config["error_cb"]))
         service.startService()
-        self.assertEqual(service._producer.config["bootstrap.servers"], "h:1")
+        self.assertEqual(len(self.backend.producers), 1)
+        config = self.producer().config
+        for callback in ("on_delivery", "error_cb", "stats_cb"):
+            self.assertTrue(callable(config[callback]))
+        self.assertEqual(config["bootstrap.servers"], "h:1")
 
-    def test_produceHandsRecordToProducer(self):
+    def test_produceHandsRecordToClient(self):
         """
-        C{produce} passes topic, value, key and headers to the producer and
-        counts the record.
+        C{produce} passes topic, value, key and headers to the client.
         """
         service = self.makeService()
         service.produce("t", b"k", [("h", b"v")], b"payload")
-        [message] = service._producer.produced
+        [message] = self.producer().produced
         self.assertEqual(
             (message.topic(), message.value(), message.key(), message.headers()),
             ("t", b"payload", b"k", [("h", b"v")]),
         )
-        self.assertEqual(service.produced, 1)
+        self.assertEqual((service.accepted, service.produced), (1, 1))
 
     def test_pollOnTimer(self):
         """
-        The producer is polled on the reactor's clock, not per message.
+        The client is polled on the reactor's clock, not per message.
         """
         service = self.makeService()
         for i in range(10):
             service.produce("t", None, None, b"m")
-        self.assertEqual(service._producer.polls, 0)
+        self.assertEqual(self.producer().polls, 0)
         self.clock.advance(0.1)
-        self.assertEqual(service._producer.polls, 1)
+        self.assertEqual(self.producer().polls, 1)
 
     def test_fullQueueBacklogsInOrder(self):
         """
-        When the producer's queue is full, records wait in order in a backlog
-        and the observer is told to block clients; once the queue has room
-        the backlog goes first and the observer is told to unblock.
+        A full client queue puts records in a backlog, in order, and every
+        record joining it tells the observer to block; once the queue has
+        room the backlog goes first and the observer is told to unblock.
         """
         service = self.makeService(capacity=2)
         for i in range(5):
             service.produce("t", None, None, b"%d" % i)
-        self.assertEqual(set(self.observer.events), {"blocked"})
-        self.assertEqual(service.pending(), 5)
-        service._producer.confirm()
+        self.assertEqual(self.observer.events, ["blocked"] * 3)
+        self.assertEqual((service.pending(), service.backlogBytes), (5, 3))
+        self.producer().confirm()
         self.clock.advance(0.1)
-        service._producer.confirm()
+        self.producer().confirm()
         self.clock.advance(0.1)
         self.assertEqual(self.observer.events[-1], "unblocked")
-        self.assertEqual(set(self.observer.events[:-1]), {"blocked"})
-        values = [m.value() for m in service._producer.produced]
-        self.assertEqual(values, [b"0", b"1", b"2", b"3", b"4"])
-        self.assertEqual(service.produced, 5)
+        self.assertEqual(self.values(), [b"0", b"1", b"2", b"3", b"4"])
+        self.assertEqual(service.backlogBytes, 0)
 
-    def test_everyRecordIntoBacklogBlocks(self):
+    def test_heldBytesAndBrokers(self):
         """
-        Every record that joins the backlog tells the observer to block, so
-        a client resumed too early is paused again rather than filling the
-        backlog.
+        Bytes held are the backlog's plus the client's queue from its
+        statistics; the brokers up come from the statistics too.
         """
         service = self.makeService(capacity=1)
-        for i in range(4):
-            service.produce("t", None, None, b"%d" % i)
-        self.assertEqual(self.observer.events, ["blocked"] * 3)
+        service.produce("t", None, None, b"queued")
+        service.produce("t", None, None, b"backlog!")
+        self.assertIsNone(service.brokersUp())
+        self.producer().reportStatistics()
+        self.producer().poll(0)
+        self.assertEqual(service.heldBytes(), 6 + 8)
+        self.assertEqual(service.brokersUp(), 1)
 
-    def test_rejectedRecordCountedAndLogged(self):
+    def test_refusedAtProduceGoesToDeadLetters(self):
         """
-        A record librdkafka refuses at once (too large) is counted and logged
-        and does not stop the next one.
+        A record the client refuses at once (too large) is written to the
+        dead-letter file, counted and logged; the next record goes through.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service = self.makeService()
-        service.produce("t", None, None, b"x" * 200_000)
+        service.produce("t", b"k", [], b"x" * 200_000)
         service.produce("t", None, None, b"ok")
-        self.assertEqual(service.rejected, 1)
-        self.assertEqual(service.produced, 1)
-        self.assertTrue(any(e.get("size") == 200_000 for e in events))
+        self.assertEqual((service.deadLettered, service.produced), (1, 1))
+        [record] = RecordFile(self.deadPath).read()
+        self.assertEqual(record, Record("t", b"k", [], b"x" * 200_000))
+        self.assertTrue(any(e.get("size") == 200_000 for e in self.events))
 
-    def test_deliveryFailureReachesObserver(self):
+    def test_refusedDeliveryGoesToDeadLetters(self):
         """
-        A failed delivery report, served by the timer's poll, reaches the
-        observer and is counted.
+        A delivery Kafka refuses for good reaches the observer and the
+        dead-letter file, with its reason.
         """
         service = self.makeService()
         service.produce("t", None, None, b"doomed")
-        service._producer.fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED", "no"))
-        self.assertEqual(self.observer.events, [])
+        self.producer().fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
         self.clock.advance(0.1)
         self.assertEqual(
-            self.observer.events,
-            [("failed", "TOPIC_AUTHORIZATION_FAILED", b"doomed")],
+            self.observer.events, [("failed", "TOPIC_AUTHORIZATION_FAILED", b"doomed")]
         )
-        self.assertEqual(service.failed, 1)
+        self.assertEqual(service.deadLettered, 1)
+        with open(self.deadPath) as f:
+            self.assertIn("TOPIC_AUTHORIZATION_FAILED", f.read())
+
+    def test_timedOutIsProducedAgain(self):
+        """
+        A record a client timeout gave up on is produced again, first, not
+        dropped or dead-lettered.
+        """
+        service = self.makeService()
+        service.produce("t", None, None, b"slow")
+        service.produce("t", None, None, b"next")
+        self.producer().fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"slow", b"next", b"slow"])
+        self.assertEqual((service.requeued, service.deadLettered), (1, 0))
+
+    def test_repeatedClientErrorLoggedOncePer30s(self):
+        """
+        The same client error repeated on every reconnect attempt is logged
+        once per 30 seconds, a different one at once.
+        """
+        service = self.makeService()
+        down = FakeKafkaError("_TRANSPORT", "connection refused")
+        for i in range(5):
+            self.producer().reportError(down)
+        self.clock.advance(0.1)
+        self.clock.advance(10)
+        self.producer().reportError(down)
+        self.clock.advance(0.1)
+        self.clock.advance(30)
+        self.producer().reportError(down)
+        self.clock.advance(0.1)
+        codes = [e["code"] for e in self.events if "code" in e]
+        self.assertEqual(codes, ["_TRANSPORT", "_TRANSPORT"])
+
+    def test_fatalErrorRecreatesClient(self):
+        """
+        A fatal error recreates the client after the backoff delay, and what
+        the old client had not confirmed is produced first by the new one,
+        in order.
+        """
+        service = self.makeService()
+        for value in (b"a", b"b"):
+            service.produce("t", None, None, value)
+        self.producer().confirm(1)
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.backend.producers), 1)
+        service.produce("t", None, None, b"c")
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.backend.producers), 2)
+        # b was never confirmed and c was queued in the old client: both
+        # come back first, in order.
+        self.assertEqual(self.values(0), [b"a", b"b", b"c"])
+        self.assertEqual(self.values(), [b"b", b"c"])
+        self.assertEqual((service.recreations, service.requeued), (1, 2))
+
+    def test_badConfigurationFailsStart(self):
+        """
+        A configuration the client refuses stops the start with an error
+        saying so, before any listener could bind.
+        """
+
+        class Refusing:
+            name = "refusing"
+
+            def connect(self, config, events, reactor):
+                raise RuntimeError('No such configuration property: "lingr.ms"')
+
+        service = KafkaProducerService(Refusing(), producerConfig("h:1"), clock=self.clock)
+        error = self.assertRaises(ValueError, service.privilegedStartService)
+        self.assertIn("lingr.ms", str(error))
+
+
+class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
+    """
+    Stopping, the spool, and the next start.
+    """
 
     def test_stopDrains(self):
         """
-        Stopping waits, polling, until the producer confirmed everything,
-        without blocking, then fires with nothing left.
+        Stopping polls until everything is confirmed, without blocking, then
+        fires with nothing left and writes no spool.
         """
         service = self.makeService()
         service.produce("t", None, None, b"a")
         d = service.stopService()
         self.assertNoResult(d)
-        service._producer.confirm()
+        self.producer().confirm()
         self.clock.advance(0.1)
         self.assertEqual(self.successResultOf(d), 0)
+        self.assertFalse(os.path.exists(self.spoolPath))
+        self.assertTrue(any(e.get("delivered") == 1 and e.get("left") == 0 for e in self.events))
 
-    def test_stopGivesUpAfterDrainTimeout(self):
+    def test_drainTimeoutSpoolsTheRest(self):
         """
-        If Kafka does not confirm within the drain timeout, stopping ends
-        anyway and logs how many records were left.
+        What Kafka has not confirmed by the drain deadline (queued or in the
+        backlog) is written to the spool in order, and the exact counts are
+        logged.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = self.makeService(drainTimeout=1.0)
-        service.produce("t", None, None, b"a")
-        service.produce("t", None, None, b"b")
+        service = self.makeService(capacity=2, drainTimeout=1.0)
+        for value in (b"1", b"2", b"3", b"4"):
+            service.produce("t", None, None, value)
+        self.producer().confirm(1)
+        self.clock.advance(0.1)
         d = service.stopService()
         self.clock.pump([0.1] * 11)
-        self.assertEqual(self.successResultOf(d), 2)
-        self.assertTrue(any(e.get("remaining") == 2 for e in events))
+        self.assertEqual(self.successResultOf(d), 3)
+        spooled = [r.value for r in RecordFile(self.spoolPath).read()]
+        self.assertEqual(spooled, [b"2", b"3", b"4"])
+        self.assertEqual(service.delivered(), 1)
+        [summary] = [e for e in self.events if "left" in e]
+        self.assertEqual((summary["delivered"], summary["left"]), (1, 3))
 
-    def test_repeatedKafkaErrorLoggedOnce(self):
+    def test_nextStartProducesSpoolFirst(self):
         """
-        The same librdkafka error repeated on every reconnect attempt is
-        logged once per 30 seconds, a different one at once.
+        The next start produces the spool before anything new, and removes
+        the spool once everything is confirmed.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        RecordFile(self.spoolPath).replace([Record("t", b"k", [("h", b"v")], b"old")])
         service = self.makeService()
-        down = FakeKafkaError("_TRANSPORT", "connection refused")
-        for i in range(5):
-            service._kafkaError(down)
-        service._kafkaError(FakeKafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down"))
-        self.clock.advance(31)
-        service._kafkaError(down)
-        codes = [e["code"] for e in events if "code" in e]
-        self.assertEqual(codes, ["_TRANSPORT", "_ALL_BROKERS_DOWN", "_TRANSPORT"])
+        service.produce("t", None, None, b"new")
+        self.assertFalse(os.path.exists(self.spoolPath))
+        self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"old", b"new"])
+        self.assertEqual(self.producer().produced[0].headers(), [("h", b"v")])
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertFalse(os.path.exists(self.spoolPath + ".replaying"))
 
-    def test_badConfigurationFailsStart(self):
+    def test_crashWhileReplayingKeepsRecords(self):
         """
-        A configuration the client refuses stops the start with an error that
-        says so, before any listener could bind.
+        If the gateway dies before the spooled records are confirmed, the
+        next start produces them again (the replaying file was kept).
         """
+        RecordFile(self.spoolPath).replace([Record("t", None, [], b"old")])
+        self.makeService()
+        self.makeService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"old"])
 
-        def refuse(config):
-            raise RuntimeError('No such configuration property: "lingr.ms"')
+    def test_lateRecordsGoToSpool(self):
+        """
+        A record arriving after the drain (a connection closing with whole
+        messages buffered) is appended to the spool, not lost.
+        """
+        service = self.makeService()
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        service.produce("t", None, None, b"late")
+        self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"late"])
 
+    def test_noSpoolConfiguredLogsLoss(self):
+        """
+        Without a spool, records left at stop are counted and logged as
+        lost.
+        """
+        self.backend = fakeBackend()
         service = KafkaProducerService(
-            producerConfig("h:1"), clock=self.clock, producerFactory=refuse
+            self.backend, producerConfig("h:1"), clock=self.clock,
+            pollInterval=0.1, drainTimeout=0.0,
         )
-        error = self.assertRaises(ValueError, service.privilegedStartService)
-        self.assertIn("lingr.ms", str(error))
+        service.privilegedStartService()
+        service.startService()
+        service.produce("t", None, None, b"x")
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertTrue(any("lost" in e.get("log_format", "") for e in self.events))

@@ -10,7 +10,7 @@ from gateway.kafka import KafkaProducerService
 from gateway.listener import ListenerService
 from gateway.registry import FramingError
 from gateway.service import GatewayService
-from tests.fakes import fakeProducerFactory
+from tests.fakes import fakeBackend
 
 
 class GatewayServiceTests(SynchronousTestCase):
@@ -22,9 +22,11 @@ class GatewayServiceTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def makeGateway(self, **kwargs):
+        self.backend = fakeBackend()
+        kwargs.setdefault("spoolPath", None)
+        kwargs.setdefault("deadLetterPath", None)
         return GatewayService(
-            topic="t", reactor=self.reactor,
-            producerFactory=fakeProducerFactory(), **kwargs
+            topic="t", reactor=self.reactor, backend=self.backend, **kwargs
         )
 
     def test_producerFirstListenersAfter(self):
@@ -104,6 +106,11 @@ class GatewayServiceTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, GatewayService, topic="", reactor=self.reactor)
         self.assertRaises(ValueError, self.makeGateway, maxMessageSize=0)
+        self.assertRaises(ValueError, self.makeGateway, budget=0)
+        error = self.assertRaises(
+            ValueError, GatewayService, topic="t", reactor=self.reactor, backend="nope"
+        )
+        self.assertIn("confluent", str(error))
 
     def test_stopPausesClientsThenDrains(self):
         """
@@ -124,7 +131,59 @@ class GatewayServiceTests(SynchronousTestCase):
         d = gateway.stopService()
         self.assertEqual(transport.producerState, "paused")
         self.assertNoResult(d)
-        gateway.producer._producer.confirm()
+        self.backend.producers[0].confirm()
         self.reactor.advance(0.1)
         self.successResultOf(d)
-        self.assertEqual(gateway.producer._producer.produced[0].value(), b"hello")
+        self.assertEqual(self.backend.producers[0].produced[0].value(), b"hello")
+
+    def test_stopPublishesWholeMessagesOfPausedClients(self):
+        """
+        Whole messages a paused client had sent are published when the
+        gateway stops, so the drain covers everything that was read.
+        """
+        gateway = self.makeGateway()
+        gateway.addListener("lines", "tcp:9000")
+        gateway.privilegedStartService()
+        gateway.startService()
+        from twisted.internet.testing import StringTransport
+
+        protocol = self.reactor.tcpServers[0][1].buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.pauseProducing()
+        protocol.dataReceived(b"one\ntwo\npart")
+        gateway.stopService()
+        values = [m.value() for m in self.backend.producers[0].produced]
+        self.assertEqual(values, [b"one", b"two"])
+
+    def test_overBudgetPausesClientsAndAccepting(self):
+        """
+        Above the high-water mark every client is paused and listeners stop
+        accepting; below the low-water mark both resume.
+        """
+        gateway = self.makeGateway(budget=1000)
+        gateway.addListener("lines", "tcp:9000")
+        gateway.privilegedStartService()
+        gateway.startService()
+        port = gateway.listeners[0].port
+        calls = []
+        port.stopReading = lambda: calls.append("stop")
+        port.startReading = lambda: calls.append("start")
+        from twisted.internet.testing import StringTransport
+
+        factory = self.reactor.tcpServers[0][1]
+        hog, other = factory.buildProtocol(None), factory.buildProtocol(None)
+        hogTransport, otherTransport = StringTransport(), StringTransport()
+        hog.makeConnection(hogTransport)
+        other.makeConnection(otherTransport)
+        hog.dataReceived(b"x" * 900)  # an incomplete line counts too
+        self.reactor.pump([0.05] * 4)
+        self.assertEqual(otherTransport.producerState, "paused")
+        self.assertEqual(calls, ["stop"])
+        self.assertGreater(gateway.router.budgetFraction(), 0.8)
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        hog.connectionLost(Failure(ConnectionDone()))
+        self.reactor.pump([0.05] * 4)
+        self.assertEqual(otherTransport.producerState, "producing")
+        self.assertEqual(calls, ["stop", "start"])

@@ -85,17 +85,26 @@ class FramedProtocolMixin:
         paused), close the message stream; an incomplete frame left in the
         buffer is a bad-input event (it is not published).
         """
-        if self.frameFailed is None and getattr(self, "paused", False):
-            # Whole messages read while paused were accepted from the client:
-            # publish them now rather than count them as lost.
-            self.paused = False
-            self.dataReceived(b"")
+        self.publishBuffered()
         pending = self.bufferedByteCount()
         if pending and self.frameFailed is None:
             self.frameError(INCOMPLETE, buffered=pending)
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
+
+    def publishBuffered(self):
+        """
+        Publish the whole messages buffered while paused, without resuming
+        the transport: they were accepted from the client (the connection is
+        closing, or the gateway is stopping).
+        """
+        if self.frameFailed is None and getattr(self, "paused", False):
+            self.paused = False
+            try:
+                self.dataReceived(b"")
+            finally:
+                self.paused = True
 
     def logFields(self):
         """

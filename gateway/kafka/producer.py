@@ -1,28 +1,33 @@
 # -*- test-case-name: tests.test_producer -*-
 """
-L{KafkaProducerService}: the one confluent-kafka producer every listener and
-connection shares.
+L{KafkaProducerService}: the one producer every listener and connection
+shares, on a backend plugin (L{gateway.interfaces.IProducerBackend}).
 
-Nothing here blocks the reactor: C{produce()} only enqueues (librdkafka's own
-threads talk to the brokers), callbacks are served by C{poll(0)} on a timer,
-and a full queue turns into a backlog plus back-pressure instead of a wait or
-a loss.  Delivery reports are asked for errors only, so a successful message
-costs no Python callback; success is counted from the producer's queue.
+Nothing is silently lost and nothing blocks the reactor:
+
+ - a full backend queue turns into a backlog plus back-pressure on clients;
+ - a record Kafka refuses for good goes to the dead-letter file;
+ - a record a client-library timeout gave up on is produced again;
+ - a fatal client error recreates the client (with backoff) and produces
+   again what the old one had not confirmed;
+ - stopping drains within a deadline and spools what is left, which the next
+   start produces first.
 """
 
+import os
 from collections import deque
 
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
-__all__ = [
-    "KafkaProducerService",
-    "producerConfig",
-    "checkProducerConfig",
-    "DEFAULT_PRODUCER_CONFIG",
-]
+from gateway.interfaces import IProducerEvents
+from gateway.kafka.records import Record, RecordFile
+
+__all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
 
 #: What the gateway's guarantees rest on; C{--kafka-option} may override.
 DEFAULT_PRODUCER_CONFIG = {
@@ -31,54 +36,38 @@ DEFAULT_PRODUCER_CONFIG = {
     "acks": "all",
     "enable.idempotence": True,
     # Never expire a queued record because a timer ran out: while Kafka is
-    # down records wait, bounded by the queue and the back-pressure.
+    # down records wait, bounded by the byte budget and back-pressure.
     "message.timeout.ms": 0,
     "linger.ms": 5,
     "delivery.report.only.error": True,
     "socket.keepalive.enable": True,
+    # The byte budget, not a message count, bounds the queue.
+    "queue.buffering.max.messages": 1000000,
 }
 
 
-def producerConfig(bootstrapServers, options=None, maxMessageSize=None):
+def producerConfig(bootstrapServers, options=None, maxMessageSize=None,
+                   budget=None):
     """
-    Build the librdkafka configuration for the gateway's producer.
+    Build the producer configuration.
 
     :param bootstrapServers: C{host:port[,host:port...]}.
-    :param options: librdkafka properties given by the user; they win.
+    :param options: properties given by the user; they win.
     :param maxMessageSize: the largest payload the listeners accept; the
-        producer's own C{message.max.bytes} is raised to leave room for it
-        and the record's key and headers.
+        producer's own C{message.max.bytes} leaves room for it plus key and
+        headers.
+    :param budget: the gateway's byte budget; the client's queue is capped
+        to it (C{queue.buffering.max.kbytes}).
     :rtype: L{dict}
     """
     config = dict(DEFAULT_PRODUCER_CONFIG)
     config["bootstrap.servers"] = bootstrapServers
     if maxMessageSize is not None:
         config["message.max.bytes"] = max(1000000, maxMessageSize + 65536)
+    if budget is not None:
+        config["queue.buffering.max.kbytes"] = max(1, budget // 1024)
     config.update(options or {})
     return config
-
-
-def checkProducerConfig(config):
-    """
-    Let librdkafka judge a configuration without connecting anywhere, so a
-    misspelt or conflicting property is reported before anything starts.
-
-    :param config: a configuration from L{producerConfig}.
-    :raises ValueError: with librdkafka's own explanation.
-    """
-    from confluent_kafka import KafkaException, Producer
-
-    offline = {k: v for k, v in config.items() if k != "bootstrap.servers"}
-    offline["logger"] = _SilentLog()
-    try:
-        Producer(offline)
-    except KafkaException as e:
-        raise ValueError(e.args[0].str()) from e
-
-
-class _SilentLog:
-    def log(self, *args):
-        pass
 
 
 class _NoObserver:
@@ -92,92 +81,89 @@ class _NoObserver:
     def producerUnblocked(self):
         pass
 
-    def deliveryFailed(self, error, message):
+    def deliveryFailed(self, record, error):
+        pass
+
+    def polled(self):
         pass
 
 
+@implementer(IProducerEvents)
 class KafkaProducerService(Service):
     """
-    Own the process's one Kafka producer from start to drained stop.
+    Own the process's one producer from start to drained stop.
 
-    :ivar observer: told when the producer blocks or unblocks and when a
-        delivery fails (the L{gateway.router.Router}).
-    :ivar produced: records handed to librdkafka.
-    :ivar failed: records Kafka refused for good (delivery reports).
-    :ivar rejected: records librdkafka refused at C{produce()}, e.g. too
-        large.
+    :ivar observer: told when the producer blocks or unblocks, when a record
+        is refused for good, and after every poll (the L{gateway.router.Router}).
+    :ivar accepted: records handed to L{produce} (and loaded from the spool).
+    :ivar produced: records the client took (a record produced again after a
+        recreation counts again).
+    :ivar failureReports: records the client reported not delivered.
+    :ivar deadLettered: records refused for good, written to the dead-letter
+        file.
+    :ivar requeued: records produced again (timeouts, recreation).
+    :ivar spooled: records written to the spool at stop.
+    :ivar recreations: clients recreated after fatal errors.
     """
 
     name = "kafka-producer"
     log = Logger()
 
-    def __init__(
-        self,
-        config,
-        clock,
-        producerFactory=None,
-        pollInterval=0.05,
-        drainTimeout=30.0,
-    ):
+    def __init__(self, backend, config, clock, pollInterval=0.05,
+                 drainTimeout=30.0, spoolPath=None, deadLetterPath=None,
+                 retryPolicy=None):
         """
-        :param config: the librdkafka configuration (see L{producerConfig}).
-        :param clock: an L{twisted.internet.interfaces.IReactorTime}.
-        :param producerFactory: builds the producer from a configuration;
-            C{confluent_kafka.Producer} by default.
-        :param pollInterval: seconds between C{poll(0)} calls.
-        :param drainTimeout: seconds C{stopService} waits for Kafka to confirm
-            what was produced.
+        :param backend: the L{gateway.interfaces.IProducerBackend}.
+        :param config: the producer configuration (see L{producerConfig}).
+        :param clock: the reactor (an L{IReactorTime}, handed to backends).
+        :param pollInterval: seconds between polls of the client.
+        :param drainTimeout: seconds L{stopService} waits for Kafka.
+        :param spoolPath: where undelivered records wait for the next start;
+            L{None} keeps nothing (they are only counted and logged).
+        :param deadLetterPath: where records Kafka refused go; L{None} only
+            logs them.
+        :param retryPolicy: seconds to wait before the Nth recreation
+            (C{backoffPolicy()} by default: exponential, with jitter).
         """
+        self.backend = backend
         self.config = dict(config)
         self.clock = clock
         self.pollInterval = pollInterval
         self.drainTimeout = drainTimeout
+        self.spool = RecordFile(spoolPath) if spoolPath else None
+        self.deadLetters = RecordFile(deadLetterPath) if deadLetterPath else None
+        self.retryPolicy = retryPolicy or backoffPolicy(maxDelay=60.0)
         self.observer = _NoObserver()
-        self.produced = 0
-        self.failed = 0
-        self.rejected = 0
-        self._producerFactory = producerFactory
-        self._producer = None
+        self.accepted = self.produced = self.failureReports = 0
+        self.deadLettered = self.requeued = self.spooled = self.recreations = 0
+        self.backlogBytes = 0
+        self.lastError = None
+        self._client = None
         self._produce = None
         self._backlog = deque()
         self._poller = None
-        self._lastError = None
+        self._purged = []
+        self._recreating = None
+        self._failedAttempts = 0
+        self._lastLogged = None
+        self._stopped = False
+        self._replaying = None
 
     # Life cycle
 
     def privilegedStartService(self):
         """
-        Create the producer before any listener binds, so a bad configuration
-        stops the start instead of leaving a gateway that cannot publish.
+        Create the client and load the spool before any listener binds, so a
+        bad configuration stops the start and spooled records go first.
         """
         Service.privilegedStartService(self)
-        self._createProducer()
-
-    def _createProducer(self):
-        if self._producer is not None:
-            return
-        factory = self._producerFactory
-        if factory is None:
-            from confluent_kafka import Producer as factory
-        config = dict(self.config)
-        config["on_delivery"] = self._deliveryReport
-        config["error_cb"] = self._kafkaError
-        config["logger"] = _LibrdkafkaLog(self.log)
-        try:
-            self._producer = factory(config)
-        except Exception as e:
-            raise ValueError(f"cannot create the Kafka producer: {e}") from e
-        self._produce = self._producer.produce
-        self.log.info(
-            "Kafka producer created for {bootstrap}",
-            bootstrap=self.config.get("bootstrap.servers"),
-        )
+        self._start()
 
     def startService(self):
         """
-        Start serving the producer's callbacks from the reactor.
+        Start polling the client from the reactor.
         """
-        self._createProducer()
+        self._start()
         Service.startService(self)
         self._poller = LoopingCall(self._poll)
         self._poller.clock = self.clock
@@ -185,18 +171,66 @@ class KafkaProducerService(Service):
             lambda f: self.log.failure("producer poll loop stopped", f)
         )
 
+    def _start(self):
+        if self._client is None:
+            self._loadSpool()
+            self._connect()
+
+    def _connect(self):
+        try:
+            self._client = self.backend.connect(self.config, self, self.clock)
+        except Exception as e:
+            raise ValueError(
+                f"cannot create the Kafka producer ({self.backend.name}): {e}"
+            ) from e
+        self._produce = self._client.produce
+        self.log.info(
+            "Kafka producer created ({backend}) for {bootstrap}",
+            backend=self.backend.name,
+            bootstrap=self.config.get("bootstrap.servers"),
+        )
+
+    def _loadSpool(self):
+        """
+        Put spooled records at the head of the backlog.  The file is renamed
+        aside, not deleted, until everything produced so far is confirmed.
+        """
+        if self.spool is None:
+            return
+        replaying = RecordFile(self.spool.path + ".replaying")
+        records = replaying.read()
+        if self.spool.exists():
+            records += self.spool.read()
+            replaying.replace(records)
+            self.spool.remove()
+        if records:
+            self._replaying = replaying
+            for record in records:
+                self._queue(record)
+            self.accepted += len(records)
+            self.log.info(
+                "producing {count} spooled records first (from {path})",
+                count=len(records), path=self.spool.path,
+            )
+
     def stopService(self):
         """
-        Drain: wait, without blocking the reactor, until Kafka confirmed every
-        record or C{drainTimeout} passed, then log what is left.
+        Drain: wait, polling, until everything is confirmed or
+        C{drainTimeout} passed; then spool what is left and log exact counts.
 
-        :return: a L{Deferred} firing when the drain is over.
+        :return: a L{Deferred} firing with the number of records not
+            delivered.
         """
         Service.stopService(self)
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
-        if self._producer is None:
+        if self._recreating is not None and self._recreating.active():
+            # Stopping while a recreation waits: do it now, so the drain and
+            # the spool see every record the old client held.
+            self._recreating.cancel()
+            self._recreate()
+        if self._client is None:
             return None
         done = Deferred()
         deadline = self.clock.seconds() + self.drainTimeout
@@ -210,30 +244,51 @@ class KafkaProducerService(Service):
             if self.pending() == 0 or self.clock.seconds() >= deadline:
                 drainer.stop()
 
-        def finished(_):
-            self._producer.poll(0)
-            remaining = self.pending()
-            if remaining:
-                self.log.error(
-                    "Kafka producer stopped with {remaining} records not "
-                    "confirmed after {timeout} s",
-                    remaining=remaining,
-                    timeout=self.drainTimeout,
-                )
-            else:
-                self.log.info(
-                    "Kafka producer drained: {produced} records produced, "
-                    "{failed} failed, {rejected} rejected",
-                    produced=self.produced,
-                    failed=self.failed,
-                    rejected=self.rejected,
-                )
-            done.callback(remaining)
-
         drainer = LoopingCall(check)
         drainer.clock = self.clock
-        drainer.start(self.pollInterval).addCallback(finished)
+        drainer.start(self.pollInterval).addCallback(
+            lambda _: done.callback(self._finishDrain())
+        )
         return done
+
+    def _finishDrain(self):
+        client, self._client, self._produce = self._client, None, None
+        if client.pendingCount():
+            client.purge()
+            while client.pendingCount():
+                client.poll()
+        client.close()
+        self._stopped = True
+        left = self._purged + [Record(*r) for r in self._backlog]
+        self._purged, self._backlog = [], deque()
+        self.backlogBytes = 0
+        self._saveLeft(left)
+        delivered = self.delivered()
+        self.log.info(
+            "Kafka producer stopped: {delivered} records delivered, {left} not "
+            "delivered ({spooled} spooled), {deadLettered} dead-lettered",
+            delivered=delivered, left=len(left), spooled=self.spooled,
+            deadLettered=self.deadLettered,
+        )
+        if self._replaying is not None and not left:
+            self._replaying.remove()
+        return len(left)
+
+    def _saveLeft(self, records):
+        if not records:
+            if self._replaying is not None:
+                self._replaying.remove()
+            return
+        if self.spool is None:
+            self.log.error(
+                "{count} records not delivered and no spool configured: lost",
+                count=len(records),
+            )
+            return
+        self.spool.replace(records)
+        if self._replaying is not None:
+            self._replaying.remove()
+        self.spooled += len(records)
 
     # The hot path
 
@@ -241,49 +296,91 @@ class KafkaProducerService(Service):
         """
         Publish one record; never blocks, never drops.
 
-        When librdkafka's queue is full the record joins a backlog, and so do
-        all later ones until the backlog is empty again, which keeps every
+        While a backlog exists every record joins it, which keeps each
         connection's records in order.
-
-        :param topic: the Kafka topic.
-        :param key: the record key (L{bytes} or L{None}).
-        :param headers: a list of C{(name, bytes)} pairs.
-        :param value: the payload.
         """
+        self.accepted += 1
         if self._backlog:
-            self._backlog.append((topic, key, headers, value))
-            # Whoever is still sending must be paused too (the observer
-            # makes a repeated call cheap).
+            self._queue((topic, key, headers, value))
             self.observer.producerBlocked()
             return
         try:
             self._produce(topic, value, key, headers=headers)
         except BufferError:
-            self._backlog.append((topic, key, headers, value))
+            self._queue((topic, key, headers, value))
             self.observer.producerBlocked()
             return
+        except TypeError:
+            if self._produce is None:
+                # Stopped or between clients: keep it for later.
+                return self._late(Record(topic, key, headers, value))
+            raise
         except Exception as e:
-            self._rejectedAtProduce(e, topic, value)
+            self._refused(Record(topic, key, headers, value), str(e))
             return
         self.produced += 1
 
-    # Serving the producer
+    def _queue(self, record):
+        self._backlog.append(record)
+        self.backlogBytes += len(record[3] or b"")
+
+    def _late(self, record):
+        if self._stopped:
+            # A connection closed after the drain with whole messages still
+            # buffered: they go straight to the spool.
+            if self.spool is not None:
+                self.spool.append([record])
+                self.spooled += 1
+            return
+        self._queue(record)
+        self.observer.producerBlocked()
+
+    # Serving the client
 
     def pending(self):
         """
-        :return: records not yet confirmed by Kafka: the backlog plus
-            librdkafka's queue (which also counts in-flight requests).
-        :rtype: L{int}
+        :return: records not yet confirmed: the backlog plus the client's
+            queue (which may also count protocol requests).
         """
-        queued = len(self._producer) if self._producer is not None else 0
+        queued = self._client.pendingCount() if self._client is not None else 0
         return len(self._backlog) + queued
 
+    def heldBytes(self):
+        """
+        :return: payload bytes accepted and not yet confirmed (the client's
+            figure lags by its statistics interval).
+        """
+        queued = self._client.pendingBytes() if self._client is not None else 0
+        return self.backlogBytes + queued
+
+    def brokersUp(self):
+        """
+        :return: brokers the client is connected to, or L{None} if unknown.
+        """
+        return self._client.brokersUp() if self._client is not None else None
+
+    def delivered(self):
+        """
+        :return: records Kafka confirmed (exact once nothing is pending).
+        """
+        queued = self._client.pendingCount() if self._client is not None else 0
+        return self.produced - self.failureReports - queued
+
     def _poll(self):
+        if self._client is not None:
+            self._client.poll()
+            if self._purged and self._recreating is None:
+                self._requeue()
+            self._pump()
+            if self._replaying is not None and not self.pending():
+                self._replaying.remove()
+                self._replaying = None
+        self.observer.polled()
+
+    def _pump(self):
         """
-        Serve delivery reports and errors, then move the backlog into the
-        producer's queue as far as it fits.
+        Move the backlog into the client's queue as far as it fits.
         """
-        self._producer.poll(0)
         backlog = self._backlog
         if not backlog:
             return
@@ -295,56 +392,89 @@ class KafkaProducerService(Service):
             except BufferError:
                 return
             except Exception as e:
-                self._rejectedAtProduce(e, topic, value)
+                self._refused(Record(topic, key, headers, value), str(e))
             else:
                 self.produced += 1
             backlog.popleft()
+            self.backlogBytes -= len(value or b"")
         self.observer.producerUnblocked()
 
-    def _rejectedAtProduce(self, error, topic, value):
-        self.rejected += 1
+    def _requeue(self):
+        """
+        Records the old client gave up on go first, in their order.
+        """
+        purged, self._purged = self._purged, []
+        for record in reversed(purged):
+            self._backlog.appendleft(record)
+            self.backlogBytes += len(record.value or b"")
+        self.requeued += len(purged)
+
+    # IProducerEvents
+
+    def deliveryFailed(self, record, error):
+        """
+        See L{IProducerEvents.deliveryFailed}.
+        """
+        self.failureReports += 1
+        if error.purged or error.retriable:
+            self._purged.append(record)
+            return
+        self._refused(record, f"{error.code}: {error.text}")
+        self.observer.deliveryFailed(record, error)
+
+    def _refused(self, record, reason):
+        self.deadLettered += 1
+        if self.deadLetters is not None:
+            self.deadLetters.append([record], reason=reason)
         self.log.error(
-            "librdkafka refused a {size}-byte record for {topic}: {reason}",
-            size=len(value),
-            topic=topic,
-            reason=str(error),
+            "Kafka refused a {size}-byte record for {topic}: {reason}; "
+            "{where}",
+            size=len(record.value or b""),
+            topic=record.topic,
+            reason=reason,
+            where=(f"written to {self.deadLetters.path}" if self.deadLetters
+                   else "no dead-letter file configured, dropped"),
         )
 
-    def _deliveryReport(self, error, message):
-        # Called from poll(0), on the reactor thread; only for errors because
-        # of delivery.report.only.error.
-        if error is not None:
-            self.failed += 1
-            self.observer.deliveryFailed(error, message)
-
-    def _kafkaError(self, error):
-        # librdkafka repeats transport errors on every reconnect attempt: log
-        # a new kind of error at once, a repeated one every 30 seconds.
-        code, now = error.code(), self.clock.seconds()
-        if self._lastError is not None:
-            lastCode, lastTime = self._lastError
-            if code == lastCode and now - lastTime < 30:
-                return
-        self._lastError = (code, now)
-        self.log.warn(
-            "Kafka producer: {reason}", reason=error.str(), code=error.name(),
-            fatal=error.fatal(),
-        )
-
-
-class _LibrdkafkaLog:
-    """
-    Forward librdkafka's critical log lines to the Twisted logger.  Its
-    errors also arrive through C{error_cb}, where they are deduplicated;
-    logged here too they would repeat on every reconnect attempt.
-    """
-
-    def __init__(self, log):
-        self._log = log
-
-    def log(self, level, fmt, *args):
-        # level is a syslog level: 0 emergency, 2 critical, 3 error ... 7 debug.
-        if level <= 2:
-            self._log.critical(
-                "librdkafka: {line}", line=fmt % args, syslogLevel=level
+    def clientError(self, error):
+        """
+        See L{IProducerEvents.clientError}: log (a repeated error every 30
+        seconds), and recreate the client after a fatal one.
+        """
+        self.lastError = error
+        now = self.clock.seconds()
+        if self._lastLogged is None or self._lastLogged[0] != error.code \
+                or now - self._lastLogged[1] >= 30:
+            self._lastLogged = (error.code, now)
+            self.log.warn("Kafka producer: {reason}", reason=error.text,
+                          code=error.code, fatal=error.fatal)
+        if error.fatal and self._recreating is None and self.running:
+            delay = self.retryPolicy(self._failedAttempts)
+            self._failedAttempts += 1
+            self.log.error(
+                "Kafka producer hit a fatal error; recreating it in {delay:.1f} s",
+                delay=delay,
             )
+            self._recreating = self.clock.callLater(delay, self._recreate)
+
+    def _recreate(self):
+        """
+        Replace a client that hit a fatal error: take back what it had not
+        confirmed, create a new one, produce those records first.
+        """
+        self._recreating = None
+        old, self._client, self._produce = self._client, None, None
+        if old is not None:
+            old.purge()
+            while old.pendingCount():
+                old.poll()
+            old.close()
+        try:
+            self._connect()
+        except ValueError as e:
+            self.log.error("{error}", error=str(e))
+            self.clientError(self.lastError)
+            return
+        self.recreations += 1
+        self._requeue()
+        self._pump()

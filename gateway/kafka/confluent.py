@@ -1,0 +1,161 @@
+# -*- test-case-name: tests.test_confluent -*-
+"""
+The default producer backend: confluent-kafka (librdkafka).
+
+librdkafka's threads talk to the brokers; the gateway calls C{produce()}
+(which only queues) and serves callbacks with C{poll(0)} from a reactor
+timer.  Delivery reports are asked for failures only, so a successful record
+costs no Python callback; queue sizes come from librdkafka's own statistics.
+"""
+
+import json
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from gateway.interfaces import IProducerBackend, IProducerClient
+from gateway.kafka.records import DeliveryError, Record
+
+__all__ = ["ConfluentBackend", "ConfluentClient", "STATISTICS_INTERVAL_MS"]
+
+#: How often librdkafka reports its queue and broker states.
+STATISTICS_INTERVAL_MS = 250
+
+_PURGED = {"_PURGE_QUEUE", "_PURGE_INFLIGHT"}
+_RETRY = {"_MSG_TIMED_OUT", "_TIMED_OUT"}
+
+
+def deliveryError(error):
+    """
+    Translate a C{confluent_kafka.KafkaError}.
+
+    :rtype: L{DeliveryError}
+    """
+    name = error.name()
+    return DeliveryError(
+        code=name,
+        text=error.str(),
+        retriable=bool(error.retriable()) or name in _RETRY,
+        fatal=bool(error.fatal()),
+        purged=name in _PURGED,
+        allBrokersDown=name == "_ALL_BROKERS_DOWN",
+    )
+
+
+class _SilentLog:
+    def log(self, *args):
+        pass
+
+
+class _CriticalLog:
+    """
+    Forward librdkafka's critical log lines; its errors arrive, deduplicated,
+    through C{error_cb} instead.
+    """
+
+    def __init__(self, log):
+        self._log = log
+
+    def log(self, level, fmt, *args):
+        if level <= 2:
+            self._log.critical("librdkafka: {line}", line=fmt % args)
+
+
+@implementer(IProducerClient)
+class ConfluentClient:
+    """
+    One C{confluent_kafka.Producer}.
+
+    :ivar produce: the producer's own C{produce}, bound once: the hot path
+        goes straight into librdkafka.
+    """
+
+    def __init__(self, config, events, log, producerFactory=None):
+        """
+        :param config: librdkafka properties.
+        :param events: the L{gateway.interfaces.IProducerEvents}.
+        :param log: a L{twisted.logger.Logger} for librdkafka's own lines.
+        :param producerFactory: C{confluent_kafka.Producer} unless testing.
+        """
+        if producerFactory is None:
+            from confluent_kafka import Producer as producerFactory
+        self._events = events
+        self._queuedBytes = 0
+        self._brokersUp = None
+        settings = dict(config)
+        settings.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        settings["on_delivery"] = self._delivery
+        settings["error_cb"] = self._error
+        settings["stats_cb"] = self._statistics
+        settings["logger"] = _CriticalLog(log)
+        self._producer = producerFactory(settings)
+        self.produce = self._producer.produce
+
+    def _delivery(self, error, message):
+        # Only failures arrive here (delivery.report.only.error).
+        if error is not None:
+            record = Record(message.topic(), message.key(),
+                            message.headers() or [], message.value())
+            self._events.deliveryFailed(record, deliveryError(error))
+
+    def _error(self, error):
+        self._events.clientError(deliveryError(error))
+
+    def _statistics(self, text):
+        stats = json.loads(text)
+        self._queuedBytes = stats.get("msg_size", 0)
+        brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+        self._brokersUp = sum(1 for b in brokers if b.get("state") == "UP") if brokers else None
+
+    def poll(self):
+        self._producer.poll(0)
+
+    def pendingCount(self):
+        return len(self._producer)
+
+    def pendingBytes(self):
+        return self._queuedBytes
+
+    def brokersUp(self):
+        return self._brokersUp
+
+    def purge(self):
+        self._producer.purge(in_queue=True, in_flight=True)
+        self._producer.poll(0)
+
+    def close(self):
+        self._producer.poll(0)
+        self._producer = None
+        self.produce = None
+
+
+@implementer(IPlugin, IProducerBackend)
+class ConfluentBackend:
+    """
+    The C{confluent} backend plugin.
+    """
+
+    name = "confluent"
+    description = "confluent-kafka (librdkafka): every Kafka from 0.10 to 4.x (default)"
+
+    def __init__(self, producerFactory=None):
+        self._producerFactory = producerFactory
+
+    def checkConfig(self, config):
+        """
+        Let librdkafka judge the configuration without connecting anywhere.
+        """
+        from confluent_kafka import KafkaException, Producer
+
+        offline = {k: v for k, v in config.items() if k != "bootstrap.servers"}
+        offline["logger"] = _SilentLog()
+        try:
+            Producer(offline)
+        except KafkaException as e:
+            raise ValueError(e.args[0].str()) from e
+
+    def connect(self, config, events, reactor):
+        from twisted.logger import Logger
+
+        return ConfluentClient(config, events, Logger(namespace="librdkafka"),
+                               self._producerFactory)

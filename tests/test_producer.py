@@ -6,6 +6,8 @@ tests.
 """
 
 import os
+import shutil
+import tempfile
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -77,8 +79,8 @@ class ProducerServiceMixin:
     def setUp(self):
         self.clock = Clock()
         self.observer = RecordingObserver()
-        self.directory = self.mktemp()
-        os.makedirs(self.directory)
+        self.directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.directory)
         self.spoolPath = os.path.join(self.directory, "spool.jsonl")
         self.deadPath = os.path.join(self.directory, "dead.jsonl")
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)

@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.test_probe -*-
+"""
+A minimal Kafka client protocol for health probes: ApiVersions v0 over one
+connection, replies matched to requests by correlation id.
+
+ApiVersions is the cheapest request a broker serves (no topic, no log, no
+authorisation) and every Kafka from 0.10 to 4.x answers version 0, so the
+same probe works against any cluster the gateway supports.
+
+Wire format (https://kafka.apache.org/protocol.html), every integer
+big-endian, every message preceded by its INT32 size:
+
+- request header v1: ``api_key INT16, api_version INT16, correlation_id
+  INT32, client_id NULLABLE_STRING (INT16 size + bytes)``; ApiVersions v0
+  has an empty body;
+- response header v0: ``correlation_id INT32``; ApiVersions v0 body:
+  ``error_code INT16, api_keys ARRAY (INT32 count) of (api_key INT16,
+  min_version INT16, max_version INT16)``.
+"""
+
+import struct
+from collections import namedtuple
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+
+__all__ = [
+    "API_VERSIONS",
+    "CLIENT_ID",
+    "KafkaProbeFactory",
+    "KafkaProbeProtocol",
+    "ProbeConnectionLost",
+    "ProbeError",
+    "ProbeResult",
+    "ProbeTimeout",
+    "decodeApiVersionsResponse",
+    "encodeApiVersionsRequest",
+]
+
+#: Kafka's api_key for ApiVersions.
+API_VERSIONS = 18
+#: The client id the probe announces; it shows in the broker's request logs.
+CLIENT_ID = b"kafka-gateway-probe"
+#: Seconds a probe waits for its reply by default.
+DEFAULT_TIMEOUT = 3.0
+
+_HEADER = struct.Struct(">hhih")
+_REPLY_HEAD = struct.Struct(">ihi")
+_API_KEY = struct.Struct(">hhh")
+_MAX_CORRELATION_ID = 2**31 - 1
+
+
+class ProbeError(Exception):
+    """
+    A probe got no usable answer.
+    """
+
+
+class ProbeTimeout(ProbeError):
+    """
+    No reply came within the probe's timeout; the connection was closed.
+    """
+
+
+class ProbeConnectionLost(ProbeError):
+    """
+    The connection closed while the probe waited for its reply.
+    """
+
+
+class ProbeResult(namedtuple("ProbeResult", "latency correlationId errorCode apiKeys")):
+    """
+    A broker's answer to one probe.
+
+    :ivar latency: seconds from sending the request to reading the whole
+        reply, measured with the protocol's clock.
+    :ivar correlationId: the id the request and the reply carried.
+    :ivar errorCode: the reply's error_code (``0``: no error).
+    :ivar apiKeys: tuple of ``(apiKey, minVersion, maxVersion)``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def apiCount(self):
+        """
+        How many APIs the broker offers.
+        """
+        return len(self.apiKeys)
+
+
+def encodeApiVersionsRequest(correlationId, clientId=CLIENT_ID):
+    """
+    Encode an ApiVersions v0 request, size prefix excluded.
+
+    :param correlationId: the id the reply will carry.
+    :param clientId: the client id, as bytes.
+    :rtype: L{bytes}
+    """
+    return _HEADER.pack(API_VERSIONS, 0, correlationId, len(clientId)) + clientId
+
+
+def decodeApiVersionsResponse(payload):
+    """
+    Decode an ApiVersions v0 response, size prefix excluded.
+
+    :param payload: the response bytes.
+    :return: ``(correlationId, errorCode, apiKeys)``.
+    :raises ProbeError: if the bytes are not such a response.
+    """
+    try:
+        correlationId, errorCode, count = _REPLY_HEAD.unpack_from(payload)
+        if count < 0 or _REPLY_HEAD.size + count * _API_KEY.size > len(payload):
+            raise ProbeError(f"ApiVersions reply announces {count} APIs in {len(payload)} bytes")
+        apiKeys = tuple(
+            _API_KEY.unpack_from(payload, _REPLY_HEAD.size + i * _API_KEY.size)
+            for i in range(count)
+        )
+    except struct.error as e:
+        raise ProbeError(f"malformed ApiVersions reply ({len(payload)} bytes): {e}") from e
+    return correlationId, errorCode, apiKeys
+
+
+def _correlationId(payload):
+    if len(payload) < 4:
+        return None
+    return struct.unpack_from(">i", payload)[0]
+
+
+class KafkaProbeProtocol(Int32StringReceiver):
+    """
+    Send ApiVersions v0 probes on one connection and match the replies.
+
+    Every pending probe is a L{Deferred} keyed by its correlation id, with a
+    timer from the clock's C{callLater}.  A reply fires its Deferred and
+    cancels its timer; a timeout fails it and closes the connection (a
+    broker that does not answer in time is not trusted with the next probe);
+    losing the connection fails every pending probe.  Anything the protocol
+    cannot make sense of (a reply over L{MAX_LENGTH}, an unknown correlation
+    id, a malformed reply) is logged and closes the connection.
+
+    :ivar factory: the L{KafkaProbeFactory} that built it, or L{None}.
+    :ivar connectionId: its number within the factory (C{0} without one).
+    :ivar peer: the broker's address as C{host:port}, once connected.
+    :ivar connected: whether the connection is open.
+    """
+
+    #: ApiVersions replies are a few hundred bytes; anything bigger is not one.
+    MAX_LENGTH = 64 * 1024
+
+    log = Logger()
+    factory = None
+    peer = "?"
+    connectionId = 0
+
+    def __init__(self, clock, timeout=DEFAULT_TIMEOUT, clientId=CLIENT_ID):
+        """
+        :param clock: the L{IReactorTime} timing replies and timeouts.
+        :param timeout: seconds a probe waits for its reply.
+        :param clientId: the client id sent with every request.
+        """
+        self.clock = clock
+        self.timeout = timeout
+        self.clientId = clientId
+        self.connected = False
+        self._pending = {}
+        self._abandoned = set()
+        self._nextId = 0
+        self._closeReason = None
+        self._closing = False
+
+    def connectionMade(self):
+        """
+        Remember the broker's address for log events and errors.
+        """
+        self.connected = True
+        address = self.transport.getPeer()
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        if host is None:
+            self.peer = str(address)
+        else:
+            self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def probe(self, timeout=None):
+        """
+        Send one ApiVersions v0 request.
+
+        :param timeout: seconds to wait for the reply; L{None} means the
+            protocol's own.
+        :return: a L{Deferred} firing with a L{ProbeResult}, or failing with
+            L{ProbeTimeout}, L{ProbeConnectionLost} or L{ProbeError}.
+            Cancelling it forgets the request; a late reply is dropped.
+        """
+        if not self.connected or self._closing:
+            return fail(ProbeConnectionLost(f"not connected to {self.peer}"))
+        self._nextId = self._nextId % _MAX_CORRELATION_ID + 1
+        correlationId = self._nextId
+        d = Deferred(lambda d: self._cancelled(correlationId))
+        timer = self.clock.callLater(
+            self.timeout if timeout is None else timeout, self._timedOut, correlationId
+        )
+        self._pending[correlationId] = (d, timer, self.clock.seconds())
+        self.sendString(encodeApiVersionsRequest(correlationId, self.clientId))
+        return d
+
+    @property
+    def pending(self):
+        """
+        How many probes wait for their reply.
+        """
+        return len(self._pending)
+
+    def stringReceived(self, payload):
+        """
+        A reply: fire the probe it answers.
+        """
+        now = self.clock.seconds()
+        correlationId = _correlationId(payload)
+        entry = self._pending.pop(correlationId, None)
+        if entry is None:
+            if correlationId in self._abandoned:
+                self._abandoned.discard(correlationId)
+                return
+            self._giveUp(
+                ProbeError(f"reply from {self.peer} with unknown correlation id {correlationId}"),
+                "Kafka probe: reply from {peer} with unknown correlation id "
+                "{correlationId}; closing the connection",
+                correlationId=correlationId,
+            )
+            return
+        d, timer, sentAt = entry
+        timer.cancel()
+        try:
+            _, errorCode, apiKeys = decodeApiVersionsResponse(payload)
+        except ProbeError as e:
+            d.errback(e)
+            self._giveUp(
+                e, "Kafka probe: malformed reply from {peer}: {error}; closing the connection",
+                error=str(e),
+            )
+            return
+        d.callback(ProbeResult(now - sentAt, correlationId, errorCode, apiKeys))
+
+    def lengthLimitExceeded(self, length):
+        """
+        A reply announced more than L{MAX_LENGTH} bytes: log it and close,
+        never buffer it.
+        """
+        self._giveUp(
+            ProbeError(
+                f"reply of {length} bytes from {self.peer}, "
+                f"over the {self.MAX_LENGTH}-byte limit"
+            ),
+            "Kafka probe: reply of {length} bytes from {peer} is over the "
+            "{limit}-byte limit; closing the connection",
+            length=length, limit=self.MAX_LENGTH,
+        )
+
+    def connectionLost(self, reason):
+        """
+        Fail every pending probe, naming the reason.
+        """
+        self.connected = False
+        error = self._closeReason or ProbeConnectionLost(
+            f"connection to {self.peer} lost with a probe pending: "
+            f"{reason.getErrorMessage()}"
+        )
+        pending, self._pending = self._pending, {}
+        self._abandoned.clear()
+        for d, timer, _ in pending.values():
+            timer.cancel()
+            d.errback(error)
+        if self.factory is not None:
+            self.factory.probeConnectionLost(self, reason)
+
+    def _giveUp(self, reason, format, **fields):
+        self.log.warn(format, peer=self.peer, **fields)
+        self._closeReason = reason
+        self.abort()
+
+    def abort(self):
+        """
+        Close the connection at once, without waiting for buffered writes
+        (the broker is not answering, so they may never drain).
+        """
+        if self.transport is None or not self.connected or self._closing:
+            return
+        self._closing = True
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self.transport.loseConnection()
+
+    def _timedOut(self, correlationId):
+        d, timer, sentAt = self._pending.pop(correlationId)
+        waited = self.clock.seconds() - sentAt
+        self.log.info(
+            "Kafka probe: no reply from {peer} in {waited:.3f} s; closing the connection",
+            peer=self.peer, waited=waited, correlationId=correlationId,
+        )
+        d.errback(ProbeTimeout(f"no reply from {self.peer} in {waited:.3f} s"))
+        self.abort()
+
+    def _cancelled(self, correlationId):
+        entry = self._pending.pop(correlationId, None)
+        if entry is not None:
+            entry[1].cancel()
+            self._abandoned.add(correlationId)
+
+
+class KafkaProbeFactory(Factory):
+    """
+    Build L{KafkaProbeProtocol}s sharing a clock and a timeout.
+
+    :ivar onConnectionLost: L{None}, or a callable taking the protocol and
+        the reason, called after each connection is lost (once its pending
+        probes have failed).
+    :ivar connections: how many protocols it built; each protocol's
+        C{connectionId} is its number.
+    """
+
+    protocol = KafkaProbeProtocol
+    noisy = False
+
+    def __init__(self, clock, timeout=DEFAULT_TIMEOUT, clientId=CLIENT_ID, onConnectionLost=None):
+        """
+        :param clock: the L{IReactorTime} for latencies and timeouts.
+        :param timeout: seconds each probe waits for its reply.
+        :param clientId: the client id sent with every request.
+        :param onConnectionLost: see L{onConnectionLost}.
+        """
+        self.clock = clock
+        self.timeout = timeout
+        self.clientId = clientId
+        self.onConnectionLost = onConnectionLost
+        self.connections = 0
+
+    def buildProtocol(self, addr):
+        """
+        :return: a L{KafkaProbeProtocol} for one broker connection.
+        """
+        protocol = self.protocol(self.clock, self.timeout, self.clientId)
+        protocol.factory = self
+        self.connections += 1
+        protocol.connectionId = self.connections
+        return protocol
+
+    def probeConnectionLost(self, protocol, reason):
+        """
+        One of this factory's connections was lost.
+        """
+        if self.onConnectionLost is not None:
+            self.onConnectionLost(protocol, reason)

@@ -648,6 +648,14 @@ class BootstrapTests(SynchronousTestCase):
         for bad in ["", " , ", "a", "a:", "a:0", "a:70000", "a:b", "::1:9092"]:
             self.assertRaises(ValueError, parseBootstrap, bad)
 
+    def test_positiveTimes(self):
+        """
+        An interval or probe timeout that is not positive is refused (an
+        interval of 0 would probe on every reactor iteration).
+        """
+        for kw in [{"interval": 0}, {"interval": -1}, {"probeTimeout": 0}]:
+            self.assertRaises(ValueError, BrokerHealthService, MemoryReactorClock(), "k:1", **kw)
+
     def test_brokerNames(self):
         """
         Brokers are named as given; IPv6 names keep their brackets.

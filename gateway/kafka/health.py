@@ -213,8 +213,12 @@ class BrokerHealthService(MultiService):
         :param endpointFactory: a callable taking C{(reactor, host, port,
             timeout)} and returning an L{IStreamClientEndpoint}, e.g. for
             TLS; L{None} means L{tcpEndpoint}.
+        :raises ValueError: for a bad bootstrap list, or an interval or
+            probe timeout that is not positive.
         """
         super().__init__()
+        if not (interval > 0 and probeTimeout > 0):
+            raise ValueError("the health interval and probe timeout must be positive")
         self._reactor = reactor
         self.interval = interval
         self.probeTimeout = probeTimeout

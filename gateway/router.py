@@ -109,6 +109,7 @@ class Router:
         self.paused = False
         self.stopped = False
         self.lastHeldBytes = 0
+        self.health = ("starting", "no health probe has answered yet")
         self._queueFull = False
         self._overBudget = False
         self._polls = 0
@@ -138,6 +139,12 @@ class Router:
         """
         partial = sum(client.bufferedByteCount() for client in self.clients)
         return self.producer.heldBytes() + partial
+
+    def healthChanged(self, state, reason):
+        """
+        The health service's observer: remember the Kafka path's state.
+        """
+        self.health = (state, reason)
 
     # Producer observer
 

@@ -3,15 +3,16 @@
 L{GatewayService}: the service tree of one gateway process, and the public
 Python API that C{.tac} files and C{gateway.tap.makeService} share.
 
-The producer is the first child and the listeners come after it:
-C{MultiService} stops children in reverse order, so listeners stop accepting
-before the producer drains.
+The producer is the first child, the health service the second, and the
+listeners come after them: C{MultiService} stops children in reverse order,
+so listeners stop accepting before the producer drains.
 """
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService, producerConfig
 from gateway.listener import ListenerConfig, ListenerService
 from gateway.framing.options import MAX_SIZE, resolveOptions
@@ -59,6 +60,7 @@ class GatewayService(MultiService):
         budget=DEFAULT_BUDGET,
         spoolPath=DEFAULT_SPOOL,
         deadLetterPath=DEFAULT_DEAD_LETTER,
+        healthInterval=5.0,
     ):
         """
         :param topic: the Kafka topic every message goes to.
@@ -75,6 +77,8 @@ class GatewayService(MultiService):
             next start (L{None}: nowhere, they are lost and logged).
         :param deadLetterPath: where records Kafka refused for good go
             (L{None}: only logged).
+        :param healthInterval: seconds between health probes of each broker
+            (L{None}: no health service).
         """
         MultiService.__init__(self)
         if not topic:
@@ -102,6 +106,14 @@ class GatewayService(MultiService):
         )
         self.producer.setServiceParent(self)
         self.router = Router(self.producer, topic, budget=budget)
+        self.health = None
+        if healthInterval is not None:
+            self.health = BrokerHealthService(
+                reactor, bootstrapServers, producerStatus=self._producerStatus,
+                interval=healthInterval,
+            )
+            self.health.addObserver(self.router.healthChanged)
+            self.health.setServiceParent(self)
         self.listeners = []
         self._registry = None
 
@@ -166,6 +178,11 @@ class GatewayService(MultiService):
         """
         self.router.stopReading()
         return MultiService.stopService(self)
+
+    def _producerStatus(self):
+        status = self.producer.status()
+        status["budgetFraction"] = self.router.budgetFraction()
+        return status
 
     def _uniqueName(self, framing):
         taken = {listener.name for listener in self.listeners}

@@ -69,6 +69,9 @@ class Options(usage.Options):
         ["spool", None, DEFAULT_SPOOL,
          "File keeping records not delivered at shutdown, produced first at "
          "the next start ('none': keep nothing)."],
+        ["health-interval", None, 5.0,
+         "Seconds between health probes on the persistent connection to "
+         "each broker (0: no health checks).", _nonNegativeFloat],
         ["dead-letter", None, DEFAULT_DEAD_LETTER,
          "File receiving records Kafka refused for good ('none': only log "
          "them)."],
@@ -223,6 +226,7 @@ def makeService(options):
         budget=options["budget"],
         spoolPath=options["spool"],
         deadLetterPath=options["dead-letter"],
+        healthInterval=options["health-interval"] or None,
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)

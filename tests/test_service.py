@@ -31,15 +31,31 @@ class GatewayServiceTests(SynchronousTestCase):
 
     def test_producerFirstListenersAfter(self):
         """
-        The producer is the first child, so it starts before and stops after
-        the listeners.
+        The producer is the first child and the health service the second,
+        so both start before and stop after the listeners.
         """
+        from gateway.kafka.health import BrokerHealthService
+
         gateway = self.makeGateway()
         gateway.addListener("lines", "tcp:9000")
         gateway.addListener("length-prefixed", "tcp:9001")
         children = list(gateway)
         self.assertIsInstance(children[0], KafkaProducerService)
-        self.assertEqual([type(c) for c in children[1:]], [ListenerService] * 2)
+        self.assertIsInstance(children[1], BrokerHealthService)
+        self.assertEqual([type(c) for c in children[2:]], [ListenerService] * 2)
+
+    def test_healthReachesRouter(self):
+        """
+        The health service reads the producer's status and the budget, and
+        its state changes reach the router.
+        """
+        gateway = self.makeGateway()
+        status = gateway._producerStatus()
+        self.assertEqual(
+            set(status), {"brokersUp", "lastDeliveryAge", "pending", "budgetFraction"}
+        )
+        gateway.health._observers[0]("ready", "all good")
+        self.assertEqual(gateway.router.health, ("ready", "all good"))
 
     def test_startBindsEveryListener(self):
         """

@@ -104,6 +104,7 @@ class KafkaProducerService(Service):
     :ivar requeued: records produced again (timeouts, recreation).
     :ivar spooled: records written to the spool at stop.
     :ivar recreations: clients recreated after fatal errors.
+    :ivar lastDeliveryTime: when a delivery was last seen confirmed.
     """
 
     name = "kafka-producer"
@@ -148,6 +149,8 @@ class KafkaProducerService(Service):
         self._lastLogged = None
         self._stopped = False
         self._replaying = None
+        self._lastDelivered = 0
+        self.lastDeliveryTime = None
 
     # Life cycle
 
@@ -359,6 +362,19 @@ class KafkaProducerService(Service):
         """
         return self._client.brokersUp() if self._client is not None else None
 
+    def status(self):
+        """
+        What the health service reads: brokers up, seconds since the last
+        confirmed delivery (L{None} before the first), records pending.
+
+        :rtype: L{dict}
+        """
+        age = None
+        if self.lastDeliveryTime is not None:
+            age = self.clock.seconds() - self.lastDeliveryTime
+        return {"brokersUp": self.brokersUp(), "lastDeliveryAge": age,
+                "pending": self.pending()}
+
     def delivered(self):
         """
         :return: records Kafka confirmed (exact once nothing is pending).
@@ -372,6 +388,10 @@ class KafkaProducerService(Service):
             if self._purged and self._recreating is None:
                 self._requeue()
             self._pump()
+            delivered = self.delivered()
+            if delivered > self._lastDelivered:
+                self._lastDelivered = delivered
+                self.lastDeliveryTime = self.clock.seconds()
             if self._replaying is not None and not self.pending():
                 self._replaying.remove()
                 self._replaying = None

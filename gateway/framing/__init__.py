@@ -1,9 +1,27 @@
 # -*- test-case-name: tests.test_framing -*-
 """
-Built-in framings: protocols that cut a client's byte stream into messages.
+Framings: protocols that cut a client's byte stream into messages.
+
+Plugin authors build on L{FramedProtocolMixin} and report bad input with one
+of the reasons below (see C{docs/plugins.md}).
 """
 
+from gateway.framing._base import (
+    INCOMPLETE,
+    MALFORMED_FRAME,
+    MALFORMED_LENGTH,
+    TOO_LARGE,
+    FramedProtocolMixin,
+)
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 
-__all__ = ["LengthPrefixedProtocol", "LinesProtocol"]
+__all__ = [
+    "FramedProtocolMixin",
+    "INCOMPLETE",
+    "MALFORMED_FRAME",
+    "MALFORMED_LENGTH",
+    "TOO_LARGE",
+    "LengthPrefixedProtocol",
+    "LinesProtocol",
+]

@@ -19,7 +19,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing._base import INCOMPLETE, MALFORMED_FRAME, TOO_LARGE
+from gateway.framing import INCOMPLETE, MALFORMED_FRAME, TOO_LARGE
 from gateway.framing.options import OptionError, resolveOptions
 from gateway.registry import FramingRegistry
 from gateway.testing import FramingConformanceMixin, connectFraming

@@ -21,7 +21,7 @@ import re
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing._base import MALFORMED_FRAME, FramedProtocolMixin
+from gateway.framing import MALFORMED_FRAME, FramedProtocolMixin
 from gateway.framing.options import FramingOption, unescape
 from gateway.registry import FramingPlugin
 

@@ -14,7 +14,6 @@ Nothing is silently lost and nothing blocks the reactor:
    start produces first.
 """
 
-import os
 from collections import deque
 
 from twisted.application.internet import backoffPolicy
@@ -25,50 +24,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IProducerEvents
+from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
 from gateway.kafka.records import Record, RecordFile
+from gateway.kafka.spool import Spool
 
 __all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
-
-#: What the gateway's guarantees rest on; C{--kafka-option} may override.
-DEFAULT_PRODUCER_CONFIG = {
-    # Every in-sync replica has the record before it counts as delivered, and
-    # retries never duplicate or reorder (per partition).
-    "acks": "all",
-    "enable.idempotence": True,
-    # Never expire a queued record because a timer ran out: while Kafka is
-    # down records wait, bounded by the byte budget and back-pressure.
-    "message.timeout.ms": 0,
-    "linger.ms": 5,
-    "delivery.report.only.error": True,
-    "socket.keepalive.enable": True,
-    # The byte budget, not a message count, bounds the queue.
-    "queue.buffering.max.messages": 1000000,
-}
-
-
-def producerConfig(bootstrapServers, options=None, maxMessageSize=None,
-                   budget=None):
-    """
-    Build the producer configuration.
-
-    :param bootstrapServers: C{host:port[,host:port...]}.
-    :param options: properties given by the user; they win.
-    :param maxMessageSize: the largest payload the listeners accept; the
-        producer's own C{message.max.bytes} leaves room for it plus key and
-        headers.
-    :param budget: the gateway's byte budget; the client's queue is capped
-        to it (C{queue.buffering.max.kbytes}).
-    :rtype: L{dict}
-    """
-    config = dict(DEFAULT_PRODUCER_CONFIG)
-    config["bootstrap.servers"] = bootstrapServers
-    if maxMessageSize is not None:
-        config["message.max.bytes"] = max(1000000, maxMessageSize + 65536)
-    if budget is not None:
-        config["queue.buffering.max.kbytes"] = max(1, budget // 1024)
-    config.update(options or {})
-    return config
-
 
 class _NoObserver:
     """
@@ -131,7 +91,7 @@ class KafkaProducerService(Service):
         self.clock = clock
         self.pollInterval = pollInterval
         self.drainTimeout = drainTimeout
-        self.spool = RecordFile(spoolPath) if spoolPath else None
+        self.spool = Spool(spoolPath) if spoolPath else None
         self.deadLetters = RecordFile(deadLetterPath) if deadLetterPath else None
         self.retryPolicy = retryPolicy or backoffPolicy(maxDelay=60.0)
         self.observer = _NoObserver()
@@ -148,7 +108,6 @@ class KafkaProducerService(Service):
         self._failedAttempts = 0
         self._lastLogged = None
         self._stopped = False
-        self._replaying = None
         self._lastDelivered = 0
         self.lastDeliveryTime = None
 
@@ -195,22 +154,13 @@ class KafkaProducerService(Service):
 
     def _loadSpool(self):
         """
-        Put spooled records at the head of the backlog.  The file is renamed
-        aside, not deleted, until everything produced so far is confirmed.
+        Put spooled records at the head of the backlog.
         """
-        if self.spool is None:
-            return
-        replaying = RecordFile(self.spool.path + ".replaying")
-        records = replaying.read()
-        if self.spool.exists():
-            records += self.spool.read()
-            replaying.replace(records)
-            self.spool.remove()
+        records = self.spool.load() if self.spool is not None else []
+        for record in records:
+            self._queue(record)
+        self.accepted += len(records)
         if records:
-            self._replaying = replaying
-            for record in records:
-                self._queue(record)
-            self.accepted += len(records)
             self.log.info(
                 "producing {count} spooled records first (from {path})",
                 count=len(records), path=self.spool.path,
@@ -273,14 +223,12 @@ class KafkaProducerService(Service):
             delivered=delivered, left=len(left), spooled=self.spooled,
             deadLettered=self.deadLettered,
         )
-        if self._replaying is not None and not left:
-            self._replaying.remove()
         return len(left)
 
     def _saveLeft(self, records):
         if not records:
-            if self._replaying is not None:
-                self._replaying.remove()
+            if self.spool is not None:
+                self.spool.confirmed()
             return
         if self.spool is None:
             self.log.error(
@@ -288,9 +236,7 @@ class KafkaProducerService(Service):
                 count=len(records),
             )
             return
-        self.spool.replace(records)
-        if self._replaying is not None:
-            self._replaying.remove()
+        self.spool.save(records)
         self.spooled += len(records)
 
     # The hot path
@@ -332,7 +278,7 @@ class KafkaProducerService(Service):
             # A connection closed after the drain with whole messages still
             # buffered: they go straight to the spool.
             if self.spool is not None:
-                self.spool.append([record])
+                self.spool.append(record)
                 self.spooled += 1
             return
         self._queue(record)
@@ -392,9 +338,8 @@ class KafkaProducerService(Service):
             if delivered > self._lastDelivered:
                 self._lastDelivered = delivered
                 self.lastDeliveryTime = self.clock.seconds()
-            if self._replaying is not None and not self.pending():
-                self._replaying.remove()
-                self._replaying = None
+            if self.spool is not None and self.spool.replaying and not self.pending():
+                self.spool.confirmed()
         self.observer.polled()
 
     def _pump(self):

@@ -332,9 +332,12 @@ def hotPath(framing, messages, chunks, repeat):
         return run
 
     def gatewayPath(producer):
+        from gateway.kafka.confluent import ConfluentBackend
+
         service = KafkaProducerService(
+            ConfluentBackend(producerFactory=lambda config: producer),
             producerConfig("127.0.0.1:1", ENQUEUE_ONLY), Clock(),
-            producerFactory=lambda config: producer,
+            spoolPath=None, deadLetterPath=None,
         )
         service.startService()
         protocol, _, _ = connectFraming(

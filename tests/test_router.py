@@ -71,6 +71,24 @@ class RouterTests(SynchronousTestCase):
             {LISTENER_HEADER: b"lines", PEER_HEADER: b"10.0.0.1:5000"},
         )
 
+    def test_restoreRecord(self):
+        """
+        A record reported back without headers gets the router's headers
+        back from its key; records with headers, or from a router without
+        headers, are left alone.
+        """
+        from gateway.kafka.records import Record
+
+        bare = Record("t", b"lines/[::1]:5000", [], b"v")
+        self.assertEqual(
+            self.router.restoreRecord(bare).headers,
+            [(LISTENER_HEADER, b"lines"), (PEER_HEADER, b"[::1]:5000")],
+        )
+        kept = Record("t", b"a/b", [("x", b"y")], b"v")
+        self.assertIs(self.router.restoreRecord(kept), kept)
+        plain = Router(RecordingProducerService(), "t", headers=False)
+        self.assertIs(plain.restoreRecord(bare), bare)
+
     def test_withoutHeaders(self):
         """
         A router told not to add headers sends records without any, keyed

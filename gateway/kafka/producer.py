@@ -30,6 +30,10 @@ from gateway.kafka.spool import Spool
 
 __all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
 
+#: Errors that mean a record (or the batch it was in) is too large.
+_SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE",
+                          "MessageSizeTooLarge"})
+
 class _NoObserver:
     """
     Stands in until a router observes the producer.
@@ -46,6 +50,9 @@ class _NoObserver:
 
     def polled(self):
         pass
+
+    def restoreRecord(self, record):
+        return record
 
 
 @implementer(IProducerEvents)
@@ -104,6 +111,7 @@ class KafkaProducerService(Service):
         self._backlog = deque()
         self._poller = None
         self._purged = []
+        self._tooLarge = []
         self._recreating = None
         self._failedAttempts = 0
         self._lastLogged = None
@@ -331,6 +339,8 @@ class KafkaProducerService(Service):
     def _poll(self):
         if self._client is not None:
             self._client.poll()
+            if self._tooLarge:
+                self._judgeTooLarge()
             if self._purged and self._recreating is None:
                 self._requeue()
             self._pump()
@@ -378,14 +388,35 @@ class KafkaProducerService(Service):
 
     def deliveryFailed(self, record, error):
         """
-        See L{IProducerEvents.deliveryFailed}.
+        See L{IProducerEvents.deliveryFailed}.  Records too large for the
+        broker are judged after the poll, together (see L{_judgeTooLarge}).
         """
         self.failureReports += 1
+        # Delivery reports may lack what the client does not hand back
+        # (confluent-kafka's carry no headers): the router restores them.
+        record = self.observer.restoreRecord(record)
         if error.purged or error.retriable:
             self._purged.append(record)
-            return
+        elif error.code in _SIZE_ERRORS:
+            self._tooLarge.append((record, error))
+        else:
+            self._refuse(record, error)
+
+    def _refuse(self, record, error):
         self._refused(record, f"{error.code}: {error.text}")
         self.observer.deliveryFailed(record, error)
+
+    def _judgeTooLarge(self):
+        """
+        The broker refuses a whole batch when one record in it is too large,
+        so its innocent batch-mates fail with it: refuse only the largest
+        record of what failed, and produce the others again (a batch with
+        several records too large loses one per round).
+        """
+        failed, self._tooLarge = self._tooLarge, []
+        largest = max(range(len(failed)), key=lambda i: len(failed[i][0].value or b""))
+        self._refuse(*failed.pop(largest))
+        self._purged.extend(record for record, _ in failed)
 
     def _refused(self, record, reason):
         self.deadLettered += 1

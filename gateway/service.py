@@ -8,6 +8,7 @@ listeners come after them: C{MultiService} stops children in reverse order,
 so listeners stop accepting before the producer drains.
 """
 
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -114,6 +115,11 @@ class GatewayService(MultiService):
             self.health = BrokerHealthService(
                 reactor, bootstrapServers, producerStatus=self._producerStatus,
                 interval=healthInterval,
+                # Reconnect the probe at least as often as it probes, so
+                # readiness follows a recovered broker within an interval.
+                retryPolicy=backoffPolicy(
+                    initialDelay=0.5, maxDelay=max(healthInterval, 1.0), factor=2
+                ),
             )
             self.health.addObserver(self.router.healthChanged)
             self.health.setServiceParent(self)

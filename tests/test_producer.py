@@ -14,7 +14,11 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.kafka.producer import KafkaProducerService, producerConfig
+from gateway.kafka.producer import (
+    RECORD_OVERHEAD,
+    KafkaProducerService,
+    producerConfig,
+)
 from gateway.kafka.records import Record, RecordFile
 from tests.fakes import FakeKafkaError, fakeBackend
 
@@ -172,8 +176,9 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
 
     def test_heldBytesAndBrokers(self):
         """
-        Bytes held are the backlog's plus the client's queue from its
-        statistics; the brokers up come from the statistics too.
+        Bytes held are the payloads of the backlog and of the client's queue
+        (from its statistics) plus a fixed overhead per record; the brokers
+        up come from the statistics too.
         """
         service = self.makeService(capacity=1)
         service.produce("t", None, None, b"queued")
@@ -181,7 +186,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertIsNone(service.brokersUp())
         self.producer().reportStatistics()
         self.producer().poll(0)
-        self.assertEqual(service.heldBytes(), 6 + 8)
+        self.assertEqual(service.heldBytes(), 6 + 8 + 2 * RECORD_OVERHEAD)
         self.assertEqual(service.brokersUp(), 1)
 
     def test_refusedAtProduceGoesToDeadLetters(self):

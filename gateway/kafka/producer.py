@@ -30,6 +30,11 @@ from gateway.kafka.spool import Spool
 
 __all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
 
+#: Memory a held record costs besides its payload: librdkafka's message and
+#: buffers, measured at about 0.5 KiB a record (tests/integration/test_faults.py,
+#: broker frozen); counted so that the byte budget bounds memory.
+RECORD_OVERHEAD = 512
+
 #: Errors that mean a record (or the batch it was in) is too large.
 _SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE",
                           "MessageSizeTooLarge"})
@@ -304,11 +309,18 @@ class KafkaProducerService(Service):
 
     def heldBytes(self):
         """
-        :return: payload bytes accepted and not yet confirmed (the client's
-            figure lags by its statistics interval).
+        :return: bytes held for records accepted and not yet confirmed:
+            their payloads plus L{RECORD_OVERHEAD} each, so the budget bounds
+            memory and not only payload (the client's figure lags by its
+            statistics interval).
         """
-        queued = self._client.pendingBytes() if self._client is not None else 0
-        return self.backlogBytes + queued
+        client = self._client
+        if client is None:
+            queuedBytes = queuedCount = 0
+        else:
+            queuedBytes, queuedCount = client.pendingBytes(), client.pendingCount()
+        records = len(self._backlog) + queuedCount
+        return self.backlogBytes + queuedBytes + records * RECORD_OVERHEAD
 
     def brokersUp(self):
         """

@@ -12,12 +12,14 @@ from gateway.framing._base import (
     MALFORMED_LENGTH,
     TOO_LARGE,
     FramedProtocolMixin,
+    PauseableMixin,
 )
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 
 __all__ = [
     "FramedProtocolMixin",
+    "PauseableMixin",
     "INCOMPLETE",
     "MALFORMED_FRAME",
     "MALFORMED_LENGTH",

@@ -16,6 +16,7 @@ from gateway.listener import formatAddress
 
 __all__ = [
     "FramedProtocolMixin",
+    "PauseableMixin",
     "TOO_LARGE",
     "MALFORMED_LENGTH",
     "MALFORMED_FRAME",
@@ -30,6 +31,41 @@ MALFORMED_LENGTH = "malformed-length"
 MALFORMED_FRAME = "malformed-frame"
 #: The connection closed in the middle of a frame.
 INCOMPLETE = "incomplete"
+
+
+class PauseableMixin:
+    """
+    Push-producer behaviour for framings not built on a Twisted receiver
+    that already has it (C{LineReceiver}, C{IntNStringReceiver}): pausing
+    stops reading I{and} stops delivering messages already buffered, and
+    resuming delivers them (C{dataReceived(b"")}) before reading again.
+
+    :ivar paused: whether delivery is paused.
+    """
+
+    paused = False
+
+    def pauseProducing(self):
+        """
+        Stop reading, and stop delivering what is already buffered.
+        """
+        self.paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        """
+        Read again, and deliver what was buffered while paused.
+        """
+        self.paused = False
+        self.transport.resumeProducing()
+        self.dataReceived(b"")
+
+    def stopProducing(self):
+        """
+        Stop for good: no more reads, no more deliveries.
+        """
+        self.paused = True
+        self.transport.stopProducing()
 
 
 class FramedProtocolMixin:

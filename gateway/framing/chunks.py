@@ -10,12 +10,12 @@ and what is left at close is published, not counted as incomplete.
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing._base import FramedProtocolMixin
+from gateway.framing._base import FramedProtocolMixin, PauseableMixin
 
 __all__ = ["ChunksProtocol"]
 
 
-class ChunksProtocol(FramedProtocolMixin, Protocol):
+class ChunksProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
     """
     Cut a byte stream into chunks.
 
@@ -105,29 +105,6 @@ class ChunksProtocol(FramedProtocolMixin, Protocol):
             return
         chunk, self._buffer = self._buffer, b""
         self._send(chunk)
-
-    def pauseProducing(self):
-        """
-        Stop reading, and publish nothing until resumed.
-        """
-        self.paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        """
-        Read again, publish the full chunks buffered, and restart the idle
-        time for the rest.
-        """
-        self.paused = False
-        self.transport.resumeProducing()
-        self.dataReceived(b"")
-
-    def stopProducing(self):
-        """
-        Stop reading for good.
-        """
-        self.paused = True
-        self.transport.stopProducing()
 
     def connectionLost(self, reason):
         """

@@ -11,6 +11,7 @@ from gateway.framing._base import (
     MALFORMED_LENGTH,
     TOO_LARGE,
     FramedProtocolMixin,
+    PauseableMixin,
 )
 
 __all__ = ["NetstringProtocol"]
@@ -20,7 +21,7 @@ _COMMA = ord(",")
 _ZERO = ord("0")
 
 
-class NetstringProtocol(FramedProtocolMixin, NetstringReceiver):
+class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
     """
     A L{NetstringReceiver} that honours pause and applies the gateway's
     bad-input policy.
@@ -49,29 +50,6 @@ class NetstringProtocol(FramedProtocolMixin, NetstringReceiver):
 
     paused = False
     _remainingData = b""
-
-    def pauseProducing(self):
-        """
-        Stop reading from the transport and stop delivering buffered
-        messages.
-        """
-        self.paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        """
-        Resume reading, and deliver the messages buffered while paused.
-        """
-        self.paused = False
-        self.transport.resumeProducing()
-        self.dataReceived(b"")
-
-    def stopProducing(self):
-        """
-        Stop for good: no more reads, no more deliveries.
-        """
-        self.paused = True
-        self.transport.stopProducing()
 
     def stringReceived(self, string):
         """

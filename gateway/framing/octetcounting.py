@@ -12,7 +12,12 @@ an octet-counted frame, anything else a newline-terminated one.
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing._base import MALFORMED_LENGTH, TOO_LARGE, FramedProtocolMixin
+from gateway.framing._base import (
+    MALFORMED_LENGTH,
+    TOO_LARGE,
+    FramedProtocolMixin,
+    PauseableMixin,
+)
 
 __all__ = ["OctetCountingProtocol"]
 
@@ -22,7 +27,7 @@ _ZERO = ord("0")
 _NINE = ord("9")
 
 
-class OctetCountingProtocol(FramedProtocolMixin, Protocol):
+class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
     """
     Syslog octet-counted frames, optionally mixed with newline-terminated
     ones.
@@ -66,29 +71,6 @@ class OctetCountingProtocol(FramedProtocolMixin, Protocol):
         """
         self.allowNewline = self.options.get("allow-newline", False)
         FramedProtocolMixin.connectionMade(self)
-
-    def pauseProducing(self):
-        """
-        Stop reading from the transport and stop delivering buffered
-        messages.
-        """
-        self.paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        """
-        Resume reading, and deliver the messages buffered while paused.
-        """
-        self.paused = False
-        self.transport.resumeProducing()
-        self.dataReceived(b"")
-
-    def stopProducing(self):
-        """
-        Stop for good: no more reads, no more deliveries.
-        """
-        self.paused = True
-        self.transport.stopProducing()
 
     def dataReceived(self, data):
         """

@@ -21,7 +21,7 @@ import re
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing import MALFORMED_FRAME, FramedProtocolMixin
+from gateway.framing import MALFORMED_FRAME, FramedProtocolMixin, PauseableMixin
 from gateway.framing.options import FramingOption, unescape
 from gateway.registry import FramingPlugin
 
@@ -85,7 +85,7 @@ def ignoredBytes(value):
     return value
 
 
-class STXProtocol(FramedProtocolMixin, Protocol):
+class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
     """
     STX/ETX framing with DLE escaping.
 
@@ -129,28 +129,6 @@ class STXProtocol(FramedProtocolMixin, Protocol):
         self.ignore = self.options.get("ignore", b"")
         self._parts = []
         FramedProtocolMixin.connectionMade(self)
-
-    def pauseProducing(self):
-        """
-        Stop reading, and stop delivering what is already buffered.
-        """
-        self.paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        """
-        Read again, and deliver what was buffered while paused.
-        """
-        self.paused = False
-        self.transport.resumeProducing()
-        self.dataReceived(b"")
-
-    def stopProducing(self):
-        """
-        Stop for good.
-        """
-        self.paused = True
-        self.transport.stopProducing()
 
     def dataReceived(self, data):
         """

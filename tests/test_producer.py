@@ -303,6 +303,31 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(self.values(), [b"b", b"c"])
         self.assertEqual((service.recreations, service.requeued), (1, 2))
 
+    def test_longOutageRecreatesClient(self):
+        """
+        When every broker stays down for C{recreateAfter} seconds the client
+        is recreated (after the backoff delay) and its unconfirmed records
+        are produced again; a shorter outage recreates nothing.
+        """
+        service = self.makeService()
+        service.recreateAfter = 60
+        service.produce("t", None, None, b"waiting")
+        down = FakeKafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down")
+        self.producer().brokerState = "DOWN"
+        self.producer().reportError(down)
+        self.producer().reportStatistics()
+        self.clock.pump([0.1] * 300)
+        self.producer().brokerState = "UP"
+        self.producer().reportStatistics()
+        self.clock.pump([0.1] * 400)
+        self.assertEqual(len(self.backend.producers), 1)
+        self.producer().brokerState = "DOWN"
+        self.producer().reportError(down)
+        self.producer().reportStatistics()
+        self.clock.pump([0.1] * 620)
+        self.assertEqual(len(self.backend.producers), 2)
+        self.assertEqual(self.values(), [b"waiting"])
+
     def test_badConfigurationFailsStart(self):
         """
         A configuration the client refuses stops the start with an error

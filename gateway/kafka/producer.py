@@ -84,7 +84,7 @@ class KafkaProducerService(Service):
 
     def __init__(self, backend, config, clock, pollInterval=0.05,
                  drainTimeout=30.0, spoolPath=None, deadLetterPath=None,
-                 retryPolicy=None):
+                 retryPolicy=None, recreateAfter=120.0):
         """
         :param backend: the L{gateway.interfaces.IProducerBackend}.
         :param config: the producer configuration (see L{producerConfig}).
@@ -97,6 +97,8 @@ class KafkaProducerService(Service):
             logs them.
         :param retryPolicy: seconds to wait before the Nth recreation
             (C{backoffPolicy()} by default: exponential, with jitter).
+        :param recreateAfter: seconds with every broker down after which the
+            client is recreated (its own reconnects have not helped).
         """
         self.backend = backend
         self.config = dict(config)
@@ -106,6 +108,7 @@ class KafkaProducerService(Service):
         self.spool = Spool(spoolPath) if spoolPath else None
         self.deadLetters = RecordFile(deadLetterPath) if deadLetterPath else None
         self.retryPolicy = retryPolicy or backoffPolicy(maxDelay=60.0)
+        self.recreateAfter = recreateAfter
         self.observer = _NoObserver()
         self.accepted = self.produced = self.failureReports = 0
         self.deadLettered = self.requeued = self.spooled = self.recreations = 0
@@ -117,6 +120,7 @@ class KafkaProducerService(Service):
         self._poller = None
         self._purged = []
         self._tooLarge = []
+        self._downSince = None
         self._recreating = None
         self._failedAttempts = 0
         self._lastLogged = None
@@ -353,6 +357,8 @@ class KafkaProducerService(Service):
             self._client.poll()
             if self._tooLarge:
                 self._judgeTooLarge()
+            if self._downSince is not None:
+                self._checkBrokersDown()
             if self._purged and self._recreating is None:
                 self._requeue()
             self._pump()
@@ -360,6 +366,7 @@ class KafkaProducerService(Service):
             if delivered > self._lastDelivered:
                 self._lastDelivered = delivered
                 self.lastDeliveryTime = self.clock.seconds()
+                self._failedAttempts = 0
             if self.spool is not None and self.spool.replaying and not self.pending():
                 self.spool.confirmed()
         self.observer.polled()
@@ -447,7 +454,8 @@ class KafkaProducerService(Service):
     def clientError(self, error):
         """
         See L{IProducerEvents.clientError}: log (a repeated error every 30
-        seconds), and recreate the client after a fatal one.
+        seconds); recreate the client after a fatal error, or when every
+        broker stays down for C{recreateAfter} seconds.
         """
         self.lastError = error
         now = self.clock.seconds()
@@ -456,19 +464,43 @@ class KafkaProducerService(Service):
             self._lastLogged = (error.code, now)
             self.log.warn("Kafka producer: {reason}", reason=error.text,
                           code=error.code, fatal=error.fatal)
-        if error.fatal and self._recreating is None and self.running:
-            delay = self.retryPolicy(self._failedAttempts)
-            self._failedAttempts += 1
-            self.log.error(
-                "Kafka producer hit a fatal error; recreating it in {delay:.1f} s",
-                delay=delay,
+        if error.fatal:
+            self._scheduleRecreation("hit a fatal error")
+        elif error.allBrokersDown and self._downSince is None:
+            # The client reconnects by itself; a new client only helps if
+            # the brokers stay unreachable (moved, renamed), and would
+            # produce again what was in flight, so wait long first.
+            self._downSince = now
+
+    def _checkBrokersDown(self):
+        """
+        From the poll: forget an outage once a broker is up again; recreate
+        the client when it has lasted C{recreateAfter} seconds.
+        """
+        if self._client.brokersUp():
+            self._downSince = None
+        elif self.clock.seconds() - self._downSince >= self.recreateAfter:
+            self._downSince = None
+            self._scheduleRecreation(
+                f"has had no broker for {self.recreateAfter:.0f} s"
             )
-            self._recreating = self.clock.callLater(delay, self._recreate)
+
+    def _scheduleRecreation(self, why):
+        if self._recreating is not None or not self.running:
+            return
+        delay = self.retryPolicy(self._failedAttempts)
+        self._failedAttempts += 1
+        self.log.error(
+            "Kafka producer {why}; recreating it in {delay:.1f} s",
+            why=why, delay=delay,
+        )
+        self._recreating = self.clock.callLater(delay, self._recreate)
 
     def _recreate(self):
         """
-        Replace a client that hit a fatal error: take back what it had not
-        confirmed, create a new one, produce those records first.
+        Replace a client that hit a fatal error or lost every broker for
+        long: take back what it had not confirmed, create a new one, produce
+        those records first.
         """
         self._recreating = None
         old, self._client, self._produce = self._client, None, None

@@ -19,13 +19,27 @@ __all__ = ["ListenerConfig", "ListenerService", "ListenerStats", "formatAddress"
 @dataclass
 class ListenerStats:
     """
-    What a listener counts.
+    What a listener counts (read by the metrics and the status page, never
+    per message).
 
     :ivar frameErrors: connections closed for bad input, by reason (see
         L{gateway.framing._base}).
+    :ivar accepted: connections accepted.
+    :ivar closed: connections closed.
+    :ivar bytesReceived: bytes read from clients.
     """
 
     frameErrors: Counter = field(default_factory=Counter)
+    accepted: int = 0
+    closed: int = 0
+    bytesReceived: int = 0
+
+    @property
+    def open(self):
+        """
+        Connections open now.
+        """
+        return self.accepted - self.closed
 
 
 @dataclass(frozen=True)

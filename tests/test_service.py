@@ -203,3 +203,27 @@ class GatewayServiceTests(SynchronousTestCase):
         self.reactor.pump([0.05] * 4)
         self.assertEqual(otherTransport.producerState, "producing")
         self.assertEqual(calls, ["stop", "start"])
+
+    def test_listenerCounts(self):
+        """
+        A listener counts connections accepted and closed and the bytes read.
+        """
+        from twisted.internet.error import ConnectionDone
+        from twisted.internet.testing import StringTransport
+        from twisted.python.failure import Failure
+
+        gateway = self.makeGateway()
+        listener = gateway.addListener("lines", "tcp:9000")
+        gateway.privilegedStartService()
+        gateway.startService()
+        factory = self.reactor.tcpServers[0][1]
+        first, second = factory.buildProtocol(None), factory.buildProtocol(None)
+        first.makeConnection(StringTransport())
+        second.makeConnection(StringTransport())
+        first.dataReceived(b"abc\n")
+        second.dataReceived(b"de")
+        first.connectionLost(Failure(ConnectionDone()))
+        stats = listener.config.stats
+        self.assertEqual(
+            (stats.accepted, stats.closed, stats.open, stats.bytesReceived), (2, 1, 1, 6)
+        )

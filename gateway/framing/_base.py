@@ -99,8 +99,18 @@ class FramedProtocolMixin:
 
     def connectionMade(self):
         """
-        Open the message stream that carries this connection's messages.
+        Open the message stream that carries this connection's messages,
+        and count the connection and, per read, its bytes.
         """
+        stats = self.factory.config.stats
+        stats.accepted += 1
+        receive = self.dataReceived
+
+        def countedDataReceived(data):
+            stats.bytesReceived += len(data)
+            receive(data)
+
+        self.dataReceived = countedDataReceived
         self.peer = formatAddress(self.transport.getPeer())
         self._stream = self.factory.config.sink.openStream(
             self.factory.config.name, self.peer, self
@@ -128,6 +138,7 @@ class FramedProtocolMixin:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
+            self.factory.config.stats.closed += 1
 
     def publishBuffered(self):
         """

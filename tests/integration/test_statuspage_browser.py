@@ -1,0 +1,317 @@
+# -*- test-case-name: tests.integration.test_statuspage_browser -*-
+"""
+The status page in headless Chromium against a real gateway (C{twistd -n
+gateway} as a subprocess) and a real Kafka broker: after clients sent known
+traffic the page shows the figures the gateway has, and while a client sends
+it shows rates above zero. Screenshots go to C{test-artifacts/}.
+
+Chromium is Debian's C{chromium} package (C{scripts/test} installs it when
+run as root); without it the test fails, it is never skipped.
+"""
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from html.parser import HTMLParser
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.integration.gatewayprocess import GatewayProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
+#: Flags for a headless Chromium on a machine whose network is closed.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # Virtual time: the page's one-second timer fires at once, so three
+    # "seconds" of refreshes pass in a few real milliseconds between fetches
+    # (which virtual time waits for).
+    "--virtual-time-budget=3000",
+]
+HTTP_LISTENING = re.compile(r"http listening on (?P<host>[\d.]+):(?P<port>\d+)")
+
+MESSAGES = 250
+MAX_SIZE = 1000
+#: A line over the limit, with no newline: the gateway closes that connection.
+OVERSIZED = b"x" * 1500
+
+
+def requireChromium():
+    """
+    Fail, with what to do, when Chromium is missing.
+    """
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: the status page test needs Debian's chromium "
+        "package (apt-get install chromium; scripts/test installs it when run "
+        "as root), or GATEWAY_TEST_CHROMIUM naming another Chromium"
+    )
+
+
+def chromium(profile, *args, url):
+    """
+    Run headless Chromium once on C{url}.
+
+    :param profile: a new, empty user data directory.
+    :return: its standard output.
+    """
+    done = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return done.stdout.decode()
+
+
+def httpPort(gateway, timeout=30.0):
+    """
+    The port of the gateway's HTTP endpoint, from its log line
+    C{http listening on HOST:PORT}.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = HTTP_LISTENING.search(gateway.log())
+        if match:
+            return int(match["port"])
+        time.sleep(0.1)
+    raise AssertionError(f"no 'http listening on' line in the log:\n{gateway.log()}")
+
+
+def status(port):
+    """
+    The gateway's C{/status.json}.
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10) as r:
+        return json.load(r)
+
+
+def waitForStatus(port, predicate, what, timeout=60.0):
+    """
+    Poll C{/status.json} until C{predicate} holds for it.
+
+    :return: the status that satisfied it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        current = status(port)
+        if predicate(current):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout:g} s: {current}")
+        time.sleep(0.1)
+
+
+class Page(HTMLParser):
+    """
+    The figures of a dumped status page: text by element id, and the cells
+    of each listener's row by class.
+
+    :ivar ids: element id to its text.
+    :ivar attributes: element id to its attributes.
+    :ivar listeners: listener name to (cell class to (text, attributes)).
+    """
+
+    def __init__(self, html):
+        super().__init__()
+        self.ids, self.attributes, self.listeners = {}, {}, {}
+        self._open = []  # (tag, id or None, [text]) per open element
+        self._row = None
+        self._cell = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-listener" in attrs:
+            self._row = self.listeners.setdefault(attrs["data-listener"], {})
+        if tag == "td" and self._row is not None:
+            self._cell = (attrs.get("class", "").split()[0], [], attrs)
+        if "id" in attrs:
+            self.attributes[attrs["id"]] = attrs
+        self._open.append((tag, attrs.get("id"), []))
+
+    def handle_endtag(self, tag):
+        while self._open:
+            openTag, id, text = self._open.pop()
+            if id is not None:
+                self.ids[id] = "".join(text).strip()
+            if self._open:
+                self._open[-1][2].extend(text)
+            if openTag == tag:
+                break
+        if tag == "td" and self._cell is not None and self._row is not None:
+            name, text, attrs = self._cell
+            self._row[name] = ("".join(text).strip(), attrs)
+            self._cell = None
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._open:
+            self._open[-1][2].append(data)
+        if self._cell is not None:
+            self._cell[1].append(data)
+
+
+def newTopic(kafka):
+    name = f"gw-status-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
+        future.result(30)
+    return name
+
+
+class Sender(threading.Thread):
+    """
+    A client sending lines as fast as it can until stopped.
+    """
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.stopped = threading.Event()
+        self.sent = 0
+
+    def run(self):
+        batch = b"".join(b"traffic %d\n" % i for i in range(100))
+        while not self.stopped.is_set():
+            self.sock.sendall(batch)
+            self.sent += 100
+            time.sleep(0.001)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+
+
+def test_statusPageShowsTheGateway(kafka, tmp_path):
+    """
+    The page served at C{/} by a real gateway, rendered by headless
+    Chromium, shows the state, the producer's and the listener's counters
+    as the gateway has them after known traffic (messages accepted and
+    delivered, connections open, accepted and closed, bytes in, a frame
+    error by reason, the budget), and rates above zero while a client
+    sends; screenshots are saved in C{test-artifacts/}.
+    """
+    requireChromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    topic = newTopic(kafka)
+    gateway = GatewayProcess(tmp_path, [
+        "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
+        "--listen", "lines=tcp:0:interface=127.0.0.1",
+        "--http", "tcp:0:interface=127.0.0.1",
+        "--max-message-size", str(MAX_SIZE),
+    ])
+    gateway.start(listeners=1)
+    sockets = []
+    try:
+        port = httpPort(gateway)
+        url = f"http://127.0.0.1:{port}/"
+        waitForStatus(port, lambda s: s["ready"], "ready")
+
+        # Known traffic: MESSAGES lines on one connection, kept open...
+        client = gateway.connect("lines")
+        sockets.append(client)
+        lines = [b"message %d from the status page test" % i for i in range(MESSAGES)]
+        data = b"".join(line + b"\n" for line in lines)
+        client.sendall(data)
+        # ...and one client sending an oversized line, in one write (one
+        # read on loopback), which the gateway disconnects.
+        bad = gateway.connect("lines")
+        sockets.append(bad)
+        bad.sendall(OVERSIZED)
+        bad.settimeout(30)
+        assert bad.recv(100) == b"", "the oversized client was not disconnected"
+        expectedBytes = len(data) + len(OVERSIZED)
+
+        truth = waitForStatus(
+            port,
+            lambda s: s["producer"]["delivered"] == MESSAGES
+            and s["listeners"][0]["closed"] == 1
+            and s["listeners"][0]["bytesReceived"] == expectedBytes,
+            f"{MESSAGES} messages delivered, one connection closed, "
+            f"{expectedBytes} bytes read",
+        )
+
+        html = chromium(tmp_path / "profile-dom", "--dump-dom", url=url)
+        (ARTIFACTS / "statuspage.html").write_text(html)
+        chromium(tmp_path / "profile-shot", "--window-size=1200,900",
+                 f"--screenshot={ARTIFACTS / 'statuspage.png'}", url=url)
+        after = status(port)
+        page = Page(html)
+
+        assert page.ids["error"] == "", page.ids["error"]
+        assert page.ids["state"] == truth["state"] == "ready"
+        assert "state-ready" in page.attributes["state"]["class"]
+        # The reason carries the last probe's latency, which changes.
+        assert re.fullmatch(r"1 of 1 brokers answer, slowest probe [\d.]+ ms",
+                            page.ids["reason"]), page.ids["reason"]
+        assert page.ids["ready"] == "ready for traffic"
+        assert page.ids["topic"] == topic
+        assert page.ids["version"] == truth["version"]
+        assert page.ids["kafka-connections"] == str(after["kafkaConnections"])
+        assert int(page.ids["kafka-connections"]) >= 1
+
+        assert page.ids["producer-accepted"] == str(MESSAGES)
+        assert page.ids["producer-delivered"] == str(MESSAGES)
+        assert page.ids["producer-pending"] == "0"
+        assert page.ids["producer-failed"] == "0"
+        for key, value in after["producer"].items():
+            assert page.ids[f"producer-{key}"] == ("–" if value is None else str(value)), key
+
+        # Quiet now: no change between the page's readings.
+        assert page.ids["rate-accepted"] == "0.0"
+        assert page.ids["rate-bytes"] == "0.000"
+        assert page.ids["rate-delivered"] == "0.0"
+
+        budget = after["budget"]
+        assert page.attributes["budget-bar"]["aria-valuenow"] == f"{budget['fraction'] * 100:.1f}"
+        assert page.ids["budget-text"].endswith(
+            f"held of {budget['bytes'] / 1e6:.1f} MB ({budget['fraction'] * 100:.1f}%)")
+        assert page.ids["budget-paused"] == "reading"
+
+        [listener] = truth["listeners"]
+        row = page.listeners["lines"]
+        cells = {name: text for name, (text, _) in row.items()}
+        assert cells["name"] == "lines"
+        assert cells["framing"] == "lines"
+        assert cells["endpoint"] == "tcp:0:interface=127.0.0.1"
+        assert cells["address"] == listener["address"] == f"127.0.0.1:{gateway.ports['lines']}"
+        assert cells["connections"] == "1"
+        assert cells["accepted"] == "2"
+        assert cells["closed"] == "1"
+        assert row["bytes"][1]["data-value"] == str(expectedBytes)
+        assert cells["bytes"] == f"{expectedBytes} ({expectedBytes / 1000:.1f} kB)"
+        assert cells["errors"] == "too-large: 1" and listener["frameErrors"] == {"too-large": 1}
+        assert cells["rate"] == "0.000"
+
+        # While a client sends, the rates are above zero.
+        sender = Sender(gateway.connect("lines"))
+        sockets.append(sender.sock)
+        sender.start()
+        try:
+            waitForStatus(port, lambda s: s["producer"]["accepted"] > MESSAGES, "traffic")
+            busy = Page(chromium(tmp_path / "profile-busy", "--dump-dom", url=url))
+            chromium(tmp_path / "profile-busy-shot", "--window-size=1200,900",
+                     f"--screenshot={ARTIFACTS / 'statuspage-traffic.png'}", url=url)
+        finally:
+            sender.stop()
+        assert float(busy.ids["rate-accepted"]) > 0, busy.ids
+        assert float(busy.ids["rate-bytes"]) > 0, busy.ids
+        assert float(busy.listeners["lines"]["rate"][0]) > 0
+        assert busy.listeners["lines"]["connections"][0] == "2"
+
+        shot = (ARTIFACTS / "statuspage.png").read_bytes()
+        assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 10_000
+    finally:
+        for sock in sockets:
+            sock.close()
+        gateway.stop()

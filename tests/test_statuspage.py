@@ -1,0 +1,161 @@
+# -*- test-case-name: tests.test_statuspage -*-
+"""
+The status page resource through L{treq.testing.StubTreq}: the document,
+its headers and where it answers. (What it shows is tested in headless
+Chromium: tests/integration/test_statuspage_browser.py.)
+"""
+
+import base64
+import configparser
+import hashlib
+import re
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
+from treq.testing import StubTreq
+
+from gateway.statuspage import DOCUMENT, StatusPage, contentSecurityPolicy, statusPage
+
+ROOT = Path(__file__).parent.parent
+
+
+class Root(Resource):
+    """
+    A site root: its children, else 404.
+    """
+
+    def getChild(self, path, request):
+        return notFound()
+
+
+class Data(Resource):
+    """
+    A fixed body.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body, contentType):
+        super().__init__()
+        self.body = body
+        self.contentType = contentType
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", self.contentType.encode())
+        return self.body
+
+
+def sha256(body):
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode() + "'"
+
+
+class StatusPageTests(SynchronousTestCase):
+    """
+    L{statusPage} mounted at C{/} as L{gateway.web.buildSite} mounts it
+    (the root's child C{b""}), next to C{status.json}.
+    """
+
+    def setUp(self):
+        root = Root()
+        root.putChild(b"", statusPage())
+        root.putChild(b"status.json", Data(b"{}", "application/json"))
+        self.stub = StubTreq(root)
+
+    def get(self, url, method="GET"):
+        response = self.successResultOf(self.stub.request(method, url))
+        body = self.successResultOf(response.content())
+        return response, body
+
+    def test_document(self):
+        """
+        C{GET /} answers the HTML document from the package, UTF-8, not to be
+        cached without revalidation.
+        """
+        response, body = self.get("http://gateway/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["text/html; charset=utf-8"])
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-cache"])
+        self.assertEqual(response.headers.getRawHeaders("x-content-type-options"),
+                         ["nosniff"])
+        self.assertEqual(body, (ROOT / "gateway" / DOCUMENT).read_bytes())
+        self.assertTrue(body.startswith(b"<!DOCTYPE html>"))
+
+    def test_head(self):
+        """
+        C{HEAD /} answers the headers without the body.
+        """
+        response, body = self.get("http://gateway/", "HEAD")
+        self.assertEqual((response.code, body), (200, b""))
+
+    def test_elsewhere(self):
+        """
+        Paths below the page that nobody mounted are not found; the
+        siblings (C{status.json}) still answer.
+        """
+        self.assertEqual(self.get("http://gateway/nothing")[0].code, 404)
+        response, body = self.get("http://gateway/status.json")
+        self.assertEqual((response.code, body), (200, b"{}"))
+
+    def test_asRoot(self):
+        """
+        The page can also be a site's root: C{/} is the page, its children
+        answer, anything else is not found.
+        """
+        page = statusPage()
+        page.putChild(b"status.json", Data(b"{}", "application/json"))
+        stub = StubTreq(page)
+        response = self.successResultOf(stub.get("http://gateway/"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.successResultOf(stub.get("http://gateway/status.json")).code, 200)
+        self.assertEqual(self.successResultOf(stub.get("http://gateway/x")).code, 404)
+
+    def test_contentSecurityPolicy(self):
+        """
+        The page is served with a policy that runs its own inline script and
+        style (by hash) and nothing else, and lets it fetch only from its own
+        origin.
+        """
+        response, body = self.get("http://gateway/")
+        [policy] = response.headers.getRawHeaders("content-security-policy")
+        [script] = re.findall(rb"<script>(.*?)</script>", body, re.S)
+        [style] = re.findall(rb"<style>(.*?)</style>", body, re.S)
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        self.assertEqual(directives["default-src"], "'none'")
+        self.assertEqual(directives["script-src"], sha256(script))
+        self.assertEqual(directives["style-src"], sha256(style))
+        self.assertEqual(directives["connect-src"], "'self'")
+        self.assertNotIn(b"<script src", body)
+        self.assertNotIn(b" style=", body)
+
+    def test_policyOfDocument(self):
+        """
+        L{contentSecurityPolicy} hashes every inline script and style.
+        """
+        policy = contentSecurityPolicy(
+            b"<style>a</style><script>1</script><script>2</script>")
+        self.assertIn(f"script-src {sha256(b'1')} {sha256(b'2')};", policy)
+        self.assertIn(f"style-src {sha256(b'a')};", policy)
+        self.assertEqual(StatusPage(b"<p>").document, b"<p>")
+
+    def test_relativeFetch(self):
+        """
+        The page reads C{status.json} relative to itself (it works under any
+        prefix) every second.
+        """
+        _, body = self.get("http://gateway/")
+        self.assertIn(b'fetch("status.json"', body)
+        self.assertNotIn(b'"/status.json"', body)
+        self.assertIn(b"var INTERVAL = 1000;", body)
+
+    def test_packaged(self):
+        """
+        The document is package data: setup.cfg ships C{gateway/static/*.html}.
+        """
+        config = configparser.ConfigParser()
+        config.read(ROOT / "setup.cfg")
+        patterns = config["options.package_data"]["gateway"].split(",")
+        self.assertIn("static/*.html", [p.strip() for p in patterns])
+        self.assertEqual(DOCUMENT, "static/status.html")

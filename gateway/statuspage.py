@@ -77,13 +77,26 @@ class StatusPage(Resource):
             return self
         return notFound()
 
+    def render(self, request):
+        """
+        C{GET} and C{HEAD}; anything else is C{405} with C{Allow}, as on the
+        other endpoints.
+        """
+        if request.method in (b"GET", b"HEAD"):
+            return self.render_GET(request)
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, HEAD")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return b"method not allowed\n"
+
     def render_GET(self, request):
         """
-        The document, never cached (it is tiny, and a stale copy after an
+        The document, never stored (it is tiny, and a stale copy after an
         upgrade would read the new C{status.json} wrongly).
         """
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy", self.policy.encode("ascii"))
         return self.document

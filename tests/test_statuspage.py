@@ -71,13 +71,13 @@ class StatusPageTests(SynchronousTestCase):
     def test_document(self):
         """
         C{GET /} answers the HTML document from the package, UTF-8, not to be
-        cached without revalidation.
+        stored by caches.
         """
         response, body = self.get("http://gateway/")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders("content-type"),
                          ["text/html; charset=utf-8"])
-        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-cache"])
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
         self.assertEqual(response.headers.getRawHeaders("x-content-type-options"),
                          ["nosniff"])
         self.assertEqual(body, (ROOT / "gateway" / DOCUMENT).read_bytes())
@@ -89,6 +89,16 @@ class StatusPageTests(SynchronousTestCase):
         """
         response, body = self.get("http://gateway/", "HEAD")
         self.assertEqual((response.code, body), (200, b""))
+
+    def test_otherMethods(self):
+        """
+        Methods other than C{GET} and C{HEAD} are not allowed (C{405}, with
+        C{Allow}).
+        """
+        for method in ("POST", "PUT", "DELETE"):
+            response, body = self.get("http://gateway/", method)
+            self.assertEqual((response.code, body), (405, b"method not allowed\n"))
+            self.assertEqual(response.headers.getRawHeaders("allow"), ["GET, HEAD"])
 
     def test_elsewhere(self):
         """

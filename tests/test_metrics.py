@@ -1,0 +1,586 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Tests for L{gateway.metrics}: the readiness rules, the Kafka connection
+count from the kernel's tables, and the Prometheus collector, on a gateway
+built on a L{MemoryReactorClock} with the fake producer backend and fake
+brokers answering the health probe.
+"""
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway import __version__
+from gateway.metrics import (
+    FRAME_ERROR_REASONS,
+    GatewayCollector,
+    KafkaConnectionCounter,
+    kafkaConnections,
+    readiness,
+)
+from gateway.service import GatewayService
+from tests.fakes import fakeBackend
+from tests.test_health import FakeNetwork
+
+BROKER = 9092
+
+
+class GatewayMixin:
+    """
+    A gateway on a memory reactor: fake Kafka clients, fake brokers for the
+    health probe, and client connections made by hand.
+    """
+
+    def makeGateway(self, health=True, listeners=(("lines", "tcp:9000"),), **kwargs):
+        """
+        :param health: whether the gateway has a health service.
+        :param listeners: C{(framing, endpoint)} or C{(framing, endpoint,
+            keyword arguments of addListener)} of each listener.
+        :return: the L{GatewayService}, not started.
+        """
+        self.reactor = MemoryReactorClock()
+        self.network = FakeNetwork(self.reactor)
+        self.backend = fakeBackend()
+        kwargs.setdefault("spoolPath", None)
+        kwargs.setdefault("deadLetterPath", None)
+        self.gateway = GatewayService(
+            topic="t", reactor=self.reactor, backend=self.backend,
+            bootstrapServers=f"127.0.0.1:{BROKER}",
+            healthInterval=5.0 if health else None, **kwargs,
+        )
+        for framing, endpoint, *extra in listeners:
+            self.gateway.addListener(framing, endpoint, **(extra[0] if extra else {}))
+        self.clients = 0
+        return self.gateway
+
+    def start(self):
+        """
+        Start the gateway; the fake brokers answer the first probes.
+        """
+        self.gateway.privilegedStartService()
+        self.gateway.startService()
+        self.network.settle()
+        self.addCleanup(self.gateway.stopService)
+
+    def connect(self, listener=0):
+        """
+        :return: a client connection's protocol on the C{listener}th listener.
+        """
+        self.clients += 1
+        peer = IPv4Address("TCP", "10.0.0.1", 40000 + self.clients)
+        factory = self.gateway.listeners[listener].factory
+        protocol = factory.buildProtocol(peer)
+        protocol.makeConnection(StringTransport(peerAddress=peer))
+        return protocol
+
+    def close(self, protocol):
+        """
+        The client's connection ends.
+        """
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+    def elapse(self, seconds, step=0.125):
+        """
+        Let C{seconds} pass in steps exact in binary (so times add up), with
+        producer polls; the fake brokers answer.
+        """
+        for _ in range(round(seconds / step)):
+            self.reactor.advance(step)
+            self.network.settle()
+
+    def confirm(self):
+        """
+        Kafka confirms every record the fake client holds.
+        """
+        for producer in self.backend.producers:
+            producer.confirm()
+        self.elapse(0.5)
+
+
+def scrape(gateway, proc="/proc"):
+    """
+    :return: the collector's exposition, parsed by C{prometheus_client}'s own
+        parser, as C{{(name, labels as a sorted tuple): value}}, and the
+        families by name.
+    """
+    registry = CollectorRegistry()
+    registry.register(GatewayCollector(gateway, proc=proc))
+    text = generate_latest(registry).decode()
+    samples, families = {}, {}
+    for family in text_string_to_metric_families(text):
+        families[family.name] = family
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples, families
+
+
+def fakeProc(root, connections, ownInodes):
+    """
+    Write a procfs look-alike for L{kafkaConnections}.
+
+    :param root: the directory standing for C{/proc}.
+    :param connections: C{(localPort, remotePort, state, inode)} rows of
+        C{net/tcp} (the IPv6 table gets the same rows, inodes prefixed 6).
+    :param ownInodes: the socket inodes among the process's descriptors.
+    """
+    base = Path(root) / "self"
+    (base / "net").mkdir(parents=True)
+    (base / "fd").mkdir()
+    header = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
+        "retrnsmt   uid  timeout inode\n"
+    )
+    for table, prefix, address in (("tcp", "", "0100007F"), ("tcp6", "6", "0" * 32)):
+        lines = [header]
+        for n, (local, remote, state, inode) in enumerate(connections):
+            lines.append(
+                f"   {n}: {address}:{local:04X} {address}:{remote:04X} {state} "
+                f"00000000:00000000 00:00000000 00000000  1000        0 "
+                f"{prefix}{inode} 1 0 20 4 30 10 -1\n"
+            )
+        (base / "net" / table).write_text("".join(lines))
+    for fd, inode in enumerate(ownInodes):
+        os.symlink(f"socket:[{inode}]", base / "fd" / str(fd + 3))
+    os.symlink("/dev/null", base / "fd" / "0")
+    return str(root)
+
+
+class TemporaryDirectoryMixin:
+    """
+    Temporary directories outside the working directory.
+    """
+
+    def temporaryDirectory(self):
+        """
+        :return: the path of a new empty directory, removed after the test.
+        """
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        return os.path.join(directory.name, "proc")
+
+
+class ReadinessTests(GatewayMixin, SynchronousTestCase):
+    """
+    L{readiness}: every listener listening, and the health service ready.
+    """
+
+    def test_readyWhenListeningAndHealthy(self):
+        """
+        Every listener bound and the health service C{ready}: ready, with
+        the health service's state and reason.
+        """
+        gateway = self.makeGateway(listeners=[("lines", "tcp:9000"), ("netstring", "tcp:9001")])
+        self.start()
+        self.assertEqual(readiness(gateway), (True, "ready", gateway.health.reason))
+        self.assertIn("1 of 1 brokers answer", gateway.health.reason)
+
+    def test_notStarted(self):
+        """
+        Before the gateway starts, no listener is bound: not ready, naming
+        them.
+        """
+        gateway = self.makeGateway(listeners=[("lines", "tcp:9000"), ("netstring", "tcp:9001")])
+        self.assertEqual(
+            readiness(gateway), (False, "down", "not listening: lines, netstring")
+        )
+
+    def test_oneListenerStopped(self):
+        """
+        One listener not listening is enough to be not ready.
+        """
+        gateway = self.makeGateway(listeners=[("lines", "tcp:9000"), ("netstring", "tcp:9001")])
+        self.start()
+        gateway.listeners[1].stopService()
+        self.assertEqual(readiness(gateway), (False, "down", "not listening: netstring"))
+
+    def test_brokerDown(self):
+        """
+        The broker's probe connection lost and refused again: C{down},
+        with the health service's reason.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        self.network.refusing.add(BROKER)
+        self.network.cut(BROKER)
+        ready, state, reason = readiness(gateway)
+        self.assertEqual((ready, state), (False, "down"))
+        self.assertIn("no broker answers the probe", reason)
+
+    def test_budgetDegraded(self):
+        """
+        Bytes held over half the budget make the health service, and so
+        readiness, C{degraded} at its next round, before clients are paused.
+        """
+        gateway = self.makeGateway(budget=10_000)
+        self.start()
+        client = self.connect()
+        # 12 records held: 512 bytes each as the budget counts them (the
+        # fake client reports no payload bytes without statistics).
+        client.dataReceived(b"x\n" * 12)
+        self.elapse(5.0)
+        ready, state, reason = readiness(gateway)
+        self.assertEqual((ready, state), (False, "degraded"))
+        self.assertIn("byte budget 61% used, over 50%", reason)
+        self.assertFalse(gateway.router.paused)
+
+    def test_stopping(self):
+        """
+        A stopping gateway is not ready, whatever the rest says.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.stopService()
+        self.assertEqual(
+            readiness(gateway),
+            (False, "stopping", "the gateway is stopping and draining to Kafka"),
+        )
+
+    def test_healthNotRunning(self):
+        """
+        A health service that is not running cannot vouch for Kafka.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.health.stopService()
+        self.assertEqual(
+            readiness(gateway),
+            (False, "starting", "the Kafka health service is not running"),
+        )
+
+    def test_withoutHealthService(self):
+        """
+        Without a health service, ready once listening with a Kafka client;
+        not before the producer started.
+        """
+        gateway = self.makeGateway(health=False)
+        for listener in gateway.listeners:
+            listener.privilegedStartService()
+        self.assertEqual(readiness(gateway), (False, "down", "the producer has no Kafka client"))
+        self.start()
+        ready, state, reason = readiness(gateway)
+        self.assertEqual((ready, state), (True, "ready"))
+        self.assertIn("no health service", reason)
+
+
+class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
+    """
+    L{kafkaConnections} counts the process's established connections to the
+    given remote ports from the kernel's tables.
+    """
+
+    def test_fakeTables(self):
+        """
+        Only established connections (state 01) to one of the ports, whose
+        socket is among the process's descriptors, count; IPv4 and IPv6 both.
+        """
+        proc = fakeProc(self.temporaryDirectory(), [
+            (50001, 9092, "01", 101),  # ours, established: counts
+            (50002, 9093, "01", 102),  # ours, other broker port: counts
+            (50003, 9092, "02", 103),  # ours, still connecting
+            (50004, 9092, "01", 104),  # another process's
+            (50005, 8080, "01", 105),  # ours, elsewhere
+        ], ownInodes=[101, 102, 103, 105, 6101])
+        self.assertEqual(kafkaConnections({9092, 9093}, proc=proc), 3)
+        self.assertEqual(kafkaConnections({9092}, proc=proc), 2)
+        self.assertEqual(kafkaConnections({1234}, proc=proc), 0)
+
+    def test_excludedLocalPorts(self):
+        """
+        A socket whose local port is excluded (a listener's: a client that
+        happens to connect from a broker's port number) does not count.
+        """
+        proc = fakeProc(self.temporaryDirectory(), [
+            (9000, 9092, "01", 101), (50001, 9092, "01", 102),
+        ], ownInodes=[101, 102])
+        self.assertEqual(kafkaConnections({9092}, excludeLocalPorts={9000}, proc=proc), 1)
+
+    def test_descriptorsReadOnlyForNewSockets(self):
+        """
+        A L{KafkaConnectionCounter} reads the process's descriptors again
+        only when a matching socket appears that it has not seen: steady
+        connections, other processes' included, cost one pass over the
+        tables per call.
+        """
+        root = self.temporaryDirectory()
+        proc = fakeProc(root, [
+            (50001, 9092, "01", 101), (50002, 9092, "01", 102),
+        ], ownInodes=[101, 6101])
+        listed = []
+        listdir = os.listdir
+        self.patch(os, "listdir", lambda path: listed.append(path) or listdir(path))
+        counter = KafkaConnectionCounter(proc)
+        self.assertEqual((counter({9092}), len(listed)), (2, 1))  # 101 and 6101
+        self.assertEqual((counter({9092}), len(listed)), (2, 1))
+        table = Path(proc) / "self" / "net" / "tcp"
+        table.write_text(table.read_text() + table.read_text().splitlines(True)[1].replace(
+            " 101 ", " 103 ").replace(":C351", ":C353"))
+        os.symlink("socket:[103]", Path(proc) / "self" / "fd" / "9")
+        self.assertEqual((counter({9092}), len(listed)), (3, 2))
+        table.write_text("".join(table.read_text().splitlines(True)[:2]))  # only 101
+        self.assertEqual((counter({9092}), len(listed)), (2, 2))  # 101 and 6101
+
+    def test_noTables(self):
+        """
+        Without the kernel's tables (not Linux) the count is unknown.
+        """
+        self.assertIsNone(kafkaConnections({9092}, proc=self.temporaryDirectory()))
+
+    def test_realSockets(self):
+        """
+        On the real kernel tables, a connection this process opened to a
+        port is counted once (the accepted end is not: its remote port is
+        the client's).
+        """
+        server = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(server.close)
+        port = server.getsockname()[1]
+        before = kafkaConnections({port})
+        if before is None:
+            raise self.skipTest("no /proc")
+        client = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(client.close)
+        accepted, _ = server.accept()
+        self.addCleanup(accepted.close)
+        self.assertEqual(kafkaConnections({port}) - before, 1)
+        client.close()
+        accepted.close()
+        self.assertEqual(kafkaConnections({port}), before)
+
+
+class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase):
+    """
+    L{GatewayCollector}: the gateway's counters, read at scrape time, in a
+    form C{prometheus_client}'s own parser reads back.
+    """
+
+    def test_listenerFigures(self):
+        """
+        Connections open, accepted, closed and refused, bytes received and
+        frame errors per reason, per listener; every built-in reason is
+        present at 0 until it happens.
+        """
+        gateway = self.makeGateway(
+            listeners=[("lines", "tcp:9000", {"maxMessageSize": 10}),
+                       ("length-prefixed", "tcp:9001")]
+        )
+        self.start()
+        first, second, bad = self.connect(), self.connect(), self.connect()
+        first.dataReceived(b"one\ntwo\n")
+        second.dataReceived(b"three\n")
+        self.close(first)
+        bad.dataReceived(b"x" * 20)
+        self.close(bad)
+        other = self.connect(1)
+        other.dataReceived(b"\x00\x00\x00\x02hi\x00")
+        self.close(other)
+        samples, _ = scrape(gateway)
+
+        def value(name, **labels):
+            return samples[name, tuple(sorted(labels.items()))]
+
+        self.assertEqual(
+            [value(name, listener="lines") for name in (
+                "gateway_connections_open", "gateway_connections_accepted_total",
+                "gateway_connections_closed_total", "gateway_connections_refused_total",
+                "gateway_received_bytes_total",
+            )],
+            [1, 3, 2, 0, 8 + 6 + 20],
+        )
+        self.assertEqual(value("gateway_received_bytes_total", listener="length-prefixed"), 7)
+        self.assertEqual(value("gateway_frame_errors_total", listener="lines",
+                               reason="too-large"), 1)
+        self.assertEqual(value("gateway_frame_errors_total", listener="length-prefixed",
+                               reason="incomplete"), 1)
+        for reason in FRAME_ERROR_REASONS:
+            self.assertIn(("gateway_frame_errors_total",
+                           (("listener", "lines"), ("reason", reason))), samples)
+
+    def test_producerFigures(self):
+        """
+        Messages received, produced, delivered, failed, dead-lettered,
+        spooled, requeued; recreations; queue depth; the budget; the age of
+        the last delivery: the producer's and the router's own figures.
+        """
+        gateway = self.makeGateway(budget=100_000)
+        self.start()
+        client = self.connect()
+        client.dataReceived(b"a\nbb\nccc\n")
+        self.elapse(0.5)
+        samples, families = scrape(gateway)
+        producer, router = gateway.producer, gateway.router
+        self.assertEqual(samples["gateway_messages_received_total", ()], 3)
+        self.assertEqual(samples["gateway_producer_queue_depth", ()], 3)
+        self.assertEqual(samples["gateway_messages_delivered_total", ()], 0)
+        self.assertNotIn("gateway_last_delivery_age_seconds", families)
+        self.assertEqual(samples["gateway_budget_held_bytes", ()], router.lastHeldBytes)
+        self.assertGreaterEqual(router.lastHeldBytes, 3 * 512)
+
+        self.confirm()
+        self.reactor.advance(2.5)
+        samples, _ = scrape(gateway)
+        expected = {
+            "gateway_messages_received_total": producer.accepted,
+            "gateway_messages_produced_total": producer.produced,
+            "gateway_messages_delivered_total": producer.delivered(),
+            "gateway_messages_failed_total": producer.failureReports,
+            "gateway_messages_dead_lettered_total": producer.deadLettered,
+            "gateway_messages_spooled_total": producer.spooled,
+            "gateway_messages_requeued_total": producer.requeued,
+            "gateway_producer_recreations_total": producer.recreations,
+            "gateway_producer_queue_depth": 0,
+            "gateway_budget_bytes": 100_000,
+            "gateway_budget_paused": 0,
+            "gateway_last_delivery_age_seconds":
+                self.reactor.seconds() - producer.lastDeliveryTime,
+        }
+        self.assertEqual({name: samples[name, ()] for name in expected}, expected)
+        self.assertEqual((producer.accepted, producer.delivered()), (3, 3))
+
+    def test_deliveredNeverDecreases(self):
+        """
+        The delivered counter is the highest figure seen: the producer's own
+        dips while librdkafka's queue count holds a protocol request.
+        """
+        from tests.fakes import FakeMessage
+
+        gateway = self.makeGateway()
+        self.start()
+        self.connect().dataReceived(b"a\nb\nc\n")
+        self.confirm()
+        collector = GatewayCollector(gateway)
+        self.assertEqual(collector.delivered(), 3)
+        self.backend.producers[0].queue.append(FakeMessage("t", None, None, None))
+        self.assertEqual(gateway.producer.delivered(), 2)
+        self.assertEqual(collector.delivered(), 3)
+        self.backend.producers[0].confirm()
+        self.connect().dataReceived(b"d\n")
+        self.confirm()
+        self.assertEqual(collector.delivered(), 4)
+
+    def test_pausedAndFailed(self):
+        """
+        Clients paused by the budget show as C{gateway_budget_paused 1}; a
+        record Kafka refused counts as failed and dead-lettered.
+        """
+        from tests.fakes import FakeKafkaError
+
+        gateway = self.makeGateway(budget=2_000)
+        self.start()
+        client = self.connect()
+        client.dataReceived(b"z\n" * 4)  # 4 x 512 bytes held: over 80%
+        self.elapse(0.5)
+        self.assertTrue(gateway.router.paused)
+        self.backend.producers[0].fail(FakeKafkaError("MSG_SIZE_TOO_LARGE", "too large"))
+        self.elapse(0.5)
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_budget_paused", ()], 1)
+        self.assertEqual(samples["gateway_messages_failed_total", ()], 1)
+        self.assertEqual(samples["gateway_messages_dead_lettered_total", ()], 1)
+
+    def test_healthFigures(self):
+        """
+        The health state as one gauge per state (1 for the current), and per
+        broker its probe latency, whether it answers, and probes answered
+        and failed; C{gateway_ready} follows L{readiness}.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        self.elapse(10.0)
+        samples, _ = scrape(gateway)
+        broker = (("broker", f"127.0.0.1:{BROKER}"),)
+        states = {
+            state: samples["gateway_kafka_health_state", (("state", state),)]
+            for state in ("starting", "ready", "degraded", "down")
+        }
+        self.assertEqual(states, {"starting": 0, "ready": 1, "degraded": 0, "down": 0})
+        self.assertEqual(samples["gateway_kafka_probe_latency_seconds", broker], 0.0)
+        self.assertEqual(samples["gateway_kafka_broker_up", broker], 1)
+        self.assertEqual(samples["gateway_kafka_probes_ok_total", broker],
+                         gateway.health.probesOk)
+        self.assertGreaterEqual(gateway.health.probesOk, 3)
+        self.assertEqual(samples["gateway_kafka_probes_failed_total", broker], 0)
+        self.assertEqual(samples["gateway_ready", ()], 1)
+
+        self.network.refusing.add(BROKER)
+        self.network.cut(BROKER)
+        self.elapse(5.0)
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_kafka_health_state", (("state", "down"),)], 1)
+        self.assertEqual(samples["gateway_kafka_health_state", (("state", "ready"),)], 0)
+        self.assertNotIn(("gateway_kafka_probe_latency_seconds", broker), samples)
+        self.assertEqual(samples["gateway_kafka_broker_up", broker], 0)
+        self.assertEqual(samples["gateway_kafka_probes_failed_total", broker],
+                         gateway.health.probesFailed)
+        self.assertGreaterEqual(gateway.health.probesFailed, 1)
+        self.assertEqual(samples["gateway_ready", ()], 0)
+
+    def test_withoutHealthService(self):
+        """
+        Without a health service there are no health-probe metrics, and
+        readiness is still exported.
+        """
+        gateway = self.makeGateway(health=False)
+        self.start()
+        samples, families = scrape(gateway)
+        self.assertFalse([name for name in families if name.startswith("gateway_kafka_probe")])
+        self.assertNotIn("gateway_kafka_health_state", families)
+        self.assertEqual(samples["gateway_ready", ()], 1)
+
+    def test_buildInfoAndKafkaConnections(self):
+        """
+        The version is in C{gateway_build_info}; the connections to the
+        bootstrap ports come from the kernel's tables, the listeners' own
+        ports excluded.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        proc = fakeProc(self.temporaryDirectory(), [
+            (50001, BROKER, "01", 1), (50002, BROKER, "01", 2), (9000, BROKER, "01", 3),
+        ], ownInodes=[1, 2, 3])
+        samples, families = scrape(gateway, proc=proc)
+        self.assertEqual(samples["gateway_build_info", (("version", __version__),)], 1)
+        self.assertEqual(samples["gateway_kafka_connections", ()], 2)
+        _, families = scrape(gateway, proc=self.temporaryDirectory())
+        self.assertNotIn("gateway_kafka_connections", families)
+
+
+class DocumentationTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase):
+    """
+    C{docs/operations.md} lists every metric the gateway exports.
+    """
+
+    def test_everyMetricDocumented(self):
+        """
+        Every sample name of a scrape where every metric is present (a
+        delivery made, the client's statistics in, Kafka connections
+        counted, the process metrics on) is in C{docs/operations.md}.
+        """
+        from gateway.web import metricsRegistry
+
+        gateway = self.makeGateway()
+        self.start()
+        self.connect().dataReceived(b"a\n")
+        self.backend.producers[0].reportStatistics()
+        self.confirm()
+        proc = fakeProc(self.temporaryDirectory(), [(50001, BROKER, "01", 1)], ownInodes=[1])
+        registry = metricsRegistry(GatewayCollector(gateway, proc=proc))
+        text = generate_latest(registry).decode()
+        names = {
+            sample.name
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        self.assertIn("gateway_producer_brokers_up", names)
+        self.assertIn("gateway_last_delivery_age_seconds", names)
+        self.assertIn("gateway_kafka_connections", names)
+        docs = (Path(__file__).parents[1] / "docs" / "operations.md").read_text()
+        self.assertEqual(sorted(name for name in names if f"`{name}" not in docs), [])

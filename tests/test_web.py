@@ -1,0 +1,399 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+Tests for L{gateway.web}: the HTTP resources, through
+L{treq.testing.StubTreq}, of a gateway on a L{MemoryReactorClock} with the
+fake producer backend and fake brokers answering the health probe.
+"""
+
+import json
+import sys
+import types
+
+from prometheus_client.parser import text_string_to_metric_families
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from gateway import __version__
+from gateway.web import buildSite
+from tests.test_metrics import BROKER, GatewayMixin
+
+URL = "http://gateway.test"
+
+
+class SiteMixin(GatewayMixin):
+    """
+    A gateway, its site, and a StubTreq on the site's resources.
+    """
+
+    def makeSite(self, **kwargs):
+        """
+        Build a gateway (see L{GatewayMixin.makeGateway}) and its site.
+        """
+        self.makeGateway(**kwargs)
+        self.site = buildSite(self.gateway)
+        self.http = StubTreq(self.site.resource)
+        return self.site
+
+    def get(self, path, **kwargs):
+        """
+        GET C{path}.
+
+        :return: C{(response, body bytes)}.
+        """
+        return self.request("GET", path, **kwargs)
+
+    def request(self, method, path, **kwargs):
+        """
+        Make a request and read the whole response.
+
+        :return: C{(response, body bytes)}.
+        """
+        response = self.successResultOf(self.http.request(method, URL + path, **kwargs))
+        body = self.successResultOf(self.http.content(response))
+        return response, body
+
+    def header(self, response, name):
+        """
+        :return: the single value of a response header.
+        """
+        (value,) = response.headers.getRawHeaders(name)
+        return value
+
+
+class SiteTests(SiteMixin, SynchronousTestCase):
+    """
+    L{buildSite}: the site and its children.
+    """
+
+    def test_site(self):
+        """
+        L{buildSite} returns a L{Site} that writes no access log.
+        """
+        site = self.makeSite()
+        self.assertIsInstance(site, Site)
+        self.assertFalse(site.noisy)
+        self.assertIsNone(site.log(object()))
+
+    def test_children(self):
+        """
+        The root has the children C{healthz}, C{readyz}, C{metrics},
+        C{status.json} and C{""}; anything else is 404.
+        """
+        site = self.makeSite()
+        self.assertEqual(
+            sorted(site.resource.listStaticNames()),
+            [b"", b"healthz", b"metrics", b"readyz", b"status.json"],
+        )
+        response, _ = self.get("/nothing")
+        self.assertEqual(response.code, 404)
+
+    def replaceModule(self, name, module):
+        """
+        Make C{sys.modules[name]} C{module} (L{None}: as if the module did
+        not exist) for this test.
+        """
+        missing = object()
+        old = sys.modules.get(name, missing)
+        sys.modules[name] = module
+
+        def restore():
+            if old is missing:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+
+        self.addCleanup(restore)
+
+    def test_indexWithoutStatusPage(self):
+        """
+        Without C{gateway.statuspage}, C{/} lists the endpoints.
+        """
+        self.replaceModule("gateway.statuspage", None)
+        self.makeSite()
+        response, body = self.get("/")
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"/readyz", body)
+        self.assertIn(__version__.encode(), body)
+
+    def test_statusPageMounted(self):
+        """
+        When C{gateway.statuspage} exists, its C{statusPage()} resource is
+        served at C{/}.
+        """
+        page = Resource()
+        page.render_GET = lambda request: b"<html>status</html>"
+        page.isLeaf = True
+        module = types.ModuleType("gateway.statuspage")
+        module.statusPage = lambda: page
+        self.replaceModule("gateway.statuspage", module)
+        self.makeSite()
+        response, body = self.get("/")
+        self.assertEqual((response.code, body), (200, b"<html>status</html>"))
+
+    def test_onlyGet(self):
+        """
+        The endpoints answer GET and HEAD; other methods are not allowed.
+        """
+        self.makeSite()
+        self.start()
+        response, body = self.request("HEAD", "/healthz")
+        self.assertEqual((response.code, body), (200, b""))
+        response, _ = self.request("POST", "/readyz")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(self.header(response, "allow"), "GET, HEAD")
+
+
+class HealthzTests(SiteMixin, SynchronousTestCase):
+    """
+    C{/healthz}.
+    """
+
+    def test_alive(self):
+        """
+        C{/healthz} answers C{200 ok} even while Kafka is down and nothing
+        listens.
+        """
+        self.makeSite()
+        response, body = self.get("/healthz")
+        self.assertEqual((response.code, body), (200, b"ok\n"))
+        self.assertEqual(self.header(response, "content-type"), "text/plain; charset=utf-8")
+        self.assertEqual(self.header(response, "cache-control"), "no-store")
+
+
+class ReadyzTests(SiteMixin, SynchronousTestCase):
+    """
+    C{/readyz}: 200 only when every listener listens and the Kafka path is
+    ready; 503 otherwise; a JSON state and reason either way.
+    """
+
+    def readyz(self):
+        response, body = self.get("/readyz")
+        self.assertEqual(self.header(response, "content-type"), "application/json")
+        return response.code, json.loads(body)
+
+    def test_ready(self):
+        """
+        Started, listening and the broker answering: 200 with the health
+        service's state and reason.
+        """
+        self.makeSite()
+        self.start()
+        self.assertEqual(
+            self.readyz(), (200, {"state": "ready", "reason": self.gateway.health.reason})
+        )
+
+    def test_notListening(self):
+        """
+        Before start-up: 503, naming the listeners that do not listen.
+        """
+        self.makeSite()
+        self.assertEqual(
+            self.readyz(), (503, {"state": "down", "reason": "not listening: lines"})
+        )
+
+    def test_brokerDownAndBack(self):
+        """
+        The broker refusing its probe connection: 503 C{down}; accepting
+        again after the reconnect delay: 200.
+        """
+        self.makeSite()
+        self.start()
+        self.network.refusing.add(BROKER)
+        self.network.cut(BROKER)
+        code, body = self.readyz()
+        self.assertEqual((code, body["state"]), (503, "down"))
+        self.assertIn(f"127.0.0.1:{BROKER}", body["reason"])
+        self.network.refusing.clear()
+        self.elapse(5.0)
+        self.assertEqual(self.readyz()[0], 200)
+
+    def test_budgetDegraded(self):
+        """
+        Over half the byte budget held: 503 C{degraded} with the budget in
+        the reason.
+        """
+        self.makeSite(budget=10_000)
+        self.start()
+        self.connect().dataReceived(b"x\n" * 12)
+        self.elapse(5.0)
+        self.assertEqual(
+            self.readyz(),
+            (503, {"state": "degraded", "reason": "byte budget 61% used, over 50%"}),
+        )
+
+    def test_stopping(self):
+        """
+        While the gateway stops and drains: 503 C{stopping}.
+        """
+        self.makeSite()
+        self.start()
+        self.gateway.stopService()
+        code, body = self.readyz()
+        self.assertEqual((code, body["state"]), (503, "stopping"))
+
+
+class MetricsTests(SiteMixin, SynchronousTestCase):
+    """
+    C{/metrics}: Prometheus text that C{prometheus_client}'s parser reads,
+    with the gateway's counters.
+    """
+
+    def scrape(self, **kwargs):
+        response, body = self.get("/metrics", **kwargs)
+        self.assertEqual(response.code, 200)
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in families.values() for s in f.samples
+        }
+        return response, families, samples
+
+    def test_counters(self):
+        """
+        After two clients sent messages and one sent a frame too large, the
+        counters are exactly those figures.
+        """
+        self.makeSite(listeners=[("lines", "tcp:9000", {"maxMessageSize": 10})])
+        self.start()
+        first, second, bad = self.connect(), self.connect(), self.connect()
+        first.dataReceived(b"m1\nm2\nm3\n")
+        second.dataReceived(b"m4\n")
+        bad.dataReceived(b"y" * 11)
+        self.close(bad)
+        self.confirm()
+        response, families, samples = self.scrape()
+        self.assertEqual(
+            self.header(response, "content-type"), "text/plain; version=0.0.4; charset=utf-8"
+        )
+        lines = (("listener", "lines"),)
+        self.assertEqual(
+            {
+                name: samples[name, labels] for name, labels in [
+                    ("gateway_messages_received_total", ()),
+                    ("gateway_messages_produced_total", ()),
+                    ("gateway_messages_delivered_total", ()),
+                    ("gateway_messages_failed_total", ()),
+                    ("gateway_producer_queue_depth", ()),
+                    ("gateway_connections_accepted_total", lines),
+                    ("gateway_connections_open", lines),
+                    ("gateway_connections_closed_total", lines),
+                    ("gateway_received_bytes_total", lines),
+                    ("gateway_frame_errors_total", lines + (("reason", "too-large"),)),
+                    ("gateway_ready", ()),
+                ]
+            },
+            {
+                "gateway_messages_received_total": 4,
+                "gateway_messages_produced_total": 4,
+                "gateway_messages_delivered_total": 4,
+                "gateway_messages_failed_total": 0,
+                "gateway_producer_queue_depth": 0,
+                "gateway_connections_accepted_total": 3,
+                "gateway_connections_open": 2,
+                "gateway_connections_closed_total": 1,
+                "gateway_received_bytes_total": 9 + 3 + 11,
+                "gateway_frame_errors_total": 1,
+                "gateway_ready": 1,
+            },
+        )
+        self.assertEqual(
+            families["gateway_build_info"].samples[0].labels, {"version": __version__}
+        )
+
+    def test_processMetrics(self):
+        """
+        The process's own metrics (C{process_*}, C{python_info}) are there too.
+        """
+        self.makeSite()
+        _, families, _ = self.scrape()
+        self.assertIn("python_info", families)
+        if sys.platform.startswith("linux"):
+            self.assertIn("process_resident_memory_bytes", families)
+
+    def test_openMetrics(self):
+        """
+        A scraper that asks for OpenMetrics gets it.
+        """
+        self.makeSite()
+        response, body = self.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        self.assertIn("application/openmetrics-text", self.header(response, "content-type"))
+        self.assertTrue(body.endswith(b"# EOF\n"))
+
+
+class StatusJSONTests(SiteMixin, SynchronousTestCase):
+    """
+    C{/status.json}: the status page's figures, in a fixed schema.
+    """
+
+    def test_schema(self):
+        """
+        Every field of the schema, with the gateway's figures.
+        """
+        self.makeSite(listeners=[
+            ("lines", "tcp:9000", {"maxMessageSize": 10}), ("netstring", "tcp:9001"),
+        ])
+        self.reactor.advance(1000.0)  # the site was built at 0
+        self.start()
+        client = self.connect()
+        client.dataReceived(b"a\nbb\n")
+        bad = self.connect()
+        bad.dataReceived(b"z" * 11)
+        self.close(bad)
+        self.confirm()
+        self.connect().dataReceived(b"ccc\n")
+        self.elapse(0.5)
+        response, body = self.get("/status.json")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.header(response, "content-type"), "application/json")
+        status = json.loads(body)
+        kafkaConnections = status.pop("kafkaConnections")
+        self.assertIsInstance(kafkaConnections, (int, type(None)))
+        router = self.gateway.router
+        self.assertEqual(status, {
+            "version": __version__,
+            "uptime": 1001.0,
+            "topic": "t",
+            "state": "ready",
+            "reason": self.gateway.health.reason,
+            "ready": True,
+            "budget": {
+                "bytes": router.budget,
+                "held": router.lastHeldBytes,
+                "fraction": router.budgetFraction(),
+                "paused": False,
+            },
+            "producer": {
+                "accepted": 3, "produced": 3, "delivered": 2, "pending": 1, "failed": 0,
+                "deadLettered": 0, "spooled": 0, "requeued": 0, "recreations": 0,
+                "brokersUp": None,
+            },
+            "listeners": [
+                {
+                    "name": "lines", "framing": "lines", "endpoint": "tcp:9000",
+                    "address": "0.0.0.0:9000", "connections": 2, "accepted": 3,
+                    "closed": 1, "bytesReceived": 5 + 11 + 4,
+                    "frameErrors": {"too-large": 1},
+                },
+                {
+                    "name": "netstring", "framing": "netstring", "endpoint": "tcp:9001",
+                    "address": "0.0.0.0:9001", "connections": 0, "accepted": 0,
+                    "closed": 0, "bytesReceived": 0, "frameErrors": {},
+                },
+            ],
+            "time": 1001.0,
+        })
+        self.assertGreater(router.lastHeldBytes, 0)
+
+    def test_notStarted(self):
+        """
+        Before start-up listeners have no address, and the gateway is not
+        ready.
+        """
+        self.makeSite()
+        status = json.loads(self.get("/status.json")[1])
+        self.assertEqual(status["listeners"][0]["address"], None)
+        self.assertEqual((status["ready"], status["state"]), (False, "down"))

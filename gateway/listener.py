@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-__all__ = ["ListenerConfig", "ListenerService", "ListenerStats", "formatAddress"]
+__all__ = [
+    "HTTPService",
+    "ListenerConfig",
+    "ListenerService",
+    "ListenerStats",
+    "formatAddress",
+    "listenNow",
+]
 
 
 @dataclass
@@ -86,6 +93,74 @@ def formatAddress(address):
     return f"{host}:{port}"
 
 
+def listenNow(endpoint, factory, description):
+    """
+    Listen, and return the port at once or raise: a server endpoint's
+    C{listen} Deferred has already fired for every stream endpoint Twisted
+    ships.
+
+    :param description: the endpoint description, for the error.
+    :return: the L{twisted.internet.interfaces.IListeningPort}.
+    """
+    outcome = []
+    endpoint.listen(factory).addBoth(outcome.append)
+    if not outcome:
+        raise RuntimeError(f"endpoint {description!r} did not bind synchronously")
+    result = outcome[0]
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result
+
+
+class HTTPService(Service):
+    """
+    The gateway's HTTP endpoints (L{gateway.web.buildSite}) on their own
+    endpoint, bound like the listeners.
+
+    :ivar port: the listening port once bound.
+    """
+
+    name = "http"
+    log = Logger()
+
+    def __init__(self, gateway, endpoint, description):
+        """
+        :param gateway: the L{gateway.service.GatewayService} to serve.
+        :param endpoint: an L{IStreamServerEndpoint}.
+        :param description: the endpoint's description.
+        """
+        self.gateway = gateway
+        self.endpoint = endpoint
+        self.description = description
+        self.port = None
+
+    def privilegedStartService(self):
+        """
+        Bind now and raise if binding fails.
+        """
+        from gateway.web import buildSite
+
+        Service.privilegedStartService(self)
+        self.port = listenNow(self.endpoint, buildSite(self.gateway), self.description)
+        self.log.info(
+            "http listening on {address}",
+            address=formatAddress(self.port.getHost()),
+            endpoint=self.description,
+        )
+
+    def startService(self):
+        if self.port is None:
+            self.privilegedStartService()
+        Service.startService(self)
+
+    def stopService(self):
+        Service.stopService(self)
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
 class ListenerService(Service):
     """
     Listen on one server endpoint with one factory while running.
@@ -112,17 +187,7 @@ class ListenerService(Service):
         Bind now, before twistd drops privileges, and raise if binding fails.
         """
         Service.privilegedStartService(self)
-        outcome = []
-        self.endpoint.listen(self.factory).addBoth(outcome.append)
-        if not outcome:
-            raise RuntimeError(
-                f"listener {self.name}: endpoint {self.config.endpoint!r} "
-                "did not bind synchronously"
-            )
-        result = outcome[0]
-        if hasattr(result, "raiseException"):
-            result.raiseException()
-        self.port = result
+        self.port = listenNow(self.endpoint, self.factory, self.config.endpoint)
         self.log.info(
             "listener {listener} ({framing}) listening on {address}",
             listener=self.name,

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService, producerConfig
-from gateway.listener import ListenerConfig, ListenerService
+from gateway.listener import HTTPService, ListenerConfig, ListenerService
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
 from gateway.router import DEFAULT_BUDGET, Router
@@ -63,6 +63,7 @@ class GatewayService(MultiService):
         deadLetterPath=DEFAULT_DEAD_LETTER,
         healthInterval=5.0,
         headers=True,
+        http=None,
     ):
         """
         :param topic: the Kafka topic every message goes to.
@@ -83,6 +84,9 @@ class GatewayService(MultiService):
             (L{None}: no health service).
         :param headers: add the C{gateway-listener} and C{gateway-peer}
             headers to every record.
+        :param http: a server endpoint description for C{/healthz},
+            C{/readyz}, C{/metrics}, C{/status.json} and the status page
+            (L{None}: no HTTP).
         """
         MultiService.__init__(self)
         if not topic:
@@ -123,6 +127,14 @@ class GatewayService(MultiService):
             )
             self.health.addObserver(self.router.healthChanged)
             self.health.setServiceParent(self)
+        self.http = None
+        if http is not None:
+            try:
+                endpoint = serverFromString(reactor, http)
+            except Exception as e:
+                raise ValueError(f"malformed HTTP endpoint {http!r}: {e}") from e
+            self.http = HTTPService(self, endpoint, http)
+            self.http.setServiceParent(self)
         self.listeners = []
         self._registry = None
 

@@ -15,6 +15,9 @@ from gateway.registry import (
     loadBackends,
 )
 from gateway.router import DEFAULT_BUDGET
+
+#: Where the HTTP endpoints listen unless told otherwise.
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 from gateway.service import (
     DEFAULT_DEAD_LETTER,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -75,6 +78,9 @@ class Options(usage.Options):
         ["spool", None, DEFAULT_SPOOL,
          "File keeping records not delivered at shutdown, produced first at "
          "the next start ('none': keep nothing)."],
+        ["http", None, DEFAULT_HTTP,
+         "Endpoint of /healthz, /readyz, /metrics and the status page "
+         "('none': no HTTP)."],
         ["health-interval", None, 5.0,
          "Seconds between health probes on the persistent connection to "
          "each broker (0: no health checks).", _nonNegativeFloat],
@@ -161,9 +167,11 @@ class Options(usage.Options):
             backend.checkConfig(config)
         except ValueError as e:
             raise usage.UsageError(f"Kafka producer settings: {e}") from e
-        for path in ("spool", "dead-letter"):
-            if self[path].lower() in ("", "none"):
-                self[path] = None
+        for name in ("spool", "dead-letter", "http"):
+            if self[name].lower() in ("", "none"):
+                self[name] = None
+        if self["http"] is not None:
+            _checkEndpoint(self["http"])
 
     def getUsage(self, width=None):
         """
@@ -234,6 +242,7 @@ def makeService(options):
         deadLetterPath=options["dead-letter"],
         healthInterval=options["health-interval"] or None,
         headers=not options["no-headers"],
+        http=options["http"],
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)

@@ -227,3 +227,16 @@ class GatewayServiceTests(SynchronousTestCase):
         self.assertEqual(
             (stats.accepted, stats.closed, stats.open, stats.bytesReceived), (2, 1, 1, 6)
         )
+
+    def test_httpEndpointBindsBeforeListeners(self):
+        """
+        With an HTTP endpoint the site is bound at start, before the
+        listeners; a malformed HTTP endpoint is refused at once.
+        """
+        gateway = self.makeGateway(http="tcp:8081:interface=127.0.0.1")
+        gateway.addListener("lines", "tcp:9000")
+        gateway.privilegedStartService()
+        ports = [port for port, _, _, _ in self.reactor.tcpServers]
+        self.assertEqual(ports, [8081, 9000])
+        self.assertIsNotNone(gateway.http.port)
+        self.assertRaises(ValueError, self.makeGateway, http="tcp:nope")

@@ -150,6 +150,17 @@ class OptionsTests(SynchronousTestCase):
             ["-t", "t", "--listen", "no.such.module:Framing=tcp:9000"], "cannot be imported"
         )
 
+    def test_http(self):
+        """
+        C{--http} defaults to port 8080 on loopback, takes any endpoint, is
+        off with C{none}, and a malformed endpoint is a usage error.
+        """
+        self.assertEqual(self.parse(*VALID)["http"], "tcp:8080:interface=127.0.0.1")
+        self.assertEqual(self.parse(*(VALID + ["--http", "unix:/tmp/g.http"]))["http"],
+                         "unix:/tmp/g.http")
+        self.assertIsNone(self.parse(*(VALID + ["--http", "none"]))["http"])
+        self.assertUsageError(VALID + ["--http", "tcp:web"], "tcp:web")
+
     def test_badMessageSize(self):
         """
         A size limit that is not a positive integer is refused.

@@ -17,6 +17,7 @@ from pathlib import Path
 CLEAN_EXIT = (0, -signal.SIGTERM)
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
+HTTP_LISTENING = re.compile(r"http listening on (?P<host>[\d.]+):(?P<port>\d+)")
 LISTENING = re.compile(
     r"listener (?P<name>\S+) \((?P<framing>[^)]+)\) listening on "
     r"(?P<host>[\d.]+):(?P<port>\d+)"
@@ -28,6 +29,8 @@ class GatewayProcess:
     A C{twistd -n} gateway started in C{directory}, logging to a file there.
 
     :ivar ports: listener name to the TCP port it bound.
+    :ivar httpPort: the HTTP endpoints' port, if it was logged before the
+        listeners'.
     """
 
     def __init__(self, directory, args, env=None, tac=None):
@@ -37,11 +40,15 @@ class GatewayProcess:
         if tac is not None:
             command += ["-y", str(tac)]
         else:
+            if "--http" not in args:
+                # Never the default port: several gateways run at once.
+                args = [*args, "--http", "tcp:0:interface=127.0.0.1"]
             command += ["gateway", *args]
         self.command = command
         self.env = dict(os.environ, **(env or {}))
         self.process = None
         self.ports = {}
+        self.httpPort = None
 
     def start(self, listeners, timeout=30.0):
         """
@@ -57,6 +64,8 @@ class GatewayProcess:
             self.ports = {
                 m["name"]: int(m["port"]) for m in LISTENING.finditer(log)
             }
+            http = HTTP_LISTENING.search(log)
+            self.httpPort = int(http["port"]) if http else None
             if len(self.ports) >= listeners:
                 return self
             if self.process.poll() is not None:

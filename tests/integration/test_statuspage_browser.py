@@ -257,15 +257,21 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         assert page.ids["ready"] == "ready for traffic"
         assert page.ids["topic"] == topic
         assert page.ids["version"] == truth["version"]
-        assert page.ids["kafka-connections"] == str(after["kafkaConnections"])
-        assert int(page.ids["kafka-connections"]) >= 1
+        # The producer's connection and the health probe's: a handful.
+        assert 1 <= int(page.ids["kafka-connections"]) <= 4, page.ids["kafka-connections"]
 
         assert page.ids["producer-accepted"] == str(MESSAGES)
+        assert page.ids["producer-produced"] == str(MESSAGES)
         assert page.ids["producer-delivered"] == str(MESSAGES)
-        assert page.ids["producer-pending"] == "0"
         assert page.ids["producer-failed"] == "0"
+        # The queue depth may count one of librdkafka's own requests for a
+        # moment (docs/operations.md), so it reads 0 or 1 when all is
+        # delivered; brokersUp comes from the client's periodic statistics.
+        assert page.ids["producer-pending"] in ("0", "1")
+        assert page.ids["producer-brokersUp"] in ("–", "1")
         for key, value in after["producer"].items():
-            assert page.ids[f"producer-{key}"] == ("–" if value is None else str(value)), key
+            if key not in ("pending", "brokersUp"):
+                assert page.ids[f"producer-{key}"] == str(value), key
 
         # Quiet now: no change between the page's readings.
         assert page.ids["rate-accepted"] == "0.0"

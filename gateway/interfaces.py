@@ -156,6 +156,12 @@ class IProducerClient(Interface):
             when it does not know yet.
         """
 
+    def bytesSent():
+        """
+        :return: bytes sent to the brokers by this client so far (requests
+            included), or L{None} when the backend does not know.
+        """
+
     def purge():
         """
         Give up on everything not yet confirmed: each such record is reported

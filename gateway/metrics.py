@@ -324,6 +324,11 @@ class GatewayCollector(Collector):
                       producer.recreations)
         yield gauge("gateway_producer_queue_depth",
                     "Records accepted and not yet confirmed.", producer.pending())
+        bytesSent = producer.bytesSent()
+        if bytesSent is not None:
+            yield counter("gateway_kafka_sent_bytes",
+                          "Bytes sent to the Kafka brokers (requests included).",
+                          bytesSent)
         brokersUp = producer.brokersUp()
         if brokersUp is not None:
             yield gauge("gateway_producer_brokers_up",

@@ -119,6 +119,7 @@ def statusSnapshot(collector, uptime, now):
             "requeued": producer.requeued,
             "recreations": producer.recreations,
             "brokersUp": producer.brokersUp(),
+            "bytesSent": producer.bytesSent(),
         },
         "listeners": listeners,
         "kafkaConnections": collector.kafkaConnections(),

@@ -369,7 +369,7 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
             "producer": {
                 "accepted": 3, "produced": 3, "delivered": 2, "pending": 1, "failed": 0,
                 "deadLettered": 0, "spooled": 0, "requeued": 0, "recreations": 0,
-                "brokersUp": None,
+                "brokersUp": None, "bytesSent": 0,
             },
             "listeners": [
                 {

@@ -225,6 +225,12 @@ class PykafkaClient:
         """
         return self._pendingBytes
 
+    def bytesSent(self):
+        """
+        See L{IProducerClient.bytesSent}: pykafka does not count them.
+        """
+        return None
+
     def brokersUp(self):
         """
         See L{IProducerClient.brokersUp}: brokers pykafka holds a connection

@@ -82,6 +82,7 @@ class ConfluentClient:
         self._events = events
         self._queuedBytes = 0
         self._brokersUp = None
+        self._bytesSent = 0
         settings = dict(config)
         settings.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         settings["on_delivery"] = self._delivery
@@ -106,6 +107,7 @@ class ConfluentClient:
         self._queuedBytes = stats.get("msg_size", 0)
         brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
         self._brokersUp = sum(1 for b in brokers if b.get("state") == "UP") if brokers else None
+        self._bytesSent = sum(b.get("txbytes", 0) for b in stats.get("brokers", {}).values())
 
     def poll(self):
         self._producer.poll(0)
@@ -118,6 +120,9 @@ class ConfluentClient:
 
     def brokersUp(self):
         return self._brokersUp
+
+    def bytesSent(self):
+        return self._bytesSent
 
     def purge(self):
         self._producer.purge(in_queue=True, in_flight=True)

@@ -121,6 +121,7 @@ class KafkaProducerService(Service):
         self._purged = []
         self._tooLarge = []
         self._downSince = None
+        self._bytesSentBefore = 0
         self._recreating = None
         self._failedAttempts = 0
         self._lastLogged = None
@@ -223,6 +224,7 @@ class KafkaProducerService(Service):
 
     def _finishDrain(self):
         client, self._client, self._produce = self._client, None, None
+        self._bytesSentBefore += client.bytesSent() or 0
         if client.pendingCount():
             client.purge()
             while client.pendingCount():
@@ -325,6 +327,16 @@ class KafkaProducerService(Service):
             queuedBytes, queuedCount = client.pendingBytes(), client.pendingCount()
         records = len(self._backlog) + queuedCount
         return self.backlogBytes + queuedBytes + records * RECORD_OVERHEAD
+
+    def bytesSent(self):
+        """
+        :return: bytes sent to Kafka by every client this service had, or
+            L{None} when the backend does not count them.
+        """
+        sent = self._client.bytesSent() if self._client is not None else 0
+        if sent is None:
+            return None
+        return self._bytesSentBefore + sent
 
     def brokersUp(self):
         """
@@ -505,6 +517,7 @@ class KafkaProducerService(Service):
         self._recreating = None
         old, self._client, self._produce = self._client, None, None
         if old is not None:
+            self._bytesSentBefore += old.bytesSent() or 0
             old.purge()
             while old.pendingCount():
                 old.poll()

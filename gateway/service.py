@@ -189,7 +189,7 @@ class GatewayService(MultiService):
         if self._registry is None:
             self._registry = FramingRegistry()
             for error in self._registry.errors:
-                self.log.error("{error}", error=error)
+                self.log.error("framing plugin not loaded: {error}", error=error)
         return self._registry
 
     def stopService(self):

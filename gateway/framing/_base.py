@@ -158,10 +158,12 @@ class FramedProtocolMixin:
         :return: the fields every event about this connection carries.
         :rtype: L{dict}
         """
+        config = self.factory.config
         return {
-            "listener": self.factory.config.name,
+            "listener": config.name,
             "peer": self.peer,
             "connection": self.connectionId,
+            "topic": getattr(config.sink, "topic", None),
         }
 
     def bufferedByteCount(self):

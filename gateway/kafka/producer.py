@@ -525,7 +525,8 @@ class KafkaProducerService(Service):
         try:
             self._connect()
         except ValueError as e:
-            self.log.error("{error}", error=str(e))
+            self.log.error("Kafka producer not recreated: {error}", error=str(e),
+                           backend=self.backend.name)
             self.clientError(self.lastError)
             return
         self.recreations += 1

@@ -26,6 +26,7 @@ from zope.interface import implementer
 from gateway.interfaces import IProducerEvents
 from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
 from gateway.kafka.records import Record, RecordFile
+from gateway.kafka._recreation import RecreationMixin
 from gateway.kafka.spool import Spool
 
 __all__ = ["KafkaProducerService", "producerConfig", "DEFAULT_PRODUCER_CONFIG"]
@@ -61,7 +62,7 @@ class _NoObserver:
 
 
 @implementer(IProducerEvents)
-class KafkaProducerService(Service):
+class KafkaProducerService(RecreationMixin, Service):
     """
     Own the process's one producer from start to drained stop.
 
@@ -75,7 +76,7 @@ class KafkaProducerService(Service):
         file.
     :ivar requeued: records produced again (timeouts, recreation).
     :ivar spooled: records written to the spool at stop.
-    :ivar recreations: clients recreated after fatal errors.
+    :ivar recreations: clients recreated (see L{RecreationMixin}).
     :ivar lastDeliveryTime: when a delivery was last seen confirmed.
     """
 
@@ -111,20 +112,14 @@ class KafkaProducerService(Service):
         self.recreateAfter = recreateAfter
         self.observer = _NoObserver()
         self.accepted = self.produced = self.failureReports = 0
-        self.deadLettered = self.requeued = self.spooled = self.recreations = 0
+        self.deadLettered = self.requeued = self.spooled = 0
         self.backlogBytes = 0
-        self.lastError = None
         self._client = None
         self._produce = None
         self._backlog = deque()
         self._poller = None
         self._purged = []
         self._tooLarge = []
-        self._downSince = None
-        self._bytesSentBefore = 0
-        self._recreating = None
-        self._failedAttempts = 0
-        self._lastLogged = None
         self._stopped = False
         self._lastDelivered = 0
         self.lastDeliveryTime = None
@@ -462,73 +457,3 @@ class KafkaProducerService(Service):
             where=(f"written to {self.deadLetters.path}" if self.deadLetters
                    else "no dead-letter file configured, dropped"),
         )
-
-    def clientError(self, error):
-        """
-        See L{IProducerEvents.clientError}: log (a repeated error every 30
-        seconds); recreate the client after a fatal error, or when every
-        broker stays down for C{recreateAfter} seconds.
-        """
-        self.lastError = error
-        now = self.clock.seconds()
-        if self._lastLogged is None or self._lastLogged[0] != error.code \
-                or now - self._lastLogged[1] >= 30:
-            self._lastLogged = (error.code, now)
-            self.log.warn("Kafka producer: {reason}", reason=error.text,
-                          code=error.code, fatal=error.fatal)
-        if error.fatal:
-            self._scheduleRecreation("hit a fatal error")
-        elif error.allBrokersDown and self._downSince is None:
-            # The client reconnects by itself; a new client only helps if
-            # the brokers stay unreachable (moved, renamed), and would
-            # produce again what was in flight, so wait long first.
-            self._downSince = now
-
-    def _checkBrokersDown(self):
-        """
-        From the poll: forget an outage once a broker is up again; recreate
-        the client when it has lasted C{recreateAfter} seconds.
-        """
-        if self._client.brokersUp():
-            self._downSince = None
-        elif self.clock.seconds() - self._downSince >= self.recreateAfter:
-            self._downSince = None
-            self._scheduleRecreation(
-                f"has had no broker for {self.recreateAfter:.0f} s"
-            )
-
-    def _scheduleRecreation(self, why):
-        if self._recreating is not None or not self.running:
-            return
-        delay = self.retryPolicy(self._failedAttempts)
-        self._failedAttempts += 1
-        self.log.error(
-            "Kafka producer {why}; recreating it in {delay:.1f} s",
-            why=why, delay=delay,
-        )
-        self._recreating = self.clock.callLater(delay, self._recreate)
-
-    def _recreate(self):
-        """
-        Replace a client that hit a fatal error or lost every broker for
-        long: take back what it had not confirmed, create a new one, produce
-        those records first.
-        """
-        self._recreating = None
-        old, self._client, self._produce = self._client, None, None
-        if old is not None:
-            self._bytesSentBefore += old.bytesSent() or 0
-            old.purge()
-            while old.pendingCount():
-                old.poll()
-            old.close()
-        try:
-            self._connect()
-        except ValueError as e:
-            self.log.error("Kafka producer not recreated: {error}", error=str(e),
-                           backend=self.backend.name)
-            self.clientError(self.lastError)
-            return
-        self.recreations += 1
-        self._requeue()
-        self._pump()

@@ -333,6 +333,16 @@ class GatewayCollector(Collector):
         if brokersUp is not None:
             yield gauge("gateway_producer_brokers_up",
                         "Brokers the Kafka client is connected to.", brokersUp)
+        latency = GaugeMetricFamily(
+            "gateway_delivery_latency_seconds",
+            "Latency quantiles over the client's last statistics window, by stage: "
+            "queue (produce() until sent) and rtt (broker round trip).",
+            labels=["stage", "quantile"],
+        )
+        for stage, quantiles in sorted(producer.latency().items()):
+            for quantile, seconds in sorted(quantiles.items()):
+                latency.add_metric([stage, quantile], seconds)
+        yield latency
         if producer.lastDeliveryTime is not None:
             yield gauge("gateway_last_delivery_age_seconds",
                         "Seconds since a delivery was last seen confirmed.",

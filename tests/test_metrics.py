@@ -445,6 +445,24 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.assertEqual({name: samples[name, ()] for name in expected}, expected)
         self.assertEqual((producer.accepted, producer.delivered()), (3, 3))
 
+    def test_deliveryLatencyAndBytesSent(self):
+        """
+        The client's latency quantiles are exported per stage and quantile,
+        and its bytes sent as a counter.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.producer.latency = lambda: {"queue": {"0.5": 0.002, "0.99": 0.05}}
+        gateway.producer.bytesSent = lambda: 4096
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            samples["gateway_delivery_latency_seconds",
+                    (("quantile", "0.99"), ("stage", "queue"))], 0.05)
+        self.assertEqual(
+            samples["gateway_delivery_latency_seconds",
+                    (("quantile", "0.5"), ("stage", "queue"))], 0.002)
+        self.assertEqual(samples["gateway_kafka_sent_bytes_total", ()], 4096)
+
     def test_deliveredNeverDecreases(self):
         """
         The delivered counter is the highest figure seen: the producer's own

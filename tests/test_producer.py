@@ -189,6 +189,29 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.heldBytes(), 6 + 8 + 2 * RECORD_OVERHEAD)
         self.assertEqual(service.brokersUp(), 1)
 
+    def test_latencyAndBytesFromStatistics(self):
+        """
+        Delivery latency quantiles (the worst broker's, in seconds) and the
+        bytes sent come from the client's statistics, not from per-message
+        work; a stage without samples is left out.
+        """
+        import json
+
+        service = self.makeService()
+        self.assertEqual(service.latency(), {})
+        window = {"cnt": 10, "p50": 2000, "p95": 9000, "p99": 20000}
+        self.producer().config["stats_cb"](json.dumps({"msg_size": 0, "brokers": {
+            "b/1": {"nodeid": 1, "state": "UP", "txbytes": 700,
+                    "int_latency": window, "rtt": {"cnt": 0}},
+            "b/2": {"nodeid": 2, "state": "UP", "txbytes": 300,
+                    "int_latency": dict(window, p99=50000), "rtt": {"cnt": 0}},
+            "b/bootstrap": {"nodeid": -1, "state": "UP", "txbytes": 24},
+        }}))
+        self.assertEqual(
+            service.latency(), {"queue": {"0.5": 0.002, "0.95": 0.009, "0.99": 0.05}}
+        )
+        self.assertEqual(service.bytesSent(), 1024)
+
     def test_refusedAtProduceGoesToDeadLetters(self):
         """
         A record the client refuses at once (too large) is written to the

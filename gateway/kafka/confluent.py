@@ -42,6 +42,27 @@ def deliveryError(error):
     )
 
 
+#: librdkafka's window figures (microseconds) the gateway exports.
+_LATENCY_STAGES = {"queue": "int_latency", "rtt": "rtt"}
+_QUANTILES = {"0.5": "p50", "0.95": "p95", "0.99": "p99"}
+
+
+def _latencyQuantiles(brokers):
+    """
+    The worst broker's latency quantiles, per stage, in seconds (stages with
+    no samples in the window are left out).
+    """
+    latency = {}
+    for stage, field in _LATENCY_STAGES.items():
+        windows = [b[field] for b in brokers if b.get(field, {}).get("cnt")]
+        if windows:
+            latency[stage] = {
+                quantile: max(w.get(key, 0) for w in windows) / 1e6
+                for quantile, key in _QUANTILES.items()
+            }
+    return latency
+
+
 class _SilentLog:
     def log(self, *args):
         pass
@@ -83,6 +104,7 @@ class ConfluentClient:
         self._queuedBytes = 0
         self._brokersUp = None
         self._bytesSent = 0
+        self._latency = {}
         settings = dict(config)
         settings.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         settings["on_delivery"] = self._delivery
@@ -108,6 +130,7 @@ class ConfluentClient:
         brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
         self._brokersUp = sum(1 for b in brokers if b.get("state") == "UP") if brokers else None
         self._bytesSent = sum(b.get("txbytes", 0) for b in stats.get("brokers", {}).values())
+        self._latency = _latencyQuantiles(brokers)
 
     def poll(self):
         self._producer.poll(0)
@@ -123,6 +146,15 @@ class ConfluentClient:
 
     def bytesSent(self):
         return self._bytesSent
+
+    def latency(self):
+        """
+        :return: per stage (C{"queue"}: from C{produce()} until sent,
+            C{"rtt"}: the broker's round trip), quantile to seconds, over the
+            last statistics window: librdkafka measures every record itself,
+            so this costs the gateway nothing per message.
+        """
+        return self._latency
 
     def purge(self):
         self._producer.purge(in_queue=True, in_flight=True)

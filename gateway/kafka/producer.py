@@ -333,6 +333,14 @@ class KafkaProducerService(RecreationMixin, Service):
             return None
         return self._bytesSentBefore + sent
 
+    def latency(self):
+        """
+        :return: the client's delivery latency quantiles by stage, in
+            seconds (empty when the backend does not measure them).
+        """
+        client = self._client
+        return getattr(client, "latency", dict)() if client is not None else {}
+
     def brokersUp(self):
         """
         :return: brokers the client is connected to, or L{None} if unknown.

@@ -290,19 +290,20 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         The same client error repeated on every reconnect attempt is logged
         once per 30 seconds, a different one at once.
         """
-        service = self.makeService()
+        self.makeService()
         down = FakeKafkaError("_TRANSPORT", "connection refused")
         for i in range(5):
             self.producer().reportError(down)
         self.clock.advance(0.1)
         self.clock.advance(10)
         self.producer().reportError(down)
+        self.producer().reportError(FakeKafkaError("_ALL_BROKERS_DOWN"))
         self.clock.advance(0.1)
         self.clock.advance(30)
         self.producer().reportError(down)
         self.clock.advance(0.1)
         codes = [e["code"] for e in self.events if "code" in e]
-        self.assertEqual(codes, ["_TRANSPORT", "_TRANSPORT"])
+        self.assertEqual(codes, ["_TRANSPORT", "_ALL_BROKERS_DOWN", "_TRANSPORT"])
 
     def test_fatalErrorRecreatesClient(self):
         """

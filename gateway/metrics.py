@@ -71,9 +71,7 @@ def readiness(gateway):
         if not health.running:
             return False, STARTING, "the Kafka health service is not running"
         return health.isReady(), health.state, health.reason
-    # The producer exposes no public "has a client" figure; brokersUp() is
-    # None both without a client and before the client's first statistics.
-    if getattr(gateway.producer, "_client", None) is None:
+    if not gateway.producer.hasClient():
         return False, DOWN, "the producer has no Kafka client"
     return True, READY, "the producer has a Kafka client (no health service probes Kafka)"
 

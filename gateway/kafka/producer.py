@@ -333,6 +333,13 @@ class KafkaProducerService(RecreationMixin, Service):
             return None
         return self._bytesSentBefore + sent
 
+    def hasClient(self):
+        """
+        :return: whether a client exists (started, not stopped, not between
+            a fatal error and its recreation).
+        """
+        return self._client is not None
+
     def latency(self):
         """
         :return: the client's delivery latency quantiles by stage, in

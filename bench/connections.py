@@ -49,6 +49,7 @@ Run from the repository root:
 
 import argparse
 import errno
+import http.client
 import json
 import multiprocessing
 import os
@@ -177,6 +178,27 @@ def _connectAll(port, dest, targets, window, retries, deadline, issued, allowed)
     return connected, failed, retried
 
 
+def _dropClosed(connected):
+    """
+    Forget (and close) the sockets the gateway closed: C{recv} peeks at
+    end of file or a reset.
+
+    :return: how many there were.
+    """
+    closed = []
+    for j, sock in connected.items():
+        try:
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                closed.append(j)
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed.append(j)
+    for j in closed:
+        connected.pop(j).close()
+    return len(closed)
+
+
 def clientProcess(number, port, dest, targets, window, retries, timeout,
                   issued, allowed, commands, results):
     """
@@ -203,17 +225,43 @@ def clientProcess(number, port, dest, targets, window, retries, timeout,
             command, arg = commands.get()
             if command == "send":
                 sent = errors = 0
+                closed = _dropClosed(connected)
                 for j, sock in connected.items():
                     try:
                         sock.send(b"client-%d-conn-%d\n" % (number, j))
                         sent += 1
                     except OSError:
                         errors += 1
-                results.put(("sent", number, {"sent": sent, "errors": errors}))
+                results.put(("sent", number, {"sent": sent, "errors": errors,
+                                              "closedByPeer": closed}))
             elif command == "release":
+                # Close some, open as many new ones, and send on those the
+                # gateway keeps.
                 for j in sorted(connected)[:arg]:
                     connected.pop(j).close()
-                results.put(("released", number, {"held": len(connected)}))
+                fresh = {}
+                nextIndex = max(j for j, _ in targets) + 1
+                for n in range(arg):
+                    sock = socket.socket()
+                    sock.settimeout(2)
+                    try:
+                        sock.bind((targets[n % len(targets)][1], 0))
+                        sock.connect((dest, port))
+                    except OSError:
+                        sock.close()
+                        continue
+                    fresh[nextIndex + n * 1000] = sock
+                time.sleep(2)
+                closed = _dropClosed(fresh)
+                sent = 0
+                for j, sock in fresh.items():
+                    sock.send(b"client-%d-conn-%d\n" % (number, j))
+                    sent += 1
+                connected.update(fresh)
+                results.put(("released", number, {
+                    "held": len(connected), "reopened": sent,
+                    "closedByPeer": closed,
+                }))
             elif command == "close":
                 break
     except BaseException as e:
@@ -323,10 +371,29 @@ def gatewayProcessClass():
 
 
 def status(httpPort):
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{httpPort}/status.json", timeout=30
-    ) as response:
-        return json.load(response)
+    """
+    The gateway's C{/status.json}, or L{None} when it does not answer (at
+    its descriptor limit it cannot accept the request's connection either).
+    """
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{httpPort}/status.json", timeout=10
+        ) as response:
+            return json.load(response)
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def listenerCounts(snap, pid, baseFds):
+    """
+    Open and accepted connections of the listener: from C{/status.json}, or
+    from the descriptors when it does not answer.
+    """
+    if snap is not None:
+        listener = snap["listeners"][0]
+        return listener["connections"], listener["accepted"], True
+    open_ = fdCount(pid) - baseFds
+    return open_, None, False
 
 
 def fdCount(pid):
@@ -438,7 +505,7 @@ def run(args, bootstrap, topic):
             raise RuntimeError(f"topic {topic} is not empty")
         # Let the producer and the health probe connect, and the heap settle.
         deadline = time.monotonic() + 30
-        while status(gateway.httpPort)["kafkaConnections"] < 1:
+        while (status(gateway.httpPort) or {}).get("kafkaConnections", 0) < 1:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -510,13 +577,12 @@ def run(args, bootstrap, topic):
         r["samples"] = len(samples)
         time.sleep(2)
         snap = status(gateway.httpPort)
-        listener = snap["listeners"][0]
-        r["gatewayOpen"] = listener["connections"]
-        r["gatewayAccepted"] = listener["accepted"]
+        r["gatewayOpen"], r["gatewayAccepted"], r["httpAnswered"] = \
+            listenerCounts(snap, pid, baseFds)
         r["clientHeld"] = clientHeld
         r["idle"] = memory(pid)
         r["kafkaIdle"] = socketsTo(pid, brokerPort)
-        r["kafkaIdleStatus"] = snap["kafkaConnections"]
+        r["kafkaIdleStatus"] = snap["kafkaConnections"] if snap else "no answer"
         r["samples"] = samples
 
         # One message on every connection.
@@ -524,6 +590,7 @@ def run(args, bootstrap, topic):
         sent = clients.command("send", state="sent")
         r["sent"] = sum(d["sent"] for d in sent.values())
         r["sendErrors"] = sum(d["errors"] for d in sent.values())
+        r["closedByPeer"] = sum(d["closedByPeer"] for d in sent.values())
         expected = r["gatewayOpen"]
         held = 0
         deadline = time.monotonic() + args.timeout
@@ -539,14 +606,21 @@ def run(args, bootstrap, topic):
 
         if args.release:
             before = r["watermarks"]
-            clients.command("release", args.release, state="released")
-            time.sleep(args.settle)
+            released = clients.command("release", args.release, state="released",
+                                       timeout=2.5 * args.release + 30)
+            reopened = sum(d["reopened"] for d in released.values())
+            deadline = time.monotonic() + 30
+            while marks.total() < before + reopened and time.monotonic() < deadline:
+                time.sleep(0.2)
             snap = status(gateway.httpPort)
-            time.sleep(2)
+            open_, accepted, answered = listenerCounts(snap, pid, baseFds)
             r["release"] = {
+                "httpAnswered": answered,
                 "released": args.release * len(clients.processes),
-                "open": snap["listeners"][0]["connections"],
-                "accepted": snap["listeners"][0]["accepted"],
+                "reopened": reopened,
+                "reopenedClosedByPeer": sum(
+                    d["closedByPeer"] for d in released.values()),
+                "open": open_, "accepted": accepted,
                 "watermarks": marks.total(), "before": before,
                 "fds": fdCount(pid),
             }
@@ -563,6 +637,10 @@ def run(args, bootstrap, topic):
     r["logLines"] = len(log.splitlines())
     problems = [l for l in log.splitlines() if any(w in l for w in PROBLEMS)]
     r["logProblems"] = problems
+    r["emfileLines"] = Counter(
+        line.split("] ", 1)[-1].split(" from ")[0][:60]
+        for line in log.splitlines() if "EMFILE" in line
+    )
     return r
 
 
@@ -603,7 +681,8 @@ def report(args, r, consumed):
         ("connections asked for", f"{args.connections:,}"),
         ("connections held, client side", f"{n:,}"),
         ("connections open in the gateway", f"{r['gatewayOpen']:,} "
-         f"(accepted {r['gatewayAccepted']:,})"),
+         + (f"(accepted {r['gatewayAccepted']:,})" if r["httpAnswered"] else
+            "(from its descriptors: /status.json did not answer)")),
         ("client processes start-up", f"{r['spawnSeconds']:.1f} s"),
         ("time to connect all (clients)", f"{r['connectSeconds']:.1f} s "
          f"({rate(n / r['connectSeconds'])} connects/s)"),
@@ -630,7 +709,8 @@ def report(args, r, consumed):
         ("gateway TCP connections to Kafka",
          f"{r['kafkaBefore']} before, {r['kafkaIdle']} with all clients "
          f"(status.json: {r['kafkaIdleStatus']}), {r['kafkaAfter']} after"),
-        ("messages sent", f"{r['sent']:,} ({r['sendErrors']} send errors)"),
+        ("messages sent", f"{r['sent']:,} ({r['sendErrors']} send errors; "
+         f"{r['closedByPeer']:,} connections found closed by the gateway first)"),
         ("Kafka high watermarks", f"{r['watermarks']:,} "
          f"(waited {r['deliverSeconds']:.1f} s)"),
         ("consumed / distinct", f"{consumed[0]:,} / {consumed[1]:,}"
@@ -639,8 +719,12 @@ def report(args, r, consumed):
     if "release" in r:
         rel = r["release"]
         lines.append((
-            "after releasing", f"{rel['released']:,} client connections: "
-            f"gateway open {rel['open']:,}, accepted {rel['accepted']:,} in all, "
+            "after releasing", f"{rel['released']:,} client connections and "
+            f"opening {rel['reopened'] + rel['reopenedClosedByPeer']:,} new "
+            f"({rel['reopenedClosedByPeer']:,} closed by the gateway): "
+            f"gateway open {rel['open']:,}, accepted "
+            f"{rel['accepted'] if rel['accepted'] is not None else '?'} in all "
+            f"(/status.json {'answered' if rel['httpAnswered'] else 'did not answer'}), "
             f"watermarks {rel['before']:,} -> {rel['watermarks']:,}, "
             f"{rel['fds']:,} descriptors"))
     lines += [
@@ -652,6 +736,10 @@ def report(args, r, consumed):
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         print(f"{k:<{width}}  {v}")
+    if r["emfileLines"]:
+        print("gateway log lines about EMFILE (counted):")
+        for line, count in r["emfileLines"].most_common(6):
+            print(f"  {count:>7,} x {line}")
     if r["logProblems"]:
         kinds = Counter(line.split("] ", 1)[-1][:100] for line in r["logProblems"])
         print("gateway log problems (first 100 chars, counted):")
@@ -692,7 +780,6 @@ def _deepSizes(protocol):
     """
     C{sys.getsizeof} of what one connection's protocol holds of its own.
     """
-
     stream = protocol._stream
     closure = protocol.dataReceived
     send = stream.send

@@ -12,19 +12,16 @@ thresholds are in C{docs/health.md}.
 import re
 from collections.abc import Mapping
 
-from automat import NoTransition
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from gateway.kafka._guard import GuardedEndpoint
 from gateway.kafka._probe import DEFAULT_TIMEOUT, KafkaProbeFactory, ProbeError
 
 __all__ = [
@@ -65,65 +62,6 @@ def parseBootstrap(bootstrap):
     if not brokers:
         raise ValueError(f"no broker address in {bootstrap!r}")
     return brokers
-
-
-class _LossGuard(Protocol):
-    """
-    Sits between a transport and C{ClientService}'s protocol wrapper.
-
-    C{ClientService} (Twisted 26.10) has no transition for a connection lost
-    before C{prepareConnection} succeeded: closing a connection whose first
-    probe failed makes C{connectionLost} raise automat's C{NoTransition},
-    logged as an unhandled error.  The service already counted that attempt
-    as failed, so the exception is dropped here; the wrapped protocol has
-    seen the loss by then.
-    """
-
-    def __init__(self, wrapped):
-        self.wrapped = wrapped
-
-    def makeConnection(self, transport):
-        Protocol.makeConnection(self, transport)
-        self.wrapped.makeConnection(transport)
-
-    def dataReceived(self, data):
-        self.wrapped.dataReceived(data)
-
-    def connectionLost(self, reason):
-        try:
-            self.wrapped.connectionLost(reason)
-        except NoTransition:
-            pass
-
-
-class _GuardFactory(Factory):
-    noisy = False
-
-    def __init__(self, factory):
-        self._factory = factory
-
-    def buildProtocol(self, addr):
-        wrapped = self._factory.buildProtocol(addr)
-        return None if wrapped is None else _LossGuard(wrapped)
-
-
-@implementer(IStreamClientEndpoint)
-class _GuardedEndpoint:
-    """
-    An endpoint whose connections get a L{_LossGuard}; C{connect} still
-    fires with the protocol C{ClientService} built.  Failed attempts are
-    reported to C{onFailure} before C{ClientService} sees them.
-    """
-
-    def __init__(self, endpoint, name, onFailure):
-        self._endpoint, self._name, self._onFailure = endpoint, name, onFailure
-
-    def __repr__(self):
-        return f"<Kafka broker {self._name}>"
-
-    def connect(self, factory):
-        d = self._endpoint.connect(_GuardFactory(factory))
-        return d.addCallbacks(lambda guard: guard.wrapped, self._onFailure)
 
 
 def tcpEndpoint(reactor, host, port, timeout):
@@ -242,7 +180,7 @@ class BrokerHealthService(MultiService):
                 reactor, probeTimeout,
                 onConnectionLost=lambda p, why, b=broker: self._connectionLost(b, p, why),
             )
-            endpoint = _GuardedEndpoint(
+            endpoint = GuardedEndpoint(
                 endpointFactory(reactor, host, port, probeTimeout), broker.name,
                 lambda why, b=broker: self._connectFailed(b, why),
             )

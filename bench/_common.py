@@ -129,3 +129,52 @@ def cpuTimes(pid):
         )
     except (OSError, ValueError):
         return None, None
+
+
+def fdCount(pid):
+    """
+    How many descriptors process C{pid} has open (C{/proc/<pid>/fd}), or
+    L{None} once it is gone.
+    """
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def processLimit(pid, name="Max open files"):
+    """
+    A C{/proc/<pid>/limits} row as C{(soft, hard)} strings, or L{None}.
+    """
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith(name):
+                    soft, hard = line[len(name):].split()[:2]
+                    return soft, hard
+    except OSError:
+        pass
+    return None
+
+
+def readSysctl(name):
+    """
+    A kernel setting (C{net.core.somaxconn}) as C{/proc/sys} shows it, on
+    one line, or C{"?"}.
+    """
+    path = Path("/proc/sys") / name.replace(".", "/")
+    try:
+        return " ".join(path.read_text().split())
+    except OSError:
+        return "?"
+
+
+def meminfo(field):
+    """
+    A C{/proc/meminfo} field (C{Slab}, C{MemAvailable}) in kB, or L{None}.
+    """
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None

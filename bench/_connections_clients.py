@@ -109,10 +109,12 @@ def _connectAll(port, dest, targets, window, retries, deadline, synTimeout,
     while pending or inflight:
         now = time.monotonic()
         if now > deadline:
+            left = len(inflight) + len(pending)
             for sock in list(inflight):
                 finish(sock)
                 sock.close()
-            failed["gave up (connect timeout)"] += len(inflight) + len(pending)
+            if left:
+                failed["gave up (connect timeout)"] += left
             break
         while started and started[0][0] + synTimeout < now:
             _, sock = started.popleft()

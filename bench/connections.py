@@ -132,10 +132,12 @@ def waitForKafka(gateway, timeout=30.0):
         time.sleep(0.2)
 
 
-def checkpoint(gateway, diag, brokerPort):
+def checkpoint(gateway, diag, brokerPort, before=None):
     """
     Every worker's figures now: C{/status.json}, memory, descriptors, its
-    accept queue and its TCP connections to Kafka; and the system's.
+    accept queue and its TCP connections to Kafka; and the system's. A
+    worker that does not answer is counted as holding the descriptors it
+    has beyond those it had C{before}.
     """
     queues = diag.listeners(gateway.port)
     kafka = connectionsTo(diag, gateway.pids, brokerPort)
@@ -151,23 +153,19 @@ def checkpoint(gateway, diag, brokerPort):
             queued=queues.get(w.listener, (None, None))[0],
             backlog=queues.get(w.listener, (None, None))[1],
         )
+        fds = workers[w.index]["fds"]
+        if snap is None and before is not None and fds is not None:
+            workers[w.index]["open"] = fds - before["workers"][w.index]["fds"]
     out = {"workers": workers, "system": system(),
            "synRecv": diag.count([TCP_SYN_RECV], sport=gateway.port)}
     return out
 
 
-def gatewayOpen(point, before):
+def gatewayOpen(point):
     """
-    Client connections the gateway holds: the workers' own counts, or their
-    descriptors beyond those they had before when one does not answer.
+    Client connections the gateway holds, all workers together.
     """
-    total = 0
-    for k, w in point["workers"].items():
-        if w["open"] is not None:
-            total += w["open"]
-        elif w["fds"] is not None:
-            total += w["fds"] - before["workers"][k]["fds"]
-    return total
+    return sum(w["open"] or 0 for w in point["workers"].values())
 
 
 def run(args, bootstrap, topic):
@@ -238,8 +236,8 @@ def run(args, bootstrap, topic):
                           for w in gateway.workers}
         r["clientHeld"] = held
         time.sleep(2)
-        r["idle"] = checkpoint(gateway, diag, brokerPort)
-        r["gatewayOpen"] = gatewayOpen(r["idle"], r["before"])
+        r["idle"] = checkpoint(gateway, diag, brokerPort, r["before"])
+        r["gatewayOpen"] = gatewayOpen(r["idle"])
 
         if args.release:
             clients.command("release", args.release, state="released")
@@ -250,8 +248,8 @@ def run(args, bootstrap, topic):
                 if not sum(q for q, _ in diag.listeners(gateway.port).values()):
                     break
             r["released"] = released
-            r["afterRelease"] = checkpoint(gateway, diag, brokerPort)
-            r["gatewayOpen"] = gatewayOpen(r["afterRelease"], r["before"])
+            r["afterRelease"] = checkpoint(gateway, diag, brokerPort, r["before"])
+            r["gatewayOpen"] = gatewayOpen(r["afterRelease"])
 
         # One message on every connection.
         sendStart = time.monotonic()
@@ -267,7 +265,7 @@ def run(args, bootstrap, topic):
         r["deliverSeconds"] = time.monotonic() - sendStart
         time.sleep(1)
         r["watermarks"] = marks.total()
-        r["after"] = checkpoint(gateway, diag, brokerPort)
+        r["after"] = checkpoint(gateway, diag, brokerPort, r["before"])
     finally:
         if clients is not None:
             clients.stop()

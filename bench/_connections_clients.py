@@ -207,6 +207,7 @@ def clientProcess(number, port, dest, targets, settings, credits, commands,
             "held": len(connected), "failed": dict(failed),
             "retried": dict(retried), "sources": dict(sources),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+            "cpu": time.process_time(),
         }))
         while True:
             command, arg = commands.get()

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import fdCount, meminfo, procStatus, processLimit, readSysctl
+from _common import cpuTimes, fdCount, meminfo, procStatus, processLimit, readSysctl
 
 #: Log lines worth showing.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
@@ -74,11 +74,12 @@ def status(httpPort, timeout=10):
 
 def memory(pid):
     """
-    A process's RSS and its high-water mark (kB) and its descriptors.
+    A process's RSS and its high-water mark (kB), its descriptors and the
+    CPU seconds it has used.
     """
     return {
         "rss": procStatus(pid, "VmRSS"), "hwm": procStatus(pid, "VmHWM"),
-        "fds": fdCount(pid),
+        "fds": fdCount(pid), "cpu": cpuTimes(pid)[1],
     }
 
 

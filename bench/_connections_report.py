@@ -41,10 +41,10 @@ def clientTable(r):
             sum(d["retried"].values()),
             ", ".join(f"{k} {v}" for k, v in d["retried"].items()) or "-",
             ", ".join(f"{k} {v}" for k, v in d["failed"].items()) or "-",
-            "/".join(map(str, d["nofile"])),
+            f"{d['cpu']:.1f}", "/".join(map(str, d["nofile"])),
         ])
     out = table(["process", "held", "s", "per source address", "retries",
-                 "retried for", "failed", "nofile"], rows)
+                 "retried for", "failed", "CPU s", "nofile"], rows)
     out += "\nper source address: " + ", ".join(
         f"{k} {v:,}" for k, v in sorted(sources.items()))
     return out
@@ -62,11 +62,17 @@ def workerTable(r):
             _perConnection(b[k]["rss"], i[k]["rss"], i[k]["open"]),
             _perConnection(b[k]["rss"], a[k]["rss"], a[k]["open"]),
             f"{b[k]['kafka']}/{i[k]['kafka']}/{a[k]['kafka']}",
+            _cpu(b[k]["cpu"], i[k]["cpu"]),
             "/".join(r["nofile"][k] or "?"),
         ])
     return table(["worker", "pid", "open", "queue max/idle",
                   "fds before/idle/after", "RSS before/idle/after",
-                  "B/idle conn", "B/conn msg", "Kafka conns", "nofile"], rows)
+                  "B/idle conn", "B/conn msg", "Kafka conns", "CPU s to idle",
+                  "nofile"], rows)
+
+
+def _cpu(before, now):
+    return "?" if None in (before, now) else f"{now - before:.1f}"
 
 
 def summary(args, r, v):

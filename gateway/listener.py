@@ -34,12 +34,18 @@ class ListenerStats:
     :ivar accepted: connections accepted.
     :ivar closed: connections closed.
     :ivar bytesReceived: bytes read from clients.
+    :ivar refused: connections closed at once by a cap, by reason (see
+        L{gateway.connections}).
+    :ivar closedBy: connections the gateway closed for idleness or age, by
+        reason.
     """
 
     frameErrors: Counter = field(default_factory=Counter)
     accepted: int = 0
     closed: int = 0
     bytesReceived: int = 0
+    refused: Counter = field(default_factory=Counter)
+    closedBy: Counter = field(default_factory=Counter)
 
     @property
     def open(self):
@@ -64,6 +70,13 @@ class ListenerConfig:
     :ivar clock: an L{twisted.internet.interfaces.IReactorTime} for framings
         that need timers.
     :ivar stats: the listener's counters.
+    :ivar gate: the L{gateway.connections.ListenerGate} applying the
+        listener's connection caps and timeouts, or L{None} (no caps).
+    :ivar descriptors: the process's
+        L{gateway.descriptors.DescriptorGuard}, or L{None}.
+    :ivar proxied: whether connections start with a PROXY protocol header
+        (a C{haproxy:} endpoint): the client's address is known only once
+        it has been read.
     """
 
     name: str
@@ -74,6 +87,9 @@ class ListenerConfig:
     options: dict = field(default_factory=dict)
     clock: object = None
     stats: ListenerStats = field(default_factory=ListenerStats)
+    gate: object = None
+    descriptors: object = None
+    proxied: bool = False
 
 
 def formatAddress(address):
@@ -181,20 +197,29 @@ class ListenerService(Service):
         self.endpoint = endpoint
         self.factory = factory
         self.port = None
+        self.pausedFor = set()
 
     def privilegedStartService(self):
         """
         Bind now, before twistd drops privileges, and raise if binding fails.
         """
+        from gateway.connections import configurePort
+
         Service.privilegedStartService(self)
         self.port = listenNow(self.endpoint, self.factory, self.config.endpoint)
+        applied = {}
+        if self.config.gate is not None:
+            applied = configurePort(self.port, self.config.gate.policy)
         self.log.info(
-            "listener {listener} ({framing}) listening on {address}",
+            "listener {listener} ({framing}) listening on {address}{settings}",
             listener=self.name,
             framing=self.config.framing,
             address=formatAddress(self.port.getHost()),
             endpoint=self.config.endpoint,
+            settings="".join(f", {k} {v}" for k, v in applied.items()),
         )
+        if self.pausedFor:
+            self.port.stopReading()
 
     def startService(self):
         """
@@ -205,19 +230,35 @@ class ListenerService(Service):
             self.privilegedStartService()
         Service.startService(self)
 
-    def pauseAccepting(self):
+    @property
+    def accepting(self):
+        """
+        Whether the listener accepts connections now.
+        """
+        return self.port is not None and not self.pausedFor
+
+    def pauseAccepting(self, reason):
         """
         Stop accepting connections for now (they wait in the kernel's
         backlog); for ports that can (TCP and UNIX ports can).
+
+        :param reason: why, e.g. C{"budget"} or C{"descriptors"}: the
+            listener accepts again once every reason is withdrawn.
         """
-        if self.port is not None and hasattr(self.port, "stopReading"):
+        first = not self.pausedFor
+        self.pausedFor.add(reason)
+        if first and self.port is not None and hasattr(self.port, "stopReading"):
             self.port.stopReading()
 
-    def resumeAccepting(self):
+    def resumeAccepting(self, reason):
         """
-        Accept connections again.
+        Withdraw one reason not to accept; accept again if it was the last.
         """
-        if self.port is not None and hasattr(self.port, "startReading"):
+        if reason not in self.pausedFor:
+            return
+        self.pausedFor.discard(reason)
+        if (not self.pausedFor and self.port is not None
+                and hasattr(self.port, "startReading")):
             self.port.startReading()
 
     def stopService(self):

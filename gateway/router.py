@@ -25,6 +25,9 @@ __all__ = [
 LISTENER_HEADER = "gateway-listener"
 PEER_HEADER = "gateway-peer"
 
+#: Why listeners stop accepting while clients are paused.
+BUDGET = "budget"
+
 #: Bytes accepted and not yet confirmed that the gateway holds at most.
 DEFAULT_BUDGET = 64 * 1024 * 1024
 
@@ -223,7 +226,7 @@ class Router:
         self.log.warn("pausing {count} client connections: {why}",
                       count=len(self.clients), why=why)
         for listener in self.listeners:
-            listener.pauseAccepting()
+            listener.pauseAccepting(BUDGET)
         for client in list(self.clients):
             client.pauseProducing()
 
@@ -234,7 +237,7 @@ class Router:
         self.log.info("resuming {count} client connections: {why}",
                       count=len(self.clients), why=why)
         for listener in self.listeners:
-            listener.resumeAccepting()
+            listener.resumeAccepting(BUDGET)
         for client in list(self.clients):
             client.resumeProducing()
             if self.paused:

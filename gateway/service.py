@@ -13,9 +13,16 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from gateway.connections import ConnectionPolicy, ListenerGate, splitOptions
+from gateway.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService, producerConfig
-from gateway.listener import HTTPService, ListenerConfig, ListenerService
+from gateway.listener import (
+    HTTPService,
+    ListenerConfig,
+    ListenerService,
+    ListenerStats,
+)
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
 from gateway.router import DEFAULT_BUDGET, Router
@@ -64,6 +71,7 @@ class GatewayService(MultiService):
         healthInterval=5.0,
         headers=True,
         http=None,
+        reserveDescriptors=DEFAULT_RESERVE,
     ):
         """
         :param topic: the Kafka topic every message goes to.
@@ -87,6 +95,9 @@ class GatewayService(MultiService):
         :param http: a server endpoint description for C{/healthz},
             C{/readyz}, C{/metrics}, C{/status.json} and the status page
             (L{None}: no HTTP).
+        :param reserveDescriptors: descriptors kept for Kafka, HTTP, logs
+            and the spool: listeners stop accepting before client
+            connections would take them (L{None}: no guard).
         """
         MultiService.__init__(self)
         if not topic:
@@ -136,7 +147,17 @@ class GatewayService(MultiService):
             self.http = HTTPService(self, endpoint, http)
             self.http.setServiceParent(self)
         self.listeners = []
+        self.descriptors = None
+        if reserveDescriptors is not None:
+            if isinstance(reserveDescriptors, bool) or not isinstance(
+                    reserveDescriptors, int) or reserveDescriptors < 0:
+                raise ValueError("reserveDescriptors must be a whole number "
+                                 f"of descriptors, not {reserveDescriptors!r}")
+            self.descriptors = DescriptorGuard(
+                self.listeners, reactor, reserve=reserveDescriptors
+            )
         self._registry = None
+        self._limitRaised = False
 
     def addListener(self, framing, endpoint, name=None, maxMessageSize=None,
                     options=None):
@@ -151,29 +172,38 @@ class GatewayService(MultiService):
             framing's name by default (with C{-2}, C{-3}... when repeated).
         :param maxMessageSize: this listener's limit; the gateway's default
             when L{None} (C{options["max-size"]} also sets it).
-        :param options: the framing's options, by name; values as written on
-            the command line (L{str}) or Python values.
+        :param options: the framing's options and the connection options
+            (L{gateway.connections.CONNECTION_OPTIONS}: caps, timeouts,
+            keepalive, backlog), by name; values as written on the command
+            line (L{str}) or Python values.
         :return: the L{ListenerService}.
         :raises gateway.registry.FramingError: for an unknown framing.
         :raises ValueError: for a malformed endpoint, option or limit.
         """
         plugin = self.registry().get(framing)
-        given = dict(options or {})
+        given, connection = splitOptions(dict(options or {}))
         if maxMessageSize is not None:
             given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
         resolved = resolveOptions(plugin, given, self.maxMessageSize)
+        policy = ConnectionPolicy.fromOptions(connection, endpoint)
         try:
             endpointObject = serverFromString(self.reactor, endpoint)
         except Exception as e:
             raise ValueError(f"malformed endpoint {endpoint!r}: {e}") from e
+        name = name or self._uniqueName(plugin.name)
+        stats = ListenerStats()
         config = ListenerConfig(
-            name=name or self._uniqueName(plugin.name),
+            name=name,
             framing=plugin.name,
             endpoint=endpoint,
             sink=self.router,
             maxMessageSize=resolved[MAX_SIZE],
             options=resolved,
             clock=self.reactor,
+            stats=stats,
+            gate=ListenerGate(name, policy, stats, self.reactor),
+            descriptors=self.descriptors,
+            proxied=endpoint.strip().lower().startswith("haproxy:"),
         )
         listener = ListenerService(config, endpointObject, plugin.buildFactory(config))
         listener.setServiceParent(self)
@@ -192,13 +222,37 @@ class GatewayService(MultiService):
                 self.log.error("framing plugin not loaded: {error}", error=error)
         return self._registry
 
+    def privilegedStartService(self):
+        """
+        Raise the descriptor limit before anything binds or connects.
+        """
+        self._raiseDescriptorLimit()
+        MultiService.privilegedStartService(self)
+
+    def startService(self):
+        """
+        Start the children, then size the descriptor guard: what is open
+        by then (listening sockets, logs) is not the clients'.
+        """
+        self._raiseDescriptorLimit()
+        MultiService.startService(self)
+        if self.descriptors is not None:
+            self.descriptors.start()
+
     def stopService(self):
         """
         Stop reading from clients, then stop children: listeners close their
         ports, and the producer drains what was already read.
         """
+        if self.descriptors is not None:
+            self.descriptors.stop()
         self.router.stopReading()
         return MultiService.stopService(self)
+
+    def _raiseDescriptorLimit(self):
+        if self.descriptors is not None and not self._limitRaised:
+            self._limitRaised = True
+            raiseDescriptorLimit()
 
     def _producerStatus(self):
         status = self.producer.status()

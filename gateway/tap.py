@@ -6,6 +6,8 @@ with C{.tac} files (through L{gateway.service.GatewayService}).
 
 from twisted.python import usage
 
+from gateway.connections import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
+from gateway.descriptors import DEFAULT_RESERVE
 from gateway.kafka.producer import producerConfig
 from gateway.framing.options import OptionError, parseListen, resolveOptions
 from gateway.registry import (
@@ -36,6 +38,16 @@ def _positiveInt(value):
 
 
 _positiveInt.coerceDoc = "Must be a positive integer."
+
+
+def _nonNegativeInt(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+_nonNegativeInt.coerceDoc = "Must be a whole number, 0 or more."
 
 
 def _nonNegativeFloat(value):
@@ -84,6 +96,10 @@ class Options(usage.Options):
         ["health-interval", None, 5.0,
          "Seconds between health probes on the persistent connection to "
          "each broker (0: no health checks).", _nonNegativeFloat],
+        ["reserve-descriptors", None, DEFAULT_RESERVE,
+         "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
+         "stop accepting (clients wait in the backlog) before client "
+         "connections would take them.", _nonNegativeInt],
         ["dead-letter", None, DEFAULT_DEAD_LETTER,
          "File receiving records Kafka refused for good ('none': only log "
          "them)."],
@@ -144,11 +160,13 @@ class Options(usage.Options):
         registry = FramingRegistry()
         for spec in self["listen"]:
             where = f"--listen {spec.framing}...={spec.endpoint}"
+            framingOptions, connectionOptions = splitOptions(spec.options)
             try:
                 resolveOptions(
-                    registry.get(spec.framing), spec.options,
+                    registry.get(spec.framing), framingOptions,
                     self["max-message-size"],
                 )
+                ConnectionPolicy.fromOptions(connectionOptions, spec.endpoint)
             except (FramingError, OptionError) as e:
                 raise usage.UsageError(f"{where}: {e}") from e
             _checkEndpoint(spec.endpoint)
@@ -204,6 +222,13 @@ def describeFramings(registry):
             )
     for error in registry.errors:
         lines.append(f"  (unavailable) {error}")
+    lines.append("")
+    lines.append("Connection options, for every framing (e.g. "
+                 "lines(max-per-address=100,idle-timeout=300)=tcp:9000):")
+    for option in CONNECTION_OPTIONS:
+        default = "none" if option.default is None else option.default
+        lines.append(f"  {option.name}={option.kind}  {option.help} "
+                     f"[default: {default}]")
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +268,7 @@ def makeService(options):
         healthInterval=options["health-interval"] or None,
         headers=not options["no-headers"],
         http=options["http"],
+        reserveDescriptors=options["reserve-descriptors"],
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)

@@ -371,7 +371,8 @@ class TwistdLoggerTests(SynchronousTestCase):
         self.assertEqual(event["framing"], "lines")
         self.assertEqual(event["endpoint"], "tcp:0:interface=127.0.0.1")
         self.assertRegex(event["log_text"],
-                         r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+$")
+                         r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+, backlog 1024, "
+                         r"keepalive True, TCP_KEEPIDLE 60, TCP_KEEPINTVL 15, TCP_KEEPCNT 4$")
         self.assertIn("twistd", logged[0]["log_text"])
 
         tooLarge = [e for e in logged if e.get("reason") == "too-large"]

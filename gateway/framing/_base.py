@@ -11,7 +11,9 @@ and carrying on is not safe for every framing, so no framing does.
 """
 
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 
+import gateway.connections as connections
 from gateway.listener import formatAddress
 
 __all__ = [
@@ -68,7 +70,7 @@ class PauseableMixin:
         self.transport.stopProducing()
 
 
-class FramedProtocolMixin:
+class FramedProtocolMixin(TimeoutMixin):
     """
     Mix into a protocol (usually a C{twisted.protocols.basic} receiver),
     before it in the bases.
@@ -76,6 +78,11 @@ class FramedProtocolMixin:
     The factory (L{gateway.factory.GatewayFactory}) sets C{factory},
     C{connectionId} and C{MAX_LENGTH} before the connection is made;
     C{self.options} is the listener's resolved framing options.
+
+    The listener's connection hygiene (L{gateway.connections}) is applied
+    here too: the caps when the client's address is known (at once, or after
+    the PROXY header on a C{haproxy:} listener), the idle timeout
+    (L{TimeoutMixin}) and the maximum age.
 
     :ivar peer: the client's address as C{host:port}.
     :ivar connectionId: a number unique within the listener.
@@ -89,6 +96,8 @@ class FramedProtocolMixin:
     peer = "?"
     frameFailed = None
     _stream = None
+    _gateHost = None
+    _ageCall = None
 
     @property
     def options(self):
@@ -99,24 +108,74 @@ class FramedProtocolMixin:
 
     def connectionMade(self):
         """
-        Open the message stream that carries this connection's messages,
-        and count the connection and, per read, its bytes.
+        Count the connection, start its timers, and open the message stream
+        that carries its messages (on a C{haproxy:} listener, once the PROXY
+        header has named the real client).
         """
-        stats = self.factory.config.stats
-        stats.accepted += 1
-        receive = self.dataReceived
-
-        def countedDataReceived(data):
-            stats.bytesReceived += len(data)
-            receive(data)
-
-        self.dataReceived = countedDataReceived
+        config = self.factory.config
+        config.stats.accepted += 1
+        if config.descriptors is not None:
+            config.descriptors.opened()
         self.peer = formatAddress(self.transport.getPeer())
-        self._stream = self.factory.config.sink.openStream(
-            self.factory.config.name, self.peer, self
-        )
+        gate = config.gate
+        if gate is not None:
+            policy = gate.policy
+            if policy.idleTimeout is not None:
+                self.setTimeout(policy.idleTimeout)
+            if policy.maxAge is not None:
+                self._ageCall = self.callLater(policy.maxAge, self._tooOld)
+        if config.proxied:
+            # The wrapper hands on data only after the PROXY header.
+            self.dataReceived = self._afterProxyHeader
+        else:
+            self._openStream()
+
+    def _afterProxyHeader(self, data):
+        del self.dataReceived
+        self.peer = formatAddress(self.transport.getPeer())
+        self._openStream()
+        if self._stream is not None:
+            self.dataReceived(data)
+
+    def _openStream(self):
+        config = self.factory.config
+        gate = config.gate
+        if gate is not None:
+            host = getattr(self.transport.getPeer(), "host", self.peer)
+            if not gate.admit(host, self.peer):
+                self.transport.loseConnection()
+                return
+            self._gateHost = host
+        self._stream = config.sink.openStream(config.name, self.peer, self)
         self._send = self._stream.send
         self.messageStreamOpened(self._send)
+
+    def callLater(self, delay, function):
+        """
+        Schedule with the listener's clock (L{TimeoutMixin} uses this).
+        """
+        clock = self.factory.config.clock
+        if clock is None:
+            return TimeoutMixin.callLater(self, delay, function)
+        return clock.callLater(delay, function)
+
+    def timeoutConnection(self):
+        """
+        The client sent nothing for C{idle-timeout} seconds: close it, unless
+        it is silent because the gateway paused it.
+        """
+        if getattr(self, "paused", False):
+            self.resetTimeout()
+            return
+        gate = self.factory.config.gate
+        gate.closing(connections.IDLE_TIMEOUT, self.peer, gate.policy.idleTimeout)
+        self.transport.loseConnection()
+
+    def _tooOld(self):
+        self._ageCall = None
+        gate = self.factory.config.gate
+        gate.closing(connections.MAX_AGE, self.peer, gate.policy.maxAge)
+        self.transport.loseConnection()
 
     def messageStreamOpened(self, send):
         """
@@ -131,14 +190,26 @@ class FramedProtocolMixin:
         paused), close the message stream; an incomplete frame left in the
         buffer is a bad-input event (it is not published).
         """
-        self.publishBuffered()
-        pending = self.bufferedByteCount()
-        if pending and self.frameFailed is None:
-            self.frameError(INCOMPLETE, buffered=pending)
-        stream, self._stream = self._stream, None
+        if self.timeOut is not None:
+            self.setTimeout(None)
+        if self._ageCall is not None:
+            self._ageCall.cancel()
+            self._ageCall = None
+        config = self.factory.config
+        stream = self._stream
         if stream is not None:
+            self.publishBuffered()
+            pending = self.bufferedByteCount()
+            if pending and self.frameFailed is None:
+                self.frameError(INCOMPLETE, buffered=pending)
+            self._stream = None
             stream.close()
-            self.factory.config.stats.closed += 1
+        config.stats.closed += 1
+        if config.descriptors is not None:
+            config.descriptors.closed()
+        if self._gateHost is not None:
+            config.gate.release(self._gateHost)
+            self._gateHost = None
 
     def publishBuffered(self):
         """

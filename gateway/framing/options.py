@@ -239,7 +239,8 @@ def resolveOptions(plugin, given, defaultMaxSize):
         accepted = ", ".join(sorted(set(declared) | {MAX_SIZE}))
         raise OptionError(
             f"framing {plugin.name!r} has no option {unknown[0]!r}; "
-            f"it accepts: {accepted}"
+            f"it accepts: {accepted}, and the connection options "
+            "(twistd gateway --help lists them)"
         )
     resolved = {}
     for name, option in declared.items():

@@ -34,15 +34,18 @@ def wheel(tmp_path_factory):
 
 def test_wheelHoldsPluginWithoutTwistedInit(wheel):
     """
-    C{twisted/plugins/gateway_plugin.py} is in the wheel; C{twisted/__init__.py}
-    and C{twisted/plugins/__init__.py} are not, nor a C{dropin.cache}.
+    C{twisted/plugins/gateway_plugin.py} and C{gateway_endpoints.py} are in
+    the wheel; C{twisted/__init__.py} and C{twisted/plugins/__init__.py} are
+    not, nor a C{dropin.cache}.
     """
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/gateway_plugin.py" in names
+    assert "twisted/plugins/gateway_endpoints.py" in names
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert not [n for n in names if n.endswith("dropin.cache")]
     for module in ("gateway/tap.py", "gateway/plugins/gateway_builtin.py",
+                   "gateway/reuseport.py",
                    "gateway/kafka/producer.py", "gateway/devkafka/pom.xml"):
         assert module in names
 

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import __version__
+from gateway.connections import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
 from gateway.framing import INCOMPLETE, MALFORMED_FRAME, MALFORMED_LENGTH, TOO_LARGE
 from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING, parseBootstrap
 
@@ -258,6 +259,7 @@ class GatewayCollector(Collector):
             "gateway_build", "The gateway's version.", value={"version": __version__}
         )
         yield from self._listeners(gateway.listeners)
+        yield from self._descriptors(gateway.descriptors)
         yield from self._producer(gateway.producer, gateway.router)
         yield from self._health(gateway)
 
@@ -272,7 +274,14 @@ class GatewayCollector(Collector):
         closed = family(CounterMetricFamily, "gateway_connections_closed",
                         "Client connections closed, for any reason.")
         refused = family(CounterMetricFamily, "gateway_connections_refused",
-                         "Client connections refused by a connection cap (none yet: 0).")
+                         "Client connections closed at once by a connection cap, "
+                         "by cap.", ("listener", "reason"))
+        closedBy = family(CounterMetricFamily, "gateway_connections_timed_out",
+                          "Client connections the gateway closed for idleness "
+                          "or age, by reason.", ("listener", "reason"))
+        accepting = family(GaugeMetricFamily, "gateway_listener_accepting",
+                           "1 while the listener accepts connections, 0 while "
+                           "it is paused (budget, descriptors, accept errors).")
         received = family(CounterMetricFamily, "gateway_received_bytes",
                           "Bytes read from clients.")
         errors = family(CounterMetricFamily, "gateway_frame_errors",
@@ -284,13 +293,29 @@ class GatewayCollector(Collector):
             open_.add_metric([name], stats.open)
             accepted.add_metric([name], stats.accepted)
             closed.add_metric([name], stats.closed)
-            refused.add_metric([name], 0)
+            for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS):
+                refused.add_metric([name, reason], stats.refused[reason])
+            for reason in (IDLE_TIMEOUT, MAX_AGE):
+                closedBy.add_metric([name, reason], stats.closedBy[reason])
+            accepting.add_metric([name], int(listener.accepting))
             received.add_metric([name], stats.bytesReceived)
             counts = dict.fromkeys(FRAME_ERROR_REASONS, 0)
             counts.update(stats.frameErrors)
             for reason, count in sorted(counts.items()):
                 errors.add_metric([name, reason], count)
-        return open_, accepted, closed, refused, received, errors
+        return open_, accepted, closed, refused, closedBy, accepting, received, errors
+
+    def _descriptors(self, guard):
+        if guard is None or guard.capacity is None:
+            return
+        yield GaugeMetricFamily(
+            "gateway_client_connection_capacity",
+            "Client connections that fit in the descriptor limit, less the "
+            "reserve; listeners stop accepting there.", value=guard.capacity)
+        yield CounterMetricFamily(
+            "gateway_accept_errors",
+            "Accepts that failed for lack of descriptors or memory "
+            "(EMFILE, ENFILE, ENOBUFS, ENOMEM).", value=guard.acceptErrors)
 
     def _producer(self, producer, router):
         def counter(name, doc, value):

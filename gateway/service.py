@@ -52,7 +52,14 @@ class GatewayService(MultiService):
     :ivar producer: the L{KafkaProducerService} shared by every listener.
     :ivar router: the L{Router} every connection's messages go through.
     :ivar listeners: the L{ListenerService}s, in the order added.
+    :ivar descriptors: the L{DescriptorGuard}, or L{None}.
+    :ivar workerIndex: this process's number among the gateway's workers
+        (1 when there is one process).
+    :ivar workerCount: how many worker processes share the listeners.
     """
+
+    workerIndex = 1
+    workerCount = 1
 
     log = Logger()
 

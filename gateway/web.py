@@ -11,6 +11,7 @@ The behaviours are described in C{docs/operations.md}.
 """
 
 import json
+import os
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -19,6 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from gateway import __version__
+from gateway.descriptors import openDescriptors
 from gateway.listener import formatAddress
 from gateway.metrics import GatewayCollector, readiness
 
@@ -94,6 +96,10 @@ def statusSnapshot(collector, uptime, now):
             "closed": stats.closed,
             "bytesReceived": stats.bytesReceived,
             "frameErrors": dict(stats.frameErrors),
+            "refused": dict(stats.refused),
+            "closedBy": dict(stats.closedBy),
+            "accepting": listener.accepting,
+            "pausedFor": sorted(listener.pausedFor),
         })
     return {
         "version": __version__,
@@ -122,8 +128,25 @@ def statusSnapshot(collector, uptime, now):
             "bytesSent": producer.bytesSent(),
         },
         "listeners": listeners,
+        "descriptors": _descriptors(gateway.descriptors),
+        "worker": {"index": gateway.workerIndex, "count": gateway.workerCount,
+                   "pid": os.getpid()},
         "kafkaConnections": collector.kafkaConnections(),
         "time": now,
+    }
+
+
+def _descriptors(guard):
+    if guard is None:
+        return None
+    return {
+        "limit": guard.limit,
+        "capacity": guard.capacity,
+        "reserve": guard.reserve,
+        "clients": guard.open,
+        "full": guard.full,
+        "acceptErrors": guard.acceptErrors,
+        "inUse": openDescriptors(),
     }
 
 

@@ -28,6 +28,7 @@ from gateway.metrics import (
     readiness,
 )
 from gateway.service import GatewayService
+from gateway.web import statusSnapshot
 from tests.fakes import fakeBackend
 from tests.test_health import FakeNetwork
 
@@ -362,6 +363,34 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
     form C{prometheus_client}'s own parser reads back.
     """
 
+    def test_refusedAndTimedOut(self):
+        """
+        Connections closed at once by a cap are counted per cap, connections
+        closed for idleness per reason, and C{/status.json} says the same.
+        """
+        gateway = self.makeGateway(listeners=[
+            ("lines", "tcp:9000",
+             {"options": {"max-per-address": "1", "idle-timeout": "5"}}),
+        ])
+        self.start()
+        idle = self.connect()
+        refused = self.connect()
+        self.assertTrue(refused.transport.disconnecting)
+        self.reactor.advance(5)
+        self.assertTrue(idle.transport.disconnecting)
+        self.close(idle)
+        self.close(refused)
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_connections_refused_total", (
+            ("listener", "lines"), ("reason", "max-per-address"))], 1)
+        self.assertEqual(samples["gateway_connections_timed_out_total", (
+            ("listener", "lines"), ("reason", "idle-timeout"))], 1)
+        self.assertEqual(samples["gateway_connections_timed_out_total", (
+            ("listener", "lines"), ("reason", "max-age"))], 0)
+        [listener] = statusSnapshot(GatewayCollector(gateway), 1.0, 2.0)["listeners"]
+        self.assertEqual(listener["refused"], {"max-per-address": 1})
+        self.assertEqual(listener["closedBy"], {"idle-timeout": 1})
+
     def test_listenerFigures(self):
         """
         Connections open, accepted, closed and refused, bytes received and
@@ -390,11 +419,14 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.assertEqual(
             [value(name, listener="lines") for name in (
                 "gateway_connections_open", "gateway_connections_accepted_total",
-                "gateway_connections_closed_total", "gateway_connections_refused_total",
-                "gateway_received_bytes_total",
+                "gateway_connections_closed_total", "gateway_received_bytes_total",
+                "gateway_listener_accepting",
             )],
-            [1, 3, 2, 0, 8 + 6 + 20],
+            [1, 3, 2, 8 + 6 + 20, 1],
         )
+        for reason in ("max-connections", "max-per-address"):
+            self.assertEqual(value("gateway_connections_refused_total",
+                                   listener="lines", reason=reason), 0)
         self.assertEqual(value("gateway_received_bytes_total", listener="length-prefixed"), 7)
         self.assertEqual(value("gateway_frame_errors_total", listener="lines",
                                reason="too-large"), 1)

@@ -6,6 +6,7 @@ fake producer backend and fake brokers answering the health probe.
 """
 
 import json
+import os
 import sys
 import types
 
@@ -352,6 +353,14 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
         status = json.loads(body)
         kafkaConnections = status.pop("kafkaConnections")
         self.assertIsInstance(kafkaConnections, (int, type(None)))
+        descriptors = status.pop("descriptors")
+        guard = self.gateway.descriptors
+        self.assertEqual(
+            {key: value for key, value in descriptors.items() if key != "inUse"},
+            {"limit": guard.limit, "capacity": guard.capacity, "reserve": 64,
+             "clients": 2, "full": False, "acceptErrors": 0},
+        )
+        self.assertGreater(descriptors["inUse"], 0)
         router = self.gateway.router
         self.assertEqual(status, {
             "version": __version__,
@@ -376,14 +385,17 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
                     "name": "lines", "framing": "lines", "endpoint": "tcp:9000",
                     "address": "0.0.0.0:9000", "connections": 2, "accepted": 3,
                     "closed": 1, "bytesReceived": 5 + 11 + 4,
-                    "frameErrors": {"too-large": 1},
+                    "frameErrors": {"too-large": 1}, "refused": {}, "closedBy": {},
+                    "accepting": True, "pausedFor": [],
                 },
                 {
                     "name": "netstring", "framing": "netstring", "endpoint": "tcp:9001",
                     "address": "0.0.0.0:9001", "connections": 0, "accepted": 0,
                     "closed": 0, "bytesReceived": 0, "frameErrors": {},
+                    "refused": {}, "closedBy": {}, "accepting": True, "pausedFor": [],
                 },
             ],
+            "worker": {"index": 1, "count": 1, "pid": os.getpid()},
             "time": 1001.0,
         })
         self.assertGreater(router.lastHeldBytes, 0)

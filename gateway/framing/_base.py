@@ -117,6 +117,13 @@ class FramedProtocolMixin(TimeoutMixin):
         if config.descriptors is not None:
             config.descriptors.opened()
         self.peer = formatAddress(self.transport.getPeer())
+        if config.proxied:
+            # The wrapper hands on data only after the PROXY header.
+            self.dataReceived = self._afterProxyHeader
+        else:
+            self._openStream()
+            if self._stream is None:
+                return  # refused by a cap, and closing
         gate = config.gate
         if gate is not None:
             policy = gate.policy
@@ -124,11 +131,6 @@ class FramedProtocolMixin(TimeoutMixin):
                 self.setTimeout(policy.idleTimeout)
             if policy.maxAge is not None:
                 self._ageCall = self.callLater(policy.maxAge, self._tooOld)
-        if config.proxied:
-            # The wrapper hands on data only after the PROXY header.
-            self.dataReceived = self._afterProxyHeader
-        else:
-            self._openStream()
 
     def _afterProxyHeader(self, data):
         del self.dataReceived

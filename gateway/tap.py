@@ -4,6 +4,9 @@ C{twistd gateway}: the command line, and L{makeService}, the builder shared
 with C{.tac} files (through L{gateway.service.GatewayService}).
 """
 
+import sys
+
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 from gateway.connections import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
@@ -17,17 +20,18 @@ from gateway.registry import (
     loadBackends,
 )
 from gateway.router import DEFAULT_BUDGET
-
-#: Where the HTTP endpoints listen unless told otherwise.
-DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 from gateway.service import (
     DEFAULT_DEAD_LETTER,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SPOOL,
     GatewayService,
 )
+from gateway.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
 
 __all__ = ["Options", "makeService"]
+
+#: Where the HTTP endpoints listen unless told otherwise.
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 
 
 def _positiveInt(value):
@@ -100,6 +104,14 @@ class Options(usage.Options):
          "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
          "stop accepting (clients wait in the backlog) before client "
          "connections would take them.", _nonNegativeInt],
+        ["workers", None, 1,
+         "Gateway processes sharing the listeners (every --listen endpoint "
+         "then reuseport:PORT); this process is worker 1 and supervises the "
+         "others. Worker K serves HTTP on the --http port + K-1.",
+         _positiveInt],
+        ["worker-index", None, 1,
+         "This process's number among the workers (set by --workers for "
+         "the workers it starts).", _positiveInt],
         ["dead-letter", None, DEFAULT_DEAD_LETTER,
          "File receiving records Kafka refused for good ('none': only log "
          "them)."],
@@ -116,6 +128,9 @@ class Options(usage.Options):
         Parse, remembering a failure so that L{getUsage} answers it with one
         line instead of the whole help.
         """
+        if options is None:
+            options = sys.argv[1:]
+        self.arguments = list(options)
         try:
             usage.Options.parseOptions(self, options)
         except usage.UsageError:
@@ -190,6 +205,23 @@ class Options(usage.Options):
                 self[name] = None
         if self["http"] is not None:
             _checkEndpoint(self["http"])
+        self._checkWorkers()
+
+    def _checkWorkers(self):
+        if self["worker-index"] > self["workers"]:
+            raise usage.UsageError(
+                f"--worker-index {self['worker-index']} is over --workers "
+                f"{self['workers']}"
+            )
+        if self["workers"] == 1:
+            return
+        try:
+            for spec in self["listen"]:
+                sharedPort(spec.endpoint)
+            if self["http"] is not None:
+                offsetPort(self["http"], self["workers"] - 1)
+        except ValueError as e:
+            raise usage.UsageError(f"--workers {self['workers']}: {e}") from e
 
     def getUsage(self, width=None):
         """
@@ -250,7 +282,9 @@ def makeService(options):
     """
     Build the gateway's service tree from parsed L{Options}.
 
-    :return: a L{GatewayService}.
+    :return: a L{GatewayService}; with C{--workers} N > 1, worker 1's
+        process gets a L{MultiService} of its L{GatewayService} and the
+        L{WorkerGroup} running the others.
     """
     from twisted.internet import reactor
 
@@ -272,4 +306,19 @@ def makeService(options):
     )
     for spec in options["listen"]:
         service.addListener(spec.framing, spec.endpoint, options=spec.options)
-    return service
+    count, index = options["workers"], options["worker-index"]
+    service.workerCount, service.workerIndex = count, index
+    if count == 1:
+        return service
+    if index > 1:
+        # A worker started by the group: stop (and drain) if the group's
+        # process is gone.
+        parentWatch(reactor, reactor.stop).setServiceParent(service)
+        return service
+    group = MultiService()
+    service.setServiceParent(group)
+    WorkerGroup(
+        reactor, options.arguments, count, options["http"], options["spool"],
+        options["dead-letter"], options["drain-timeout"],
+    ).setServiceParent(group)
+    return group

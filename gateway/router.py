@@ -56,10 +56,8 @@ class MessageStream:
         key = f"{listener}/{peer}".encode()
         headers = None
         if router.headers:
-            headers = [
-                (LISTENER_HEADER, listener.encode()),
-                (PEER_HEADER, peer.encode()),
-            ]
+            # The listener's header is one object shared by its connections.
+            headers = [router.listenerHeader(listener), (PEER_HEADER, peer.encode())]
         self.send = partial(router.producer.produce, router.topic, key, headers)
         self._router = router
         self._protocol = protocol
@@ -122,6 +120,7 @@ class Router:
         self._queueFull = False
         self._overBudget = False
         self._polls = 0
+        self._listenerHeaders = {}
         producer.observer = self
 
     def openStream(self, listener, peer, producer):
@@ -133,6 +132,15 @@ class Router:
         if self.paused:
             producer.pauseProducing()
         return MessageStream(self, listener, peer, producer)
+
+    def listenerHeader(self, listener):
+        """
+        :return: the C{gateway-listener} header of a listener, made once.
+        """
+        header = self._listenerHeaders.get(listener)
+        if header is None:
+            header = self._listenerHeaders[listener] = (LISTENER_HEADER, listener.encode())
+        return header
 
     def budgetFraction(self):
         """

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from _common import cpuTimes, fdCount, meminfo, procStatus, processLimit, readSysctl
 
+#: A gateway log line, perhaps relayed from worker K by worker 1.
+_LOG_LINE = re.compile(r"^(?P<worker>\[worker-\d+\] )?\S+ \[[^\]]*\] (?P<text>.*)$")
 #: Log lines worth showing.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
 
@@ -283,7 +286,11 @@ def logSummary(log):
     problems = [l for l in lines if any(w in l for w in PROBLEMS)]
 
     def kind(line):
-        return line.split("] ", 1)[-1].split(" from ")[0][:90]
+        # "[worker-2] TIME [namespace#level] text": the worker and the text.
+        match = _LOG_LINE.match(line)
+        if not match:
+            return line[:90]
+        return (match["worker"] or "") + match["text"].split(" from ")[0][:90]
 
     about = ("EMFILE", "descriptor", "stopped accepting", "accepting again")
     return {

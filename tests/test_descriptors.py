@@ -1,0 +1,496 @@
+"""
+Tests for L{gateway.descriptors}: raising the descriptor limit, and the
+guard that stops the listeners accepting before client connections eat
+into the reserve or when C{accept} runs out of descriptors.
+"""
+
+import errno
+import gc
+import os
+import resource
+import shutil
+import tempfile
+
+import pytest
+from twisted.internet import tcp
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway.descriptors import (
+    ACCEPT_ERROR,
+    DESCRIPTORS,
+    DescriptorGuard,
+    openDescriptors,
+    raiseDescriptorLimit,
+)
+
+NOFILE = resource.RLIMIT_NOFILE
+INFINITY = resource.RLIM_INFINITY
+
+
+def captureLogs(testCase):
+    """
+    :return: the events L{gateway.descriptors} logs during the test, at
+        every level.
+    """
+    events = EventLoggingObserver.createWithCleanup(testCase, globalLogPublisher)
+    return lambda level: [
+        e for e in events
+        if e.get("log_namespace") == "gateway.descriptors"
+        and e["log_level"].name == level
+    ]
+
+
+class FakeLimits:
+    """
+    C{getrlimit} and C{setrlimit} on a recorded pair of limits.
+
+    :ivar calls: C{(function, resource, limits)} in call order.
+    :ivar error: raised by C{setrlimit} when set.
+    """
+
+    def __init__(self, soft, hard, error=None):
+        self.limits = (soft, hard)
+        self.error = error
+        self.calls = []
+
+    def getrlimit(self, which):
+        self.calls.append(("get", which, None))
+        return self.limits
+
+    def setrlimit(self, which, limits):
+        self.calls.append(("set", which, limits))
+        if self.error is not None:
+            raise self.error
+        self.limits = limits
+
+
+class RaiseDescriptorLimitTests(SynchronousTestCase):
+    """
+    L{raiseDescriptorLimit}.
+    """
+
+    def setUp(self):
+        self.logs = captureLogs(self)
+
+    def raiseWith(self, limits):
+        return raiseDescriptorLimit(limits.getrlimit, limits.setrlimit)
+
+    def test_raisesSoftToHard(self):
+        """
+        A soft limit under the hard one is raised to it; the log line says
+        from what.
+        """
+        limits = FakeLimits(1024, 524288)
+        self.assertEqual(self.raiseWith(limits), (1024, 524288, 524288))
+        self.assertEqual(limits.calls, [("get", NOFILE, None),
+                                        ("set", NOFILE, (524288, 524288))])
+        [line] = self.logs("info")
+        self.assertEqual((line["soft"], line["hard"], line["before"]),
+                         (524288, "524288", 1024))
+        self.assertIn("1024", line["raised"])
+
+    def test_alreadyAtHard(self):
+        """
+        A soft limit equal to the hard one is left alone.
+        """
+        limits = FakeLimits(4096, 4096)
+        self.assertEqual(self.raiseWith(limits), (4096, 4096, 4096))
+        self.assertEqual([c[0] for c in limits.calls], ["get"])
+        [line] = self.logs("info")
+        self.assertEqual(line["raised"], "")
+
+    def test_unlimitedHardKeepsSoft(self):
+        """
+        An unlimited hard limit cannot be a soft one: the soft limit is
+        kept, and the hard one is logged as unlimited.
+        """
+        limits = FakeLimits(1024, INFINITY)
+        self.assertEqual(self.raiseWith(limits), (1024, 1024, INFINITY))
+        self.assertEqual([c[0] for c in limits.calls], ["get"])
+        [line] = self.logs("info")
+        self.assertEqual(line["hard"], "unlimited")
+
+    def test_setrlimitFailureLogged(self):
+        """
+        When the limit cannot be raised, a warning says so and the soft
+        limit is returned unchanged, for L{OSError} and L{ValueError} alike.
+        """
+        for error in (OSError(errno.EPERM, "Operation not permitted"),
+                      ValueError("not allowed to raise maximum limit")):
+            limits = FakeLimits(1024, 4096, error=error)
+            self.assertEqual(self.raiseWith(limits), (1024, 1024, 4096))
+            self.assertEqual(limits.calls[-1], ("set", NOFILE, (4096, 4096)))
+            warning = self.logs("warn")[-1]
+            self.assertEqual((warning["soft"], warning["hard"], warning["error"]),
+                             (1024, 4096, error))
+        self.assertEqual(len(self.logs("warn")), 2)
+
+    def test_defaultsAreTheProcessLimits(self):
+        """
+        Without arguments the process's own limits are read (and, where the
+        soft limit is already the hard one, nothing changes).
+        """
+        soft, hard = resource.getrlimit(NOFILE)
+        if soft != hard and hard != INFINITY:
+            self.skipTest("would change this process's descriptor limit")
+        self.assertEqual(raiseDescriptorLimit(), (soft, soft, hard))
+
+
+class OpenDescriptorsTests(SynchronousTestCase):
+    """
+    L{openDescriptors}.
+    """
+
+    def temporaryDirectory(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        return directory
+
+    def test_countsDirectoryEntries(self):
+        """
+        The count is the number of entries of the descriptor directory.
+        """
+        directory = self.temporaryDirectory()
+        for name in ("0", "1", "7"):
+            open(os.path.join(directory, name), "w").close()
+        self.assertEqual(openDescriptors(directory), 3)
+
+    def test_noProc(self):
+        """
+        Without the directory the count is unknown: L{None}.
+        """
+        missing = os.path.join(self.temporaryDirectory(), "fd")
+        self.assertIsNone(openDescriptors(missing))
+
+    def test_thisProcess(self):
+        """
+        By default this process's descriptors are counted, which includes
+        one more once a file is opened.
+        """
+        gc.collect()
+        before = openDescriptors()
+        with open(__file__):
+            self.assertEqual(openDescriptors(), before + 1)
+
+
+class FakeListener:
+    """
+    Records C{pauseAccepting} and C{resumeAccepting} calls.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def pauseAccepting(self, reason):
+        self.calls.append(("pause", reason))
+
+    def resumeAccepting(self, reason):
+        self.calls.append(("resume", reason))
+
+
+class DescriptorGuardTests(SynchronousTestCase):
+    """
+    L{DescriptorGuard}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.listeners = [FakeListener(), FakeListener()]
+        self.publisher = LogPublisher()
+        self.logs = captureLogs(self)
+
+    def guard(self, reserve=10, limit=200, inUse=20):
+        """
+        :return: a started guard; with the defaults, room for 170 clients.
+        """
+        guard = DescriptorGuard(self.listeners, self.clock, reserve=reserve,
+                                publisher=self.publisher)
+        guard.start(limit=limit, inUse=inUse)
+        self.addCleanup(guard.stop)
+        return guard
+
+    def calls(self):
+        [first, second] = self.listeners
+        self.assertEqual(first.calls, second.calls)
+        return first.calls
+
+    def acceptError(self, error=None, text=None):
+        """
+        Log a failed C{accept} as Twisted's TCP port does.
+        """
+        logger = Logger(namespace="twisted.internet.tcp", observer=self.publisher)
+        if text is not None:
+            logger.info(text)
+        else:
+            logger.info("Could not accept new connection ({acceptError})",
+                        acceptError=error)
+
+    def test_capacity(self):
+        """
+        The capacity is the limit less the descriptors in use at start and
+        the reserve, and at least one.
+        """
+        self.assertEqual(self.guard(reserve=10).capacity, 170)
+        self.assertEqual(self.guard(reserve=64).capacity, 116)
+        self.assertEqual(self.guard(reserve=64, limit=50).capacity, 1)
+        self.assertEqual(self.guard(reserve=64, limit=INFINITY).capacity, None)
+
+    def test_readsLimitsWhenNotGiven(self):
+        """
+        Started without figures, the guard reads the soft limit and the
+        descriptors open now.
+        """
+        guard = DescriptorGuard([], self.clock, reserve=3, publisher=self.publisher)
+        guard.start()
+        self.addCleanup(guard.stop)
+        soft = resource.getrlimit(NOFILE)[0]
+        self.assertEqual(guard.limit, soft)
+        if soft != INFINITY:
+            self.assertEqual(guard.capacity, max(soft - openDescriptors() - 3, 1))
+
+    def test_pausesAtCapacity(self):
+        """
+        The connection that fills the capacity stops every listener
+        accepting, once, for C{descriptors}.
+        """
+        guard = self.guard()
+        for _ in range(169):
+            guard.opened()
+        self.assertEqual((self.calls(), guard.full), ([], False))
+        guard.opened()
+        self.assertEqual((self.calls(), guard.full), ([("pause", DESCRIPTORS)], True))
+        guard.opened()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
+        self.assertEqual(guard.open, 171)
+
+    def test_resumesBelowCapacity(self):
+        """
+        Listeners accept again once a close brings the connections under
+        the capacity, and stop again when it is reached again.
+        """
+        guard = self.guard()
+        for _ in range(171):
+            guard.opened()
+        guard.closed()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
+        guard.closed()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
+        self.assertEqual((guard.open, guard.full), (169, False))
+        guard.closed()
+        guard.opened()
+        guard.opened()
+        self.assertEqual(self.calls()[-1], ("pause", DESCRIPTORS))
+        self.assertEqual(len(self.calls()), 3)
+
+    def test_unlimited(self):
+        """
+        With no descriptor limit, nothing ever pauses.
+        """
+        guard = self.guard(limit=INFINITY)
+        for _ in range(5000):
+            guard.opened()
+        guard.closed()
+        self.assertEqual(self.calls(), [])
+
+    def test_listenersAddedLater(self):
+        """
+        Listeners added to the list after the guard was made are paused
+        too (the gateway adds them as they are configured).
+        """
+        listeners = []
+        guard = DescriptorGuard(listeners, self.clock, reserve=0,
+                                publisher=self.publisher)
+        late = FakeListener()
+        listeners.append(late)
+        guard.start(limit=1, inUse=0)
+        self.addCleanup(guard.stop)
+        guard.opened()
+        self.assertEqual(late.calls, [("pause", DESCRIPTORS)])
+
+    def test_reserveWarningOncePerInterval(self):
+        """
+        Reaching the reserve is a warning, at most once per interval, which
+        counts the times it was reached since the last one.
+        """
+        guard = self.guard(reserve=0, limit=3, inUse=0)
+        for _ in range(3):
+            guard.opened()
+        for _ in range(2):
+            guard.closed()
+            guard.opened()
+        [warning] = self.logs("warn")
+        self.assertEqual((warning["open"], warning["limit"], warning["times"]), (3, 3, 1))
+        self.clock.advance(10)
+        guard.closed()
+        guard.opened()
+        self.assertEqual(self.logs("warn")[-1]["times"], 3)
+        self.assertEqual(self.calls().count(("pause", DESCRIPTORS)), 4)
+
+    def test_emfileEncountered(self):
+        """
+        Twisted's C{EMFILE encountered} line stops every listener accepting
+        for C{accept-error}, and they accept again after one second.
+        """
+        guard = self.guard()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)])
+        self.assertEqual(guard.acceptErrors, 1)
+        self.clock.advance(0.999)
+        self.assertEqual(len(self.calls()), 1)
+        self.clock.advance(0.001)
+        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR), ("resume", ACCEPT_ERROR)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_outOfResources(self):
+        """
+        C{Could not accept new connection} for a lack of descriptors or
+        memory pauses accepting for a second.
+        """
+        guard = self.guard()
+        for error in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"):
+            del self.listeners[0].calls[:], self.listeners[1].calls[:]
+            self.acceptError(error)
+            self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)], error)
+            self.clock.advance(1)
+            self.assertEqual(self.calls()[-1], ("resume", ACCEPT_ERROR), error)
+        self.assertEqual(guard.acceptErrors, 4)
+
+    def test_otherEventsIgnored(self):
+        """
+        A client giving up (C{ECONNABORTED}), Twisted's other EMFILE lines
+        and unrelated events change nothing.
+        """
+        guard = self.guard()
+        self.acceptError("ECONNABORTED")
+        self.acceptError(text="EMFILE recovery: Closed socket from {address}")
+        self.acceptError(text="Re-reserving EMFILE recovery file descriptor.")
+        self.publisher({"message": ("EMFILE encountered",)})
+        self.assertEqual((self.calls(), guard.acceptErrors), ([], 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.logs("warn"), [])
+
+    def test_oneRetryAtATime(self):
+        """
+        Errors while accepting is paused do not put the retry off: accepting
+        starts again one second after the first.
+        """
+        self.guard()
+        self.acceptError("EMFILE")
+        self.clock.advance(0.5)
+        self.acceptError("ENFILE")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0.5)
+        self.assertEqual(self.calls()[-1], ("resume", ACCEPT_ERROR))
+        self.assertEqual(self.calls().count(("resume", ACCEPT_ERROR)), 1)
+
+    def test_acceptWarningOncePerInterval(self):
+        """
+        Accept errors are a warning at most once per interval, naming the
+        error and counting those since the last one.
+        """
+        self.guard()
+        self.acceptError("ENFILE")
+        self.clock.advance(2)
+        self.acceptError("EMFILE")
+        self.acceptError("EMFILE")
+        [warning] = self.logs("warn")
+        self.assertEqual((warning["detail"], warning["times"]), ("ENFILE", 1))
+        self.clock.advance(8)
+        self.acceptError("ENOMEM")
+        self.assertEqual([(w["detail"], w["times"]) for w in self.logs("warn")],
+                         [("ENFILE", 1), ("ENOMEM", 3)])
+
+    def test_twistedAcceptFailures(self):
+        """
+        The lines Twisted's TCP port really logs when C{accept} fails with
+        C{ENFILE}, with C{EMFILE} and no reserved descriptor, and with
+        C{EMFILE} releasing its reserved descriptor, each pause accepting;
+        C{ECONNABORTED} does not.
+        """
+
+        class Listening:
+            def __init__(self, *errors):
+                self.errors = list(errors)
+
+            def accept(self):
+                raise OSError(self.errors.pop(0), "accept failed")
+
+        class Reservation:
+            def available(self):
+                return True
+
+            def __enter__(self):
+                pass
+
+            def __exit__(self, *exc):
+                pass
+
+        guard = self.guard()
+        logger = Logger(namespace="twisted.internet.tcp", observer=self.publisher)
+        null = tcp._NullFileDescriptorReservation()
+        for listening, reservation, paused in [
+            (Listening(errno.ECONNABORTED), null, False),
+            (Listening(errno.ENFILE), null, True),
+            (Listening(errno.EMFILE), null, True),
+            (Listening(errno.EMFILE, errno.EAGAIN), Reservation(), True),
+        ]:
+            before = guard.acceptErrors
+            self.assertEqual(
+                list(tcp._accept(logger, range(5), listening, reservation)), []
+            )
+            self.assertEqual(guard.acceptErrors - before, int(paused))
+        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)] * 3)
+
+    def test_watchesTheGlobalPublisher(self):
+        """
+        By default the guard watches the global log publisher, where
+        Twisted's ports log.
+        """
+        listener = FakeListener()
+        guard = DescriptorGuard([listener], self.clock)
+        guard.start(limit=100, inUse=0)
+        self.addCleanup(guard.stop)
+        Logger(namespace="twisted.internet.tcp").info(
+            "Could not accept new connection ({acceptError})", acceptError="ENFILE"
+        )
+        self.assertEqual(listener.calls, [("pause", ACCEPT_ERROR)])
+
+    def test_stop(self):
+        """
+        L{DescriptorGuard.stop} stops watching and cancels a pending retry.
+        """
+        guard = self.guard()
+        self.acceptError("EMFILE")
+        guard.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.acceptError("EMFILE")
+        self.assertEqual((self.calls(), guard.acceptErrors), ([("pause", ACCEPT_ERROR)], 1))
+        self.clock.advance(5)
+        self.assertEqual(len(self.calls()), 1)
+        guard.stop()
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "gateway/descriptors.py DescriptorGuard: the reserve warning and the "
+        "accept-error warning share one OncePerInterval (self._warnings) but "
+        "each reports only its own count, so a line of one kind discards the "
+        "counts of the other: accept errors go unreported"))
+    def test_everyAcceptErrorReported(self):
+        """
+        Every accept error is counted in some warning's C{times} once a
+        later accept-error warning is logged, even when a reserve warning
+        came in between.
+        """
+        guard = self.guard(reserve=0, limit=1, inUse=0)
+        self.acceptError("EMFILE")
+        self.clock.advance(5)
+        self.acceptError("EMFILE")
+        self.clock.advance(5)
+        guard.opened()
+        self.clock.advance(10)
+        self.acceptError("EMFILE")
+        accepts = [w for w in self.logs("warn") if "detail" in w]
+        self.assertEqual(len(accepts), 2)
+        self.assertEqual(sum(w["times"] for w in accepts), guard.acceptErrors)

@@ -123,7 +123,8 @@ class DescriptorGuard:
         self.full = False
         self.acceptErrors = 0
         self._publisher = publisher
-        self._warnings = OncePerInterval(clock, interval)
+        self._fullWarnings = OncePerInterval(clock, interval)
+        self._acceptWarnings = OncePerInterval(clock, interval)
         self._retry = None
 
     def start(self, limit=None, inUse=None):
@@ -169,7 +170,7 @@ class DescriptorGuard:
             self.full = True
             for listener in self.listeners:
                 listener.pauseAccepting(DESCRIPTORS)
-            counts = self._warnings.event(DESCRIPTORS)
+            counts = self._fullWarnings.event(DESCRIPTORS)
             if counts is not None:
                 log.warn(
                     "descriptor reserve reached: {open} client connections "
@@ -201,7 +202,7 @@ class DescriptorGuard:
             listener.pauseAccepting(ACCEPT_ERROR)
         if self._retry is None or not self._retry.active():
             self._retry = self.clock.callLater(1.0, self._acceptAgain)
-        counts = self._warnings.event(ACCEPT_ERROR)
+        counts = self._acceptWarnings.event(ACCEPT_ERROR)
         if counts is not None:
             log.warn(
                 "accept failed: out of descriptors ({detail}); open "

@@ -15,7 +15,6 @@ import subprocess
 from types import SimpleNamespace
 from unittest import SkipTest
 
-import pytest
 from twisted.internet import defer, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -760,12 +759,6 @@ class TimerTests(SynchronousTestCase):
         listener.clock.advance(5)
         self.assertTrue(transport.disconnecting)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "gateway/framing/_base.py FramedProtocolMixin.timeoutConnection calls "
-        "resetTimeout() for a paused connection, but TimeoutMixin has already "
-        "dropped its call (__timedOut sets it to None), so resetTimeout does "
-        "nothing: the idle timer is gone for good after a pause longer than "
-        "idle-timeout"))
     def test_idleAfterLongPause(self):
         """
         A connection paused for longer than the idle timeout is still closed
@@ -923,12 +916,6 @@ class ProxyTests(SynchronousTestCase):
         listener.clock.advance(5)
         self.assertTrue(transport.disconnecting)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "gateway/framing/_base.py: on a proxied listener the caps are applied "
-        "in _afterProxyHeader, i.e. on the first payload bytes after the "
-        "PROXY header, not when the header is read: connections that send "
-        "only the header are never counted against max-connections or "
-        "max-per-address"))
     def test_capAppliedOnHeaderAlone(self):
         """
         A proxied connection over C{max-connections} is closed once its PROXY

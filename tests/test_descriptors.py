@@ -11,7 +11,6 @@ import resource
 import shutil
 import tempfile
 
-import pytest
 from twisted.internet import tcp
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -472,11 +471,6 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual(len(self.calls()), 1)
         guard.stop()
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "gateway/descriptors.py DescriptorGuard: the reserve warning and the "
-        "accept-error warning share one OncePerInterval (self._warnings) but "
-        "each reports only its own count, so a line of one kind discards the "
-        "counts of the other: accept errors go unreported"))
     def test_everyAcceptErrorReported(self):
         """
         Every accept error is counted in some warning's C{times} once a

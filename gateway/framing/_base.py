@@ -118,8 +118,7 @@ class FramedProtocolMixin(TimeoutMixin):
             config.descriptors.opened()
         self.peer = formatAddress(self.transport.getPeer())
         if config.proxied:
-            # The wrapper hands on data only after the PROXY header.
-            self.dataReceived = self._afterProxyHeader
+            self._awaitProxyHeader()
         else:
             self._openStream()
             if self._stream is None:
@@ -132,12 +131,39 @@ class FramedProtocolMixin(TimeoutMixin):
             if policy.maxAge is not None:
                 self._ageCall = self.callLater(policy.maxAge, self._tooOld)
 
+    def _awaitProxyHeader(self):
+        """
+        On a C{haproxy:} listener the client's address is known once the
+        wrapper (Twisted's C{HAProxyProtocolWrapper}, our transport) has read
+        the PROXY header: open the stream then, whether data follows the
+        header (our C{dataReceived} is called) or not (the wrapper's read is
+        watched, through its C{_proxyInfo}).
+        """
+        self.dataReceived = self._afterProxyHeader
+        wrapper = self.transport
+        if not hasattr(wrapper, "_proxyInfo"):
+            return
+        read = wrapper.dataReceived
+
+        def watchHeader(data):
+            read(data)
+            if wrapper._proxyInfo is not None:
+                del wrapper.dataReceived
+                self._proxyHeaderRead()
+
+        wrapper.dataReceived = watchHeader
+
     def _afterProxyHeader(self, data):
+        self._proxyHeaderRead()
+        if self._stream is not None:
+            self.dataReceived(data)
+
+    def _proxyHeaderRead(self):
+        if "dataReceived" not in self.__dict__:
+            return  # already done
         del self.dataReceived
         self.peer = formatAddress(self.transport.getPeer())
         self._openStream()
-        if self._stream is not None:
-            self.dataReceived(data)
 
     def _openStream(self):
         config = self.factory.config
@@ -167,7 +193,8 @@ class FramedProtocolMixin(TimeoutMixin):
         it is silent because the gateway paused it.
         """
         if getattr(self, "paused", False):
-            self.resetTimeout()
+            # TimeoutMixin has dropped its timer before calling this.
+            self.setTimeout(self.timeOut)
             return
         gate = self.factory.config.gate
         gate.closing(connections.IDLE_TIMEOUT, self.peer, gate.policy.idleTimeout)

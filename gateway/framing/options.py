@@ -99,7 +99,8 @@ def integer(minimum=None, maximum=None):
     """
 
     def coerce(value):
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (
+                isinstance(value, float) and not value.is_integer()):
             raise ValueError("must be a whole number")
         number = int(value)
         if minimum is not None and number < minimum:

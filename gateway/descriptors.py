@@ -10,10 +10,17 @@ At start the gateway raises its soft limit to the hard one
 descriptors for the gateway's own needs: when the client connections would
 eat into it, every listener stops accepting (new connections wait in the
 kernel's backlog, nothing is refused) and accepts again as soon as a
-connection closes.  If C{accept} fails anyway (C{EMFILE}, C{ENFILE}:
-descriptors taken by something else), Twisted closes the connection it could
-not serve; the guard logs it once per interval and stops accepting for a
-second so a full descriptor table does not spin the reactor.
+connection closes.
+
+If C{accept} fails anyway, the guard logs it once per interval and keeps
+the connections it has.  At this process's limit (C{EMFILE}: descriptors
+taken by something other than clients), Twisted closes the connections it
+could not accept; the guard lowers the room for clients to what is open,
+less the reserve, so later clients wait in the backlog instead, and
+recounts every few seconds until the room is back.  For C{ENFILE} (the
+whole system is out), C{ENOBUFS} or C{ENOMEM}, nothing is accepted and the
+listening socket stays readable, so accepting stops for a second at a time
+rather than spinning the reactor.
 """
 
 import os
@@ -40,8 +47,15 @@ DEFAULT_RESERVE = 64
 DESCRIPTORS = "descriptors"
 ACCEPT_ERROR = "accept-error"
 
-#: Twisted's log formats for a failed C{accept} (C{twisted.internet.tcp}).
-_ACCEPT_FAILURES = ("EMFILE encountered", "Could not accept new connection")
+#: Twisted's log formats for a failed C{accept} (C{twisted.internet.tcp}):
+#: at the process's limit, where it frees its reserved descriptor to accept
+#: and close what it cannot serve, and for the other errors.
+_EMFILE_RECOVERY = "EMFILE encountered"
+_ACCEPT_FAILURES = (_EMFILE_RECOVERY, "Could not accept new connection")
+
+#: Seconds between recounts of the descriptors in use after the limit was
+#: hit, until room for clients is back.
+RECOUNT_INTERVAL = 10.0
 
 #: Accept errors that mean the process or system is out of something.
 _OUT_OF_RESOURCES = ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
@@ -126,6 +140,7 @@ class DescriptorGuard:
         self._fullWarnings = OncePerInterval(clock, interval)
         self._acceptWarnings = OncePerInterval(clock, interval)
         self._retry = None
+        self._recount = None
 
     def start(self, limit=None, inUse=None):
         """
@@ -154,12 +169,13 @@ class DescriptorGuard:
 
     def stop(self):
         """
-        Stop watching; cancel a pending retry.
+        Stop watching; cancel pending timers.
         """
         self._publisher.removeObserver(self._watch)
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        for call in (self._retry, self._recount):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry = self._recount = None
 
     def opened(self):
         """
@@ -167,19 +183,7 @@ class DescriptorGuard:
         """
         self.open += 1
         if self.capacity is not None and self.open >= self.capacity and not self.full:
-            self.full = True
-            for listener in self.listeners:
-                listener.pauseAccepting(DESCRIPTORS)
-            counts = self._fullWarnings.event(DESCRIPTORS)
-            if counts is not None:
-                log.warn(
-                    "descriptor reserve reached: {open} client connections "
-                    "(limit {limit}, {reserve} reserved); not accepting until "
-                    "connections close, new ones wait in the backlog "
-                    "({times} times since the last such line)",
-                    open=self.open, limit=self.limit, reserve=self.reserve,
-                    times=counts[DESCRIPTORS],
-                )
+            self._stopAccepting()
 
     def closed(self):
         """
@@ -191,24 +195,86 @@ class DescriptorGuard:
             for listener in self.listeners:
                 listener.resumeAccepting(DESCRIPTORS)
 
+    def _stopAccepting(self):
+        self.full = True
+        for listener in self.listeners:
+            listener.pauseAccepting(DESCRIPTORS)
+        counts = self._fullWarnings.event(DESCRIPTORS)
+        if counts is not None:
+            log.warn(
+                "descriptor reserve reached: {open} client connections "
+                "(limit {limit}, {reserve} reserved); not accepting until "
+                "connections close, new ones wait in the backlog "
+                "({times} times since the last such line)",
+                open=self.open, limit=self.limit, reserve=self.reserve,
+                times=counts[DESCRIPTORS],
+            )
+
     def _watch(self, event):
         text = event.get("log_format") or ""
         if not text.startswith(_ACCEPT_FAILURES):
             return
-        if event.get("acceptError", "EMFILE") not in _OUT_OF_RESOURCES:
+        error = event.get("acceptError", "EMFILE")
+        if error not in _OUT_OF_RESOURCES:
             return  # e.g. ECONNABORTED: the client gave up, nothing to do
         self.acceptErrors += 1
+        if text.startswith(_EMFILE_RECOVERY):
+            self._atLimit()
+            return
+        # ENFILE, ENOBUFS, ENOMEM: nothing was accepted and the socket stays
+        # readable; without a pause the reactor would spin on it.
         for listener in self.listeners:
             listener.pauseAccepting(ACCEPT_ERROR)
         if self._retry is None or not self._retry.active():
             self._retry = self.clock.callLater(1.0, self._acceptAgain)
+        self._acceptFailed(error, "accepting again in 1 s")
+
+    def _atLimit(self):
+        """
+        This process hit its descriptor limit: something other than clients
+        took descriptors from the reserve (Twisted closed the connections
+        it could not accept).  Fewer clients fit than was worked out at
+        start: stop accepting until the reserve is whole again, and recount
+        now and then in case those descriptors come back.
+        """
+        if self.capacity is None or self.limit == resource.RLIM_INFINITY:
+            return
+        self.capacity = max(min(self.capacity, self.open - self.reserve), 1)
+        if self.open >= self.capacity and not self.full:
+            self._stopAccepting()
+        if self._recount is None or not self._recount.active():
+            self._recount = self.clock.callLater(RECOUNT_INTERVAL, self._recountNow)
+        self._acceptFailed(
+            "EMFILE", f"room lowered to {self.capacity} client connections; "
+            "new ones wait in the backlog until connections close"
+        )
+
+    def _recountNow(self):
+        self._recount = None
+        inUse = openDescriptors()
+        if inUse is None:
+            return
+        capacity = max(self.limit - (inUse - self.open) - self.reserve, 1)
+        if capacity != self.capacity:
+            log.info("client connections: room now {capacity} ({inUse} "
+                     "descriptors in use, {open} of them clients)",
+                     capacity=capacity, inUse=inUse, open=self.open)
+            self.capacity = capacity
+        if self.full and self.open < self.capacity:
+            self.full = False
+            for listener in self.listeners:
+                listener.resumeAccepting(DESCRIPTORS)
+        if self.capacity <= self.open:
+            self._recount = self.clock.callLater(RECOUNT_INTERVAL, self._recountNow)
+
+    def _acceptFailed(self, error, then):
         counts = self._acceptWarnings.event(ACCEPT_ERROR)
         if counts is not None:
             log.warn(
-                "accept failed: out of descriptors ({detail}); open "
-                "connections keep working, accepting again in 1 s "
+                "accept failed: out of descriptors ({error}) with {open} "
+                "client connections; open connections keep working; {then} "
                 "({times} times since the last such line)",
-                detail=event.get("acceptError", "EMFILE"),
+                error=error, open=self.open, then=then,
                 times=counts[ACCEPT_ERROR],
             )
 

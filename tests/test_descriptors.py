@@ -17,9 +17,11 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from gateway import descriptors
 from gateway.descriptors import (
     ACCEPT_ERROR,
     DESCRIPTORS,
+    RECOUNT_INTERVAL,
     DescriptorGuard,
     openDescriptors,
     raiseDescriptorLimit,
@@ -330,18 +332,26 @@ class DescriptorGuardTests(SynchronousTestCase):
 
     def test_emfileEncountered(self):
         """
-        Twisted's C{EMFILE encountered} line stops every listener accepting
-        for C{accept-error}, and they accept again after one second.
+        Twisted's C{EMFILE encountered} line (this process is at its limit;
+        Twisted closed what it could not accept) lowers the room for clients
+        to those open less the reserve and stops accepting for
+        C{descriptors}, so later clients wait in the backlog; a client
+        closing below the new room lets them in again.
         """
-        guard = self.guard()
+        guard = self.guard(reserve=10)
+        for _ in range(100):
+            guard.opened()
         self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
-        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)])
-        self.assertEqual(guard.acceptErrors, 1)
-        self.clock.advance(0.999)
-        self.assertEqual(len(self.calls()), 1)
-        self.clock.advance(0.001)
-        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR), ("resume", ACCEPT_ERROR)])
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual((guard.capacity, guard.full, guard.acceptErrors), (90, True, 1))
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
+        for _ in range(10):
+            guard.closed()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
+        guard.closed()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
+        [warning] = [w for w in self.logs("warn") if "error" in w]
+        self.assertEqual((warning["error"], warning["open"]), ("EMFILE", 100))
+        self.assertIn("room lowered to 90", warning["then"])
 
     def test_outOfResources(self):
         """
@@ -396,18 +406,18 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.acceptError("EMFILE")
         self.acceptError("EMFILE")
         [warning] = self.logs("warn")
-        self.assertEqual((warning["detail"], warning["times"]), ("ENFILE", 1))
+        self.assertEqual((warning["error"], warning["times"]), ("ENFILE", 1))
         self.clock.advance(8)
         self.acceptError("ENOMEM")
-        self.assertEqual([(w["detail"], w["times"]) for w in self.logs("warn")],
+        self.assertEqual([(w["error"], w["times"]) for w in self.logs("warn")],
                          [("ENFILE", 1), ("ENOMEM", 3)])
 
     def test_twistedAcceptFailures(self):
         """
-        The lines Twisted's TCP port really logs when C{accept} fails with
-        C{ENFILE}, with C{EMFILE} and no reserved descriptor, and with
-        C{EMFILE} releasing its reserved descriptor, each pause accepting;
-        C{ECONNABORTED} does not.
+        The lines Twisted's TCP port really logs when C{accept} fails are
+        recognised: C{ENFILE}, and C{EMFILE} with no reserved descriptor,
+        pause accepting for a second; C{EMFILE} releasing its reserved
+        descriptor lowers the room; C{ECONNABORTED} does nothing.
         """
 
         class Listening:
@@ -427,10 +437,12 @@ class DescriptorGuardTests(SynchronousTestCase):
             def __exit__(self, *exc):
                 pass
 
-        guard = self.guard()
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
         logger = Logger(namespace="twisted.internet.tcp", observer=self.publisher)
         null = tcp._NullFileDescriptorReservation()
-        for listening, reservation, paused in [
+        for listening, reservation, counted in [
             (Listening(errno.ECONNABORTED), null, False),
             (Listening(errno.ENFILE), null, True),
             (Listening(errno.EMFILE), null, True),
@@ -440,8 +452,9 @@ class DescriptorGuardTests(SynchronousTestCase):
             self.assertEqual(
                 list(tcp._accept(logger, range(5), listening, reservation)), []
             )
-            self.assertEqual(guard.acceptErrors - before, int(paused))
-        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)] * 3)
+            self.assertEqual(guard.acceptErrors - before, int(counted))
+        self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)] * 2 + [("pause", DESCRIPTORS)])
+        self.assertEqual(guard.capacity, 40)
 
     def test_watchesTheGlobalPublisher(self):
         """
@@ -478,13 +491,36 @@ class DescriptorGuardTests(SynchronousTestCase):
         came in between.
         """
         guard = self.guard(reserve=0, limit=1, inUse=0)
-        self.acceptError("EMFILE")
+        self.acceptError("ENFILE")
         self.clock.advance(5)
-        self.acceptError("EMFILE")
+        self.acceptError("ENFILE")
         self.clock.advance(5)
         guard.opened()
         self.clock.advance(10)
-        self.acceptError("EMFILE")
-        accepts = [w for w in self.logs("warn") if "detail" in w]
+        self.acceptError("ENFILE")
+        accepts = [w for w in self.logs("warn") if "error" in w]
         self.assertEqual(len(accepts), 2)
         self.assertEqual(sum(w["times"] for w in accepts), guard.acceptErrors)
+
+    def test_recountRestoresRoom(self):
+        """
+        After the limit was hit, descriptors in use are recounted every
+        C{RECOUNT_INTERVAL} seconds until the room is back; when the other
+        descriptors were given back, the room grows and accepting resumes.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(100):
+            guard.opened()
+        inUse = [200]
+        self.patch(descriptors, "openDescriptors", lambda: inUse[0])
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual(guard.capacity, 90)
+        self.clock.advance(RECOUNT_INTERVAL)
+        # 100 clients and 100 others: still no room; recount again later.
+        self.assertEqual((guard.capacity, guard.full), (90, True))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        inUse[0] = 130
+        self.clock.advance(RECOUNT_INTERVAL)
+        self.assertEqual((guard.capacity, guard.full), (160, False))
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -33,7 +33,11 @@ class GatewayProcess:
         listeners'.
     """
 
-    def __init__(self, directory, args, env=None, tac=None):
+    def __init__(self, directory, args, env=None, tac=None, preexecFn=None):
+        """
+        :param preexecFn: called in the child before C{twistd} runs (e.g.
+            to lower its descriptor limit with C{resource.setrlimit}).
+        """
         self.directory = Path(directory)
         self.logPath = self.directory / "twistd.log"
         command = [TWISTD, "-n", "--pidfile=", f"--logfile={self.logPath}"]
@@ -46,6 +50,7 @@ class GatewayProcess:
             command += ["gateway", *args]
         self.command = command
         self.env = dict(os.environ, **(env or {}))
+        self.preexecFn = preexecFn
         self.process = None
         self.ports = {}
         self.httpPort = None
@@ -57,6 +62,7 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             self.command, cwd=self.directory, env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=self.preexecFn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

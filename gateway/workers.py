@@ -39,8 +39,14 @@ log = Logger()
 #: Options each worker is given its own value of.
 _PER_WORKER = ("--workers", "--worker-index", "--http", "--spool", "--dead-letter")
 
-#: How a child runs twistd with the interpreter of the parent.
-_TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+#: How a child runs twistd with the interpreter of the parent.  It ignores
+#: SIGINT: a Ctrl-C reaches every process of the terminal's group, and the
+#: parent stops the children itself, with SIGTERM (Twisted keeps a SIGINT
+#: handler it finds already set).
+_TWISTD = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+)
 
 
 def _split(description):
@@ -164,8 +170,9 @@ def workerArguments(arguments, index, count, http, spool, deadLetter):
     own += ["--http", "none" if http is None else offsetPort(http, index - 1)]
     own += ["--spool", workerPath(spool, index) or "none"]
     own += ["--dead-letter", workerPath(deadLetter, index) or "none"]
-    return [sys.executable, "-c", _TWISTD, "--nodaemon", "--pidfile=", "gateway",
-            *kept, *own]
+    # -P: the working directory is not put on sys.path (as for twistd).
+    return [sys.executable, "-P", "-c", _TWISTD, "--nodaemon", "--pidfile=",
+            "gateway", *kept, *own]
 
 
 class WorkerGroup(ProcessMonitor):

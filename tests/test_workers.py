@@ -243,13 +243,15 @@ class WorkerArgumentsTests(SynchronousTestCase):
     def test_runsTwistdWithThisInterpreter(self):
         """
         The child runs C{twistd -n --pidfile= gateway} with the parent's
-        interpreter.
+        interpreter, without the working directory on C{sys.path} (C{-P})
+        and ignoring SIGINT (the parent stops it with SIGTERM).
         """
         argv = self.arguments()
         self.assertEqual(argv[0], sys.executable)
-        self.assertEqual(argv[1], "-c")
-        self.assertIn("twistd", argv[2])
-        self.assertEqual(argv[3:6], ["--nodaemon", "--pidfile=", "gateway"])
+        self.assertEqual(argv[1:3], ["-P", "-c"])
+        self.assertIn("twistd", argv[3])
+        self.assertIn("SIG_IGN", argv[3])
+        self.assertEqual(argv[4:7], ["--nodaemon", "--pidfile=", "gateway"])
 
     def test_keepsOthersInOrder(self):
         """
@@ -258,7 +260,7 @@ class WorkerArgumentsTests(SynchronousTestCase):
         flags included.
         """
         argv = self.arguments()
-        self.assertEqual(argv[6:6 + len(KEPT) + 1], [*KEPT, "--workers"])
+        self.assertEqual(argv[7:7 + len(KEPT) + 1], [*KEPT, "--workers"])
 
     def test_ownValues(self):
         """
@@ -267,7 +269,7 @@ class WorkerArgumentsTests(SynchronousTestCase):
         worker's own values follow the kept options.
         """
         argv = self.arguments(index=3)
-        self.assertEqual(argv[6 + len(KEPT):], [
+        self.assertEqual(argv[7 + len(KEPT):], [
             "--workers", "3", "--worker-index", "3",
             "--http", "tcp:8082:interface=127.0.0.1",
             "--spool", "s.worker-3.jsonl",
@@ -285,7 +287,7 @@ class WorkerArgumentsTests(SynchronousTestCase):
         argv = self.arguments(http=None, spool=None, deadLetter=None,
                               arguments=["--topic", "t", "--http", "none",
                                          "--spool=none"])
-        self.assertEqual(argv[6:], [
+        self.assertEqual(argv[7:], [
             "--topic", "t", "--workers", "3", "--worker-index", "2",
             "--http", "none", "--spool", "none", "--dead-letter", "none",
         ])

@@ -460,11 +460,6 @@ def test_orphanedWorkerDrainsAndStops(kafka, workers):
           f"stoppedAfter={stoppedAfter:.1f}s inKafka={len(values)} of {len(sent)}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/workers.py:43,167: workers 2..N run `python -c ...`, which puts "
-    "the working directory first on sys.path; worker 1 (the twistd script) "
-    "does not, so a module there shadows the gateway (or any import) in the "
-    "other workers only, and they crash-loop while worker 1 serves"))
 def test_workingDirectoryDoesNotShadowWorkers(kafka, workers):
     """
     Workers 2..N import the same code as worker 1: a C{gateway} package in
@@ -493,11 +488,6 @@ SESSION_LEADER = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/workers.py:167,206: workers share the terminal's process group "
-    "and handle SIGINT, so Ctrl-C stops each worker directly and the group's "
-    "SIGTERM then stops it again: twistd logs a critical ReactorNotRunning "
-    "traceback per worker on every Ctrl-C"))
 def test_interruptStopsWithoutErrors(kafka, workers):
     """
     Ctrl-C in the terminal (SIGINT to the group's whole process group) stops

@@ -148,7 +148,8 @@ def _connectAll(port, dest, targets, window, retries, deadline, synTimeout,
             else:
                 sock.close()
                 fail(j, src, attempt, code)
-        for key, _ in selector.select(timeout=0.002 if pending else 0.1):
+        # Waiting for credits: the parent raises them every 5 ms.
+        for key, _ in selector.select(timeout=0.004 if pending else 0.1):
             sock = key.fileobj
             j, src, attempt = finish(sock)
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

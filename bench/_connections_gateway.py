@@ -123,11 +123,16 @@ class Gateway:
     :ivar workers: L{Worker}s, by index.
     """
 
-    def __init__(self, directory, bootstrap, topic, workers, backlog, extra=()):
+    def __init__(self, directory, bootstrap, topic, workers, options=(),
+                 extra=()):
+        """
+        :param options: the listener's options, C{"NAME=VALUE"} strings.
+        :param extra: more arguments of C{twistd gateway}.
+        """
         from tests.integration.gatewayprocess import GatewayProcess
 
         self.count = workers
-        options = f"(backlog={backlog})" if backlog else ""
+        options = f"({','.join(options)})" if options else ""
         if workers == 1:
             listen = f"lines{options}=tcp:0:interface=0.0.0.0"
             http = "tcp:0:interface=127.0.0.1"
@@ -254,13 +259,49 @@ def sockstat():
     return "?"
 
 
+#: TCP counters of C{/proc/net/netstat} that say connections were dropped
+#: or timed out (system wide: other programs count too).
+TCP_COUNTERS = (
+    "ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies",
+    "SyncookiesSent", "TCPTimeouts", "TCPAbortOnTimeout", "TCPAbortOnData",
+    "TCPAbortOnClose",
+)
+
+
+def tcpCounters():
+    """
+    The L{TCP_COUNTERS} now.
+    """
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    out = {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            out.update(zip(names.split()[1:], map(int, values.split()[1:])))
+    return {name: out.get(name, 0) for name in TCP_COUNTERS}
+
+
+def softnetDrops():
+    """
+    Packets dropped because a CPU's input backlog was full
+    (C{/proc/net/softnet_stat}, second column, summed over CPUs): on
+    loopback every packet goes through it, at most C{netdev_max_backlog}
+    waiting per CPU.
+    """
+    try:
+        rows = Path("/proc/net/softnet_stat").read_text().splitlines()
+    except OSError:
+        return None
+    return sum(int(row.split()[1], 16) for row in rows)
+
+
 def system():
     """
     System-wide figures: slab (socket structures are kernel memory, in no
-    RSS), memory available, TCP sockets.
+    RSS), memory available, TCP sockets and counters.
     """
     return {"slab": meminfo("Slab"), "available": meminfo("MemAvailable"),
-            "sockstat": sockstat()}
+            "sockstat": sockstat(), "tcp": dict(tcpCounters(),
+                                                  BacklogDrops=softnetDrops())}
 
 
 def kernelSettings():
@@ -270,6 +311,7 @@ def kernelSettings():
         "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_syn_retries",
         "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_tw_reuse",
         "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_mem",
+        "net.core.netdev_max_backlog",
         "fs.file-max", "fs.nr_open", "fs.file-nr",
     ]
     return [(name, readSysctl(name)) for name in names]

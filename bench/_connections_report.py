@@ -30,6 +30,13 @@ def _perConnection(before, now, open_):
     return f"{(now - before) * 1024 / open_:,.0f}"
 
 
+def gatewayOpen(point):
+    """
+    Client connections the gateway holds, all workers together.
+    """
+    return sum(w["open"] or 0 for w in point["workers"].values())
+
+
 def clientTable(r):
     rows = []
     sources = Counter()
@@ -53,6 +60,7 @@ def clientTable(r):
 def workerTable(r):
     b, i, a = r["before"]["workers"], r["idle"]["workers"], r["after"]["workers"]
     rows = []
+    notes = []
     for k in sorted(i):
         rows.append([
             f"worker {k}", r["pids"][k], _n(i[k]["open"]),
@@ -65,10 +73,17 @@ def workerTable(r):
             _cpu(b[k]["cpu"], i[k]["cpu"]),
             "/".join(r["nofile"][k] or "?"),
         ])
+    for k in sorted(a):
+        odd = {key: a[k][key] for key in ("refused", "closedBy", "pausedFor")
+               if a[k].get(key)}
+        if odd or a[k].get("closed"):
+            notes.append(f"worker {k}: accepted {_n(a[k]['accepted'])}, closed "
+                         f"{_n(a[k]['closed'])} "
+                         + " ".join(f"{key} {v}" for key, v in odd.items()))
     return table(["worker", "pid", "open", "queue max/idle",
                   "fds before/idle/after", "RSS before/idle/after",
                   "B/idle conn", "B/conn msg", "Kafka conns", "CPU s to idle",
-                  "nofile"], rows)
+                  "nofile"], rows) + "".join("\n" + n for n in notes)
 
 
 def _cpu(before, now):
@@ -123,6 +138,14 @@ def summary(args, r, v):
          f"clients (status.json: {_n(_sum(i, 'kafkaStatus'))}), "
          f"{_n(_sum(a, 'kafka'))} after"),
     ]
+    if "beforeHold" in r:
+        lines.append((f"held idle for {args.hold:g} s",
+                      f"gateway open {gatewayOpen(r['beforeHold']):,} -> "
+                      f"{r['gatewayOpen']:,}"))
+    tcp = [b["system"]["tcp"], a["system"]["tcp"]]
+    lines.append(("TCP counters during the run (system wide)", ", ".join(
+        f"{k} {tcp[1][k] - tcp[0][k]:,}" for k in tcp[0]
+        if tcp[1][k] != tcp[0][k]) or "none changed"))
     if "afterRelease" in r:
         rel = r["afterRelease"]
         lines.append((

@@ -62,6 +62,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.integra
 from _connections_clients import Clients, plan  # noqa: E402
 from _connections_gateway import (  # noqa: E402
     Gateway, gatewayHelp, logSummary, memory, system)
+from _connections_report import gatewayOpen, report  # noqa: E402
 from _connections_sockdiag import (  # noqa: E402
     TCP_SYN_RECV, SockDiag, connectionsTo)
 
@@ -147,7 +148,9 @@ def checkpoint(gateway, diag, brokerPort, before=None):
         listener = snap["listeners"][0] if snap else {}
         workers[w.index] = dict(
             memory(w.pid), open=listener.get("connections"),
-            accepted=listener.get("accepted"), answered=snap is not None,
+            accepted=listener.get("accepted"), closed=listener.get("closed"),
+            refused=listener.get("refused"), closedBy=listener.get("closedBy"),
+            pausedFor=listener.get("pausedFor"), answered=snap is not None,
             kafka=kafka.get(w.pid),
             kafkaStatus=snap.get("kafkaConnections") if snap else None,
             queued=queues.get(w.listener, (None, None))[0],
@@ -161,19 +164,15 @@ def checkpoint(gateway, diag, brokerPort, before=None):
     return out
 
 
-def gatewayOpen(point):
-    """
-    Client connections the gateway holds, all workers together.
-    """
-    return sum(w["open"] or 0 for w in point["workers"].values())
-
-
 def run(args, bootstrap, topic):
     from throughput import Watermarks
 
     brokerPort = int(bootstrap.rsplit(":", 1)[1])
     workdir = tempfile.TemporaryDirectory(prefix="bench-connections-")
-    gateway = Gateway(workdir.name, bootstrap, topic, args.workers, args.backlog)
+    options = list(args.option)
+    if args.backlog:
+        options.append(f"backlog={args.backlog}")
+    gateway = Gateway(workdir.name, bootstrap, topic, args.workers, options)
     clients = marks = pacer = None
     diag = SockDiag()
     r = {"topic": topic, "command": gateway.command}
@@ -184,6 +183,8 @@ def run(args, bootstrap, topic):
         r["pids"] = {w.index: w.pid for w in gateway.workers}
         r["nofile"] = {w.index: w.nofile for w in gateway.workers}
         r["backlog"] = sorted({b for _, b in listeners.values()})
+        print(f"gateway on port {gateway.port}, worker pids "
+              f"{' '.join(str(w.pid) for w in gateway.workers)}", flush=True)
         ahead = args.ahead if args.ahead is not None else \
             max(1, int(0.8 * min(r["backlog"])))
         r["ahead"] = ahead
@@ -236,6 +237,9 @@ def run(args, bootstrap, topic):
                           for w in gateway.workers}
         r["clientHeld"] = held
         time.sleep(2)
+        if args.hold:
+            r["beforeHold"] = checkpoint(gateway, diag, brokerPort, r["before"])
+            time.sleep(args.hold)
         r["idle"] = checkpoint(gateway, diag, brokerPort, r["before"])
         r["gatewayOpen"] = gatewayOpen(r["idle"])
 
@@ -315,6 +319,8 @@ def parseArgs(argv):
              "(default 80%% of the listen backlog; 0: no pacing)")
     add("--backlog", type=int, default=None,
         help="the listener's backlog option (default: the gateway's)")
+    add("--option", action="append", default=[], metavar="NAME=VALUE",
+        help="a listener option, e.g. keepalive-idle=600 (repeatable)")
     add("--syn-timeout", type=float, default=5.0,
         help="seconds a connect may wait for an answer before a retry")
     add("--connect-timeout", type=float, default=180.0)
@@ -322,6 +328,8 @@ def parseArgs(argv):
         help="seconds without progress before giving up on accepts")
     add("--timeout", type=float, default=120.0,
         help="seconds to wait for the messages in Kafka")
+    add("--hold", type=float, default=0,
+        help="seconds to hold every connection idle before measuring")
     add("--partitions", type=int, default=4)
     add("--push", action="store_true",
         help="past the limit: not every connection is expected")
@@ -360,7 +368,6 @@ def main(argv=None):
 
         return allocations(args.protocols, args.real)
 
-    from _connections_report import report
     from gateway.devkafka import DevKafka
     from throughput import createTopic
 

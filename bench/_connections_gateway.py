@@ -20,8 +20,11 @@ from pathlib import Path
 
 from _common import cpuTimes, fdCount, meminfo, procStatus, processLimit, readSysctl
 
-#: A gateway log line, perhaps relayed from worker K by worker 1.
-_LOG_LINE = re.compile(r"^(?P<worker>\[worker-\d+\] )?\S+ \[[^\]]*\] (?P<text>.*)$")
+#: A gateway log line: "TIME [namespace#level] text".
+_LOG_LINE = re.compile(r"^\S+ \[[^\]]*\] (?P<text>.*)$")
+#: The text of a line worker 1 relays from worker K ("[worker-K] " and the
+#: worker's own log line).
+_RELAYED = re.compile(r"^(?P<worker>\[worker-\d+\] )(?P<line>.*)$")
 #: Log lines worth showing.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
 
@@ -328,11 +331,16 @@ def logSummary(log):
     problems = [l for l in lines if any(w in l for w in PROBLEMS)]
 
     def kind(line):
-        # "[worker-2] TIME [namespace#level] text": the worker and the text.
+        # The text, and which worker's when relayed.
         match = _LOG_LINE.match(line)
         if not match:
             return line[:90]
-        return (match["worker"] or "") + match["text"].split(" from ")[0][:90]
+        text, worker = match["text"], ""
+        relayed = _RELAYED.match(text)
+        if relayed:
+            worker, inner = relayed["worker"], _LOG_LINE.match(relayed["line"])
+            text = inner["text"] if inner else relayed["line"]
+        return worker + text.split(" from ")[0][:90]
 
     about = ("EMFILE", "descriptor", "stopped accepting", "accepting again")
     return {

@@ -24,6 +24,11 @@ def _sum(point, key):
     return None if None in values else sum(values)
 
 
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else 0
+
+
 def _perConnection(before, now, open_):
     if None in (before, now) or not open_:
         return "?"
@@ -108,8 +113,8 @@ def summary(args, r, v):
          f"({rate(n / max(r['connectSeconds'], 1e-9))} connects/s)"),
         ("time until the gateway held them", f"{r['acceptSeconds']:.1f} s "
          f"({rate(r['gatewayOpen'] / max(r['acceptSeconds'], 1e-9))} accepts/s; "
-         f"per second of the run {min(r['acceptSteps'][:-1] or [0]):,}"
-         f"..{max(r['acceptSteps'] or [0]):,})"),
+         f"per second of the run: median {_median(r['acceptSteps']):,}, "
+         f"best {max(r['acceptSteps'] or [0]):,})"),
     ]
     rss = [_sum(p, "rss") for p in (b, i, a)]
     hwm = [_sum(p, "hwm") for p in (b, i, a)]

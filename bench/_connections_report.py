@@ -103,7 +103,7 @@ def summary(args, r, v):
     lines = [
         ("connections asked for", f"{args.connections:,}"),
         ("connections held, client side", f"{n:,}"),
-        ("connections open in the gateway", f"{r['gatewayOpen']:,}"
+        ("connections open in the gateway", f"{r['idleOpen']:,}"
          + (f" (per worker {min(opens):,}..{max(opens):,})" if len(opens) > 1 else "")
          + ("" if answered else " (a worker did not answer: its descriptors)")),
         ("waiting: accept queues / half-open", f"{_n(_sum(i, 'queued'))} / "
@@ -112,7 +112,7 @@ def summary(args, r, v):
         ("time to connect all (clients)", f"{r['connectSeconds']:.1f} s "
          f"({rate(n / max(r['connectSeconds'], 1e-9))} connects/s)"),
         ("time until the gateway held them", f"{r['acceptSeconds']:.1f} s "
-         f"({rate(r['gatewayOpen'] / max(r['acceptSeconds'], 1e-9))} accepts/s; "
+         f"({rate(r['idleOpen'] / max(r['acceptSeconds'], 1e-9))} accepts/s; "
          f"per second of the run: median {_median(r['acceptSteps']):,}, "
          f"best {max(r['acceptSteps'] or [0]):,})"),
     ]
@@ -122,15 +122,15 @@ def summary(args, r, v):
     slab = [p["system"]["slab"] for p in (b, i)]
     lines += [
         ("gateway RSS, all workers: before", f"{mib(rss[0])} (HWM {mib(hwm[0])})"),
-        (f"  with {r['gatewayOpen']:,} idle connections",
+        (f"  with {r['idleOpen']:,} idle connections",
          f"{mib(rss[1])} (HWM {mib(hwm[1])})"),
         ("  after one message each", f"{mib(rss[2])} (HWM {mib(hwm[2])})"),
         ("RSS per idle connection",
-         f"{_perConnection(rss[0], rss[1], r['gatewayOpen'])} bytes"),
+         f"{_perConnection(rss[0], rss[1], r['idleOpen'])} bytes"),
         ("RSS per connection after a message",
          f"{_perConnection(rss[0], rss[2], openAfter)} bytes"),
         ("kernel slab, system wide, per connection",
-         f"{_perConnection(slab[0], slab[1], r['gatewayOpen'])} bytes (both "
+         f"{_perConnection(slab[0], slab[1], r['idleOpen'])} bytes (both "
          "ends of each loopback connection; not in any RSS)"),
         ("memory available before / idle",
          f"{mib(b['system']['available'])} / {mib(i['system']['available'])}"),
@@ -146,7 +146,7 @@ def summary(args, r, v):
     if "beforeHold" in r:
         lines.append((f"held idle for {args.hold:g} s",
                       f"gateway open {gatewayOpen(r['beforeHold']):,} -> "
-                      f"{r['gatewayOpen']:,}"))
+                      f"{r['idleOpen']:,}"))
     tcp = [b["system"]["tcp"], a["system"]["tcp"]]
     lines.append(("TCP counters during the run (system wide)", ", ".join(
         f"{k} {tcp[1][k] - tcp[0][k]:,}" for k in tcp[0]
@@ -219,7 +219,8 @@ def report(args, r, v):
     delivered = (v["consumed"] == v["distinct"] == r["watermarks"]
                  == r["gatewayOpen"] and not v["unknown"])
     everything = (delivered and not v["missing"]
-                  and r["clientHeld"] == r["gatewayOpen"] == args.connections)
+                  and r["clientHeld"] == r["idleOpen"] == r["gatewayOpen"]
+                  == args.connections)
     ok = delivered if args.push else everything
     print()
     print("RESULT:", "every connection held and every message delivered once"

@@ -241,7 +241,7 @@ def run(args, bootstrap, topic):
             r["beforeHold"] = checkpoint(gateway, diag, brokerPort, r["before"])
             time.sleep(args.hold)
         r["idle"] = checkpoint(gateway, diag, brokerPort, r["before"])
-        r["gatewayOpen"] = gatewayOpen(r["idle"])
+        r["idleOpen"] = r["gatewayOpen"] = gatewayOpen(r["idle"])
 
         if args.release:
             clients.command("release", args.release, state="released")

@@ -289,11 +289,11 @@ class ListenerGate:
         """
         policy = self.policy
         if policy.maxConnections is not None and self.admitted >= policy.maxConnections:
-            return self._refuse(MAX_CONNECTIONS, policy.maxConnections, peer)
+            return self.refuse(MAX_CONNECTIONS, policy.maxConnections, peer)
         perAddress = self._perAddress
         if perAddress is not None:
             if perAddress[host] >= policy.maxPerAddress:
-                return self._refuse(MAX_PER_ADDRESS, policy.maxPerAddress, peer)
+                return self.refuse(MAX_PER_ADDRESS, policy.maxPerAddress, peer)
             perAddress[host] += 1
         self.admitted += 1
         return True
@@ -328,7 +328,13 @@ class ListenerGate:
                 summary=_summary(counts),
             )
 
-    def _refuse(self, reason, limit, peer):
+    def refuse(self, reason, limit, peer):
+        """
+        Count and log (once per interval) a connection refused for
+        C{reason} at C{limit}.
+
+        :return: L{False}.
+        """
         self.stats.refused[reason] += 1
         counts = self._refusals.event(reason)
         if counts is not None:

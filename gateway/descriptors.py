@@ -29,6 +29,7 @@ import resource
 from twisted.logger import Logger, globalLogPublisher
 
 from gateway.connections import OncePerInterval
+from gateway.framing._base import DESCRIPTORS
 
 __all__ = [
     "ACCEPT_ERROR",
@@ -43,8 +44,8 @@ __all__ = [
 DEFAULT_RESERVE = 64
 
 #: Why listeners stop accepting, as L{gateway.listener.ListenerService}
-#: records it.
-DESCRIPTORS = "descriptors"
+#: records it (L{DESCRIPTORS} is also why a connection over the room is
+#: refused).
 ACCEPT_ERROR = "accept-error"
 
 #: Twisted's log formats for a failed C{accept} (C{twisted.internet.tcp}):
@@ -180,10 +181,16 @@ class DescriptorGuard:
     def opened(self):
         """
         A client connection was accepted.
+
+        :return: L{False} if it is over the room (accepted in the same batch
+            as the one that filled it): close it.
         """
         self.open += 1
-        if self.capacity is not None and self.open >= self.capacity and not self.full:
+        if self.capacity is None or self.open < self.capacity:
+            return True
+        if not self.full:
             self._stopAccepting()
+        return self.open <= self.capacity
 
     def closed(self):
         """
@@ -191,9 +198,19 @@ class DescriptorGuard:
         """
         self.open -= 1
         if self.full and self.open < self.capacity:
-            self.full = False
-            for listener in self.listeners:
-                listener.resumeAccepting(DESCRIPTORS)
+            self._resume()
+
+    def _resume(self):
+        """
+        Accept again, at most as many connections per read of a listening
+        socket as there is room for (Twisted accepts up to a hundred and
+        more at once, and pausing stops it only after the batch).
+        """
+        self.full = False
+        room = self.capacity - self.open
+        for listener in self.listeners:
+            listener.limitAcceptBatch(room)
+            listener.resumeAccepting(DESCRIPTORS)
 
     def _stopAccepting(self):
         self.full = True
@@ -261,9 +278,7 @@ class DescriptorGuard:
                      capacity=capacity, inUse=inUse, open=self.open)
             self.capacity = capacity
         if self.full and self.open < self.capacity:
-            self.full = False
-            for listener in self.listeners:
-                listener.resumeAccepting(DESCRIPTORS)
+            self._resume()
         if self.capacity <= self.open:
             self._recount = self.clock.callLater(RECOUNT_INTERVAL, self._recountNow)
 

@@ -250,6 +250,16 @@ class ListenerService(Service):
         if first and self.port is not None and hasattr(self.port, "stopReading"):
             self.port.stopReading()
 
+    def limitAcceptBatch(self, count):
+        """
+        Accept at most C{count} connections at the next read of the
+        listening socket (Twisted's TCP ports accept in batches that grow
+        with the load: C{numberAccepts}); it grows again from there.
+        """
+        port = self.port
+        if port is not None and hasattr(port, "numberAccepts"):
+            port.numberAccepts = max(1, min(port.numberAccepts, count))
+
     def resumeAccepting(self, reason):
         """
         Withdraw one reason not to accept; accept again if it was the last.

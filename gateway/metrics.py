@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 from gateway.connections import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
 from gateway.framing import INCOMPLETE, MALFORMED_FRAME, MALFORMED_LENGTH, TOO_LARGE
+from gateway.framing._base import DESCRIPTORS
 from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING, parseBootstrap
 
 __all__ = [
@@ -293,7 +294,7 @@ class GatewayCollector(Collector):
             open_.add_metric([name], stats.open)
             accepted.add_metric([name], stats.accepted)
             closed.add_metric([name], stats.closed)
-            for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS):
+            for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS, DESCRIPTORS):
                 refused.add_metric([name, reason], stats.refused[reason])
             for reason in (IDLE_TIMEOUT, MAX_AGE):
                 closedBy.add_metric([name, reason], stats.closedBy[reason])

@@ -45,7 +45,8 @@ from gateway.connections import (
     seconds,
     splitOptions,
 )
-from gateway.descriptors import DESCRIPTORS, DescriptorGuard
+from gateway.descriptors import DescriptorGuard
+from gateway.framing._base import AGE_GRACE, DESCRIPTORS, MALFORMED_PROXY_HEADER
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions
@@ -798,6 +799,36 @@ class TimerTests(SynchronousTestCase):
         listener.clock.advance(10)
         self.assertTrue(transport.disconnecting)
 
+    def test_maxAgeClosesGracefully(self):
+        """
+        At C{max-age}, a transport that can half-close has only its write
+        side shut down: the client sees the end of the stream while what it
+        still sends is read and published; the connection is closed for good
+        after C{AGE_GRACE} seconds if the client has not closed it.
+        """
+
+        class HalfCloseable(StringTransport):
+            writeLost = False
+
+            def loseWriteConnection(self):
+                self.writeLost = True
+
+        listener = Listener({"max-age": "10"})
+        protocol = listener.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
+        transport = HalfCloseable(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+        protocol.makeConnection(transport)
+        listener.clock.advance(10)
+        self.assertEqual((transport.writeLost, transport.disconnecting), (True, False))
+        self.assertEqual(listener.stats.closedBy, {MAX_AGE: 1})
+        protocol.dataReceived(b"late\n")
+        self.assertEqual(listener.sink.messages, [("10.0.0.1:40000", b"late")])
+        listener.clock.advance(AGE_GRACE - 0.01)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.01)
+        self.assertTrue(transport.disconnecting)
+        lose(protocol)
+        self.assertEqual(listener.clock.getDelayedCalls(), [])
+
     def test_timersCancelledOnLoss(self):
         """
         No timer outlives its connection: admitted, refused, timed out or
@@ -894,6 +925,44 @@ class ProxyTests(SynchronousTestCase):
         self.assertEqual(listener.gate.admitted, 1)
         self.assertEqual(listener.stats.refused, {})
 
+    def test_headerNamingNoAddress(self):
+        """
+        A PROXY v1 header whose source is not an IP address (Twisted's
+        parser takes any word) is bad input: the connection is closed,
+        counted as C{malformed-proxy-header}, and nothing is published.
+        """
+        listener = Listener(endpoint="haproxy:tcp:0")
+        wrapper, transport = listener.connectProxied()
+        wrapper.dataReceived(b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\nline\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.frameErrors, {MALFORMED_PROXY_HEADER: 1})
+
+    def test_headerWithBadPort(self):
+        """
+        A PROXY v1 header with a port that is not a number (on which
+        Twisted's parser raises) is closed and counted the same way, not
+        left to an unhandled error per connection.
+        """
+        listener = Listener(endpoint="haproxy:tcp:0")
+        wrapper, transport = listener.connectProxied()
+        wrapper.dataReceived(b"PROXY TCP4 203.0.113.7 127.0.0.1 http 9000\r\nx\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.frameErrors, {MALFORMED_PROXY_HEADER: 1})
+
+    def test_noHeader(self):
+        """
+        A connection that does not start with a PROXY header is closed by
+        Twisted's wrapper and counted as C{malformed-proxy-header}.
+        """
+        listener = Listener(endpoint="haproxy:tcp:0")
+        wrapper, transport = listener.connectProxied()
+        wrapper.dataReceived(b"hello there\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.frameErrors, {MALFORMED_PROXY_HEADER: 1})
+
     def test_v2Header(self):
         """
         A binary PROXY v2 header names the client just as well.
@@ -941,7 +1010,8 @@ class DescriptorAccountingTests(SynchronousTestCase):
         """
         paused = []
         port = SimpleNamespace(pauseAccepting=paused.append,
-                               resumeAccepting=lambda r: paused.remove(r))
+                               resumeAccepting=lambda r: paused.remove(r),
+                               limitAcceptBatch=lambda count: None)
         guard = DescriptorGuard([port], Clock(), reserve=0, publisher=LogPublisher())
         guard.start(limit=2, inUse=0)
         self.addCleanup(guard.stop)
@@ -954,6 +1024,32 @@ class DescriptorAccountingTests(SynchronousTestCase):
         self.assertEqual((guard.open, paused), (1, []))
         lose(admitted)
         self.assertEqual(guard.open, 0)
+
+
+class DescriptorOvershootTests(SynchronousTestCase):
+    """
+    Connections accepted in the batch that filled the descriptor room.
+    """
+
+    def test_overRoomRefused(self):
+        """
+        A connection accepted after the room is full (Twisted accepts
+        several per read) is closed at once and counted as refused for
+        C{descriptors}; the one that filled the room is kept.
+        """
+        guard = DescriptorGuard([], Clock(), reserve=0, publisher=LogPublisher())
+        guard.start(limit=2, inUse=0)
+        self.addCleanup(guard.stop)
+        listener = Listener(descriptors=guard)
+        first, one = listener.connect()
+        second, two = listener.connect(port=40001)
+        third, three = listener.connect(port=40002)
+        self.assertEqual([t.disconnecting for t in (one, two, three)],
+                         [False, False, True])
+        self.assertEqual(listener.stats.refused, {DESCRIPTORS: 1})
+        self.assertEqual(len(listener.sink.streams), 2)
+        lose(third)
+        self.assertEqual(guard.open, 2)
 
 
 class FakePort:

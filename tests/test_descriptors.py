@@ -191,6 +191,9 @@ class FakeListener:
     def resumeAccepting(self, reason):
         self.calls.append(("resume", reason))
 
+    def limitAcceptBatch(self, count):
+        self.batch = count
+
 
 class DescriptorGuardTests(SynchronousTestCase):
     """
@@ -349,6 +352,8 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
         guard.closed()
         self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
+        # Resuming, the listeners accept no more at once than there is room.
+        self.assertEqual([listener.batch for listener in self.listeners], [1, 1])
         [warning] = [w for w in self.logs("warn") if "error" in w]
         self.assertEqual((warning["error"], warning["open"]), ("EMFILE", 100))
         self.assertIn("room lowered to 90", warning["then"])

@@ -10,6 +10,8 @@ the connection is closed; nothing partial is published.  Skipping a bad frame
 and carrying on is not safe for every framing, so no framing does.
 """
 
+import ipaddress
+
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
@@ -23,6 +25,7 @@ __all__ = [
     "MALFORMED_LENGTH",
     "MALFORMED_FRAME",
     "INCOMPLETE",
+    "MALFORMED_PROXY_HEADER",
 ]
 
 #: A frame's size, declared or seen so far, is over the limit.
@@ -33,6 +36,25 @@ MALFORMED_LENGTH = "malformed-length"
 MALFORMED_FRAME = "malformed-frame"
 #: The connection closed in the middle of a frame.
 INCOMPLETE = "incomplete"
+#: A C{haproxy:} listener's connection did not start with a valid PROXY
+#: protocol header.
+MALFORMED_PROXY_HEADER = "malformed-proxy-header"
+
+#: Why a connection is refused when the descriptor room is full (see
+#: L{gateway.descriptors}).
+DESCRIPTORS = "descriptors"
+
+#: Seconds a connection past its C{max-age} may take to close its side
+#: after the gateway closed its own.
+AGE_GRACE = 10.0
+
+
+def _isIPAddress(host):
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class PauseableMixin:
@@ -114,9 +136,13 @@ class FramedProtocolMixin(TimeoutMixin):
         """
         config = self.factory.config
         config.stats.accepted += 1
-        if config.descriptors is not None:
-            config.descriptors.opened()
         self.peer = formatAddress(self.transport.getPeer())
+        guard = config.descriptors
+        if guard is not None and not guard.opened():
+            # Accepted in the same batch as the one that filled the room
+            # (Twisted accepts several per read of the listening socket).
+            self._refuse(DESCRIPTORS, guard.capacity)
+            return
         if config.proxied:
             self._awaitProxyHeader()
         else:
@@ -146,10 +172,18 @@ class FramedProtocolMixin(TimeoutMixin):
         read = wrapper.dataReceived
 
         def watchHeader(data):
-            read(data)
+            try:
+                read(data)
+            except ValueError:
+                # Twisted's v1 parser on a port that is not a number.
+                self.frameError(MALFORMED_PROXY_HEADER)
+                return
             if wrapper._proxyInfo is not None:
                 del wrapper.dataReceived
                 self._proxyHeaderRead()
+            elif wrapper.disconnecting:
+                # The wrapper refused the header and is closing.
+                self.frameError(MALFORMED_PROXY_HEADER)
 
         wrapper.dataReceived = watchHeader
 
@@ -162,7 +196,12 @@ class FramedProtocolMixin(TimeoutMixin):
         if "dataReceived" not in self.__dict__:
             return  # already done
         del self.dataReceived
-        self.peer = formatAddress(self.transport.getPeer())
+        address = self.transport.getPeer()
+        self.peer = formatAddress(address)
+        if not _isIPAddress(getattr(address, "host", None)):
+            # Twisted's v1 parser takes any word for an address.
+            self.frameError(MALFORMED_PROXY_HEADER)
+            return
         self._openStream()
 
     def _openStream(self):
@@ -201,9 +240,32 @@ class FramedProtocolMixin(TimeoutMixin):
         self.transport.loseConnection()
 
     def _tooOld(self):
+        """
+        C{max-age} is reached: close gracefully.  Shutting down only the
+        write side shows the client an end of stream while what it already
+        sent is still read and published; the connection is closed when the
+        client closes its side, or after L{AGE_GRACE} seconds.
+        """
         self._ageCall = None
         gate = self.factory.config.gate
         gate.closing(connections.MAX_AGE, self.peer, gate.policy.maxAge)
+        loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
+        if loseWriteConnection is None:
+            self.transport.loseConnection()
+            return
+        loseWriteConnection()
+        self._ageCall = self.callLater(AGE_GRACE, self._graceOver)
+
+    def _graceOver(self):
+        self._ageCall = None
+        self.transport.loseConnection()
+
+    def _refuse(self, reason, limit):
+        config = self.factory.config
+        if config.gate is not None:
+            config.gate.refuse(reason, limit, self.peer)
+        else:
+            config.stats.refused[reason] += 1
         self.transport.loseConnection()
 
     def messageStreamOpened(self, send):

@@ -128,7 +128,7 @@ def test_maxConnections(kafka, gateway):
         assert entry["connections"] == 5
         assert entry["refused"] == {"max-connections": 4}
         assert refusedCounts(process) == {
-            ("lines", "max-connections"): 4, ("lines", "max-per-address"): 0,
+            ("lines", "max-connections"): 4, ("lines", "max-per-address"): 0, ("lines", "descriptors"): 0,
         }
     finally:
         closeAll(clients + later)
@@ -164,7 +164,7 @@ def test_maxPerAddress(kafka, gateway):
                             r"reached", 5.0)
         assert listenerStatus(process, "lines")["refused"] == {"max-per-address": 1}
         assert refusedCounts(process) == {
-            ("lines", "max-connections"): 0, ("lines", "max-per-address"): 1,
+            ("lines", "max-connections"): 0, ("lines", "max-per-address"): 1, ("lines", "descriptors"): 0,
         }
     finally:
         closeAll(clients)
@@ -302,11 +302,6 @@ def test_proxyProtocol(kafka, gateway):
         assert record.key == b"lines/" + dict(record.headers)["gateway-peer"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: the PROXY v1 source is not validated (Twisted's V1Parser "
-    "takes any text as the host), so 'not-an-address' becomes the record key "
-    "and the per-address cap's key; gateway/framing/_base.py "
-    "_proxyHeaderRead opens the stream for any peer"))
 def test_proxyHeaderNamingNoAddress(kafka, gateway):
     """
     A PROXY v1 header whose source is not an IPv4 address (or whose port is
@@ -501,12 +496,6 @@ def test_descriptorReserveFillAndRecover(kafka, gateway):
     assert {dict(r.headers)["gateway-peer"].decode() for r in found} == set(byName)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: gateway/descriptors.py DescriptorGuard.opened pauses the "
-    "listeners with port.stopReading(), which does not end the accept loop "
-    "already running in Twisted's Port.doRead: it accepts up to "
-    "port.numberAccepts (100, +20 per full batch) connections per call, past "
-    "the room and into the reserve (room 320: 360 held)"))
 def test_descriptorReserveHoldsInABurst(kafka, gateway):
     """
     Like a reconnect storm: C{room + 50} clients connect while the gateway

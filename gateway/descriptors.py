@@ -29,7 +29,7 @@ import resource
 from twisted.logger import Logger, globalLogPublisher
 
 from gateway.connections import OncePerInterval
-from gateway.framing._base import DESCRIPTORS
+from gateway.framing._hygiene import DESCRIPTORS
 
 __all__ = [
     "ACCEPT_ERROR",

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 from gateway.connections import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
 from gateway.framing import INCOMPLETE, MALFORMED_FRAME, MALFORMED_LENGTH, TOO_LARGE
-from gateway.framing._base import DESCRIPTORS
+from gateway.framing._hygiene import DESCRIPTORS
 from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING, parseBootstrap
 
 __all__ = [

@@ -46,7 +46,7 @@ from gateway.connections import (
     splitOptions,
 )
 from gateway.descriptors import DescriptorGuard
-from gateway.framing._base import AGE_GRACE, DESCRIPTORS, MALFORMED_PROXY_HEADER
+from gateway.framing._hygiene import AGE_GRACE, DESCRIPTORS, MALFORMED_PROXY_HEADER
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions

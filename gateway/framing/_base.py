@@ -10,12 +10,13 @@ the connection is closed; nothing partial is published.  Skipping a bad frame
 and carrying on is not safe for every framing, so no framing does.
 """
 
-import ipaddress
-
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
-import gateway.connections as connections
+from gateway.framing._hygiene import (
+    DESCRIPTORS,
+    MALFORMED_PROXY_HEADER,
+    ConnectionHygieneMixin,
+)
 from gateway.listener import formatAddress
 
 __all__ = [
@@ -36,27 +37,6 @@ MALFORMED_LENGTH = "malformed-length"
 MALFORMED_FRAME = "malformed-frame"
 #: The connection closed in the middle of a frame.
 INCOMPLETE = "incomplete"
-#: A C{haproxy:} listener's connection did not start with a valid PROXY
-#: protocol header.
-MALFORMED_PROXY_HEADER = "malformed-proxy-header"
-
-#: Why a connection is refused when the descriptor room is full (see
-#: L{gateway.descriptors}).
-DESCRIPTORS = "descriptors"
-
-#: Seconds a connection past its C{max-age} may take to close its side
-#: after the gateway closed its own.
-AGE_GRACE = 10.0
-
-
-def _isIPAddress(host):
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 class PauseableMixin:
     """
     Push-producer behaviour for framings not built on a Twisted receiver
@@ -92,7 +72,7 @@ class PauseableMixin:
         self.transport.stopProducing()
 
 
-class FramedProtocolMixin(TimeoutMixin):
+class FramedProtocolMixin(ConnectionHygieneMixin):
     """
     Mix into a protocol (usually a C{twisted.protocols.basic} receiver),
     before it in the bases.
@@ -102,9 +82,9 @@ class FramedProtocolMixin(TimeoutMixin):
     C{self.options} is the listener's resolved framing options.
 
     The listener's connection hygiene (L{gateway.connections}) is applied
-    here too: the caps when the client's address is known (at once, or after
-    the PROXY header on a C{haproxy:} listener), the idle timeout
-    (L{TimeoutMixin}) and the maximum age.
+    here too (L{ConnectionHygieneMixin}): the caps when the client's address
+    is known (at once, or after the PROXY header on a C{haproxy:} listener),
+    the idle timeout and the maximum age.
 
     :ivar peer: the client's address as C{host:port}.
     :ivar connectionId: a number unique within the listener.
@@ -119,7 +99,6 @@ class FramedProtocolMixin(TimeoutMixin):
     frameFailed = None
     _stream = None
     _gateHost = None
-    _ageCall = None
 
     @property
     def options(self):
@@ -157,53 +136,6 @@ class FramedProtocolMixin(TimeoutMixin):
             if policy.maxAge is not None:
                 self._ageCall = self.callLater(policy.maxAge, self._tooOld)
 
-    def _awaitProxyHeader(self):
-        """
-        On a C{haproxy:} listener the client's address is known once the
-        wrapper (Twisted's C{HAProxyProtocolWrapper}, our transport) has read
-        the PROXY header: open the stream then, whether data follows the
-        header (our C{dataReceived} is called) or not (the wrapper's read is
-        watched, through its C{_proxyInfo}).
-        """
-        self.dataReceived = self._afterProxyHeader
-        wrapper = self.transport
-        if not hasattr(wrapper, "_proxyInfo"):
-            return
-        read = wrapper.dataReceived
-
-        def watchHeader(data):
-            try:
-                read(data)
-            except ValueError:
-                # Twisted's v1 parser on a port that is not a number.
-                self.frameError(MALFORMED_PROXY_HEADER)
-                return
-            if wrapper._proxyInfo is not None:
-                del wrapper.dataReceived
-                self._proxyHeaderRead()
-            elif wrapper.disconnecting:
-                # The wrapper refused the header and is closing.
-                self.frameError(MALFORMED_PROXY_HEADER)
-
-        wrapper.dataReceived = watchHeader
-
-    def _afterProxyHeader(self, data):
-        self._proxyHeaderRead()
-        if self._stream is not None:
-            self.dataReceived(data)
-
-    def _proxyHeaderRead(self):
-        if "dataReceived" not in self.__dict__:
-            return  # already done
-        del self.dataReceived
-        address = self.transport.getPeer()
-        self.peer = formatAddress(address)
-        if not _isIPAddress(getattr(address, "host", None)):
-            # Twisted's v1 parser takes any word for an address.
-            self.frameError(MALFORMED_PROXY_HEADER)
-            return
-        self._openStream()
-
     def _openStream(self):
         config = self.factory.config
         gate = config.gate
@@ -216,57 +148,6 @@ class FramedProtocolMixin(TimeoutMixin):
         self._stream = config.sink.openStream(config.name, self.peer, self)
         self._send = self._stream.send
         self.messageStreamOpened(self._send)
-
-    def callLater(self, delay, function):
-        """
-        Schedule with the listener's clock (L{TimeoutMixin} uses this).
-        """
-        clock = self.factory.config.clock
-        if clock is None:
-            return TimeoutMixin.callLater(self, delay, function)
-        return clock.callLater(delay, function)
-
-    def timeoutConnection(self):
-        """
-        The client sent nothing for C{idle-timeout} seconds: close it, unless
-        it is silent because the gateway paused it.
-        """
-        if getattr(self, "paused", False):
-            # TimeoutMixin has dropped its timer before calling this.
-            self.setTimeout(self.timeOut)
-            return
-        gate = self.factory.config.gate
-        gate.closing(connections.IDLE_TIMEOUT, self.peer, gate.policy.idleTimeout)
-        self.transport.loseConnection()
-
-    def _tooOld(self):
-        """
-        C{max-age} is reached: close gracefully.  Shutting down only the
-        write side shows the client an end of stream while what it already
-        sent is still read and published; the connection is closed when the
-        client closes its side, or after L{AGE_GRACE} seconds.
-        """
-        self._ageCall = None
-        gate = self.factory.config.gate
-        gate.closing(connections.MAX_AGE, self.peer, gate.policy.maxAge)
-        loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
-        if loseWriteConnection is None:
-            self.transport.loseConnection()
-            return
-        loseWriteConnection()
-        self._ageCall = self.callLater(AGE_GRACE, self._graceOver)
-
-    def _graceOver(self):
-        self._ageCall = None
-        self.transport.loseConnection()
-
-    def _refuse(self, reason, limit):
-        config = self.factory.config
-        if config.gate is not None:
-            config.gate.refuse(reason, limit, self.peer)
-        else:
-            config.stats.refused[reason] += 1
-        self.transport.loseConnection()
 
     def messageStreamOpened(self, send):
         """

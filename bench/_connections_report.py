@@ -135,6 +135,9 @@ def summary(args, r, v):
         ("memory available before / idle",
          f"{mib(b['system']['available'])} / {mib(i['system']['available'])}"),
         ("TCP sockets (sockstat), idle", i["system"]["sockstat"]),
+        ("/status.json answered in (slowest worker)", " / ".join(
+            f"{max(w['statusSeconds'] for w in p['workers'].values()):.2f} s"
+            for p in (b, i, a)) + " (before / idle / after)"),
         ("gateway descriptors, all workers",
          f"{_n(_sum(b, 'fds'))} before, {_n(_sum(i, 'fds'))} idle, "
          f"{_n(_sum(a, 'fds'))} after"),

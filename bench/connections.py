@@ -144,13 +144,16 @@ def checkpoint(gateway, diag, brokerPort, before=None):
     kafka = connectionsTo(diag, gateway.pids, brokerPort)
     workers = {}
     for w in gateway.workers:
+        asked = time.monotonic()
         snap = w.status()
+        answered = time.monotonic() - asked
         listener = snap["listeners"][0] if snap else {}
         workers[w.index] = dict(
             memory(w.pid), open=listener.get("connections"),
             accepted=listener.get("accepted"), closed=listener.get("closed"),
             refused=listener.get("refused"), closedBy=listener.get("closedBy"),
             pausedFor=listener.get("pausedFor"), answered=snap is not None,
+            statusSeconds=answered,
             kafka=kafka.get(w.pid),
             kafkaStatus=snap.get("kafkaConnections") if snap else None,
             queued=queues.get(w.listener, (None, None))[0],

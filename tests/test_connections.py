@@ -829,6 +829,41 @@ class TimerTests(SynchronousTestCase):
         lose(protocol)
         self.assertEqual(listener.clock.getDelayedCalls(), [])
 
+    def test_keepaliveSpread(self):
+        """
+        Each accepted connection's first keepalive probe waits
+        C{keepalive-idle} plus a random spread of up to half of it, so
+        connections accepted together do not probe together; with
+        C{keepalive=false} the socket is left alone.
+        """
+
+        class WithSocket(StringTransport):
+            def __init__(self, *args, **kwargs):
+                StringTransport.__init__(self, *args, **kwargs)
+                self.socket = socket.socket()
+
+            def getHandle(self):
+                return self.socket
+
+        def idles(options, count=40):
+            listener = Listener(options)
+            values = []
+            for port in range(40000, 40000 + count):
+                protocol = listener.factory.buildProtocol(None)
+                transport = WithSocket(peerAddress=IPv4Address("TCP", "10.0.0.1", port))
+                self.addCleanup(transport.socket.close)
+                protocol.makeConnection(transport)
+                values.append(transport.socket.getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+            return values
+
+        spread = idles({"keepalive-idle": "20"})
+        self.assertTrue(all(20 <= idle <= 30 for idle in spread), spread)
+        self.assertGreater(len(set(spread)), 3)
+        untouched = idles({"keepalive": "false"}, count=1)
+        self.assertEqual(untouched, [socket.socket().getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)])
+
     def test_timersCancelledOnLoss(self):
         """
         No timer outlives its connection: admitted, refused, timed out or

@@ -128,13 +128,8 @@ class FramedProtocolMixin(ConnectionHygieneMixin):
             self._openStream()
             if self._stream is None:
                 return  # refused by a cap, and closing
-        gate = config.gate
-        if gate is not None:
-            policy = gate.policy
-            if policy.idleTimeout is not None:
-                self.setTimeout(policy.idleTimeout)
-            if policy.maxAge is not None:
-                self._ageCall = self.callLater(policy.maxAge, self._tooOld)
+        if config.gate is not None:
+            self._startTimers(config.gate.policy)
 
     def _openStream(self):
         config = self.factory.config

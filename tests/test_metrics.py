@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway import __version__
+from gateway import __version__, metrics
 from gateway.metrics import (
     FRAME_ERROR_REASONS,
     GatewayCollector,
@@ -355,6 +355,52 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         client.close()
         accepted.close()
         self.assertEqual(kafkaConnections({port}), before)
+
+    def test_netlinkAndProcAgree(self):
+        """
+        The count asked of the kernel through C{NETLINK_SOCK_DIAG} (filtered
+        by port there) equals the one read from C{/proc/self/net/tcp}, for
+        IPv4 and IPv6 connections; the listening port's own accepted sockets
+        are excluded either way.
+        """
+        counted = []
+        for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+            try:
+                server = socket.create_server((host, 0), family=family)
+            except OSError:
+                continue  # no IPv6 loopback here
+            self.addCleanup(server.close)
+            port = server.getsockname()[1]
+            clients = [socket.create_connection((host, port)) for _ in range(3)]
+            for client in clients:
+                self.addCleanup(client.close)
+                accepted, _ = server.accept()
+                self.addCleanup(accepted.close)
+            netlink = KafkaConnectionCounter()
+            proc = KafkaConnectionCounter(diag=False)
+            counted.append(netlink({port}, excludeLocalPorts={port}))
+            self.assertEqual(counted[-1], proc({port}, excludeLocalPorts={port}))
+            self.assertIsNot(netlink._diag, False, "netlink was not used")
+        self.assertEqual(counted[0], 3)
+
+    def test_noNetlink(self):
+        """
+        Where a netlink socket cannot be made, the tables in C{/proc} are
+        read instead, from then on.
+        """
+        server = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(server.close)
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(client.close)
+
+        def refuse():
+            raise OSError(97, "Address family not supported by protocol")
+
+        self.patch(metrics, "SockDiag", refuse)
+        counter = KafkaConnectionCounter()
+        self.assertEqual(counter({port}), 1)
+        self.assertIs(counter._diag, False)
 
 
 class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase):

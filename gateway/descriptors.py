@@ -9,8 +9,9 @@ At start the gateway raises its soft limit to the hard one
 (L{raiseDescriptorLimit}).  L{DescriptorGuard} then keeps a reserve of
 descriptors for the gateway's own needs: when the client connections would
 eat into it, every listener stops accepting (new connections wait in the
-kernel's backlog, nothing is refused) and accepts again as soon as a
-connection closes.
+kernel's backlog) and accepts again as soon as a connection closes.  Only
+the few connections Twisted accepted in the same batch as the one that
+filled the room are closed at once, counted as refused (C{descriptors}).
 
 If C{accept} fails anyway, the guard logs it once per interval and keeps
 the connections it has.  At this process's limit (C{EMFILE}: descriptors

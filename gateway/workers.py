@@ -18,6 +18,7 @@ the group has stopped when every child has exited.
 """
 
 import os
+import re
 import sys
 
 from twisted.application.internet import TimerService
@@ -175,6 +176,28 @@ def workerArguments(arguments, index, count, http, spool, deadLetter):
             "gateway", *kept, *own]
 
 
+class _RelayedLevels:
+    """
+    Twisted's L{ProcessMonitor} logs every line of a worker's output at
+    I{info}; log it at the level the worker gave it instead (twistd's text
+    format names it: C{[namespace#warn]}), so filtering the group's log by
+    level still shows every worker's warnings.
+    """
+
+    _LEVEL = re.compile(r"^\S+ \[[^\]]*#(warn|error|critical)\]")
+
+    def __init__(self, logger):
+        self._logger = logger
+
+    def info(self, format, **kwargs):
+        match = self._LEVEL.match(str(kwargs.get("line", "")))
+        emit = getattr(self._logger, match.group(1)) if match else self._logger.info
+        emit(format, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+
 class WorkerGroup(ProcessMonitor):
     """
     Workers 2..N of a gateway, restarted when they die; stopping waits until
@@ -194,6 +217,7 @@ class WorkerGroup(ProcessMonitor):
             only if it has not exited well after it.
         """
         ProcessMonitor.__init__(self, reactor)
+        self.log = _RelayedLevels(Logger())
         self.killTime = drainTimeout + 15.0
         self._reactor = reactor
         for index in range(2, count + 1):

@@ -708,3 +708,29 @@ def _parentWatches(service):
         if isinstance(child, TimerService)
         and "parentWatch" in getattr(child.call[0], "__qualname__", "")
     ]
+
+
+class RelayedLevelTests(SynchronousTestCase):
+    """
+    A worker's log lines are relayed at the level the worker logged them.
+    """
+
+    def test_levels(self):
+        """
+        C{#warn}, C{#error} and C{#critical} lines are warnings, errors and
+        critical events in the group's log; anything else stays info.
+        """
+        from twisted.logger import Logger
+
+        from gateway.workers import _RelayedLevels
+
+        events = []
+        relay = _RelayedLevels(Logger(observer=events.append))
+        for level in ("warn", "error", "critical", "info", "debug"):
+            relay.info("[{tag}] {line}", tag="worker-2", stream="stdout",
+                       line=f"2026-11-21T21:01:33+0000 [gateway.x#{level}] text")
+        relay.info("[{tag}] {line}", tag="worker-2", stream="stdout",
+                   line="a line that mentions [x#warn] later")
+        self.assertEqual([event["log_level"].name for event in events],
+                         ["warn", "error", "critical", "info", "info", "info"])
+        self.assertEqual(events[0]["tag"], "worker-2")

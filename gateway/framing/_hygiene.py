@@ -67,7 +67,7 @@ class ConnectionHygieneMixin(TimeoutMixin):
     def _spreadKeepalive(self, idle):
         """
         Give this connection's first keepalive probe a random delay between
-        C{idle} and 1.5 x C{idle} seconds.  Connections accepted together
+        C{idle} and 2 x C{idle} seconds.  Connections accepted together
         (a mass reconnect) would otherwise probe together, every interval,
         and a burst of probes larger than the network's queues drops enough
         of them to abort healthy connections (seen on loopback with
@@ -78,7 +78,7 @@ class ConnectionHygieneMixin(TimeoutMixin):
             return
         try:
             getHandle().setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE,
-                                   idle + random.randrange(idle // 2 + 1))
+                                   idle + random.randrange(idle + 1))
         except (AttributeError, OSError, ValueError):
             pass  # not a TCP socket
 

@@ -19,14 +19,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway import __version__, metrics
-from gateway.metrics import (
-    FRAME_ERROR_REASONS,
-    GatewayCollector,
-    KafkaConnectionCounter,
-    kafkaConnections,
-    readiness,
-)
+from gateway import __version__, kafkaconnections
+from gateway.kafkaconnections import KafkaConnectionCounter, kafkaConnections
+from gateway.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
 from gateway.service import GatewayService
 from gateway.web import statusSnapshot
 from tests.fakes import fakeBackend
@@ -397,7 +392,7 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         def refuse():
             raise OSError(97, "Address family not supported by protocol")
 
-        self.patch(metrics, "SockDiag", refuse)
+        self.patch(kafkaconnections, "SockDiag", refuse)
         counter = KafkaConnectionCounter()
         self.assertEqual(counter({port}), 1)
         self.assertIs(counter._diag, False)

@@ -8,7 +8,7 @@ for 18,000 descriptors).
 
 import os
 
-from gateway.sockdiag import (
+from gateway.ops.sockdiag import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
     TCP_SYN_RECV,
@@ -21,7 +21,7 @@ __all__ = ["SockDiag", "TCP_ESTABLISHED", "TCP_LISTEN", "TCP_SYN_RECV",
 
 class SockDiag(_SockDiag):
     """
-    L{gateway.sockdiag.SockDiag} with the benchmark's queries.
+    L{gateway.ops.sockdiag.SockDiag} with the benchmark's queries.
     """
 
     def listeners(self, port):

@@ -40,7 +40,7 @@ class IFramingPlugin(Interface):
         """
         Build the protocol factory serving one listener.
 
-        :param listener: a L{gateway.listener.ListenerConfig} naming the
+        :param listener: a L{gateway.server.listener.ListenerConfig} naming the
             listener, its message sink, its resolved C{options} (every
             declared option plus C{max-size}) and its clock.
         :return: an L{twisted.internet.interfaces.IProtocolFactory}.

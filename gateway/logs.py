@@ -24,6 +24,7 @@ is counted and summed up in one event per second.
 
 import os
 import sys
+from collections import Counter
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -38,6 +39,7 @@ from twisted.logger import (
 from zope.interface import implementer
 
 __all__ = [
+    "OncePerInterval",
     "RateLimiter",
     "jsonObserver",
     "rateLimited",
@@ -307,3 +309,35 @@ def _limit(observer, environ, clock):
         # before twistd removes the observer.
         clock.addSystemEventTrigger("after", "shutdown", filtering.limiter.flush)
     return filtering
+
+class OncePerInterval:
+    """
+    Count events and let one log line through per interval, which then
+    reports the counts since the last line: a flood of refusals is one line
+    every few seconds, not one per connection.
+    """
+
+    def __init__(self, clock, interval=10.0):
+        """
+        :param clock: an L{twisted.internet.interfaces.IReactorTime}.
+        :param interval: seconds between lines at most.
+        """
+        self.clock = clock
+        self.interval = interval
+        self.counts = Counter()
+        self._last = None
+
+    def event(self, kind):
+        """
+        Count one event.
+
+        :return: the counts to report now (L{Counter}), or L{None} when a
+            line was logged less than an interval ago.
+        """
+        self.counts[kind] += 1
+        now = self.clock.seconds()
+        if self._last is not None and now - self._last < self.interval:
+            return None
+        self._last = now
+        counts, self.counts = self.counts, Counter()
+        return counts

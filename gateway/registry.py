@@ -10,10 +10,10 @@ error naming the module; the other plugins stay available.
 
 from twisted.plugin import IPlugin, getCache, getPlugins
 from twisted.python.reflect import namedAny
-from zope.interface import implementer
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from gateway.framing.plugin import FramingPlugin
 from gateway.interfaces import IFramingPlugin, IProducerBackend
 
 __all__ = [
@@ -34,37 +34,6 @@ class FramingError(ValueError):
     A framing is unknown, or a plugin providing one is broken.
     """
 
-
-@implementer(IPlugin, IFramingPlugin)
-class FramingPlugin:
-    """
-    A framing built on L{gateway.factory.GatewayFactory}, whose protocol class
-    is imported only when a listener uses it, so that listing plugins
-    (C{twistd gateway --help}) stays cheap.
-
-    :ivar name: see L{IFramingPlugin.name}.
-    :ivar description: see L{IFramingPlugin.description}.
-    :ivar options: see L{IFramingPlugin.options}.
-    :ivar protocolPath: dotted path of the protocol class.
-    """
-
-    def __init__(self, name, description, protocolPath, options=()):
-        self.name = name
-        self.description = description
-        self.protocolPath = protocolPath
-        self.options = tuple(options)
-
-    def buildFactory(self, listener):
-        """
-        See L{IFramingPlugin.buildFactory}: a L{GatewayFactory} of the
-        protocol class.
-        """
-        from gateway.factory import GatewayFactory
-
-        return GatewayFactory(namedAny(self.protocolPath), listener)
-
-    def __repr__(self):
-        return f"<FramingPlugin {self.name!r} {self.protocolPath}>"
 
 
 def _verified(plugin, origin):

@@ -13,12 +13,13 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from gateway.connections import ConnectionPolicy, ListenerGate, splitOptions
-from gateway.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
+from gateway.server.gate import ListenerGate
+from gateway.server.policy import ConnectionPolicy, splitOptions
+from gateway.server.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService, producerConfig
-from gateway.listener import (
-    HTTPService,
+from gateway.ops.http import HTTPService
+from gateway.server.listener import (
     ListenerConfig,
     ListenerService,
     ListenerStats,
@@ -180,7 +181,7 @@ class GatewayService(MultiService):
         :param maxMessageSize: this listener's limit; the gateway's default
             when L{None} (C{options["max-size"]} also sets it).
         :param options: the framing's options and the connection options
-            (L{gateway.connections.CONNECTION_OPTIONS}: caps, timeouts,
+            (L{gateway.server.policy.CONNECTION_OPTIONS}: caps, timeouts,
             keepalive, backlog), by name; values as written on the command
             line (L{str}) or Python values.
         :return: the L{ListenerService}.

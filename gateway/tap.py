@@ -9,8 +9,8 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from gateway.connections import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
-from gateway.descriptors import DEFAULT_RESERVE
+from gateway.server.policy import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
+from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.kafka.producer import producerConfig
 from gateway.framing.options import OptionError, parseListen, resolveOptions
 from gateway.registry import (
@@ -26,7 +26,7 @@ from gateway.service import (
     DEFAULT_SPOOL,
     GatewayService,
 )
-from gateway.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
+from gateway.server.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
 
 __all__ = ["Options", "makeService"]
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 Testing framings: a recording sink, a way to connect one protocol to a fake
 transport, and L{FramingConformanceMixin}, the conformance kit every framing
@@ -16,10 +16,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.framing._base import INCOMPLETE, TOO_LARGE
+from gateway.framing.base import INCOMPLETE, TOO_LARGE
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.interfaces import IFramingPlugin, IMessageSink, IMessageStream
-from gateway.listener import ListenerConfig
+from gateway.server.listener import ListenerConfig
 
 __all__ = ["RecordingSink", "connectFraming", "FramingConformanceMixin"]
 

@@ -7,7 +7,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka import KafkaProducerService
-from gateway.listener import ListenerService
+from gateway.server.listener import ListenerService
 from gateway.registry import FramingError
 from gateway.service import GatewayService
 from tests.fakes import fakeBackend

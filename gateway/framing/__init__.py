@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 Framings: protocols that cut a client's byte stream into messages.
 
@@ -6,7 +6,7 @@ Plugin authors build on L{FramedProtocolMixin} and report bad input with one
 of the reasons below (see C{docs/plugins.md}).
 """
 
-from gateway.framing._base import (
+from gateway.framing.base import (
     INCOMPLETE,
     MALFORMED_FRAME,
     MALFORMED_LENGTH,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_varint_chunks -*-
+# -*- test-case-name: tests.framing.test_framing_varint_chunks -*-
 """
 C{chunks}: no framing.  The byte stream is published in chunks of at most
 C{max-size} bytes; a chunk is cut when it is full, when the connection has
@@ -10,7 +10,7 @@ and what is left at close is published, not counted as incomplete.
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing._base import FramedProtocolMixin, PauseableMixin
+from gateway.framing.base import FramedProtocolMixin, PauseableMixin
 
 __all__ = ["ChunksProtocol"]
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 C{length-prefixed}: each message follows its length, an unsigned integer of
 1, 2, 4 or 8 bytes, big- or little-endian, that may count its own bytes.
@@ -8,7 +8,7 @@ from struct import Struct
 
 from twisted.protocols.basic import IntNStringReceiver
 
-from gateway.framing._base import MALFORMED_LENGTH, FramedProtocolMixin
+from gateway.framing.base import MALFORMED_LENGTH, FramedProtocolMixin
 
 __all__ = ["LengthPrefixedProtocol", "PREFIX_FORMATS"]
 

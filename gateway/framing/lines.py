@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 C{lines}: each message ends with a delimiter (C{\\n} by default), which is
 not published.
@@ -6,7 +6,7 @@ not published.
 
 from twisted.protocols.basic import LineReceiver
 
-from gateway.framing._base import FramedProtocolMixin
+from gateway.framing.base import FramedProtocolMixin
 
 __all__ = ["LinesProtocol"]
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
 """
 C{netstring}: each message is a djb netstring, C{12:hello world!,}: its
 length in ASCII decimal, a colon, the message, a comma.
@@ -6,7 +6,7 @@ length in ASCII decimal, a colon, the message, a comma.
 
 from twisted.protocols.basic import NetstringReceiver
 
-from gateway.framing._base import (
+from gateway.framing.base import (
     MALFORMED_FRAME,
     MALFORMED_LENGTH,
     TOO_LARGE,
@@ -33,7 +33,7 @@ class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
     message one C{bytes.find} for the colon (searched only as far as the
     limit's digits reach), one C{int} of the digits and one slice.
 
-    Bad input (see L{gateway.framing._base}):
+    Bad input (see L{gateway.framing.base}):
 
       - C{malformed-length}: an empty length, a byte that is not an ASCII
         digit before the colon, or a leading zero (only C{0:} may start

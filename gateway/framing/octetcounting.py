@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
 """
 C{octet-counting}: syslog over TCP as RFC 6587 section 3.4.1 frames it,
 C{MSG-LEN SP SYSLOG-MSG}, where C{MSG-LEN} is the message's length in ASCII
@@ -12,7 +12,7 @@ an octet-counted frame, anything else a newline-terminated one.
 
 from twisted.internet.protocol import Protocol
 
-from gateway.framing._base import (
+from gateway.framing.base import (
     MALFORMED_LENGTH,
     TOO_LARGE,
     FramedProtocolMixin,
@@ -42,7 +42,7 @@ class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
 
     Options: C{allow-newline} (also accept frames ended by C{LF}).
 
-    Bad input (see L{gateway.framing._base}):
+    Bad input (see L{gateway.framing.base}):
 
       - C{malformed-length}: a C{MSG-LEN} with a byte that is not an ASCII
         digit, a leading zero (C{0} included: a message is never empty), or

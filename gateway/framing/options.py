@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_options -*-
+# -*- test-case-name: tests.framing.test_options -*-
 """
 Framing options: how a plugin declares them, and how a listener gives them.
 

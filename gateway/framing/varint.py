@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_varint_chunks -*-
+# -*- test-case-name: tests.framing.test_framing_varint_chunks -*-
 """
 C{varint}: each message follows its length as a base-128 varint, the format
 of protobuf's C{writeDelimitedTo} / C{parseDelimitedFrom}.
@@ -22,7 +22,7 @@ Bad input:
 
 from twisted.protocols.basic import IntNStringReceiver, StringTooLongError
 
-from gateway.framing._base import MALFORMED_LENGTH, FramedProtocolMixin
+from gateway.framing.base import MALFORMED_LENGTH, FramedProtocolMixin
 
 __all__ = ["VarintProtocol", "encodeVarint", "MAX_VARINT_BYTES"]
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 The process's one Kafka producer and what it needs.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 What the producer service tells the rest of the gateway about itself: records
 and bytes held, deliveries, the client's brokers, bytes sent and latency.

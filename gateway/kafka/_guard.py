@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_health -*-
+# -*- test-case-name: tests.kafka.test_health -*-
 """
 A workaround for C{ClientService} (Twisted 26.10): a connection lost before
 C{prepareConnection} succeeded makes its C{connectionLost} raise automat's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_probe -*-
+# -*- test-case-name: tests.kafka.test_probe -*-
 """
 A minimal Kafka client protocol for health probes: ApiVersions v0 over one
 connection, replies matched to requests by correlation id.

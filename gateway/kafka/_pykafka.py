@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pykafka_backend -*-
+# -*- test-case-name: tests.kafka.test_pykafka_backend -*-
 """
 The C{pykafka} producer backend, for clusters up to Kafka 3.9.
 

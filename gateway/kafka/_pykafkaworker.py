@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pykafka_backend -*-
+# -*- test-case-name: tests.kafka.test_pykafka_backend -*-
 """
 The blocking half of the C{pykafka} backend: everything that runs on its
 C{kafka} thread (L{Worker}: the pykafka calls themselves) or blocks for a

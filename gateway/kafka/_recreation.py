@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 When the producer service replaces its client: after a fatal error at once
 (with backoff), and after every broker stayed down for long.  Shorter

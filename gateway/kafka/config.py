@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 The producer's configuration: the defaults the gateway's guarantees rest on,
 merged with what the user gives (librdkafka's property names; other backends

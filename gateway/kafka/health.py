@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_health -*-
+# -*- test-case-name: tests.kafka.test_health -*-
 """
 L{BrokerHealthService}: is the live path to Kafka working?
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 L{KafkaProducerService}: the one producer every listener and connection
 shares, on a backend plugin (L{gateway.interfaces.IProducerBackend}).

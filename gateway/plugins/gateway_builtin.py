@@ -5,7 +5,7 @@ named by dotted path and imported only when a listener uses them.
 """
 
 from gateway.framing.options import FramingOption, boolean, byteString, choice
-from gateway.registry import FramingPlugin
+from gateway.framing.plugin import FramingPlugin
 
 lines = FramingPlugin(
     "lines",

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_reuseport -*-
+# -*- test-case-name: tests.server.test_reuseport -*-
 """
 The C{reuseport:} server endpoint description, for
 L{serverFromString<twisted.internet.endpoints.serverFromString>} and so for
@@ -6,6 +6,6 @@ every C{--listen} and C{twistd} C{--port}-style option.  Importing this
 module imports no reactor.
 """
 
-from gateway.reuseport import ReusePortParser
+from gateway.server.reuseport import ReusePortParser
 
 reuseportEndpointParser = ReusePortParser()

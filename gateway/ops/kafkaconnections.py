@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.ops.test_metrics -*-
 """
 How many TCP connections this process holds to Kafka, counted from the
 kernel's tables: the figure that shows Kafka connections grow with worker
@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 from gateway.kafka.health import parseBootstrap
-from gateway.sockdiag import TCP_ESTABLISHED, SockDiag
+from gateway.ops.sockdiag import TCP_ESTABLISHED, SockDiag
 
 __all__ = [
     "KafkaConnectionCounter",
@@ -54,7 +54,7 @@ class KafkaConnectionCounter:
         """
         :param proc: where procfs is mounted.
         :param pid: the process, C{"self"} by default.
-        :param diag: a L{gateway.sockdiag.SockDiag}, or L{None} to make one
+        :param diag: a L{gateway.ops.sockdiag.SockDiag}, or L{None} to make one
             on first use when C{proc} is the real C{/proc} (C{False}: read
             C{PROC/PID/net} instead).
         """

@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.ops.test_web -*-
 """
-Tests for L{gateway.web}: the HTTP resources, through
+Tests for L{gateway.ops.web}: the HTTP resources, through
 L{treq.testing.StubTreq}, of a gateway on a L{MemoryReactorClock} with the
 fake producer backend and fake brokers answering the health probe.
 """
@@ -17,8 +17,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from gateway import __version__
-from gateway.web import buildSite
-from tests.test_metrics import BROKER, GatewayMixin
+from gateway.ops.web import buildSite
+from tests.ops.test_metrics import BROKER, GatewayMixin
 
 URL = "http://gateway.test"
 
@@ -109,9 +109,9 @@ class SiteTests(SiteMixin, SynchronousTestCase):
 
     def test_indexWithoutStatusPage(self):
         """
-        Without C{gateway.statuspage}, C{/} lists the endpoints.
+        Without C{gateway.ops.statuspage}, C{/} lists the endpoints.
         """
-        self.replaceModule("gateway.statuspage", None)
+        self.replaceModule("gateway.ops.statuspage", None)
         self.makeSite()
         response, body = self.get("/")
         self.assertEqual(response.code, 200)
@@ -120,15 +120,15 @@ class SiteTests(SiteMixin, SynchronousTestCase):
 
     def test_statusPageMounted(self):
         """
-        When C{gateway.statuspage} exists, its C{statusPage()} resource is
+        When C{gateway.ops.statuspage} exists, its C{statusPage()} resource is
         served at C{/}.
         """
         page = Resource()
         page.render_GET = lambda request: b"<html>status</html>"
         page.isLeaf = True
-        module = types.ModuleType("gateway.statuspage")
+        module = types.ModuleType("gateway.ops.statuspage")
         module.statusPage = lambda: page
-        self.replaceModule("gateway.statuspage", module)
+        self.replaceModule("gateway.ops.statuspage", module)
         self.makeSite()
         response, body = self.get("/")
         self.assertEqual((response.code, body), (200, b"<html>status</html>"))

@@ -1,8 +1,8 @@
-# -*- test-case-name: tests.test_connections -*-
+# -*- test-case-name: tests.server.test_connections -*-
 """
-The per-connection side of connection hygiene (L{gateway.connections}), mixed
+The per-connection side of connection hygiene (L{gateway.server.policy}), mixed
 into every framing protocol through
-L{gateway.framing._base.FramedProtocolMixin}: the idle timeout (Twisted's
+L{gateway.framing.base.FramedProtocolMixin}: the idle timeout (Twisted's
 L{TimeoutMixin}), the graceful close at C{max-age}, refusals, and reading
 the client's address from a PROXY protocol header on C{haproxy:} listeners.
 """
@@ -13,8 +13,9 @@ import socket
 
 from twisted.protocols.policies import TimeoutMixin
 
-import gateway.connections as connections
-from gateway.listener import formatAddress
+import gateway.server.policy as connections
+from gateway.server.descriptors import DESCRIPTORS
+from gateway.addresses import formatAddress
 
 __all__ = [
     "AGE_GRACE",
@@ -26,10 +27,6 @@ __all__ = [
 #: A C{haproxy:} listener's connection did not start with a valid PROXY
 #: protocol header.
 MALFORMED_PROXY_HEADER = "malformed-proxy-header"
-
-#: Why a connection is refused when the descriptor room is full (see
-#: L{gateway.descriptors}).
-DESCRIPTORS = "descriptors"
 
 #: Seconds a connection past its C{max-age} may take to close its side
 #: after the gateway closed its own.
@@ -47,7 +44,7 @@ def _isIPAddress(host):
 class ConnectionHygieneMixin(TimeoutMixin):
     """
     Timers, refusals and the PROXY header for
-    L{gateway.framing._base.FramedProtocolMixin}, which provides
+    L{gateway.framing.base.FramedProtocolMixin}, which provides
     C{factory}, C{peer}, C{_stream}, C{_openStream} and C{frameError}.
     """
 

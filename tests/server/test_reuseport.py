@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_reuseport -*-
+# -*- test-case-name: tests.server.test_reuseport -*-
 """
-Tests for the C{reuseport:} server endpoint (L{gateway.reuseport}): parsing
+Tests for the C{reuseport:} server endpoint (L{gateway.server.reuseport}): parsing
 on a memory reactor, then real loopback sockets on the real reactor
 (pytest-twisted), read back with C{getsockopt}, C{/proc/self/fd} and C{ss}.
 """
@@ -30,10 +30,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from gateway import reuseport
-from gateway.reuseport import DEFAULT_BACKLOG, ReusePortServerEndpoint
+from gateway.server import reuseport
+from gateway.server.reuseport import DEFAULT_BACKLOG, ReusePortServerEndpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 needsReusePort = pytest.mark.skipif(
     not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT on this platform"

@@ -1,5 +1,5 @@
 """
-Tests for L{gateway.descriptors}: raising the descriptor limit, and the
+Tests for L{gateway.server.descriptors}: raising the descriptor limit, and the
 guard that stops the listeners accepting before client connections eat
 into the reserve or when C{accept} runs out of descriptors.
 """
@@ -17,8 +17,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway import descriptors
-from gateway.descriptors import (
+from gateway.server import descriptors
+from gateway.server.descriptors import (
     ACCEPT_ERROR,
     DESCRIPTORS,
     RECOUNT_INTERVAL,
@@ -33,13 +33,13 @@ INFINITY = resource.RLIM_INFINITY
 
 def captureLogs(testCase):
     """
-    :return: the events L{gateway.descriptors} logs during the test, at
+    :return: the events L{gateway.server.descriptors} logs during the test, at
         every level.
     """
     events = EventLoggingObserver.createWithCleanup(testCase, globalLogPublisher)
     return lambda level: [
         e for e in events
-        if e.get("log_namespace") == "gateway.descriptors"
+        if e.get("log_namespace") == "gateway.server.descriptors"
         and e["log_level"].name == level
     ]
 

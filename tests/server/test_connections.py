@@ -1,10 +1,10 @@
 """
-Tests for L{gateway.connections} (connection options, the listening
+Tests for L{gateway.server.policy} (connection options, the listening
 socket's settings, the gate applying the caps) and for how a listener's
 protocols apply them: caps, idle timeout, maximum age and the PROXY
 header's address, through real framing plugins built as
 L{gateway.service.GatewayService.addListener} builds them; plus
-L{gateway.listener.ListenerService.pauseAccepting} and the command line's
+L{gateway.server.listener.ListenerService.pauseAccepting} and the command line's
 connection options.
 """
 
@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.connections import (
+from gateway.server.policy import (
     CONNECTION_OPTIONS,
     DEFAULT_BACKLOG,
     IDLE_TIMEOUT,
@@ -39,18 +39,18 @@ from gateway.connections import (
     MAX_CONNECTIONS,
     MAX_PER_ADDRESS,
     ConnectionPolicy,
-    ListenerGate,
-    OncePerInterval,
     configurePort,
     seconds,
     splitOptions,
 )
-from gateway.descriptors import DescriptorGuard
-from gateway.framing._hygiene import AGE_GRACE, DESCRIPTORS, MALFORMED_PROXY_HEADER
+from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
+from gateway.logs import OncePerInterval
+from gateway.server.gate import ListenerGate
+from gateway.server.hygiene import AGE_GRACE, MALFORMED_PROXY_HEADER
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions
-from gateway.listener import ListenerConfig, ListenerService, ListenerStats
+from gateway.server.listener import ListenerConfig, ListenerService, ListenerStats
 from gateway.registry import loadFramings
 from gateway.tap import Options
 from gateway.testing import RecordingSink
@@ -551,7 +551,7 @@ class ListenerGateTests(SynchronousTestCase):
         gate.admit("10.0.0.3", "10.0.0.3:1")
         self.clock.advance(9)
         gate.admit("10.0.0.4", "10.0.0.4:1")
-        [first] = eventsFrom(self.logs, "gateway.connections", "warn")
+        [first] = eventsFrom(self.logs, "gateway.server.gate", "warn")
         self.assertEqual(
             {k: first[k] for k in ("listener", "peer", "reason", "limit", "open")},
             {"listener": "gated", "peer": "10.0.0.1:2", "reason": MAX_PER_ADDRESS,
@@ -560,7 +560,7 @@ class ListenerGateTests(SynchronousTestCase):
         self.clock.advance(1)
         gate.release("10.0.0.2")
         gate.admit("10.0.0.1", "10.0.0.1:3")
-        first, second = eventsFrom(self.logs, "gateway.connections", "warn")
+        first, second = eventsFrom(self.logs, "gateway.server.gate", "warn")
         self.assertEqual((second["peer"], second["open"]), ("10.0.0.1:3", 1))
         self.assertEqual(second["summary"], "2 max-connections, 1 max-per-address")
         self.assertEqual(self.stats.refused, {MAX_CONNECTIONS: 2, MAX_PER_ADDRESS: 2})
@@ -577,12 +577,12 @@ class ListenerGateTests(SynchronousTestCase):
         gate.closing(IDLE_TIMEOUT, "10.0.0.1:1", 5)
         gate.closing(MAX_AGE, "10.0.0.3:1", 60)
         self.assertEqual(self.stats.closedBy, {IDLE_TIMEOUT: 1, MAX_AGE: 1})
-        [line] = eventsFrom(self.logs, "gateway.connections", "info")
+        [line] = eventsFrom(self.logs, "gateway.server.gate", "info")
         self.assertEqual((line["reason"], line["after"], line["peer"]),
                          (IDLE_TIMEOUT, 5, "10.0.0.1:1"))
         self.clock.advance(10)
         gate.closing(IDLE_TIMEOUT, "10.0.0.4:1", 5)
-        lines = eventsFrom(self.logs, "gateway.connections", "info")
+        lines = eventsFrom(self.logs, "gateway.server.gate", "info")
         self.assertEqual(lines[-1]["summary"], "1 idle-timeout, 1 max-age")
         self.assertEqual(len(lines), 2)
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_statuspage -*-
+# -*- test-case-name: tests.ops.test_statuspage -*-
 """
 The status page resource through L{treq.testing.StubTreq}: the document,
 its headers and where it answers. (What it shows is tested in headless
@@ -16,9 +16,9 @@ from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from treq.testing import StubTreq
 
-from gateway.statuspage import DOCUMENT, StatusPage, contentSecurityPolicy, statusPage
+from gateway.ops.statuspage import DOCUMENT, StatusPage, contentSecurityPolicy, statusPage
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 class Root(Resource):
@@ -53,7 +53,7 @@ def sha256(body):
 
 class StatusPageTests(SynchronousTestCase):
     """
-    L{statusPage} mounted at C{/} as L{gateway.web.buildSite} mounts it
+    L{statusPage} mounted at C{/} as L{gateway.ops.web.buildSite} mounts it
     (the root's child C{b""}), next to C{status.json}.
     """
 
@@ -80,7 +80,7 @@ class StatusPageTests(SynchronousTestCase):
         self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
         self.assertEqual(response.headers.getRawHeaders("x-content-type-options"),
                          ["nosniff"])
-        self.assertEqual(body, (ROOT / "gateway" / DOCUMENT).read_bytes())
+        self.assertEqual(body, (ROOT / "gateway" / "ops" / DOCUMENT).read_bytes())
         self.assertTrue(body.startswith(b"<!DOCTYPE html>"))
 
     def test_head(self):
@@ -162,10 +162,10 @@ class StatusPageTests(SynchronousTestCase):
 
     def test_packaged(self):
         """
-        The document is package data: setup.cfg ships C{gateway/static/*.html}.
+        The document is package data: setup.cfg ships C{gateway/ops/static/*.html}.
         """
         config = configparser.ConfigParser()
         config.read(ROOT / "setup.cfg")
-        patterns = config["options.package_data"]["gateway"].split(",")
+        patterns = config["options.package_data"]["gateway.ops"].split(",")
         self.assertIn("static/*.html", [p.strip() for p in patterns])
         self.assertEqual(DOCUMENT, "static/status.html")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_varint_chunks -*-
+# -*- test-case-name: tests.framing.test_framing_varint_chunks -*-
 """
 The C{varint} and C{chunks} framings against the conformance kit, plus what
 is particular to each: varint decoding and its bad input, chunk cutting by
@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from gateway.framing._base import MALFORMED_LENGTH, TOO_LARGE
+from gateway.framing.base import MALFORMED_LENGTH, TOO_LARGE
 from gateway.framing.chunks import ChunksProtocol
 from gateway.framing.options import OptionError, resolveOptions
 from gateway.framing.varint import VarintProtocol, encodeVarint

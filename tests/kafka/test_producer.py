@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_producer -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 Tests for L{KafkaProducerService} on the confluent backend with a fake
 C{Producer} and a L{Clock}.  The real client is exercised by the integration

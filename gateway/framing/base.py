@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 What every framing protocol shares: opening the connection's message stream,
 and the one policy for bad input.
@@ -12,12 +12,12 @@ and carrying on is not safe for every framing, so no framing does.
 
 from twisted.logger import Logger
 
-from gateway.framing._hygiene import (
+from gateway.server.hygiene import (
     DESCRIPTORS,
     MALFORMED_PROXY_HEADER,
     ConnectionHygieneMixin,
 )
-from gateway.listener import formatAddress
+from gateway.addresses import formatAddress
 
 __all__ = [
     "FramedProtocolMixin",
@@ -77,11 +77,11 @@ class FramedProtocolMixin(ConnectionHygieneMixin):
     Mix into a protocol (usually a C{twisted.protocols.basic} receiver),
     before it in the bases.
 
-    The factory (L{gateway.factory.GatewayFactory}) sets C{factory},
+    The factory (L{gateway.server.factory.GatewayFactory}) sets C{factory},
     C{connectionId} and C{MAX_LENGTH} before the connection is made;
     C{self.options} is the listener's resolved framing options.
 
-    The listener's connection hygiene (L{gateway.connections}) is applied
+    The listener's connection hygiene (L{gateway.server.policy}) is applied
     here too (L{ConnectionHygieneMixin}): the caps when the client's address
     is known (at once, or after the PROXY header on a C{haproxy:} listener),
     the idle timeout and the maximum age.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_health -*-
+# -*- test-case-name: tests.kafka.test_health -*-
 """
 L{BrokerHealthService} on a L{MemoryReactorClock}: connection attempts are
 completed by hand against L{FakeBroker}s through L{twisted.test.iosim}, so
@@ -22,7 +22,7 @@ from gateway.kafka.health import (
     BrokerHealthService,
     parseBootstrap,
 )
-from tests.test_probe import FakeBroker
+from tests.kafka.test_probe import FakeBroker
 
 A, B = 9092, 9093
 

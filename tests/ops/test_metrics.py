@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.ops.test_metrics -*-
 """
-Tests for L{gateway.metrics}: the readiness rules, the Kafka connection
+Tests for L{gateway.ops.metrics}: the readiness rules, the Kafka connection
 count from the kernel's tables, and the Prometheus collector, on a gateway
 built on a L{MemoryReactorClock} with the fake producer backend and fake
 brokers answering the health probe.
@@ -19,13 +19,14 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway import __version__, kafkaconnections
-from gateway.kafkaconnections import KafkaConnectionCounter, kafkaConnections
-from gateway.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
+from gateway import __version__
+from gateway.ops import kafkaconnections
+from gateway.ops.kafkaconnections import KafkaConnectionCounter, kafkaConnections
+from gateway.ops.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
 from gateway.service import GatewayService
-from gateway.web import statusSnapshot
+from gateway.ops.web import statusSnapshot
 from tests.fakes import fakeBackend
-from tests.test_health import FakeNetwork
+from tests.kafka.test_health import FakeNetwork
 
 BROKER = 9092
 
@@ -655,7 +656,7 @@ class DocumentationTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestC
         delivery made, the client's statistics in, Kafka connections
         counted, the process metrics on) is in C{docs/operations.md}.
         """
-        from gateway.web import metricsRegistry
+        from gateway.ops.web import metricsRegistry
 
         gateway = self.makeGateway()
         self.start()
@@ -673,5 +674,5 @@ class DocumentationTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestC
         self.assertIn("gateway_producer_brokers_up", names)
         self.assertIn("gateway_last_delivery_age_seconds", names)
         self.assertIn("gateway_kafka_connections", names)
-        docs = (Path(__file__).parents[1] / "docs" / "operations.md").read_text()
+        docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
         self.assertEqual(sorted(name for name in names if f"`{name}" not in docs), [])

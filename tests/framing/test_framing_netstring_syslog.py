@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
 """
 The C{netstring} and C{octet-counting} framings against the conformance kit,
 in their option variants, plus what is particular to each.
@@ -7,7 +7,7 @@ in their option variants, plus what is particular to each.
 from twisted.protocols.basic import NetstringReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing._base import (
+from gateway.framing.base import (
     INCOMPLETE,
     MALFORMED_FRAME,
     MALFORMED_LENGTH,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_probe -*-
+# -*- test-case-name: tests.kafka.test_probe -*-
 """
 The Kafka probe protocol: ApiVersions v0 bytes as the protocol guide gives
 them, replies matched by correlation id, latency on the injected clock,

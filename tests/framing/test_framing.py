@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.framing.test_framing -*-
 """
 The built-in framings against the conformance kit, in several option
 combinations, plus what is particular to each.
@@ -8,7 +8,7 @@ import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing._base import MALFORMED_LENGTH, TOO_LARGE
+from gateway.framing.base import MALFORMED_LENGTH, TOO_LARGE
 from gateway.registry import loadFramings
 from gateway.testing import FramingConformanceMixin
 

@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.server.test_workers -*-
 """
-Tests for L{gateway.workers} (C{twistd gateway --workers N}) and the
+Tests for L{gateway.server.workers} (C{twistd gateway --workers N}) and the
 C{--workers}/C{--worker-index} parts of L{gateway.tap}: the description and
 path helpers, the child command line, the parent watch on a L{Clock}, and
 the L{WorkerGroup} on a fake process reactor.  Real processes sharing a real
@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.service import GatewayService
 from gateway.tap import Options, makeService
-from gateway.workers import (
+from gateway.server.workers import (
     WorkerGroup,
     offsetPort,
     parentWatch,
@@ -722,7 +722,7 @@ class RelayedLevelTests(SynchronousTestCase):
         """
         from twisted.logger import Logger
 
-        from gateway.workers import _RelayedLevels
+        from gateway.server.workers import _RelayedLevels
 
         events = []
         relay = _RelayedLevels(Logger(observer=events.append))

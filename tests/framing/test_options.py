@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_options -*-
+# -*- test-case-name: tests.framing.test_options -*-
 """
 Tests for framing options: escapes, the C{--listen} syntax, and checking
 options against what a framing declares.
@@ -18,7 +18,7 @@ from gateway.framing.options import (
     resolveOptions,
     unescape,
 )
-from gateway.registry import FramingPlugin
+from gateway.framing.plugin import FramingPlugin
 
 
 class UnescapeTests(SynchronousTestCase):

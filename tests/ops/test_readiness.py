@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_probe_command -*-
+# -*- test-case-name: tests.ops.test_readiness -*-
 """
 C{gateway-probe}: the probe against in-memory resources through
 L{treq.testing.StubTreq}, its command line, and the installed console script
@@ -24,7 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from treq.testing import StubTreq
 
-from gateway.probe import DEFAULT_TIMEOUT, DEFAULT_URL, parser, probe, run
+from gateway.ops.readiness import DEFAULT_TIMEOUT, DEFAULT_URL, parser, probe, run
 
 PROBE = Path(sys.executable).with_name("gateway-probe")
 URL = "http://gateway.test/readyz"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pykafka_backend -*-
+# -*- test-case-name: tests.kafka.test_pykafka_backend -*-
 """
 Tests for the C{pykafka} producer backend with a fake pykafka client and a
 thread pool that runs its jobs when the test says so, on the test's thread

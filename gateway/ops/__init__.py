@@ -1,0 +1,4 @@
+"""
+The operations layer: the HTTP site, metrics, the status page, the
+readiness command and the Kafka connection count.
+"""

@@ -1,0 +1,4 @@
+"""
+The server layer: listeners, connection policy and hygiene, descriptors,
+reuseport and workers.
+"""

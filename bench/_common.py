@@ -72,9 +72,7 @@ def table(headers, rows, aligns=None):
         aligns = "<" + ">" * (len(headers) - 1)
 
     def line(values):
-        return "  ".join(
-            f"{v:{a}{w}}" for v, a, w in zip(values, aligns, widths)
-        ).rstrip()
+        return "  ".join(f"{v:{a}{w}}" for v, a, w in zip(values, aligns, widths)).rstrip()
 
     out = [line([str(h) for h in headers]), line(["-" * w for w in widths])]
     out.extend(line(r) for r in cells)
@@ -89,6 +87,7 @@ def rate(value):
 
 
 # /proc
+
 
 def procStatus(pid, field):
     """
@@ -111,7 +110,7 @@ def _statTimes(path):
     with open(path) as f:
         text = f.read()
     # The command name may hold spaces and parentheses: split after the last ")".
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _CLOCK_TICKS
 
@@ -124,9 +123,7 @@ def cpuTimes(pid):
     :return: C{(mainThread, wholeProcess)}, or C{(None, None)} once gone.
     """
     try:
-        return _statTimes(f"/proc/{pid}/task/{pid}/stat"), _statTimes(
-            f"/proc/{pid}/stat"
-        )
+        return _statTimes(f"/proc/{pid}/task/{pid}/stat"), _statTimes(f"/proc/{pid}/stat")
     except (OSError, ValueError):
         return None, None
 
@@ -150,7 +147,7 @@ def processLimit(pid, name="Max open files"):
         with open(f"/proc/{pid}/limits") as f:
             for line in f:
                 if line.startswith(name):
-                    soft, hard = line[len(name):].split()[:2]
+                    soft, hard = line[len(name) :].split()[:2]
                     return soft, hard
     except OSError:
         pass

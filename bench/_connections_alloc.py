@@ -33,14 +33,16 @@ def _deepSizes(protocol):
     send = stream.send
     rows = [
         ("protocol object (LinesProtocol)", sys.getsizeof(protocol)),
-        (f"protocol __dict__ ({len(vars(protocol))} keys: "
-         f"{', '.join(sorted(vars(protocol)))})", sys.getsizeof(vars(protocol))),
+        (
+            f"protocol __dict__ ({len(vars(protocol))} keys: {', '.join(sorted(vars(protocol)))})",
+            sys.getsizeof(vars(protocol)),
+        ),
         ("dataReceived byte-counter closure (function)", sys.getsizeof(closure)),
-        ("  its cells (stats, receive)",
-         sum(sys.getsizeof(c) for c in closure.__closure__ or ())),
-        ("  bound method dataReceived it holds",
-         sys.getsizeof(closure.__closure__[0].cell_contents)
-         if closure.__closure__ else 0),
+        ("  its cells (stats, receive)", sum(sys.getsizeof(c) for c in closure.__closure__ or ())),
+        (
+            "  bound method dataReceived it holds",
+            sys.getsizeof(closure.__closure__[0].cell_contents) if closure.__closure__ else 0,
+        ),
         ("peer string 'host:port'", sys.getsizeof(protocol.peer)),
         ("MessageStream (__slots__)", sys.getsizeof(stream)),
         ("  send: functools.partial", sys.getsizeof(send)),
@@ -49,24 +51,30 @@ def _deepSizes(protocol):
     ]
     headers = send.args[2]
     if headers:
-        rows.append((
-            "  headers: list + 2 tuples + 2 values",
-            sys.getsizeof(headers) + sum(sys.getsizeof(t) for t in headers)
-            + sum(sys.getsizeof(t[1]) for t in headers),
-        ))
+        rows.append(
+            (
+                "  headers: list + 2 tuples + 2 values",
+                sys.getsizeof(headers)
+                + sum(sys.getsizeof(t) for t in headers)
+                + sum(sys.getsizeof(t[1]) for t in headers),
+            )
+        )
     return rows
 
 
 def _transportSizes(transport):
     rows = [
         ("tcp.Server object", sys.getsizeof(transport)),
-        (f"tcp.Server __dict__ ({len(vars(transport))} keys)",
-         sys.getsizeof(vars(transport))),
+        (f"tcp.Server __dict__ ({len(vars(transport))} keys)", sys.getsizeof(vars(transport))),
         ("socket.socket object", sys.getsizeof(transport.socket)),
-        ("logstr + repstr strings",
-         sys.getsizeof(transport.logstr) + sys.getsizeof(transport.repstr)),
-        ("client address tuple + host str",
-         sys.getsizeof(transport.client) + sys.getsizeof(transport.client[0])),
+        (
+            "logstr + repstr strings",
+            sys.getsizeof(transport.logstr) + sys.getsizeof(transport.repstr),
+        ),
+        (
+            "client address tuple + host str",
+            sys.getsizeof(transport.client) + sys.getsizeof(transport.client[0]),
+        ),
     ]
     for name in ("fileno", "_tempDataBuffer", "dataBuffer"):
         value = getattr(transport, name, None)
@@ -81,8 +89,10 @@ def _printTop(stats, count):
     """
     for stat in stats:
         frame = stat.traceback[0]
-        print(f"    {stat.size_diff / count:>8,.1f} B/conn  {stat.count_diff / count:>5.2f} "
-              f"blocks/conn  {Path(frame.filename).name}:{frame.lineno}")
+        print(
+            f"    {stat.size_diff / count:>8,.1f} B/conn  {stat.count_diff / count:>5.2f} "
+            f"blocks/conn  {Path(frame.filename).name}:{frame.lineno}"
+        )
 
 
 def allocations(count, real):
@@ -108,7 +118,10 @@ def allocations(count, real):
     plugin = loadFramings()["lines"]
     router = Router(_StubService(), "topic")
     protocol, _, _ = connectFraming(
-        plugin, sink=router, name="lines", maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
+        plugin,
+        sink=router,
+        name="lines",
+        maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
     )
     config = protocol.factory.config
     keep = [protocol]
@@ -127,14 +140,13 @@ def allocations(count, real):
     top = after.compare_to(before, "lineno")[:12]
 
     # A StringTransport is not what a connection has: measure it alone.
-    from twisted.internet.testing import StringTransport
     from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
 
     gc.collect()
     s0, _ = tracemalloc.get_traced_memory()
     transports = [
-        StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", i))
-        for i in range(count)
+        StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", i)) for i in range(count)
     ]
     s1, _ = tracemalloc.get_traced_memory()
     perStringTransport = (s1 - s0) / count
@@ -170,36 +182,48 @@ def allocations(count, real):
     clientObjects = sum(sys.getsizeof(s) for s in clientsSide) + sys.getsizeof(clientsSide)
     perReal = (r1 - r0 - clientObjects) / real
     realTop = [
-        d for d in rAfter.compare_to(rBefore, "lineno")
-        if "connections.py" not in str(d.traceback)
+        d for d in rAfter.compare_to(rBefore, "lineno") if "connections.py" not in str(d.traceback)
     ][:12]
     tracemalloc.stop()
     served = list(router.clients)[-1]
 
-    print(f"in-process allocations per connection (tracemalloc, Python "
-          f"{sys.version.split()[0]})")
+    print(f"in-process allocations per connection (tracemalloc, Python {sys.version.split()[0]})")
     print()
-    print(f"(a) {count:,} LinesProtocol via connectFraming, one ListenerConfig, "
-          f"a real Router (stub producer), StringTransport:")
-    print(f"    {perA:,.0f} bytes per connection, of which the StringTransport "
-          f"(+ its address and buffers) {perStringTransport:,.0f}: protocol "
-          f"side {perA - perStringTransport:,.0f} bytes")
+    print(
+        f"(a) {count:,} LinesProtocol via connectFraming, one ListenerConfig, "
+        f"a real Router (stub producer), StringTransport:"
+    )
+    print(
+        f"    {perA:,.0f} bytes per connection, of which the StringTransport "
+        f"(+ its address and buffers) {perStringTransport:,.0f}: protocol "
+        f"side {perA - perStringTransport:,.0f} bytes"
+    )
     print()
     print("    largest increases by line (all connections):")
     _printTop(top, count)
     print()
-    print(f"(b) {real:,} connections accepted by a real Twisted port "
-          f"(tcp.Server transports, socket objects):")
+    print(
+        f"(b) {real:,} connections accepted by a real Twisted port "
+        f"(tcp.Server transports, socket objects):"
+    )
     print(f"    {perReal:,.0f} bytes per connection of Python heap")
     print()
     print("    largest increases by line:")
     _printTop(realTop, real)
     print()
     rows = _deepSizes(served) + _transportSizes(served.transport)
-    rows.append(("router.clients dict (all entries) per connection",
-                 round(sys.getsizeof(router.clients) / len(router.clients))))
-    print(table(["object of one real connection (sys.getsizeof, shallow)", "bytes"],
-                [[k, v] for k, v in rows]))
+    rows.append(
+        (
+            "router.clients dict (all entries) per connection",
+            round(sys.getsizeof(router.clients) / len(router.clients)),
+        )
+    )
+    print(
+        table(
+            ["object of one real connection (sys.getsizeof, shallow)", "bytes"],
+            [[k, v] for k, v in rows],
+        )
+    )
     for sock in clientsSide:
         sock.close()
     port.stopListening()

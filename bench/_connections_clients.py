@@ -24,8 +24,13 @@ from collections import Counter, deque
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 #: connect() failures worth trying again.
 RETRYABLE = {
-    errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET, errno.EAGAIN,
-    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL,
+    errno.ECONNREFUSED,
+    errno.ETIMEDOUT,
+    errno.ECONNRESET,
+    errno.EAGAIN,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EADDRNOTAVAIL,
 }
 #: A connect given up by the client after C{synTimeout} without an answer
 #: (its SYN dropped: the accept queue it hashed to is full).
@@ -47,8 +52,7 @@ def plan(connections, perProcess, perSource):
 
     :return: C{(processes, sources)}.
     """
-    return (max(1, -(-connections // perProcess)),
-            max(1, -(-connections // perSource)))
+    return (max(1, -(-connections // perProcess)), max(1, -(-connections // perSource)))
 
 
 class _Credits:
@@ -77,8 +81,7 @@ class _Credits:
         self.done[self.number] = count
 
 
-def _connectAll(port, dest, targets, window, retries, deadline, synTimeout,
-                credits):
+def _connectAll(port, dest, targets, window, retries, deadline, synTimeout, credits):
     """
     Connect every target, at most C{window} in flight; a connect without an
     answer after C{synTimeout} seconds is closed and tried again.
@@ -185,8 +188,7 @@ def _dropClosed(connected):
     return len(closed)
 
 
-def clientProcess(number, port, dest, targets, settings, credits, commands,
-                  results):
+def clientProcess(number, port, dest, targets, settings, credits, commands, results):
     """
     One client process: connect its share, then obey the parent's commands
     (C{send}, C{release N}, C{close}), answering each on C{results}.
@@ -199,18 +201,33 @@ def clientProcess(number, port, dest, targets, settings, credits, commands,
         raiseNoFile()
         start = time.monotonic()
         connected, failed, retried = _connectAll(
-            port, dest, targets, window, retries, start + timeout, synTimeout,
+            port,
+            dest,
+            targets,
+            window,
+            retries,
+            start + timeout,
+            synTimeout,
             credits,
         )
         end = time.monotonic()
         sources = Counter(s.getsockname()[0] for s in connected.values())
-        results.put(("connected", number, {
-            "start": time.time() - (end - start), "seconds": end - start,
-            "held": len(connected), "failed": dict(failed),
-            "retried": dict(retried), "sources": dict(sources),
-            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
-            "cpu": time.process_time(),
-        }))
+        results.put(
+            (
+                "connected",
+                number,
+                {
+                    "start": time.time() - (end - start),
+                    "seconds": end - start,
+                    "held": len(connected),
+                    "failed": dict(failed),
+                    "retried": dict(retried),
+                    "sources": dict(sources),
+                    "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+                    "cpu": time.process_time(),
+                },
+            )
+        )
         while True:
             command, arg = commands.get()
             if command == "send":
@@ -223,8 +240,9 @@ def clientProcess(number, port, dest, targets, settings, credits, commands,
                         sent.append(j)
                     except OSError:
                         errors += 1
-                results.put(("sent", number, {
-                    "sent": sent, "errors": errors, "closedByPeer": closed}))
+                results.put(
+                    ("sent", number, {"sent": sent, "errors": errors, "closedByPeer": closed})
+                )
             elif command == "release":
                 # The oldest connections: the first the gateway accepted.
                 for j in sorted(connected)[:arg]:
@@ -260,8 +278,19 @@ class Clients:
     :ivar done: connects done, one slot per process.
     """
 
-    def __init__(self, port, connections, count, sources, window, retries,
-                 timeout, synTimeout, paced, dest="127.0.0.1"):
+    def __init__(
+        self,
+        port,
+        connections,
+        count,
+        sources,
+        window,
+        retries,
+        timeout,
+        synTimeout,
+        paced,
+        dest="127.0.0.1",
+    ):
         context = multiprocessing.get_context("spawn")
         self.results = context.Queue()
         self.issued = context.Value("q", 0)
@@ -276,10 +305,16 @@ class Clients:
             commands = context.Queue()
             process = context.Process(
                 target=clientProcess,
-                args=(k, port, dest, targets,
-                      (window, retries, timeout, synTimeout),
-                      _Credits(self.issued, self.allowed, self.done, k),
-                      commands, self.results),
+                args=(
+                    k,
+                    port,
+                    dest,
+                    targets,
+                    (window, retries, timeout, synTimeout),
+                    _Credits(self.issued, self.allowed, self.done, k),
+                    commands,
+                    self.results,
+                ),
                 daemon=True,
             )
             self.processes.append(process)
@@ -299,9 +334,7 @@ class Clients:
         out = {}
         deadline = time.monotonic() + timeout
         while len(out) < len(self.processes):
-            got, number, detail = self.results.get(
-                timeout=max(1.0, deadline - time.monotonic())
-            )
+            got, number, detail = self.results.get(timeout=max(1.0, deadline - time.monotonic()))
             if got == "error":
                 raise RuntimeError(f"client process {number} failed: {detail}")
             if got != state:

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import cpuTimes, fdCount, meminfo, procStatus, processLimit, readSysctl
+from _common import cpuTimes, fdCount, meminfo, processLimit, procStatus, readSysctl
 
 #: A gateway log line: "TIME [namespace#level] text".
 _LOG_LINE = re.compile(r"^\S+ \[[^\]]*\] (?P<text>.*)$")
@@ -36,7 +36,9 @@ def gatewayHelp():
     from tests.integration.gatewayprocess import TWISTD
 
     return subprocess.run(
-        [TWISTD, "gateway", "--help"], capture_output=True, text=True,
+        [TWISTD, "gateway", "--help"],
+        capture_output=True,
+        text=True,
         timeout=60,
     ).stdout
 
@@ -84,8 +86,10 @@ def memory(pid):
     CPU seconds it has used.
     """
     return {
-        "rss": procStatus(pid, "VmRSS"), "hwm": procStatus(pid, "VmHWM"),
-        "fds": fdCount(pid), "cpu": cpuTimes(pid)[1],
+        "rss": procStatus(pid, "VmRSS"),
+        "hwm": procStatus(pid, "VmHWM"),
+        "fds": fdCount(pid),
+        "cpu": cpuTimes(pid)[1],
     }
 
 
@@ -126,8 +130,7 @@ class Gateway:
     :ivar workers: L{Worker}s, by index.
     """
 
-    def __init__(self, directory, bootstrap, topic, workers, options=(),
-                 extra=()):
+    def __init__(self, directory, bootstrap, topic, workers, options=(), extra=()):
         """
         :param options: the listener's options, C{"NAME=VALUE"} strings.
         :param extra: more arguments of C{twistd gateway}.
@@ -145,9 +148,19 @@ class Gateway:
             listen = f"lines{options}=reuseport:{self.port}:interface=0.0.0.0"
             self.httpBase = freePorts(workers)
             http = f"tcp:{self.httpBase}:interface=127.0.0.1"
-        args = ["--bootstrap-servers", bootstrap, "--topic", topic,
-                "--listen", listen, "--http", http, "--health-interval", "5",
-                *extra]
+        args = [
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            listen,
+            "--http",
+            http,
+            "--health-interval",
+            "5",
+            *extra,
+        ]
         if workers > 1:
             args += ["--workers", str(workers)]
         self.process = GatewayProcess(directory, args)
@@ -177,7 +190,8 @@ class Gateway:
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"workers {sorted(set(ports) - set(found))} did not answer "
-                    f"/status.json in {timeout:.0f} s\n{self.log()[-3000:]}")
+                    f"/status.json in {timeout:.0f} s\n{self.log()[-3000:]}"
+                )
             for k, httpPort in ports.items():
                 if k in found:
                     continue
@@ -186,8 +200,9 @@ class Gateway:
                     continue
                 worker = snap.get("worker") or {"index": 1, "pid": parent}
                 if worker["index"] != k:
-                    raise RuntimeError(f"port {httpPort} answers as worker "
-                                       f"{worker['index']}, not {k}")
+                    raise RuntimeError(
+                        f"port {httpPort} answers as worker {worker['index']}, not {k}"
+                    )
                 found[k] = Worker(k, worker["pid"], httpPort)
             time.sleep(0.2)
         self.workers = [found[k] for k in sorted(found)]
@@ -265,8 +280,14 @@ def sockstat():
 #: TCP counters of C{/proc/net/netstat} that say connections were dropped
 #: or timed out (system wide: other programs count too).
 TCP_COUNTERS = (
-    "ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies",
-    "SyncookiesSent", "TCPTimeouts", "TCPAbortOnTimeout", "TCPAbortOnData",
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPReqQFullDrop",
+    "TCPReqQFullDoCookies",
+    "SyncookiesSent",
+    "TCPTimeouts",
+    "TCPAbortOnTimeout",
+    "TCPAbortOnData",
     "TCPAbortOnClose",
 )
 
@@ -302,20 +323,30 @@ def system():
     System-wide figures: slab (socket structures are kernel memory, in no
     RSS), memory available, TCP sockets and counters.
     """
-    return {"slab": meminfo("Slab"), "available": meminfo("MemAvailable"),
-            "sockstat": sockstat(), "tcp": dict(tcpCounters(),
-                                                  BacklogDrops=softnetDrops())}
+    return {
+        "slab": meminfo("Slab"),
+        "available": meminfo("MemAvailable"),
+        "sockstat": sockstat(),
+        "tcp": dict(tcpCounters(), BacklogDrops=softnetDrops()),
+    }
 
 
 def kernelSettings():
     names = [
-        "net.ipv4.ip_local_port_range", "net.core.somaxconn",
-        "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies",
-        "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_syn_retries",
-        "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_tw_reuse",
-        "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_mem",
+        "net.ipv4.ip_local_port_range",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.tcp_abort_on_overflow",
+        "net.ipv4.tcp_syn_retries",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.tcp_max_tw_buckets",
+        "net.ipv4.tcp_mem",
         "net.core.netdev_max_backlog",
-        "fs.file-max", "fs.nr_open", "fs.file-nr",
+        "fs.file-max",
+        "fs.nr_open",
+        "fs.file-nr",
     ]
     return [(name, readSysctl(name)) for name in names]
 
@@ -347,6 +378,5 @@ def logSummary(log):
         "lines": len(lines),
         "problems": Counter(kind(l) for l in problems),
         "problemCount": len(problems),
-        "descriptors": Counter(
-            kind(l) for l in lines if any(a in l for a in about)),
+        "descriptors": Counter(kind(l) for l in lines if any(a in l for a in about)),
     }

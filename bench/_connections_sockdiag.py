@@ -12,11 +12,19 @@ from gateway.ops.sockdiag import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
     TCP_SYN_RECV,
+)
+from gateway.ops.sockdiag import (
     SockDiag as _SockDiag,
 )
 
-__all__ = ["SockDiag", "TCP_ESTABLISHED", "TCP_LISTEN", "TCP_SYN_RECV",
-           "connectionsTo", "socketInodes"]
+__all__ = [
+    "SockDiag",
+    "TCP_ESTABLISHED",
+    "TCP_LISTEN",
+    "TCP_SYN_RECV",
+    "connectionsTo",
+    "socketInodes",
+]
 
 
 class SockDiag(_SockDiag):
@@ -43,10 +51,7 @@ class SockDiag(_SockDiag):
         """
         Inodes of the established connections to remote port C{dport}.
         """
-        return {
-            inode for _, _, _, _, _, inode in self.dump(
-                [TCP_ESTABLISHED], dport=dport)
-        }
+        return {inode for _, _, _, _, _, inode in self.dump([TCP_ESTABLISHED], dport=dport)}
 
 
 def socketInodes(pid):

@@ -61,10 +61,18 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.integra
 
 from _connections_clients import Clients, plan  # noqa: E402
 from _connections_gateway import (  # noqa: E402
-    Gateway, gatewayHelp, logSummary, memory, system)
+    Gateway,
+    gatewayHelp,
+    logSummary,
+    memory,
+    system,
+)
 from _connections_report import gatewayOpen, report  # noqa: E402
 from _connections_sockdiag import (  # noqa: E402
-    TCP_SYN_RECV, SockDiag, connectionsTo)
+    TCP_SYN_RECV,
+    SockDiag,
+    connectionsTo,
+)
 
 #: Descriptors a worker keeps for itself beyond its clients (the gateway's
 #: default reserve, 64, plus its own listener, HTTP port, Kafka, logs...).
@@ -127,8 +135,7 @@ def waitForKafka(gateway, timeout=30.0):
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all((w.status() or {}).get("kafkaConnections", 0) >= 1
-               for w in gateway.workers):
+        if all((w.status() or {}).get("kafkaConnections", 0) >= 1 for w in gateway.workers):
             return
         time.sleep(0.2)
 
@@ -149,10 +156,14 @@ def checkpoint(gateway, diag, brokerPort, before=None):
         answered = time.monotonic() - asked
         listener = snap["listeners"][0] if snap else {}
         workers[w.index] = dict(
-            memory(w.pid), open=listener.get("connections"),
-            accepted=listener.get("accepted"), closed=listener.get("closed"),
-            refused=listener.get("refused"), closedBy=listener.get("closedBy"),
-            pausedFor=listener.get("pausedFor"), answered=snap is not None,
+            memory(w.pid),
+            open=listener.get("connections"),
+            accepted=listener.get("accepted"),
+            closed=listener.get("closed"),
+            refused=listener.get("refused"),
+            closedBy=listener.get("closedBy"),
+            pausedFor=listener.get("pausedFor"),
+            answered=snap is not None,
             statusSeconds=answered,
             kafka=kafka.get(w.pid),
             kafkaStatus=snap.get("kafkaConnections") if snap else None,
@@ -162,8 +173,11 @@ def checkpoint(gateway, diag, brokerPort, before=None):
         fds = workers[w.index]["fds"]
         if snap is None and before is not None and fds is not None:
             workers[w.index]["open"] = fds - before["workers"][w.index]["fds"]
-    out = {"workers": workers, "system": system(),
-           "synRecv": diag.count([TCP_SYN_RECV], sport=gateway.port)}
+    out = {
+        "workers": workers,
+        "system": system(),
+        "synRecv": diag.count([TCP_SYN_RECV], sport=gateway.port),
+    }
     return out
 
 
@@ -186,10 +200,12 @@ def run(args, bootstrap, topic):
         r["pids"] = {w.index: w.pid for w in gateway.workers}
         r["nofile"] = {w.index: w.nofile for w in gateway.workers}
         r["backlog"] = sorted({b for _, b in listeners.values()})
-        print(f"gateway on port {gateway.port}, worker pids "
-              f"{' '.join(str(w.pid) for w in gateway.workers)}", flush=True)
-        ahead = args.ahead if args.ahead is not None else \
-            max(1, int(0.8 * min(r["backlog"])))
+        print(
+            f"gateway on port {gateway.port}, worker pids "
+            f"{' '.join(str(w.pid) for w in gateway.workers)}",
+            flush=True,
+        )
+        ahead = args.ahead if args.ahead is not None else max(1, int(0.8 * min(r["backlog"])))
         r["ahead"] = ahead
         marks = Watermarks(bootstrap, topic, args.partitions)
         if marks.total() != 0:
@@ -198,12 +214,18 @@ def run(args, bootstrap, topic):
         time.sleep(2)
         r["before"] = checkpoint(gateway, diag, brokerPort)
 
-        processes, sources = plan(args.connections, args.per_process,
-                                  args.per_source)
+        processes, sources = plan(args.connections, args.per_process, args.per_source)
         sources = args.sources or sources
         clients = Clients(
-            gateway.port, args.connections, processes, sources, args.window,
-            args.retries, args.connect_timeout, args.syn_timeout, ahead > 0,
+            gateway.port,
+            args.connections,
+            processes,
+            sources,
+            args.window,
+            args.retries,
+            args.connect_timeout,
+            args.syn_timeout,
+            ahead > 0,
         )
         pacer = Pacer(gateway.port, clients, ahead)
         began = time.time()
@@ -226,8 +248,7 @@ def run(args, bootstrap, topic):
             pacer.stop()
         samples = pacer.samples
         first = min(d["start"] for d in done.values())
-        r["connectSeconds"] = max(
-            d["start"] + d["seconds"] for d in done.values()) - first
+        r["connectSeconds"] = max(d["start"] + d["seconds"] for d in done.values()) - first
         top = max(n for _, n in samples)
         r["acceptSeconds"] = next(t for t, n in samples if n >= top) - first
         r["spawnSeconds"] = first - began
@@ -236,8 +257,7 @@ def run(args, bootstrap, topic):
             perSecond[int(t - first)] = n
         marks_ = [perSecond[k] for k in sorted(perSecond) if k >= 0]
         r["acceptSteps"] = [b - a for a, b in zip([0] + marks_, marks_)]
-        r["maxQueued"] = {w.index: pacer.maxQueued.get(w.listener)
-                          for w in gateway.workers}
+        r["maxQueued"] = {w.index: pacer.maxQueued.get(w.listener) for w in gateway.workers}
         r["clientHeld"] = held
         time.sleep(2)
         if args.hold:
@@ -298,69 +318,114 @@ def verify(bootstrap, topic, r):
     values = [rec.value for rec in records]
     distinct = set(values)
     sent = {b"client-%d-conn-%d" % kj for kj in r["sent"]}
-    return {"consumed": len(values), "distinct": len(distinct),
-            "missing": len(sent - distinct), "unknown": len(distinct - sent)}
+    return {
+        "consumed": len(values),
+        "distinct": len(distinct),
+        "missing": len(sent - distinct),
+        "unknown": len(distinct - sent),
+    }
 
 
 def parseArgs(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--connections", type=int, default=19000)
-    add("--workers", type=int, default=1,
-        help="gateway processes on the port (N>1: reuseport: and --workers N)")
-    add("--per-process", type=int, default=18000,
-        help="sockets per client process at most")
-    add("--per-source", type=int, default=13000,
+    add(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on the port (N>1: reuseport: and --workers N)",
+    )
+    add("--per-process", type=int, default=18000, help="sockets per client process at most")
+    add(
+        "--per-source",
+        type=int,
+        default=13000,
         help="connections per loopback source address at most (under half "
-             "the ephemeral range: connect() takes ports of one parity "
-             "first, the other half stays free for bind() to port 0)")
-    add("--sources", type=int, default=0,
-        help="source addresses 127.0.0.1..N (default: from --per-source)")
-    add("--window", type=int, default=1000,
-        help="connects in flight per client process at most")
+        "the ephemeral range: connect() takes ports of one parity "
+        "first, the other half stays free for bind() to port 0)",
+    )
+    add(
+        "--sources",
+        type=int,
+        default=0,
+        help="source addresses 127.0.0.1..N (default: from --per-source)",
+    )
+    add("--window", type=int, default=1000, help="connects in flight per client process at most")
     add("--retries", type=int, default=5)
-    add("--ahead", type=int, default=None,
+    add(
+        "--ahead",
+        type=int,
+        default=None,
         help="connects in flight or in accept queues at most "
-             "(default 80%% of the listen backlog; 0: no pacing)")
-    add("--backlog", type=int, default=None,
-        help="the listener's backlog option (default: the gateway's)")
-    add("--option", action="append", default=[], metavar="NAME=VALUE",
-        help="a listener option, e.g. keepalive-idle=600 (repeatable)")
-    add("--syn-timeout", type=float, default=5.0,
-        help="seconds a connect may wait for an answer before a retry")
+        "(default 80%% of the listen backlog; 0: no pacing)",
+    )
+    add(
+        "--backlog",
+        type=int,
+        default=None,
+        help="the listener's backlog option (default: the gateway's)",
+    )
+    add(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a listener option, e.g. keepalive-idle=600 (repeatable)",
+    )
+    add(
+        "--syn-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a connect may wait for an answer before a retry",
+    )
     add("--connect-timeout", type=float, default=180.0)
-    add("--settle", type=float, default=10.0,
-        help="seconds without progress before giving up on accepts")
-    add("--timeout", type=float, default=120.0,
-        help="seconds to wait for the messages in Kafka")
-    add("--hold", type=float, default=0,
-        help="seconds to hold every connection idle before measuring")
+    add(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds without progress before giving up on accepts",
+    )
+    add("--timeout", type=float, default=120.0, help="seconds to wait for the messages in Kafka")
+    add(
+        "--hold",
+        type=float,
+        default=0,
+        help="seconds to hold every connection idle before measuring",
+    )
     add("--partitions", type=int, default=4)
-    add("--push", action="store_true",
-        help="past the limit: not every connection is expected")
-    add("--release", type=int, default=0,
-        help="then close the M oldest connections of each client process")
+    add("--push", action="store_true", help="past the limit: not every connection is expected")
+    add(
+        "--release",
+        type=int,
+        default=0,
+        help="then close the M oldest connections of each client process",
+    )
     add("--kafka-version", default="4")
     add("--allocations", action="store_true")
     add("--protocols", type=int, default=10000)
-    add("--real", type=int, default=4000,
-        help="real accepted connections in --allocations")
+    add("--real", type=int, default=4000, help="real accepted connections in --allocations")
     args = parser.parse_args(argv)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if args.per_process > hard - 100:
-        parser.error(f"--per-process {args.per_process}: over this system's "
-                     f"descriptor limit ({hard}) less 100")
+        parser.error(
+            f"--per-process {args.per_process}: over this system's "
+            f"descriptor limit ({hard}) less 100"
+        )
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     if args.per_source > high - low + 1 - 500:
-        parser.error(f"--per-source {args.per_source}: one source address "
-                     f"has {high - low + 1} ports")
+        parser.error(
+            f"--per-source {args.per_source}: one source address has {high - low + 1} ports"
+        )
     if args.workers > 1 and "--workers" not in gatewayHelp():
         parser.error("this gateway has no --workers option yet")
     perWorker = args.connections / args.workers
     if perWorker > hard - WORKER_OVERHEAD and not args.push:
-        parser.error(f"{perWorker:,.0f} connections per worker: over what a "
-                     f"worker can hold ({hard} descriptors); use more "
-                     f"--workers, or --push")
+        parser.error(
+            f"{perWorker:,.0f} connections per worker: over what a "
+            f"worker can hold ({hard} descriptors); use more "
+            f"--workers, or --push"
+        )
     return args
 
 
@@ -373,14 +438,18 @@ def main(argv=None):
 
         return allocations(args.protocols, args.real)
 
-    from gateway.devkafka import DevKafka, DevKafkaError
     from throughput import createTopic
 
+    from gateway.devkafka import DevKafka, DevKafkaError
+
     processes, sources = plan(args.connections, args.per_process, args.per_source)
-    print(f"bench/connections: {args.connections:,} connections, "
-          f"{args.workers} gateway worker(s), {processes} client processes, "
-          f"{args.sources or sources} source addresses, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    print(
+        f"bench/connections: {args.connections:,} connections, "
+        f"{args.workers} gateway worker(s), {processes} client processes, "
+        f"{args.sources or sources} source addresses, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}",
+        flush=True,
+    )
     broker = DevKafka(version=args.kafka_version, name="conns", port=None)
     ok = False
     try:
@@ -395,10 +464,11 @@ def main(argv=None):
                 broker.stop(wipe=True)
                 if attempt == 2:
                     raise
-                print(f"Kafka did not start ({str(e).splitlines()[0]}); "
-                      "again", flush=True)
-        print(f"Kafka {broker.version} on {bootstrap} "
-              f"(started in {time.monotonic() - began:.1f} s)", flush=True)
+                print(f"Kafka did not start ({str(e).splitlines()[0]}); again", flush=True)
+        print(
+            f"Kafka {broker.version} on {bootstrap} (started in {time.monotonic() - began:.1f} s)",
+            flush=True,
+        )
         topic = createTopic(bootstrap, args.partitions)
         r = run(args, bootstrap, topic)
         ok = report(args, r, verify(bootstrap, topic, r))

@@ -39,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import frame, payloads, rate, table  # noqa: E402
-
 from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted.protocols.basic import (  # noqa: E402
     Int32StringReceiver,
@@ -125,7 +124,8 @@ def gatewayFraming(name):
 
     def build(onMessage):
         protocol, _, _ = connectFraming(
-            plugin, sink=CallbackSink(onMessage),
+            plugin,
+            sink=CallbackSink(onMessage),
             maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
         )
         return protocol.dataReceived
@@ -160,7 +160,7 @@ def lengthPrefixedFloor(onMessage):
             stop = offset + 4 + length
             if stop > end:
                 break
-            onMessage(buffer[offset + 4:stop])
+            onMessage(buffer[offset + 4 : stop])
             offset = stop
         state[0] = buffer[offset:]
 
@@ -188,8 +188,9 @@ def chunkings(stream, frameSize, messages):
     """
     The ways of cutting C{stream} into reads, as C{(label, [bytes...])}.
     """
+
     def fixed(size):
-        return [stream[i:i + size] for i in range(0, len(stream), size)]
+        return [stream[i : i + size] for i in range(0, len(stream), size)]
 
     # Cut in the middle of every frame: every message spans two reads and
     # every read completes exactly one message (the per-read cost, at worst).
@@ -336,13 +337,17 @@ def hotPath(framing, messages, chunks, repeat):
 
         service = KafkaProducerService(
             ConfluentBackend(producerFactory=lambda config: producer),
-            producerConfig("127.0.0.1:1", ENQUEUE_ONLY), Clock(),
-            spoolPath=None, deadLetterPath=None,
+            producerConfig("127.0.0.1:1", ENQUEUE_ONLY),
+            Clock(),
+            spoolPath=None,
+            deadLetterPath=None,
         )
         service.startService()
         protocol, _, _ = connectFraming(
-            loadFramings()[framing], sink=Router(service, topic),
-            name=framing, maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
+            loadFramings()[framing],
+            sink=Router(service, topic),
+            name=framing,
+            maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
         )
 
         def run():
@@ -359,32 +364,40 @@ def hotPath(framing, messages, chunks, repeat):
     framingOnly = dict((label, build) for label, build, _ in CANDIDATES[framing])
     gatewayLabel = next(label for label in framingOnly if label.startswith("gateway"))
     return [
-        (f"A  {gatewayLabel}, no-op send",
-         best(framingOnly[gatewayLabel], chunks, repeat)),
-        ("B  gateway path, stub producer (Python no-op produce)",
-         _timeProducing(gatewayPath, repeat, StubProducer)),
-        ("C  bare loop: produce(topic, value, key)",
-         _timeProducing(keyOnly, repeat)),
-        ("D  bare loop: produce(..., key, headers=<2 headers>)",
-         _timeProducing(keyAndHeaders, repeat)),
-        ("E  gateway path: protocol -> router -> service -> produce()",
-         _timeProducing(gatewayPath, repeat)),
+        (f"A  {gatewayLabel}, no-op send", best(framingOnly[gatewayLabel], chunks, repeat)),
+        (
+            "B  gateway path, stub producer (Python no-op produce)",
+            _timeProducing(gatewayPath, repeat, StubProducer),
+        ),
+        ("C  bare loop: produce(topic, value, key)", _timeProducing(keyOnly, repeat)),
+        (
+            "D  bare loop: produce(..., key, headers=<2 headers>)",
+            _timeProducing(keyAndHeaders, repeat),
+        ),
+        (
+            "E  gateway path: protocol -> router -> service -> produce()",
+            _timeProducing(gatewayPath, repeat),
+        ),
     ]
 
 
 def printHotPath(framing, messages, stream, repeat):
     count = len(messages)
-    chunks = [stream[i:i + 64 * 1024] for i in range(0, len(stream), 64 * 1024)]
+    chunks = [stream[i : i + 64 * 1024] for i in range(0, len(stream), 64 * 1024)]
     rows = hotPath(framing, messages, chunks, repeat)
     ns = [seconds / count * 1e9 for _, seconds in rows]
     framingNs, stubNs, keyNs, headersNs, gatewayNs = ns
     print()
     print(f"[{framing}] hot path, 64 KiB reads, librdkafka enqueue only (no broker)")
-    print(table(
-        ["path", "best ms", "messages/s", "ns/message"],
-        [[label, f"{seconds * 1000:.1f}", rate(count / seconds), f"{n:.0f}"]
-         for (label, seconds), n in zip(rows, ns)],
-    ))
+    print(
+        table(
+            ["path", "best ms", "messages/s", "ns/message"],
+            [
+                [label, f"{seconds * 1000:.1f}", rate(count / seconds), f"{n:.0f}"]
+                for (label, seconds), n in zip(rows, ns)
+            ],
+        )
+    )
     print(
         f"per message: framing (A) {framingNs:.0f} ns; router + service glue "
         f"(B-A) {stubNs - framingNs:.0f} ns; produce() (C) {keyNs:.0f} ns with "
@@ -401,11 +414,15 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=100, help="payload bytes")
     parser.add_argument("--repeat", type=int, default=5, help="best of N")
     parser.add_argument(
-        "--framing", choices=sorted(CANDIDATES), action="append",
+        "--framing",
+        choices=sorted(CANDIDATES),
+        action="append",
         help="only this framing (repeatable); default: all",
     )
     parser.add_argument(
-        "--no-hot-path", dest="hotPath", action="store_false",
+        "--no-hot-path",
+        dest="hotPath",
+        action="store_false",
         help="skip the framing + router + producer part",
     )
     args = parser.parse_args(argv)
@@ -431,28 +448,32 @@ def main(argv=None):
             for label, build, _ in CANDIDATES[framing]:
                 check(label, build, chunks, messages)
                 results.append(best(build, chunks, args.repeat))
-            reference = next(
-                t for t, (_, _, isRef) in zip(results, CANDIDATES[framing]) if isRef
-            )
+            reference = next(t for t, (_, _, isRef) in zip(results, CANDIDATES[framing]) if isRef)
             refLabel = next(lab for lab, _, isRef in CANDIDATES[framing] if isRef)
             for (label, _, _), seconds in zip(CANDIDATES[framing], results):
-                rows.append([
-                    label,
-                    f"{seconds * 1000:.1f}",
-                    rate(args.messages / seconds),
-                    f"{seconds / args.messages * 1e9:.0f}",
-                    f"{reference / seconds:.2f}x",
-                ])
+                rows.append(
+                    [
+                        label,
+                        f"{seconds * 1000:.1f}",
+                        rate(args.messages / seconds),
+                        f"{seconds / args.messages * 1e9:.0f}",
+                        f"{reference / seconds:.2f}x",
+                    ]
+                )
             print()
+            print(f"[{framing}] {chunkLabel}: {len(chunks):,} reads, {len(stream) / 1e6:.1f} MB")
             print(
-                f"[{framing}] {chunkLabel}: {len(chunks):,} reads, "
-                f"{len(stream) / 1e6:.1f} MB"
+                table(
+                    [
+                        "protocol",
+                        "best ms",
+                        "messages/s",
+                        "ns/message",
+                        f"speed vs {refLabel.split()[-1]}",
+                    ],
+                    rows,
+                )
             )
-            print(table(
-                ["protocol", "best ms", "messages/s", "ns/message",
-                 f"speed vs {refLabel.split()[-1]}"],
-                rows,
-            ))
     # Last, so no librdkafka thread ever runs during the framing timings.
     if args.hotPath:
         for framing in args.framing or list(CANDIDATES):

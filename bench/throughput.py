@@ -111,7 +111,7 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
             state = key.data
             view, offset = state
             try:
-                n = key.fileobj.send(view[offset:offset + SEND_CHUNK])
+                n = key.fileobj.send(view[offset : offset + SEND_CHUNK])
             except BlockingIOError:
                 continue
             offset += n
@@ -148,8 +148,17 @@ class Clients:
             mine = shares[p::processes]
             process = context.Process(
                 target=clientProcess,
-                args=(port, framing, size, mine, index, self.ready, self.go,
-                      self.results, self.done),
+                args=(
+                    port,
+                    framing,
+                    size,
+                    mine,
+                    index,
+                    self.ready,
+                    self.go,
+                    self.results,
+                    self.done,
+                ),
                 daemon=True,
             )
             index += sum(mine)
@@ -197,12 +206,14 @@ class Watermarks:
     def __init__(self, bootstrap, topic, partitions):
         from confluent_kafka import Consumer, TopicPartition
 
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-watermarks-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-watermarks-{uuid.uuid4().hex[:6]}",
+                "enable.auto.commit": False,
+                "log_level": 3,
+            }
+        )
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
 
     def total(self):
@@ -225,10 +236,12 @@ def recordFields(listener, clients):
     fields = []
     for c in range(clients):
         peer = f"127.0.0.1:{40000 + c}"
-        fields.append((
-            f"{listener}/{peer}".encode(),
-            [(LISTENER_HEADER, listener.encode()), (PEER_HEADER, peer.encode())],
-        ))
+        fields.append(
+            (
+                f"{listener}/{peer}".encode(),
+                [(LISTENER_HEADER, listener.encode()), (PEER_HEADER, peer.encode())],
+            )
+        )
     return fields
 
 
@@ -297,8 +310,11 @@ def runBaseline(bootstrap, topic, warmupTopic, partitions, args, brokerPid):
     if held != args.messages:
         raise RuntimeError(f"baseline: topic holds {held} records, not {args.messages}")
     return {
-        "seconds": elapsed, "queueFull": blocked, "cpuMain": loopThread,
-        "cpuAll": cpuAll, "cpuBroker": brokerCpu1 - brokerCpu0,
+        "seconds": elapsed,
+        "queueFull": blocked,
+        "cpuMain": loopThread,
+        "cpuAll": cpuAll,
+        "cpuBroker": brokerCpu1 - brokerCpu0,
     }
 
 
@@ -310,15 +326,23 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
 
     brokerPort = int(bootstrap.rsplit(":", 1)[1])
     workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
-    process = GatewayProcess(workdir.name, [
-        "--bootstrap-servers", bootstrap,
-        "--topic", topic,
-        "--listen", f"{args.framing}=tcp:0:interface=127.0.0.1",
-    ])
+    process = GatewayProcess(
+        workdir.name,
+        [
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            f"{args.framing}=tcp:0:interface=127.0.0.1",
+        ],
+    )
     if profileFile is not None:
         at = process.command.index("gateway")
         process.command[at:at] = [
-            f"--profile={profileFile}", "--profiler=cprofile", "--savestats",
+            f"--profile={profileFile}",
+            "--profiler=cprofile",
+            "--savestats",
         ]
     clients = None
     marks = None
@@ -328,7 +352,11 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
         pid = process.process.pid
         port = next(iter(process.ports.values()))
         clients = Clients(
-            port, args.framing, args.size, args.messages, args.clients,
+            port,
+            args.framing,
+            args.size,
+            args.messages,
+            args.clients,
             args.client_processes,
         )
         clients.start()
@@ -386,7 +414,8 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
     result["exitCode"] = code
     result["pauses"] = log.count(PAUSE)
     result["logProblems"] = [
-        line for line in log.splitlines()
+        line
+        for line in log.splitlines()
         if any(word in line for word in PROBLEMS) and PAUSE not in line
     ]
     return result
@@ -405,15 +434,21 @@ def printProfile(path, messages, top):
             where = where.split("site-packages/", 1)[1]
         label = f"{name}" if filename == "~" else f"{where}:{line}({name})"
         calls = f"{nc:,}" if nc == cc else f"{nc:,}/{cc:,}"
-        rows.append([
-            label, calls, f"{tt:.3f}", f"{tt / total * 100:.1f}%",
-            f"{tt / messages * 1e9:.0f}", f"{ct:.3f}",
-        ])
-    print(f"top {top} functions by own time (tottime), total {total:.2f} s "
-          f"profiled; ns/msg = tottime / messages")
-    print(table(
-        ["function", "calls", "tottime s", "share", "ns/msg", "cumtime s"], rows
-    ))
+        rows.append(
+            [
+                label,
+                calls,
+                f"{tt:.3f}",
+                f"{tt / total * 100:.1f}%",
+                f"{tt / messages * 1e9:.0f}",
+                f"{ct:.3f}",
+            ]
+        )
+    print(
+        f"top {top} functions by own time (tottime), total {total:.2f} s "
+        f"profiled; ns/msg = tottime / messages"
+    )
+    print(table(["function", "calls", "tottime s", "share", "ns/msg", "cumtime s"], rows))
 
 
 def median(values):
@@ -441,28 +476,35 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0].strip(),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--messages", type=int, default=500_000,
-                        help="messages in total (M)")
+    parser.add_argument("--messages", type=int, default=500_000, help="messages in total (M)")
     parser.add_argument("--size", type=int, default=100, help="payload bytes")
-    parser.add_argument("--clients", type=int, default=50,
-                        help="client TCP connections (C)")
-    parser.add_argument("--client-processes", type=int, default=1,
-                        help="processes the connections are shared by")
+    parser.add_argument("--clients", type=int, default=50, help="client TCP connections (C)")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes the connections are shared by"
+    )
     parser.add_argument("--framing", choices=FRAMINGS, default="lines")
-    parser.add_argument("--partitions", type=int, default=4,
-                        help="partitions of each benchmark topic")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="baseline and gateway runs, alternating")
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of each benchmark topic"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="baseline and gateway runs, alternating"
+    )
     parser.add_argument("--kafka-version", default="4")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds a gateway run may take")
-    parser.add_argument("--profile", action="store_true",
-                        help="also run the gateway once under cProfile and "
-                        "print where its time goes")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds a gateway run may take"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the gateway once under cProfile and print where its time goes",
+    )
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--keep-broker-data", action="store_true",
-                        help="do not wipe the 'bench' broker's data on stop")
+    parser.add_argument(
+        "--keep-broker-data",
+        action="store_true",
+        help="do not wipe the 'bench' broker's data on stop",
+    )
     args = parser.parse_args(argv)
     if min(args.messages, args.clients, args.size, args.repeat) < 1:
         parser.error("--messages, --clients, --size and --repeat must be positive")
@@ -484,39 +526,58 @@ def main(argv=None):
         began = time.monotonic()
         bootstrap = broker.start(timeout=120.0)
         brokerPid = broker.pid
-        print(f"Kafka {broker.version} on {bootstrap} "
-              f"(started in {time.monotonic() - began:.1f} s)", flush=True)
+        print(
+            f"Kafka {broker.version} on {bootstrap} (started in {time.monotonic() - began:.1f} s)",
+            flush=True,
+        )
         baselines, gateways = [], []
         for run in range(1, args.repeat + 1):
             if not args.skip_baseline:
                 topic = createTopic(bootstrap, args.partitions)
                 warmup = createTopic(bootstrap, 1)
-                b = runBaseline(bootstrap, topic, warmup, args.partitions, args,
-                                brokerPid)
+                b = runBaseline(bootstrap, topic, warmup, args.partitions, args, brokerPid)
                 baselines.append(b)
-                print(f"run {run}: baseline {b['seconds']:.2f} s "
-                      f"(queue full {b['queueFull']} times)", flush=True)
+                print(
+                    f"run {run}: baseline {b['seconds']:.2f} s "
+                    f"(queue full {b['queueFull']} times)",
+                    flush=True,
+                )
             topic = createTopic(bootstrap, args.partitions)
             g = runGateway(bootstrap, topic, args.partitions, args, brokerPid)
             gateways.append(g)
-            print(f"run {run}: gateway  {g['seconds']:.2f} s "
-                  f"({g['pauses']} back-pressure pauses)", flush=True)
+            print(
+                f"run {run}: gateway  {g['seconds']:.2f} s ({g['pauses']} back-pressure pauses)",
+                flush=True,
+            )
 
         rows = []
         labels = [("baseline: produce() loop", r) for r in baselines]
-        labels += [(f"gateway ({args.framing}, {args.clients} conns)", r)
-                   for r in gateways]
+        labels += [(f"gateway ({args.framing}, {args.clients} conns)", r) for r in gateways]
         for label, r in labels:
-            rows.append([
-                label, f"{r['seconds']:.2f}", rate(args.messages / r["seconds"]),
-                f"{payloadMb / r['seconds']:.1f}", *cpuCell(r, args.messages),
-            ])
+            rows.append(
+                [
+                    label,
+                    f"{r['seconds']:.2f}",
+                    rate(args.messages / r["seconds"]),
+                    f"{payloadMb / r['seconds']:.1f}",
+                    *cpuCell(r, args.messages),
+                ]
+            )
         print()
-        print(table(
-            ["run", "seconds", "messages/s", "MB/s",
-             "producing thread CPU ns/msg", "process CPU s", "broker CPU s"],
-            rows,
-        ))
+        print(
+            table(
+                [
+                    "run",
+                    "seconds",
+                    "messages/s",
+                    "MB/s",
+                    "producing thread CPU ns/msg",
+                    "process CPU s",
+                    "broker CPU s",
+                ],
+                rows,
+            )
+        )
         bestGateway = min(r["seconds"] for r in gateways)
         medianGateway = median([r["seconds"] for r in gateways])
         print()
@@ -533,9 +594,8 @@ def main(argv=None):
                 f"({payloadMb / bestBaseline:.1f} MB/s), median "
                 f"{rate(args.messages / medianBaseline)} messages/s"
             )
-            cpuRatio = (
-                median([r["cpuMain"] for r in gateways])
-                / median([r["cpuMain"] for r in baselines])
+            cpuRatio = median([r["cpuMain"] for r in gateways]) / median(
+                [r["cpuMain"] for r in baselines]
             )
             print(
                 f"ratio gateway/baseline: throughput best {bestBaseline / bestGateway:.2f}, "
@@ -566,15 +626,13 @@ def main(argv=None):
             "mid-run, at the end): "
             + "; ".join(
                 f"{r['brokerConnectionsIdle']}, {r['brokerConnectionsMid']}, "
-                f"{r['brokerConnectionsEnd']}" for r in gateways
+                f"{r['brokerConnectionsEnd']}"
+                for r in gateways
             )
             + f" (with {args.clients} client connections)"
         )
         problems = [line for r in gateways for line in r["logProblems"]]
-        exits = {
-            "clean" if r["exitCode"] in CLEAN_EXIT else str(r["exitCode"])
-            for r in gateways
-        }
+        exits = {"clean" if r["exitCode"] in CLEAN_EXIT else str(r["exitCode"]) for r in gateways}
         print(
             f"gateway logs: {sum(r['pauses'] for r in gateways)} back-pressure "
             f"pauses, {len(problems)} problem lines; exits: {', '.join(sorted(exits))}"
@@ -585,8 +643,7 @@ def main(argv=None):
             with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
                 profileFile = Path(tmp) / "gateway.pstats"
                 topic = createTopic(bootstrap, args.partitions)
-                prof = runGateway(bootstrap, topic, args.partitions, args,
-                                  brokerPid, profileFile)
+                prof = runGateway(bootstrap, topic, args.partitions, args, brokerPid, profileFile)
                 print()
                 print(
                     f"under cProfile (slower, not comparable): "

@@ -58,17 +58,13 @@ DEFAULT_RATE = 10
 LIMITED_NAMESPACES = ("gateway", "librdkafka")
 #: The format of the summary event.
 SUPPRESSED_FORMAT = (
-    "suppressed {log_suppressed} similar events in {log_interval} s: "
-    "{log_suppressed_format}"
+    "suppressed {log_suppressed} similar events in {log_interval} s: {log_suppressed_format}"
 )
 
 
 def _inNamespaces(namespace, prefixes):
     namespace = namespace or ""
-    return any(
-        namespace == prefix or namespace.startswith(prefix + ".")
-        for prefix in prefixes
-    )
+    return any(namespace == prefix or namespace.startswith(prefix + ".") for prefix in prefixes)
 
 
 class _Window:
@@ -110,8 +106,9 @@ class RateLimiter:
     :ivar suppressedTotal: events suppressed since this limiter was made.
     """
 
-    def __init__(self, observer, clock, rate=DEFAULT_RATE, interval=1.0,
-                 namespaces=LIMITED_NAMESPACES):
+    def __init__(
+        self, observer, clock, rate=DEFAULT_RATE, interval=1.0, namespaces=LIMITED_NAMESPACES
+    ):
         """
         :param observer: the L{twisted.logger.ILogObserver} that receives the
             summary events (the one the filter passes events on to).
@@ -149,9 +146,7 @@ class RateLimiter:
         key = (namespace, event.get("log_format"))
         now = self.clock.seconds()
         window = self._windows.get(key)
-        if window is None or (
-            window.summary is None and now - window.start >= self.interval
-        ):
+        if window is None or (window.summary is None and now - window.start >= self.interval):
             window = self._windows[key] = _Window(now)
         if window.passed < self.rate:
             window.passed += 1
@@ -159,9 +154,7 @@ class RateLimiter:
         window.suppressed += 1
         self.suppressedTotal += 1
         level = event.get("log_level")
-        if window.level is None or (
-            level is not None and level > window.level
-        ):
+        if window.level is None or (level is not None and level > window.level):
             window.level = level
         if window.summary is None:
             delay = max(0.0, window.start + self.interval - now)
@@ -171,16 +164,18 @@ class RateLimiter:
     def _summarise(self, key):
         window = self._windows.pop(key)
         namespace, format = key
-        self.observer({
-            "log_namespace": namespace,
-            "log_level": window.level or LogLevel.warn,
-            "log_time": self.clock.seconds(),
-            "log_format": SUPPRESSED_FORMAT,
-            "log_suppressed": window.suppressed,
-            "log_suppressed_format": format,
-            "log_interval": self.interval,
-            "log_system": "-",
-        })
+        self.observer(
+            {
+                "log_namespace": namespace,
+                "log_level": window.level or LogLevel.warn,
+                "log_time": self.clock.seconds(),
+                "log_format": SUPPRESSED_FORMAT,
+                "log_suppressed": window.suppressed,
+                "log_suppressed_format": format,
+                "log_interval": self.interval,
+                "log_system": "-",
+            }
+        )
 
     def flush(self):
         """
@@ -195,8 +190,7 @@ class RateLimiter:
         self._windows.clear()
 
 
-def rateLimited(observer, clock, rate=DEFAULT_RATE, interval=1.0,
-                namespaces=LIMITED_NAMESPACES):
+def rateLimited(observer, clock, rate=DEFAULT_RATE, interval=1.0, namespaces=LIMITED_NAMESPACES):
     """
     Wrap C{observer} in a L{FilteringLogObserver} with a L{RateLimiter}.
 
@@ -309,6 +303,7 @@ def _limit(observer, environ, clock):
         # before twistd removes the observer.
         clock.addSystemEventTrigger("after", "shutdown", filtering.limiter.flush)
     return filtering
+
 
 class OncePerInterval:
     """

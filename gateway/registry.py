@@ -8,7 +8,7 @@ that fails to load or to verify, or two plugins claiming one name, give an
 error naming the module; the other plugins stay available.
 """
 
-from twisted.plugin import IPlugin, getCache, getPlugins
+from twisted.plugin import getCache, getPlugins
 from twisted.python.reflect import namedAny
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
@@ -33,7 +33,6 @@ class FramingError(ValueError):
     """
     A framing is unknown, or a plugin providing one is broken.
     """
-
 
 
 def _verified(plugin, origin):
@@ -82,8 +81,7 @@ class FramingRegistry:
             if len(claims) > 1:
                 origins = " and ".join(origin for origin, _ in claims)
                 self.errors.append(
-                    f"framing {name!r} is provided twice, by {origins}; "
-                    "neither is used"
+                    f"framing {name!r} is provided twice, by {origins}; neither is used"
                 )
                 continue
             [(self.origins[name], self.plugins[name])] = claims
@@ -107,9 +105,7 @@ class FramingRegistry:
             return _verified(plugin, name)
         known = ", ".join(sorted(self.plugins)) or "none"
         hint = "".join(f"; {error}" for error in self.errors if f"'{name}'" in error)
-        raise FramingError(
-            f"unknown framing {name!r}; available: {known}{hint}"
-        )
+        raise FramingError(f"unknown framing {name!r}; available: {known}{hint}")
 
 
 def loadFramings(package=None):

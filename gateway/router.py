@@ -90,8 +90,9 @@ class Router:
     #: Budget checks happen every this many producer polls.
     CHECK_EVERY = 4
 
-    def __init__(self, producer, topic, budget=DEFAULT_BUDGET, highWater=0.8,
-                 lowWater=0.5, headers=True):
+    def __init__(
+        self, producer, topic, budget=DEFAULT_BUDGET, highWater=0.8, lowWater=0.5, headers=True
+    ):
         """
         :param producer: the process's one producer service; the router
             becomes its observer.
@@ -177,8 +178,10 @@ class Router:
         if held > self.highWater * self.budget:
             if not self._overBudget:
                 self._overBudget = True
-                self._pause(f"{held} bytes held, over {self.highWater:.0%} of the "
-                            f"{self.budget}-byte budget")
+                self._pause(
+                    f"{held} bytes held, over {self.highWater:.0%} of the "
+                    f"{self.budget}-byte budget"
+                )
         elif self._overBudget and held < self.lowWater * self.budget:
             self._overBudget = False
             self._resume(f"{held} bytes held, under {self.lowWater:.0%} of the budget")
@@ -231,8 +234,9 @@ class Router:
         if self.paused:
             return
         self.paused = True
-        self.log.warn("pausing {count} client connections: {why}",
-                      count=len(self.clients), why=why)
+        self.log.warn(
+            "pausing {count} client connections: {why}", count=len(self.clients), why=why
+        )
         for listener in self.listeners:
             listener.pauseAccepting(BUDGET)
         for client in list(self.clients):
@@ -242,8 +246,9 @@ class Router:
         if not self.paused or self.stopped or self._queueFull or self._overBudget:
             return
         self.paused = False
-        self.log.info("resuming {count} client connections: {why}",
-                      count=len(self.clients), why=why)
+        self.log.info(
+            "resuming {count} client connections: {why}", count=len(self.clients), why=why
+        )
         for listener in self.listeners:
             listener.resumeAccepting(BUDGET)
         for client in list(self.clients):

@@ -13,20 +13,20 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from gateway.server.gate import ListenerGate
-from gateway.server.policy import ConnectionPolicy, splitOptions
-from gateway.server.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
+from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService, producerConfig
 from gateway.ops.http import HTTPService
+from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
+from gateway.router import DEFAULT_BUDGET, Router
+from gateway.server.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
+from gateway.server.gate import ListenerGate
 from gateway.server.listener import (
     ListenerConfig,
     ListenerService,
     ListenerStats,
 )
-from gateway.framing.options import MAX_SIZE, resolveOptions
-from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
-from gateway.router import DEFAULT_BUDGET, Router
+from gateway.server.policy import ConnectionPolicy, splitOptions
 
 __all__ = [
     "GatewayService",
@@ -123,20 +123,24 @@ class GatewayService(MultiService):
                     + ", ".join(sorted(backends))
                 )
             backend = backends[backend]
-        config = producerConfig(
-            bootstrapServers, kafkaOptions, self.maxMessageSize, budget
-        )
+        config = producerConfig(bootstrapServers, kafkaOptions, self.maxMessageSize, budget)
         backend.checkConfig(config)
         self.producer = KafkaProducerService(
-            backend, config, clock=reactor, drainTimeout=drainTimeout,
-            spoolPath=spoolPath, deadLetterPath=deadLetterPath,
+            backend,
+            config,
+            clock=reactor,
+            drainTimeout=drainTimeout,
+            spoolPath=spoolPath,
+            deadLetterPath=deadLetterPath,
         )
         self.producer.setServiceParent(self)
         self.router = Router(self.producer, topic, budget=budget, headers=headers)
         self.health = None
         if healthInterval is not None:
             self.health = BrokerHealthService(
-                reactor, bootstrapServers, producerStatus=self._producerStatus,
+                reactor,
+                bootstrapServers,
+                producerStatus=self._producerStatus,
                 interval=healthInterval,
                 # Reconnect the probe at least as often as it probes, so
                 # readiness follows a recovered broker within an interval.
@@ -157,18 +161,20 @@ class GatewayService(MultiService):
         self.listeners = []
         self.descriptors = None
         if reserveDescriptors is not None:
-            if isinstance(reserveDescriptors, bool) or not isinstance(
-                    reserveDescriptors, int) or reserveDescriptors < 0:
-                raise ValueError("reserveDescriptors must be a whole number "
-                                 f"of descriptors, not {reserveDescriptors!r}")
-            self.descriptors = DescriptorGuard(
-                self.listeners, reactor, reserve=reserveDescriptors
-            )
+            if (
+                isinstance(reserveDescriptors, bool)
+                or not isinstance(reserveDescriptors, int)
+                or reserveDescriptors < 0
+            ):
+                raise ValueError(
+                    "reserveDescriptors must be a whole number "
+                    f"of descriptors, not {reserveDescriptors!r}"
+                )
+            self.descriptors = DescriptorGuard(self.listeners, reactor, reserve=reserveDescriptors)
         self._registry = None
         self._limitRaised = False
 
-    def addListener(self, framing, endpoint, name=None, maxMessageSize=None,
-                    options=None):
+    def addListener(self, framing, endpoint, name=None, maxMessageSize=None, options=None):
         """
         Listen on C{endpoint} with the framing named C{framing}.
 

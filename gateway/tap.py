@@ -9,10 +9,8 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from gateway.server.policy import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
-from gateway.server.descriptors import DEFAULT_RESERVE
-from gateway.kafka.producer import producerConfig
 from gateway.framing.options import OptionError, parseListen, resolveOptions
+from gateway.kafka.producer import producerConfig
 from gateway.registry import (
     DEFAULT_BACKEND,
     FramingError,
@@ -20,13 +18,15 @@ from gateway.registry import (
     loadBackends,
 )
 from gateway.router import DEFAULT_BUDGET
+from gateway.server.descriptors import DEFAULT_RESERVE
+from gateway.server.policy import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
+from gateway.server.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
 from gateway.service import (
     DEFAULT_DEAD_LETTER,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SPOOL,
     GatewayService,
 )
-from gateway.server.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
 
 __all__ = ["Options", "makeService"]
 
@@ -69,52 +69,103 @@ class Options(usage.Options):
     synopsis = "[options] --topic TOPIC --listen FRAMING=ENDPOINT [--listen ...]"
 
     optFlags = [
-        ["no-headers", None,
-         "Do not add the gateway-listener and gateway-peer headers to records "
-         "(the key names both; saves about a third of the time per message)."],
+        [
+            "no-headers",
+            None,
+            "Do not add the gateway-listener and gateway-peer headers to records "
+            "(the key names both; saves about a third of the time per message).",
+        ],
     ]
 
     optParameters = [
-        ["bootstrap-servers", "b", "127.0.0.1:9092",
-         "Kafka bootstrap servers, host:port[,host:port...]."],
+        [
+            "bootstrap-servers",
+            "b",
+            "127.0.0.1:9092",
+            "Kafka bootstrap servers, host:port[,host:port...].",
+        ],
         ["topic", "t", None, "Kafka topic every message goes to (required)."],
-        ["max-message-size", "m", DEFAULT_MAX_MESSAGE_SIZE,
-         "Largest message accepted, in bytes; a client sending a larger "
-         "frame is disconnected.", _positiveInt],
-        ["drain-timeout", None, 30.0,
-         "Seconds to wait on shutdown for Kafka to confirm what was read.",
-         _nonNegativeFloat],
-        ["kafka-backend", None, DEFAULT_BACKEND,
-         "Producer backend: confluent, or pykafka (Kafka <= 3.9, extra "
-         "'pykafka')."],
-        ["budget", None, DEFAULT_BUDGET,
-         "Bytes read from clients and not yet confirmed by Kafka held at "
-         "most; clients are paused above 80% and resumed below 50%.",
-         _positiveInt],
-        ["spool", None, DEFAULT_SPOOL,
-         "File keeping records not delivered at shutdown, produced first at "
-         "the next start ('none': keep nothing)."],
-        ["http", None, DEFAULT_HTTP,
-         "Endpoint of /healthz, /readyz, /metrics and the status page "
-         "('none': no HTTP)."],
-        ["health-interval", None, 5.0,
-         "Seconds between health probes on the persistent connection to "
-         "each broker (0: no health checks).", _nonNegativeFloat],
-        ["reserve-descriptors", None, DEFAULT_RESERVE,
-         "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
-         "stop accepting (clients wait in the backlog) before client "
-         "connections would take them.", _nonNegativeInt],
-        ["workers", None, 1,
-         "Gateway processes sharing the listeners (every --listen endpoint "
-         "then reuseport:PORT); this process is worker 1 and supervises the "
-         "others. Worker K serves HTTP on the --http port + K-1.",
-         _positiveInt],
-        ["worker-index", None, 1,
-         "This process's number among the workers (set by --workers for "
-         "the workers it starts).", _positiveInt],
-        ["dead-letter", None, DEFAULT_DEAD_LETTER,
-         "File receiving records Kafka refused for good ('none': only log "
-         "them)."],
+        [
+            "max-message-size",
+            "m",
+            DEFAULT_MAX_MESSAGE_SIZE,
+            "Largest message accepted, in bytes; a client sending a larger frame is disconnected.",
+            _positiveInt,
+        ],
+        [
+            "drain-timeout",
+            None,
+            30.0,
+            "Seconds to wait on shutdown for Kafka to confirm what was read.",
+            _nonNegativeFloat,
+        ],
+        [
+            "kafka-backend",
+            None,
+            DEFAULT_BACKEND,
+            "Producer backend: confluent, or pykafka (Kafka <= 3.9, extra 'pykafka').",
+        ],
+        [
+            "budget",
+            None,
+            DEFAULT_BUDGET,
+            "Bytes read from clients and not yet confirmed by Kafka held at "
+            "most; clients are paused above 80% and resumed below 50%.",
+            _positiveInt,
+        ],
+        [
+            "spool",
+            None,
+            DEFAULT_SPOOL,
+            "File keeping records not delivered at shutdown, produced first at "
+            "the next start ('none': keep nothing).",
+        ],
+        [
+            "http",
+            None,
+            DEFAULT_HTTP,
+            "Endpoint of /healthz, /readyz, /metrics and the status page ('none': no HTTP).",
+        ],
+        [
+            "health-interval",
+            None,
+            5.0,
+            "Seconds between health probes on the persistent connection to "
+            "each broker (0: no health checks).",
+            _nonNegativeFloat,
+        ],
+        [
+            "reserve-descriptors",
+            None,
+            DEFAULT_RESERVE,
+            "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
+            "stop accepting (clients wait in the backlog) before client "
+            "connections would take them.",
+            _nonNegativeInt,
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Gateway processes sharing the listeners (every --listen endpoint "
+            "then reuseport:PORT); this process is worker 1 and supervises the "
+            "others. Worker K serves HTTP on the --http port + K-1.",
+            _positiveInt,
+        ],
+        [
+            "worker-index",
+            None,
+            1,
+            "This process's number among the workers (set by --workers for "
+            "the workers it starts).",
+            _positiveInt,
+        ],
+        [
+            "dead-letter",
+            None,
+            DEFAULT_DEAD_LETTER,
+            "File receiving records Kafka refused for good ('none': only log them).",
+        ],
     ]
 
     def __init__(self):
@@ -169,16 +220,15 @@ class Options(usage.Options):
         if not self["topic"]:
             raise usage.UsageError("--topic is required")
         if not self["listen"]:
-            raise usage.UsageError(
-                "at least one --listen FRAMING=ENDPOINT is required"
-            )
+            raise usage.UsageError("at least one --listen FRAMING=ENDPOINT is required")
         registry = FramingRegistry()
         for spec in self["listen"]:
             where = f"--listen {spec.framing}...={spec.endpoint}"
             framingOptions, connectionOptions = splitOptions(spec.options)
             try:
                 resolveOptions(
-                    registry.get(spec.framing), framingOptions,
+                    registry.get(spec.framing),
+                    framingOptions,
                     self["max-message-size"],
                 )
                 ConnectionPolicy.fromOptions(connectionOptions, spec.endpoint)
@@ -193,8 +243,10 @@ class Options(usage.Options):
                 f"available: {', '.join(sorted(backends))}"
             )
         config = producerConfig(
-            self["bootstrap-servers"], self["kafka-options"],
-            self["max-message-size"], self["budget"],
+            self["bootstrap-servers"],
+            self["kafka-options"],
+            self["max-message-size"],
+            self["budget"],
         )
         try:
             backend.checkConfig(config)
@@ -210,8 +262,7 @@ class Options(usage.Options):
     def _checkWorkers(self):
         if self["worker-index"] > self["workers"]:
             raise usage.UsageError(
-                f"--worker-index {self['worker-index']} is over --workers "
-                f"{self['workers']}"
+                f"--worker-index {self['worker-index']} is over --workers {self['workers']}"
             )
         if self["workers"] == 1:
             return
@@ -239,8 +290,10 @@ def describeFramings(registry):
     The framings section of the help: each framing, its options with their
     kinds and defaults, and any plugin that could not be loaded.
     """
-    lines = ["Framings (--listen FRAMING[(OPTION=VALUE,...)]=ENDPOINT; every "
-             "framing also takes max-size=BYTES):"]
+    lines = [
+        "Framings (--listen FRAMING[(OPTION=VALUE,...)]=ENDPOINT; every "
+        "framing also takes max-size=BYTES):"
+    ]
     for name in sorted(registry.plugins):
         plugin = registry.plugins[name]
         lines.append(f"  {name:<18} {plugin.description}")
@@ -248,19 +301,17 @@ def describeFramings(registry):
             default = option.default
             if isinstance(default, bytes):
                 default = repr(default)[2:-1]
-            lines.append(
-                f"      {option.name}={option.kind}  {option.help} "
-                f"[default: {default}]"
-            )
+            lines.append(f"      {option.name}={option.kind}  {option.help} [default: {default}]")
     for error in registry.errors:
         lines.append(f"  (unavailable) {error}")
     lines.append("")
-    lines.append("Connection options, for every framing (e.g. "
-                 "lines(max-per-address=100,idle-timeout=300)=tcp:9000):")
+    lines.append(
+        "Connection options, for every framing (e.g. "
+        "lines(max-per-address=100,idle-timeout=300)=tcp:9000):"
+    )
     for option in CONNECTION_OPTIONS:
         default = "none" if option.default is None else option.default
-        lines.append(f"  {option.name}={option.kind}  {option.help} "
-                     f"[default: {default}]")
+        lines.append(f"  {option.name}={option.kind}  {option.help} [default: {default}]")
     return "\n".join(lines) + "\n"
 
 
@@ -318,7 +369,12 @@ def makeService(options):
     group = MultiService()
     service.setServiceParent(group)
     WorkerGroup(
-        reactor, options.arguments, count, options["http"], options["spool"],
-        options["dead-letter"], options["drain-timeout"],
+        reactor,
+        options.arguments,
+        count,
+        options["http"],
+        options["spool"],
+        options["dead-letter"],
+        options["drain-timeout"],
     ).setServiceParent(group)
     return group

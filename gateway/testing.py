@@ -60,8 +60,16 @@ class RecordingSink:
         return stream
 
 
-def connectFraming(plugin, options=None, sink=None, maxMessageSize=1024,
-                   name="test", peerPort=40000, clock=None, config=None):
+def connectFraming(
+    plugin,
+    options=None,
+    sink=None,
+    maxMessageSize=1024,
+    name="test",
+    peerPort=40000,
+    clock=None,
+    config=None,
+):
     """
     Build one connected protocol of a framing plugin on a L{StringTransport}.
 
@@ -81,15 +89,17 @@ def connectFraming(plugin, options=None, sink=None, maxMessageSize=1024,
         sink = RecordingSink() if sink is None else sink
         resolved = resolveOptions(plugin, dict(options or {}), maxMessageSize)
         config = ListenerConfig(
-            name=name, framing=plugin.name, endpoint="tcp:0", sink=sink,
-            maxMessageSize=resolved[MAX_SIZE], options=resolved,
+            name=name,
+            framing=plugin.name,
+            endpoint="tcp:0",
+            sink=sink,
+            maxMessageSize=resolved[MAX_SIZE],
+            options=resolved,
             clock=Clock() if clock is None else clock,
         )
     factory = plugin.buildFactory(config)
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
-    transport = StringTransport(
-        peerAddress=IPv4Address("TCP", "127.0.0.1", peerPort)
-    )
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", peerPort))
     protocol.makeConnection(transport)
     return protocol, transport, config.sink
 
@@ -141,8 +151,9 @@ class FramingConformanceMixin:
         """
         from hypothesis import strategies as st
 
-        return st.lists(st.binary(min_size=0 if self.supportsEmptyMessages else 1,
-                                  max_size=80), max_size=25)
+        return st.lists(
+            st.binary(min_size=0 if self.supportsEmptyMessages else 1, max_size=80), max_size=25
+        )
 
     def sampleMessages(self):
         """
@@ -206,10 +217,12 @@ class FramingConformanceMixin:
         from hypothesis import HealthCheck, given, settings
         from hypothesis import strategies as st
 
-        @settings(max_examples=150, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture])
-        @given(messages=self.messageStrategy(),
-               cuts=st.lists(st.integers(0, 10_000), max_size=30))
+        @settings(
+            max_examples=150,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        @given(messages=self.messageStrategy(), cuts=st.lists(st.integers(0, 10_000), max_size=30))
         def check(messages, cuts):
             protocol, transport, sink = self.connect()
             for chunk in _splitAt(self.encode(messages), cuts):
@@ -256,7 +269,7 @@ class FramingConformanceMixin:
         protocol, transport, sink = self.connect()
         stream = self.oversized() + b"y" * (2 * self.maxSize)
         for index in range(len(stream)):
-            protocol.dataReceived(stream[index:index + 1])
+            protocol.dataReceived(stream[index : index + 1])
             self.assertLessEqual(protocol.bufferedByteCount(), self.maxSize + 16)
         self.assertTrue(transport.disconnecting)
 
@@ -267,7 +280,7 @@ class FramingConformanceMixin:
         byte at a time.
         """
         for data, reason in self.malformed:
-            for reads in ([data], [data[i:i + 1] for i in range(len(data))]):
+            for reads in ([data], [data[i : i + 1] for i in range(len(data))]):
                 protocol, transport, sink = self.connect()
                 for read in reads:
                     protocol.dataReceived(read)
@@ -298,9 +311,7 @@ class FramingConformanceMixin:
         same listener alone.
         """
         bad, badTransport, sink = self.connect()
-        good, goodTransport, _ = self.connect(
-            config=bad.factory.config, peerPort=40001
-        )
+        good, goodTransport, _ = self.connect(config=bad.factory.config, peerPort=40001)
         bad.dataReceived(self.oversized())
         messages = self.sampleMessages()
         good.dataReceived(self.encode(messages))
@@ -410,4 +421,3 @@ class FramingConformanceMixin:
         self.assertEqual(transport.producerState, "stopped")
         protocol.dataReceived(self.encode(self.sampleMessages()))
         self.assertEqual(sink.streams[0].messages, [])
-

@@ -108,10 +108,14 @@ class FakeProducer:
         """
         import json
 
-        self.statistics.append(json.dumps({
-            "msg_size": sum(len(m.value() or b"") for m in self.queue),
-            "brokers": {"b:1/1": {"nodeid": 1, "state": self.brokerState}},
-        }))
+        self.statistics.append(
+            json.dumps(
+                {
+                    "msg_size": sum(len(m.value() or b"") for m in self.queue),
+                    "brokers": {"b:1/1": {"nodeid": 1, "state": self.brokerState}},
+                }
+            )
+        )
 
     def poll(self, timeout):
         self.polls += 1

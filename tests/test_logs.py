@@ -52,8 +52,9 @@ def badClient(log, n, reason="too-large"):
     Log C{n} per-connection events the way a framing does.
     """
     for i in range(n):
-        log.warn(FORMAT, listener="lines", peer=f"10.0.0.{i % 250}:5000",
-                 connection=i, reason=reason)
+        log.warn(
+            FORMAT, listener="lines", peer=f"10.0.0.{i % 250}:5000", connection=i, reason=reason
+        )
 
 
 class RateLimiterTests(SynchronousTestCase):
@@ -65,8 +66,7 @@ class RateLimiterTests(SynchronousTestCase):
         self.clock = Clock()
         self.events = Events()
         self.observer = rateLimited(self.events, self.clock, rate=3, interval=1.0)
-        self.log = Logger(namespace="gateway.framing.lines.LinesProtocol",
-                          observer=self.observer)
+        self.log = Logger(namespace="gateway.framing.lines.LinesProtocol", observer=self.observer)
 
     def summaries(self):
         return [e for e in self.events if e["log_format"] == SUPPRESSED_FORMAT]
@@ -166,8 +166,7 @@ class RateLimiterTests(SynchronousTestCase):
         The summary has the highest level among the suppressed events.
         """
         for level in (LogLevel.info,) * 3 + (LogLevel.error, LogLevel.info):
-            self.log.emit(level, FORMAT, listener="l", peer="p", connection=1,
-                          reason="r")
+            self.log.emit(level, FORMAT, listener="l", peer="p", connection=1, reason="r")
         self.clock.advance(1.0)
         [summary] = self.summaries()
         self.assertEqual(summary["log_level"], LogLevel.error)
@@ -240,8 +239,7 @@ class ObserverFactoryTests(SynchronousTestCase):
         self.assertEqual(
             first["log_text"], "lines: 10.0.0.0:5000 (connection 0): too-large; closing"
         )
-        [event, _] = eventsFromJSONLogFile(io.StringIO(self.stdout.getvalue()),
-                                           recordSeparator="")
+        [event, _] = eventsFromJSONLogFile(io.StringIO(self.stdout.getvalue()), recordSeparator="")
         self.assertEqual(event["log_level"], LogLevel.warn)
 
     def test_jsonRateLimited(self):
@@ -255,30 +253,35 @@ class ObserverFactoryTests(SynchronousTestCase):
         lines = [json.loads(line) for line in self.stdout.getvalue().splitlines()]
         self.assertEqual(len(lines), 11)
         self.assertEqual(lines[-1]["log_suppressed"], 40)
-        self.assertEqual(lines[-1]["log_text"],
-                         f"suppressed 40 similar events in 1.0 s: {FORMAT}")
+        self.assertEqual(lines[-1]["log_text"], f"suppressed 40 similar events in 1.0 s: {FORMAT}")
 
     def test_rateFromEnvironment(self):
         """
         C{GATEWAY_LOG_RATE} sets the limit; 0 turns it off; anything but a
         whole number of 0 or more is refused.
         """
-        observer = jsonObserver(environ={"GATEWAY_LOG_RATE": "2"},
-                                stdout=self.stdout, clock=self.clock)
+        observer = jsonObserver(
+            environ={"GATEWAY_LOG_RATE": "2"}, stdout=self.stdout, clock=self.clock
+        )
         badClient(Logger(namespace="gateway.x", observer=observer), 5)
         self.assertEqual(len(self.stdout.getvalue().splitlines()), 2)
         self.clock.advance(1)
 
         unlimited = io.StringIO()
-        observer = jsonObserver(environ={"GATEWAY_LOG_RATE": "0"},
-                                stdout=unlimited, clock=self.clock)
+        observer = jsonObserver(
+            environ={"GATEWAY_LOG_RATE": "0"}, stdout=unlimited, clock=self.clock
+        )
         badClient(Logger(namespace="gateway.x", observer=observer), 50)
         self.assertEqual(len(unlimited.getvalue().splitlines()), 50)
 
         for bad in ("many", "-1", "1.5"):
-            self.assertRaises(ValueError, jsonObserver,
-                              environ={"GATEWAY_LOG_RATE": bad},
-                              stdout=self.stdout, clock=self.clock)
+            self.assertRaises(
+                ValueError,
+                jsonObserver,
+                environ={"GATEWAY_LOG_RATE": bad},
+                stdout=self.stdout,
+                clock=self.clock,
+            )
 
     def test_logFile(self):
         """
@@ -297,8 +300,7 @@ class ObserverFactoryTests(SynchronousTestCase):
         lines = path.read_text().splitlines()
         self.assertEqual(lines[0], "earlier")
         self.assertEqual(json.loads(lines[1])["peer"], "10.0.0.0:5000")
-        self.assertIn("lines: 10.0.0.0:5000 (connection 0): too-large; closing",
-                      lines[2])
+        self.assertIn("lines: 10.0.0.0:5000 (connection 0): too-large; closing", lines[2])
         self.assertEqual(self.stdout.getvalue(), "")
 
     def test_text(self):
@@ -332,20 +334,42 @@ class TwistdLoggerTests(SynchronousTestCase):
         logPath = directory / "gateway.jsonl"
         twistd = str(Path(sys.executable).with_name("twistd"))
         process = subprocess.Popen(
-            [twistd, "-n", "--pidfile=", "--logger", "gateway.logs.jsonObserver",
-             "gateway", "--bootstrap-servers", "127.0.0.1:1", "--topic", "t",
-             "--listen", "lines=tcp:0:interface=127.0.0.1",
-             "--http", "tcp:0:interface=127.0.0.1", "--max-message-size", "100",
-             "--drain-timeout", "1", "--spool", "none", "--dead-letter", "none"],
-            cwd=directory, env=dict(os.environ, GATEWAY_LOG_FILE=str(logPath)),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                twistd,
+                "-n",
+                "--pidfile=",
+                "--logger",
+                "gateway.logs.jsonObserver",
+                "gateway",
+                "--bootstrap-servers",
+                "127.0.0.1:1",
+                "--topic",
+                "t",
+                "--listen",
+                "lines=tcp:0:interface=127.0.0.1",
+                "--http",
+                "tcp:0:interface=127.0.0.1",
+                "--max-message-size",
+                "100",
+                "--drain-timeout",
+                "1",
+                "--spool",
+                "none",
+                "--dead-letter",
+                "none",
+            ],
+            cwd=directory,
+            env=dict(os.environ, GATEWAY_LOG_FILE=str(logPath)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
 
         def events():
             if not logPath.exists():
                 return []
-            return [json.loads(line) for line in logPath.read_text().splitlines()
-                    if line.endswith("}")]
+            return [
+                json.loads(line) for line in logPath.read_text().splitlines() if line.endswith("}")
+            ]
 
         try:
             listening = []
@@ -370,9 +394,11 @@ class TwistdLoggerTests(SynchronousTestCase):
         [event] = listening[:1]
         self.assertEqual(event["framing"], "lines")
         self.assertEqual(event["endpoint"], "tcp:0:interface=127.0.0.1")
-        self.assertRegex(event["log_text"],
-                         r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+, backlog 1024, "
-                         r"keepalive True, TCP_KEEPIDLE 60, TCP_KEEPINTVL 15, TCP_KEEPCNT 4$")
+        self.assertRegex(
+            event["log_text"],
+            r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+, backlog 1024, "
+            r"keepalive True, TCP_KEEPIDLE 60, TCP_KEEPINTVL 15, TCP_KEEPCNT 4$",
+        )
         self.assertIn("twistd", logged[0]["log_text"])
 
         tooLarge = [e for e in logged if e.get("reason") == "too-large"]
@@ -382,8 +408,11 @@ class TwistdLoggerTests(SynchronousTestCase):
         self.assertRegex(tooLarge[0]["peer"], r"^127\.0\.0\.1:\d+$")
         self.assertIsInstance(tooLarge[0]["connection"], int)
         self.assertTrue(summaries, "no summary of the suppressed events")
-        suppressed = sum(e["log_suppressed"] for e in summaries
-                         if e["log_suppressed_format"] == tooLarge[0]["log_format"])
+        suppressed = sum(
+            e["log_suppressed"]
+            for e in summaries
+            if e["log_suppressed_format"] == tooLarge[0]["log_format"]
+        )
         self.assertEqual(len(tooLarge) + suppressed, 40)
         self.assertLessEqual(len(tooLarge), 10 * len(summaries))
         self.assertLess(len(tooLarge), 40)

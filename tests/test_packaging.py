@@ -26,7 +26,8 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     [path] = out.glob("*.whl")
     return path
@@ -44,9 +45,13 @@ def test_wheelHoldsPluginWithoutTwistedInit(wheel):
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert not [n for n in names if n.endswith("dropin.cache")]
-    for module in ("gateway/tap.py", "gateway/plugins/gateway_builtin.py",
-                   "gateway/reuseport.py",
-                   "gateway/kafka/producer.py", "gateway/devkafka/pom.xml"):
+    for module in (
+        "gateway/tap.py",
+        "gateway/plugins/gateway_builtin.py",
+        "gateway/reuseport.py",
+        "gateway/kafka/producer.py",
+        "gateway/devkafka/pom.xml",
+    ):
         assert module in names
 
 
@@ -60,11 +65,14 @@ def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
     python = env / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     result = subprocess.run(
         [str(env / "bin" / "twistd"), "gateway", "--help"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka import KafkaProducerService
-from gateway.server.listener import ListenerService
 from gateway.registry import FramingError
+from gateway.server.listener import ListenerService
 from gateway.service import GatewayService
 from tests.fakes import fakeBackend
 
@@ -25,9 +25,7 @@ class GatewayServiceTests(SynchronousTestCase):
         self.backend = fakeBackend()
         kwargs.setdefault("spoolPath", None)
         kwargs.setdefault("deadLetterPath", None)
-        return GatewayService(
-            topic="t", reactor=self.reactor, backend=self.backend, **kwargs
-        )
+        return GatewayService(topic="t", reactor=self.reactor, backend=self.backend, **kwargs)
 
     def test_producerFirstListenersAfter(self):
         """
@@ -100,9 +98,7 @@ class GatewayServiceTests(SynchronousTestCase):
         """
         An unknown framing is refused with the names of the available ones.
         """
-        error = self.assertRaises(
-            FramingError, self.makeGateway().addListener, "xml", "tcp:9000"
-        )
+        error = self.assertRaises(FramingError, self.makeGateway().addListener, "xml", "tcp:9000")
         self.assertIn("lines", str(error))
         self.assertIn("length-prefixed", str(error))
 
@@ -111,9 +107,7 @@ class GatewayServiceTests(SynchronousTestCase):
         A malformed endpoint description is refused when the listener is
         added, not when it starts.
         """
-        error = self.assertRaises(
-            ValueError, self.makeGateway().addListener, "lines", "tcp:port"
-        )
+        error = self.assertRaises(ValueError, self.makeGateway().addListener, "lines", "tcp:port")
         self.assertIn("tcp:port", str(error))
 
     def test_badLimitsAndTopic(self):

@@ -39,21 +39,27 @@ class OptionsTests(SynchronousTestCase):
         endpoint keeps its own C{=} signs and colons.
         """
         options = self.parse(
-            "-t", "t",
-            "--listen", "lines=tcp:9000:interface=127.0.0.1",
-            "-l", "length-prefixed=unix:/tmp/g.sock",
-            "--kafka-option", "linger.ms=20",
-            "--kafka-option", "client.id=gw=1",
-            "-m", "4096",
+            "-t",
+            "t",
+            "--listen",
+            "lines=tcp:9000:interface=127.0.0.1",
+            "-l",
+            "length-prefixed=unix:/tmp/g.sock",
+            "--kafka-option",
+            "linger.ms=20",
+            "--kafka-option",
+            "client.id=gw=1",
+            "-m",
+            "4096",
         )
         self.assertEqual(
             options["listen"],
-            [ListenSpec("lines", {}, "tcp:9000:interface=127.0.0.1"),
-             ListenSpec("length-prefixed", {}, "unix:/tmp/g.sock")],
+            [
+                ListenSpec("lines", {}, "tcp:9000:interface=127.0.0.1"),
+                ListenSpec("length-prefixed", {}, "unix:/tmp/g.sock"),
+            ],
         )
-        self.assertEqual(
-            options["kafka-options"], {"linger.ms": "20", "client.id": "gw=1"}
-        )
+        self.assertEqual(options["kafka-options"], {"linger.ms": "20", "client.id": "gw=1"})
         self.assertEqual(options["max-message-size"], 4096)
 
     def assertUsageError(self, args, fragment):
@@ -107,14 +113,19 @@ class OptionsTests(SynchronousTestCase):
         commas and parentheses stay in values.
         """
         options = self.parse(
-            "-t", "t", "--listen",
+            "-t",
+            "t",
+            "--listen",
             "lines(delimiter=\\r\\n,max-size=65536)=tcp:9000",
-            "--listen", "lines(delimiter=a\\,b\\)) = tcp:9001",
+            "--listen",
+            "lines(delimiter=a\\,b\\)) = tcp:9001",
         )
         self.assertEqual(
             options["listen"],
-            [ListenSpec("lines", {"delimiter": "\\r\\n", "max-size": "65536"}, "tcp:9000"),
-             ListenSpec("lines", {"delimiter": "a\\,b\\)"}, "tcp:9001")],
+            [
+                ListenSpec("lines", {"delimiter": "\\r\\n", "max-size": "65536"}, "tcp:9000"),
+                ListenSpec("lines", {"delimiter": "a\\,b\\)"}, "tcp:9001"),
+            ],
         )
 
     def test_badFramingOptions(self):
@@ -122,19 +133,13 @@ class OptionsTests(SynchronousTestCase):
         An option the framing does not declare, a value its coercer refuses,
         or unbalanced parentheses are usage errors naming the option.
         """
-        self.assertUsageError(
-            ["-t", "t", "--listen", "lines(colour=red)=tcp:9000"], "colour"
-        )
+        self.assertUsageError(["-t", "t", "--listen", "lines(colour=red)=tcp:9000"], "colour")
         self.assertUsageError(
             ["-t", "t", "--listen", "length-prefixed(prefix-size=3)=tcp:9000"],
             "prefix-size",
         )
-        self.assertUsageError(
-            ["-t", "t", "--listen", "lines(max-size=0)=tcp:9000"], "max-size"
-        )
-        self.assertUsageError(
-            ["-t", "t", "--listen", "lines(delimiter=x=tcp:9000"], "not closed"
-        )
+        self.assertUsageError(["-t", "t", "--listen", "lines(max-size=0)=tcp:9000"], "max-size")
+        self.assertUsageError(["-t", "t", "--listen", "lines(delimiter=x=tcp:9000"], "not closed")
 
     def test_dottedPathFraming(self):
         """
@@ -142,7 +147,9 @@ class OptionsTests(SynchronousTestCase):
         one that does not exist is a usage error.
         """
         options = self.parse(
-            "-t", "t", "--listen",
+            "-t",
+            "t",
+            "--listen",
             "gateway.plugins.gateway_builtin:lines=tcp:9000",
         )
         self.assertEqual(options["listen"][0].framing, "gateway.plugins.gateway_builtin:lines")
@@ -156,8 +163,9 @@ class OptionsTests(SynchronousTestCase):
         off with C{none}, and a malformed endpoint is a usage error.
         """
         self.assertEqual(self.parse(*VALID)["http"], "tcp:8080:interface=127.0.0.1")
-        self.assertEqual(self.parse(*(VALID + ["--http", "unix:/tmp/g.http"]))["http"],
-                         "unix:/tmp/g.http")
+        self.assertEqual(
+            self.parse(*(VALID + ["--http", "unix:/tmp/g.http"]))["http"], "unix:/tmp/g.http"
+        )
         self.assertIsNone(self.parse(*(VALID + ["--http", "none"]))["http"])
         self.assertUsageError(VALID + ["--http", "tcp:web"], "tcp:web")
 
@@ -174,8 +182,14 @@ class OptionsTests(SynchronousTestCase):
         description.
         """
         text = Options().getUsage()
-        for option in ("--listen", "--bootstrap-servers", "--topic",
-                       "--kafka-option", "--max-message-size", "--drain-timeout"):
+        for option in (
+            "--listen",
+            "--bootstrap-servers",
+            "--topic",
+            "--kafka-option",
+            "--max-message-size",
+            "--drain-timeout",
+        ):
             self.assertIn(option, text)
         self.assertIn("lines ", text)
         self.assertIn("length-prefixed ", text)

@@ -30,9 +30,13 @@ __all__ = ["DevKafka"]
 _HOST = "127.0.0.1"
 _HEAP = "-Xmx512m -Xms256m"
 _JVM = [
-    "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-    "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-    "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
 ]
 
 
@@ -226,9 +230,7 @@ class DevKafka:
         )
         (self.runDir / "server.properties").write_text(config)
         name = self._logConfigName()
-        (self.runDir / name).write_text(
-            resources.files(__package__).joinpath(name).read_text()
-        )
+        (self.runDir / name).write_text(resources.files(__package__).joinpath(name).read_text())
 
     def _logConfigName(self):
         return "log4j2.properties" if self.version.startswith("4.") else "log4j.properties"
@@ -240,19 +242,35 @@ class DevKafka:
         else:
             logOption = f"-Dlog4j.configuration=file:{logConfig}"
         return [
-            java, *shlex.split(heap), *_JVM, logOption, f"-Dkafka.logs.dir={self.runDir}",
+            java,
+            *shlex.split(heap),
+            *_JVM,
+            logOption,
+            f"-Dkafka.logs.dir={self.runDir}",
             *shlex.split(os.environ.get("KAFKA_OPTS", "")),
-            "-cp", str(jarDir(self.home, self.version) / "*"), main, *args,
+            "-cp",
+            str(jarDir(self.home, self.version) / "*"),
+            main,
+            *args,
         ]
 
     def _format(self, java, clusterId):
         command = self._javaCommand(
-            java, "-Xmx256m", "kafka.tools.StorageTool", "format",
-            "-t", clusterId, "-c", str(self.runDir / "server.properties"),
+            java,
+            "-Xmx256m",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            clusterId,
+            "-c",
+            str(self.runDir / "server.properties"),
         )
         done = subprocess.run(
-            command, cwd=self.runDir, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True,
+            command,
+            cwd=self.runDir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0 or not (self._dataDir / "meta.properties").is_file():
             raise DevKafkaError(
@@ -300,7 +318,9 @@ class DevKafka:
                 log(f"formatting {self._dataDir} (cluster id {clusterId})")
             self._format(java, clusterId)
         self._writeState(
-            version=self.version, port=self.port, controllerPort=controllerPort,
+            version=self.version,
+            port=self.port,
+            controllerPort=controllerPort,
             clusterId=clusterId,
         )
         heap = os.environ.get("KAFKA_HEAP_OPTS") or _HEAP
@@ -312,8 +332,13 @@ class DevKafka:
         self._logMarks = {p: _size(p) for p in (self.logPath, self.runDir / "kafka.out")}
         with open(self.runDir / "kafka.out", "ab") as out:
             self._process = subprocess.Popen(
-                command, cwd=self.runDir, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                command,
+                cwd=self.runDir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
             )
         self._pidFile.write_text(f"{self._process.pid}\n")
         try:

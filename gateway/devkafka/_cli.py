@@ -102,9 +102,7 @@ def _consume(args):
         if bootstrap is None:
             raise DevKafkaError(f"no --bootstrap-servers, and broker {args.name!r} never ran")
     seen = 0
-    records = iterRecords(
-        bootstrap, args.topic, args.count, args.timeout, args.from_beginning
-    )
+    records = iterRecords(bootstrap, args.topic, args.count, args.timeout, args.from_beginning)
     for record in records:
         seen += 1
         line = _text(record.value)
@@ -120,17 +118,21 @@ def _consume(args):
 def _parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--home", default=None,
+        "--home",
+        default=None,
         help=f"jar cache and run folders (default: $GATEWAY_DEVKAFKA_HOME or "
         f"./.devkafka, now {defaultHome()})",
     )
     common.add_argument(
-        "--kafka", default=None, metavar="VERSION",
+        "--kafka",
+        default=None,
+        metavar="VERSION",
         help=f"Kafka version: {', '.join(f'{k} ({v})' for k, v in VERSIONS.items())} "
         "or a full 3.x/4.x version (default: the broker's, else 4)",
     )
     common.add_argument(
-        "--name", default="default",
+        "--name",
+        default="default",
         help="broker name; brokers of different names run side by side (default: default)",
     )
     parser = argparse.ArgumentParser(
@@ -145,21 +147,34 @@ def _parser():
     start = commands.add_parser(
         "start", parents=[common], help="start the broker, print its bootstrap address"
     )
-    start.add_argument("--port", type=int, default=None,
-                       help=f"bootstrap port on 127.0.0.1 (default: the broker's last port, "
-                       f"else {_DEFAULT_PORT}; 0: any free port)")
-    start.add_argument("--timeout", type=float, default=90.0,
-                       help="seconds to wait for the broker to answer (default: 90)")
+    start.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"bootstrap port on 127.0.0.1 (default: the broker's last port, "
+        f"else {_DEFAULT_PORT}; 0: any free port)",
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds to wait for the broker to answer (default: 90)",
+    )
     start.set_defaults(run=_start)
 
     stop = commands.add_parser("stop", parents=[common], help="stop the broker")
     stop.add_argument("--wipe", action="store_true", help="also delete its data and logs")
-    stop.add_argument("--timeout", type=float, default=30.0,
-                      help="seconds before SIGTERM becomes SIGKILL (default: 30)")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds before SIGTERM becomes SIGKILL (default: 30)",
+    )
     stop.set_defaults(run=_stop)
 
     status = commands.add_parser(
-        "status", parents=[common],
+        "status",
+        parents=[common],
         help=f"print running/stopped and the bootstrap; exit {NOT_RUNNING} if stopped",
     )
     status.set_defaults(run=_status)
@@ -167,15 +182,23 @@ def _parser():
     consume = commands.add_parser(
         "consume", parents=[common], help="print records of a topic, one per line"
     )
-    consume.add_argument("--bootstrap-servers", default=None,
-                         help="default: the bootstrap of the broker named by --name")
+    consume.add_argument(
+        "--bootstrap-servers",
+        default=None,
+        help="default: the bootstrap of the broker named by --name",
+    )
     consume.add_argument("--topic", required=True)
-    consume.add_argument("--count", type=int, default=None,
-                         help="stop after N records (exit 1 if fewer came)")
-    consume.add_argument("--timeout", type=float, default=None,
-                         help="stop after S seconds (default: never)")
-    consume.add_argument("--from-beginning", action="store_true",
-                         help="read from the earliest offset, not only new records")
+    consume.add_argument(
+        "--count", type=int, default=None, help="stop after N records (exit 1 if fewer came)"
+    )
+    consume.add_argument(
+        "--timeout", type=float, default=None, help="stop after S seconds (default: never)"
+    )
+    consume.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read from the earliest offset, not only new records",
+    )
     consume.set_defaults(run=_consume)
     return parser
 

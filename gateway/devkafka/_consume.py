@@ -101,8 +101,12 @@ def iterRecords(bootstrap, topic, count=None, timeout=10.0, fromBeginning=True, 
                     continue
                 kind, stamp = message.timestamp()
                 yield Record(
-                    message.topic(), message.partition(), message.offset(),
-                    message.key(), message.value(), list(message.headers() or []),
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.key(),
+                    message.value(),
+                    list(message.headers() or []),
                     stamp if kind else None,
                 )
                 seen += 1

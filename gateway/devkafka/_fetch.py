@@ -105,9 +105,7 @@ def javaMajor(java):
     :return: an int, or ``None`` if it cannot be told.
     """
     try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=60
-        ).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -136,14 +134,10 @@ def findJava(version):
     else:
         java = shutil.which("java")
     if java is None:
-        raise DevKafkaError(
-            f"java not found on PATH; {kafka} needs Java {needed}+ ({_JAVA_HINT})"
-        )
+        raise DevKafkaError(f"java not found on PATH; {kafka} needs Java {needed}+ ({_JAVA_HINT})")
     major = javaMajor(java)
     if major is not None and major < needed:
-        raise DevKafkaError(
-            f"{java} is Java {major}; {kafka} needs Java {needed}+ ({_JAVA_HINT})"
-        )
+        raise DevKafkaError(f"{java} is Java {major}; {kafka} needs Java {needed}+ ({_JAVA_HINT})")
     return java
 
 
@@ -181,17 +175,27 @@ def fetchJars(home, version, log=None):
         pom.write_bytes(resources.files(__package__).joinpath("pom.xml").read_bytes())
         jars = work / "jars"
         command = [
-            mvn, "-B", "-q", "-f", str(pom), "-P", _profile(version),
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "-P",
+            _profile(version),
             f"-Dkafka.version={version}",
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
             f"-DoutputDirectory={jars}",
         ]
         if log:
             log(f"fetching Kafka {version} jars with Maven into {target}")
         started = time.monotonic()
         done = subprocess.run(
-            command, cwd=work, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True,
+            command,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
         names = sorted(p.name for p in jars.glob("*.jar")) if jars.is_dir() else []
         if done.returncode != 0 or not any(n.startswith("kafka_") for n in names):

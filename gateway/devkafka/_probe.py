@@ -20,9 +20,7 @@ _API_VERSIONS = 18
 _MAX_METADATA = 8
 
 #: What the broker said about the cluster.
-ClusterInfo = namedtuple(
-    "ClusterInfo", "brokers clusterId controllerId metadataVersion"
-)
+ClusterInfo = namedtuple("ClusterInfo", "brokers clusterId controllerId metadataVersion")
 ClusterInfo.__doc__ = """
 Answer to a Metadata request.
 
@@ -53,7 +51,7 @@ class _Reader:
         size = self.unpack(">h")
         if size < 0:
             return None
-        value = self.data[self.pos:self.pos + size].decode("utf-8", "replace")
+        value = self.data[self.pos : self.pos + size].decode("utf-8", "replace")
         self.pos += size
         return value
 

@@ -12,12 +12,12 @@ and carrying on is not safe for every framing, so no framing does.
 
 from twisted.logger import Logger
 
+from gateway.addresses import formatAddress
 from gateway.server.hygiene import (
     DESCRIPTORS,
     MALFORMED_PROXY_HEADER,
     ConnectionHygieneMixin,
 )
-from gateway.addresses import formatAddress
 
 __all__ = [
     "FramedProtocolMixin",
@@ -37,6 +37,8 @@ MALFORMED_LENGTH = "malformed-length"
 MALFORMED_FRAME = "malformed-frame"
 #: The connection closed in the middle of a frame.
 INCOMPLETE = "incomplete"
+
+
 class PauseableMixin:
     """
     Push-producer behaviour for framings not built on a Twisted receiver

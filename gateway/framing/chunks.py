@@ -119,7 +119,7 @@ class ChunksProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
             send = self._send
             limit = self.MAX_LENGTH
             for offset in range(0, len(buffer), limit):
-                send(buffer[offset:offset + limit])
+                send(buffer[offset : offset + limit])
         FramedProtocolMixin.connectionLost(self, reason)
 
     def bufferedByteCount(self):

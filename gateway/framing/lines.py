@@ -84,7 +84,7 @@ class LinesProtocol(FramedProtocolMixin, LineReceiver):
                 send(line)
                 if self.paused:
                     # Keep the unsent lines as received (with any \r).
-                    remaining = buffer.split(delimiter)[index + 1:]
+                    remaining = buffer.split(delimiter)[index + 1 :]
                     self._buffer = delimiter.join(remaining) + self._buffer
                     return
             rest += self._buffer

@@ -78,16 +78,14 @@ class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
             if colon < 0:
                 # No colon yet: judge the digits seen so far.
                 error = _judgeLengthStart(
-                    buffer[offset:offset + maxDigits + 1], limit, maxDigits
+                    buffer[offset : offset + maxDigits + 1], limit, maxDigits
                 )
                 if error is not None:
                     self._fail(*error, size - offset)
                     return
                 break
             digits = buffer[offset:colon]
-            if not digits.isdigit() or (
-                buffer[offset] == _ZERO and colon > offset + 1
-            ):
+            if not digits.isdigit() or (buffer[offset] == _ZERO and colon > offset + 1):
                 self._fail(MALFORMED_LENGTH, None, size - offset)
                 return
             length = int(digits)

@@ -104,7 +104,7 @@ class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
             space = buffer.find(_SPACE, offset, offset + maxDigits + 1)
             if space < 0:
                 # No space yet: judge the digits seen so far.
-                head = buffer[offset:offset + maxDigits + 1]
+                head = buffer[offset : offset + maxDigits + 1]
                 if not head.isdigit() or head[0] == _ZERO:
                     self._fail(MALFORMED_LENGTH, None, size - offset)
                     return

@@ -58,8 +58,17 @@ class FramingOption:
 
 
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
-_SIMPLE = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"0": b"\0", b"\\": b"\\",
-           b",": b",", b")": b")", b"(": b"(", b"=": b"="}
+_SIMPLE = {
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+    b"0": b"\0",
+    b"\\": b"\\",
+    b",": b",",
+    b")": b")",
+    b"(": b"(",
+    b"=": b"=",
+}
 
 
 def unescape(text):
@@ -99,8 +108,7 @@ def integer(minimum=None, maximum=None):
     """
 
     def coerce(value):
-        if isinstance(value, bool) or (
-                isinstance(value, float) and not value.is_integer()):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError("must be a whole number")
         number = int(value)
         if minimum is not None and number < minimum:
@@ -202,7 +210,7 @@ def parseListen(text):
     match = re.match(r"\s*([^=(\s]+)\s*", text)
     if not match:
         raise OptionError("expected FRAMING[(OPTIONS)]=ENDPOINT")
-    framing, rest = match.group(1), text[match.end():]
+    framing, rest = match.group(1), text[match.end() :]
     options = {}
     if rest.startswith("("):
         close, escaped = None, False
@@ -217,7 +225,7 @@ def parseListen(text):
         if close is None:
             raise OptionError("options opened with '(' are not closed with ')'")
         options = _splitOptions(rest[1:close])
-        rest = rest[close + 1:].lstrip()
+        rest = rest[close + 1 :].lstrip()
     if not rest.startswith("=") or not rest[1:].strip():
         raise OptionError("expected FRAMING[(OPTIONS)]=ENDPOINT")
     return ListenSpec(framing, options, rest[1:].strip())
@@ -246,9 +254,7 @@ def resolveOptions(plugin, given, defaultMaxSize):
     resolved = {}
     for name, option in declared.items():
         resolved[name] = _coerce(plugin, option.name, option.coerce, given, option.default)
-    resolved[MAX_SIZE] = _coerce(
-        plugin, MAX_SIZE, integer(minimum=1), given, defaultMaxSize
-    )
+    resolved[MAX_SIZE] = _coerce(plugin, MAX_SIZE, integer(minimum=1), given, defaultMaxSize)
     return resolved
 
 
@@ -258,6 +264,4 @@ def _coerce(plugin, name, coerce, given, default):
     try:
         return coerce(given[name])
     except ValueError as e:
-        raise OptionError(
-            f"framing {plugin.name!r} option {name}={given[name]!r}: {e}"
-        ) from e
+        raise OptionError(f"framing {plugin.name!r} option {name}={given[name]!r}: {e}") from e

@@ -118,8 +118,7 @@ class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
                                 if shift == 63 and byte > 1:
                                     # A 10th byte that continues, or bits
                                     # past 64.
-                                    self._refuse(MALFORMED_LENGTH,
-                                                 prefixBytes=start - offset)
+                                    self._refuse(MALFORMED_LENGTH, prefixBytes=start - offset)
                                     return
                                 length |= (byte & 0x7F) << shift
                                 if byte < 0x80:

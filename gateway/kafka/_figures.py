@@ -88,8 +88,7 @@ class ProducerFiguresMixin:
         age = None
         if self.lastDeliveryTime is not None:
             age = self.clock.seconds() - self.lastDeliveryTime
-        return {"brokersUp": self.brokersUp(), "lastDeliveryAge": age,
-                "pending": self.pending()}
+        return {"brokersUp": self.brokersUp(), "lastDeliveryAge": age, "pending": self.pending()}
 
     def delivered(self):
         """

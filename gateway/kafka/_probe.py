@@ -237,7 +237,8 @@ class KafkaProbeProtocol(Int32StringReceiver):
         except ProbeError as e:
             d.errback(e)
             self._giveUp(
-                e, "Kafka probe: malformed reply from {peer}: {error}; closing the connection",
+                e,
+                "Kafka probe: malformed reply from {peer}: {error}; closing the connection",
                 error=str(e),
             )
             return
@@ -250,12 +251,12 @@ class KafkaProbeProtocol(Int32StringReceiver):
         """
         self._giveUp(
             ProbeError(
-                f"reply of {length} bytes from {self.peer}, "
-                f"over the {self.MAX_LENGTH}-byte limit"
+                f"reply of {length} bytes from {self.peer}, over the {self.MAX_LENGTH}-byte limit"
             ),
             "Kafka probe: reply of {length} bytes from {peer} is over the "
             "{limit}-byte limit; closing the connection",
-            length=length, limit=self.MAX_LENGTH,
+            length=length,
+            limit=self.MAX_LENGTH,
         )
 
     def connectionLost(self, reason):
@@ -264,8 +265,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
         """
         self.connected = False
         error = self._closeReason or ProbeConnectionLost(
-            f"connection to {self.peer} lost with a probe pending: "
-            f"{reason.getErrorMessage()}"
+            f"connection to {self.peer} lost with a probe pending: {reason.getErrorMessage()}"
         )
         pending, self._pending = self._pending, {}
         self._abandoned.clear()
@@ -299,7 +299,9 @@ class KafkaProbeProtocol(Int32StringReceiver):
         waited = self.clock.seconds() - sentAt
         self.log.info(
             "Kafka probe: no reply from {peer} in {waited:.3f} s; closing the connection",
-            peer=self.peer, waited=waited, correlationId=correlationId,
+            peer=self.peer,
+            waited=waited,
+            correlationId=correlationId,
         )
         d.errback(ProbeTimeout(f"no reply from {self.peer} in {waited:.3f} s"))
         self.abort()

@@ -40,9 +40,11 @@ _log = Logger(namespace="gateway.kafka.pykafka")
 
 #: librdkafka properties and the setting each becomes (see translateConfig).
 _INT_KEYS = {
-    "linger.ms": "linger_ms", "queue.buffering.max.ms": "linger_ms",
+    "linger.ms": "linger_ms",
+    "queue.buffering.max.ms": "linger_ms",
     "message.max.bytes": "max_request_size",
-    "retries": "max_retries", "message.send.max.retries": "max_retries",
+    "retries": "max_retries",
+    "message.send.max.retries": "max_retries",
     "retry.backoff.ms": "retry_backoff_ms",
     "request.timeout.ms": "ack_timeout_ms",
     "socket.timeout.ms": "socket_timeout_ms",
@@ -52,15 +54,28 @@ _INT_KEYS = {
 #: Accepted and without effect: librdkafka-only tuning, or (idempotence)
 #: something pykafka does not have, see docs/configuration.md.
 _IGNORED = {
-    "enable.idempotence", "message.timeout.ms", "delivery.report.only.error",
-    "socket.keepalive.enable", "statistics.interval.ms", "client.id",
-    "api.version.request", "broker.version.fallback", "batch.num.messages",
-    "log_level", "log.connection.close",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "delivery.report.only.error",
+    "socket.keepalive.enable",
+    "statistics.interval.ms",
+    "client.id",
+    "api.version.request",
+    "broker.version.fallback",
+    "batch.num.messages",
+    "log_level",
+    "log.connection.close",
 }
 _DEFAULTS = {
-    "required_acks": -1, "linger_ms": 5, "max_request_size": 1000012,
-    "max_retries": 3, "retry_backoff_ms": 100, "ack_timeout_ms": 10000,
-    "socket_timeout_ms": 30000, "maxMessages": 100000, "maxKbytes": 65536,
+    "required_acks": -1,
+    "linger_ms": 5,
+    "max_request_size": 1000012,
+    "max_retries": 3,
+    "retry_backoff_ms": 100,
+    "ack_timeout_ms": 10000,
+    "socket_timeout_ms": 30000,
+    "maxMessages": 100000,
+    "maxKbytes": 65536,
     "compression": "none",
 }
 
@@ -99,7 +114,8 @@ def translateConfig(config):
         raise ValueError("pykafka backend: invalid value for " + ", ".join(bad))
     if unsupported:
         raise ValueError(
-            "pykafka backend does not support " + ", ".join(sorted(unsupported))
+            "pykafka backend does not support "
+            + ", ".join(sorted(unsupported))
             + " (use --kafka-backend confluent)"
         )
     if not settings.get("hosts"):
@@ -150,14 +166,20 @@ class PykafkaClient:
         pump.  C{headers} cannot be carried and are only kept for reports.
         """
         size = len(value) if value is not None else 0
-        if self._purged or self._pending and (
-            len(self._pending) >= self._maxMessages
-            or self._pendingBytes + size > self._maxBytes
+        if (
+            self._purged
+            or self._pending
+            and (
+                len(self._pending) >= self._maxMessages
+                or self._pendingBytes + size > self._maxBytes
+            )
         ):
             raise BufferError("Local: Queue full (pykafka backend)")
         if size + len(key or b"") + MESSAGE_OVERHEAD > self._maxRecord:
-            raise ValueError(f"MSG_SIZE_TOO_LARGE: a {size}-byte record is over "
-                             f"message.max.bytes ({self._maxRecord})")
+            raise ValueError(
+                f"MSG_SIZE_TOO_LARGE: a {size}-byte record is over "
+                f"message.max.bytes ({self._maxRecord})"
+            )
         ticket = next(self._tickets)
         self._pending[ticket] = Record(topic, key, headers or [], value)
         self._pendingBytes += size
@@ -168,9 +190,9 @@ class PykafkaClient:
     def _pump(self):
         self._pumping = True
         batch, self._outbox = self._outbox, []
-        deferToThreadPool(
-            self._reactor, self._pool, self._worker.pump, batch
-        ).addCallbacks(self._pumped, self._pumpFailed)
+        deferToThreadPool(self._reactor, self._pool, self._worker.pump, batch).addCallbacks(
+            self._pumped, self._pumpFailed
+        )
 
     def _pumped(self, result):
         self._pumping = False
@@ -187,8 +209,7 @@ class PykafkaClient:
         if self._closed:
             return
         _log.failure("pykafka worker failed", failure)
-        self._errors.append(DeliveryError(
-            "PYKAFKA_WORKER", failure.getErrorMessage(), fatal=True))
+        self._errors.append(DeliveryError("PYKAFKA_WORKER", failure.getErrorMessage(), fatal=True))
 
     def poll(self):
         """
@@ -251,8 +272,10 @@ class PykafkaClient:
         self._outbox = []
         pending, self._pending, self._pendingBytes = self._pending, {}, 0
         for record in pending.values():
-            self._events.deliveryFailed(record, DeliveryError(
-                "PURGED", "given up by the gateway (pykafka backend)", purged=True))
+            self._events.deliveryFailed(
+                record,
+                DeliveryError("PURGED", "given up by the gateway (pykafka backend)", purged=True),
+            )
         if not self._pumping and not self._closed:
             self._pump()
 
@@ -273,12 +296,15 @@ class PykafkaClient:
                 stopped.set()
 
         deferToThreadPool(self._reactor, self._pool, stop).addErrback(
-            lambda f: _log.failure("stopping the pykafka producer failed", f))
+            lambda f: _log.failure("stopping the pykafka producer failed", f)
+        )
         if stopped.wait(self._closeTimeout):
             self._pool.stop()
         else:
-            _log.warn("the pykafka producer did not stop within {timeout} s; "
-                      "its thread is left behind", timeout=self._closeTimeout)
+            _log.warn(
+                "the pykafka producer did not stop within {timeout} s; its thread is left behind",
+                timeout=self._closeTimeout,
+            )
 
 
 @implementer(IPlugin, IProducerBackend)
@@ -288,8 +314,9 @@ class PykafkaBackend:
     """
 
     name = "pykafka"
-    description = ("pykafka 2.8 (pure Python, extra 'pykafka'): Kafka 0.10 to "
-                   "3.9, no record headers")
+    description = (
+        "pykafka 2.8 (pure Python, extra 'pykafka'): Kafka 0.10 to 3.9, no record headers"
+    )
 
     def __init__(self, clientFactory=None, poolFactory=None, probe=None):
         """
@@ -299,7 +326,8 @@ class PykafkaBackend:
         """
         self._clientFactory = clientFactory
         self._poolFactory = poolFactory or (
-            lambda: _KafkaThreadPool(minthreads=1, maxthreads=1, name="kafka"))
+            lambda: _KafkaThreadPool(minthreads=1, maxthreads=1, name="kafka")
+        )
         self._probe = probe or checkBroker
         self._started = weakref.WeakSet()
 
@@ -326,7 +354,8 @@ class PykafkaBackend:
     def connect(self, config, events, reactor):
         """
         See L{IProducerBackend.connect}.  The first time for C{events} (at
-        start, not when recreating a client), asks a bootstrap broker whether it takes the old message format, blocking a
+        start, not when recreating a client), asks a bootstrap broker whether it takes
+        the old message format, blocking a
         few seconds at most, so that Kafka 4 is refused at once instead of
         failing every record; the worker asks again before each connection,
         off the reactor.
@@ -339,8 +368,11 @@ class PykafkaBackend:
             try:
                 self._probe(settings["hosts"])
             except OSError as e:
-                _log.warn("cannot check the Kafka version now ({error}); "
-                          "checked again before connecting", error=str(e))
+                _log.warn(
+                    "cannot check the Kafka version now ({error}); "
+                    "checked again before connecting",
+                    error=str(e),
+                )
             self._started.add(events)
             _log.warn(
                 "pykafka backend: records carry no headers (the pre-0.11 "

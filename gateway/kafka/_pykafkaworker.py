@@ -18,8 +18,15 @@ from contextlib import closing
 
 from gateway.kafka.records import DeliveryError
 
-__all__ = ["BROKER_VERSION", "UnsupportedBroker", "Worker", "checkBroker",
-           "crc32Partitioner", "deliveryError", "probeBroker"]
+__all__ = [
+    "BROKER_VERSION",
+    "UnsupportedBroker",
+    "Worker",
+    "checkBroker",
+    "crc32Partitioner",
+    "deliveryError",
+    "probeBroker",
+]
 
 #: The protocol version pykafka is told to speak: message format v1.
 BROKER_VERSION = "0.10.0"
@@ -31,10 +38,17 @@ _API_VERSIONS = 18
 
 #: Errors after which producing the record again may succeed.
 _RETRIABLE = {
-    "SocketDisconnectedError", "ProduceFailureError", "NoBrokersAvailableError",
-    "LeaderNotFoundError", "LeaderNotAvailable", "NotLeaderForPartition",
-    "UnknownTopicOrPartition", "RequestTimedOut", "InvalidMessageError",
-    "error", "OSError",  # struct.error (a truncated reply), socket errors
+    "SocketDisconnectedError",
+    "ProduceFailureError",
+    "NoBrokersAvailableError",
+    "LeaderNotFoundError",
+    "LeaderNotAvailable",
+    "NotLeaderForPartition",
+    "UnknownTopicOrPartition",
+    "RequestTimedOut",
+    "InvalidMessageError",
+    "error",
+    "OSError",  # struct.error (a truncated reply), socket errors
 }
 
 
@@ -106,8 +120,9 @@ def probeBroker(address, timeout=3.0, connect=socket.create_connection):
         reply = _call(sock, _API_VERSIONS, 1, b"")
         try:
             error, count = struct.unpack_from(">hi", reply, 4)
-            versions = [struct.unpack_from(">hhh", reply, 10 + 6 * index)
-                        for index in range(count)]
+            versions = [
+                struct.unpack_from(">hhh", reply, 10 + 6 * index) for index in range(count)
+            ]
         except struct.error as e:
             raise OSError(f"malformed ApiVersions answer: {e}") from e
         if error:
@@ -140,8 +155,11 @@ def checkBroker(hosts, timeout=3.0, connect=socket.create_connection):
             problems.append(f"{address}: {e}")
             continue
         if low > LAST_OLD_PRODUCE or not oldProduce:
-            why = (f"it serves Produce v{low}-v{high} only" if oldProduce else
-                   "it closed the connection on a Produce v0 request")
+            why = (
+                f"it serves Produce v{low}-v{high} only"
+                if oldProduce
+                else "it closed the connection on a Produce v0 request"
+            )
             raise UnsupportedBroker(
                 f"the pykafka backend cannot produce to the broker at "
                 f"{address.strip()}: {why}. pykafka writes only the pre-0.11 "
@@ -223,7 +241,8 @@ class Worker:
         try:
             self._probe(self._settings["hosts"])
             self._client = self._clientFactory(
-                hosts=self._settings["hosts"], broker_version=BROKER_VERSION,
+                hosts=self._settings["hosts"],
+                broker_version=BROKER_VERSION,
                 socket_timeout_ms=self._settings["socket_timeout_ms"],
             )
         except UnsupportedBroker as e:
@@ -231,10 +250,14 @@ class Worker:
             self._backOff(maximum=60.0)
             return False
         except Exception as e:
-            errors.append(DeliveryError(
-                "NoBrokersAvailableError", f"cannot connect to Kafka: {e}",
-                retriable=True, allBrokersDown=True,
-            ))
+            errors.append(
+                DeliveryError(
+                    "NoBrokersAvailableError",
+                    f"cannot connect to Kafka: {e}",
+                    retriable=True,
+                    allBrokersDown=True,
+                )
+            )
             self._backOff()
             return False
         self._failures = 0
@@ -242,19 +265,25 @@ class Worker:
 
     def _backOff(self, maximum=5.0):
         self._failures += 1
-        self._retryAt = self._clock() + min(maximum, 0.25 * 2 ** self._failures)
+        self._retryAt = self._clock() + min(maximum, 0.25 * 2**self._failures)
 
     def _producer(self, topic):
         producer = self._producers.get(topic)
         if producer is None:
             s = self._settings
             producer = self._client.topics[topic].get_producer(
-                partitioner=crc32Partitioner, sync=False, delivery_reports=True,
-                block_on_queue_full=False, required_acks=s["required_acks"],
-                linger_ms=s["linger_ms"], max_queued_messages=s["maxMessages"],
+                partitioner=crc32Partitioner,
+                sync=False,
+                delivery_reports=True,
+                block_on_queue_full=False,
+                required_acks=s["required_acks"],
+                linger_ms=s["linger_ms"],
+                max_queued_messages=s["maxMessages"],
                 max_request_size=s["max_request_size"],
-                max_retries=s["max_retries"], retry_backoff_ms=s["retry_backoff_ms"],
-                ack_timeout_ms=s["ack_timeout_ms"], queue_empty_timeout_ms=1000,
+                max_retries=s["max_retries"],
+                retry_backoff_ms=s["retry_backoff_ms"],
+                ack_timeout_ms=s["ack_timeout_ms"],
+                queue_empty_timeout_ms=1000,
                 # stop() waits for nothing: the gateway's drain already did.
                 pending_timeout_ms=0,
                 compression=1 if s["compression"] == "gzip" else 0,
@@ -270,10 +299,13 @@ class Worker:
             try:
                 producer = self._producer(topic)
             except Exception as e:
-                errors.append(DeliveryError(
-                    type(e).__name__, f"cannot produce to topic {topic!r}: {e}",
-                    retriable=True,
-                ))
+                errors.append(
+                    DeliveryError(
+                        type(e).__name__,
+                        f"cannot produce to topic {topic!r}: {e}",
+                        retriable=True,
+                    )
+                )
                 self._backOff()
                 break
             try:
@@ -286,8 +318,7 @@ class Worker:
                     reports.append((ticket, deliveryError(e)))
                     done += 1
                     continue
-                errors.append(DeliveryError(name, f"pykafka producer failed: {e}",
-                                            fatal=True))
+                errors.append(DeliveryError(name, f"pykafka producer failed: {e}", fatal=True))
                 self._broken = True
                 break
             self._inflight[id(message)] = (message, ticket)
@@ -304,16 +335,17 @@ class Worker:
                     break
                 entry = self._inflight.pop(id(message), None)
                 if entry is not None:
-                    reports.append(
-                        (entry[1], None if error is None else deliveryError(error))
-                    )
+                    reports.append((entry[1], None if error is None else deliveryError(error)))
             failed = getattr(producer, "_worker_exception", None)
             if failed is not None and not self._broken:
                 self._broken = True
-                errors.append(DeliveryError(
-                    failed[0].__name__, f"pykafka producer thread died: {failed[1]}",
-                    fatal=True,
-                ))
+                errors.append(
+                    DeliveryError(
+                        failed[0].__name__,
+                        f"pykafka producer thread died: {failed[1]}",
+                        fatal=True,
+                    )
+                )
 
     def _brokersUp(self):
         if self._client is None:

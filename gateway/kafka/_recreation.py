@@ -36,11 +36,15 @@ class RecreationMixin:
         """
         self.lastError = error
         now = self.clock.seconds()
-        if self._lastLogged is None or self._lastLogged[0] != error.code \
-                or now - self._lastLogged[1] >= 30:
+        if (
+            self._lastLogged is None
+            or self._lastLogged[0] != error.code
+            or now - self._lastLogged[1] >= 30
+        ):
             self._lastLogged = (error.code, now)
-            self.log.warn("Kafka producer: {reason}", reason=error.text,
-                          code=error.code, fatal=error.fatal)
+            self.log.warn(
+                "Kafka producer: {reason}", reason=error.text, code=error.code, fatal=error.fatal
+            )
         if error.fatal:
             self._scheduleRecreation("hit a fatal error")
         elif error.allBrokersDown and self._downSince is None:
@@ -58,9 +62,7 @@ class RecreationMixin:
             self._downSince = None
         elif self.clock.seconds() - self._downSince >= self.recreateAfter:
             self._downSince = None
-            self._scheduleRecreation(
-                f"has had no broker for {self.recreateAfter:.0f} s"
-            )
+            self._scheduleRecreation(f"has had no broker for {self.recreateAfter:.0f} s")
 
     def _scheduleRecreation(self, why):
         if self._recreating is not None or not self.running:
@@ -69,7 +71,8 @@ class RecreationMixin:
         self._failedAttempts += 1
         self.log.error(
             "Kafka producer {why}; recreating it in {delay:.1f} s",
-            why=why, delay=delay,
+            why=why,
+            delay=delay,
         )
         self._recreating = self.clock.callLater(delay, self._recreate)
 
@@ -90,8 +93,9 @@ class RecreationMixin:
         try:
             self._connect()
         except ValueError as e:
-            self.log.error("Kafka producer not recreated: {error}", error=str(e),
-                           backend=self.backend.name)
+            self.log.error(
+                "Kafka producer not recreated: {error}", error=str(e), backend=self.backend.name
+            )
             self.clientError(self.lastError)
             return
         self.recreations += 1

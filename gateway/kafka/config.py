@@ -24,8 +24,7 @@ DEFAULT_PRODUCER_CONFIG = {
 }
 
 
-def producerConfig(bootstrapServers, options=None, maxMessageSize=None,
-                   budget=None):
+def producerConfig(bootstrapServers, options=None, maxMessageSize=None, budget=None):
     """
     Build the producer configuration.
 

@@ -117,8 +117,9 @@ class ConfluentClient:
     def _delivery(self, error, message):
         # Only failures arrive here (delivery.report.only.error).
         if error is not None:
-            record = Record(message.topic(), message.key(),
-                            message.headers() or [], message.value())
+            record = Record(
+                message.topic(), message.key(), message.headers() or [], message.value()
+            )
             self._events.deliveryFailed(record, deliveryError(error))
 
     def _error(self, error):
@@ -194,5 +195,6 @@ class ConfluentBackend:
     def connect(self, config, events, reactor):
         from twisted.logger import Logger
 
-        return ConfluentClient(config, events, Logger(namespace="librdkafka"),
-                               self._producerFactory)
+        return ConfluentClient(
+            config, events, Logger(namespace="librdkafka"), self._producerFactory
+        )

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
-from twisted.internet.defer import CancelledError
 from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -25,7 +25,12 @@ from gateway.kafka._guard import GuardedEndpoint
 from gateway.kafka._probe import DEFAULT_TIMEOUT, KafkaProbeFactory, ProbeError
 
 __all__ = [
-    "BrokerHealthService", "DEGRADED", "DOWN", "READY", "STARTING", "parseBootstrap",
+    "BrokerHealthService",
+    "DEGRADED",
+    "DOWN",
+    "READY",
+    "STARTING",
+    "parseBootstrap",
     "tcpEndpoint",
 ]
 
@@ -125,9 +130,17 @@ class BrokerHealthService(MultiService):
     log = Logger()
 
     def __init__(
-        self, reactor, bootstrap, producerStatus=None, interval=5.0,
-        probeTimeout=DEFAULT_TIMEOUT, latencyThreshold=1.0, budgetThreshold=0.5,
-        deliveryAgeThreshold=30.0, retryPolicy=None, endpointFactory=None,
+        self,
+        reactor,
+        bootstrap,
+        producerStatus=None,
+        interval=5.0,
+        probeTimeout=DEFAULT_TIMEOUT,
+        latencyThreshold=1.0,
+        budgetThreshold=0.5,
+        deliveryAgeThreshold=30.0,
+        retryPolicy=None,
+        endpointFactory=None,
     ):
         """
         :param reactor: an L{IReactorTCP} and L{IReactorTime}: connections,
@@ -177,15 +190,20 @@ class BrokerHealthService(MultiService):
         for host, port in parseBootstrap(bootstrap):
             broker = self.brokers[_name(host, port)] = _Broker(_name(host, port))
             factory = KafkaProbeFactory(
-                reactor, probeTimeout,
+                reactor,
+                probeTimeout,
                 onConnectionLost=lambda p, why, b=broker: self._connectionLost(b, p, why),
             )
             endpoint = GuardedEndpoint(
-                endpointFactory(reactor, host, port, probeTimeout), broker.name,
+                endpointFactory(reactor, host, port, probeTimeout),
+                broker.name,
                 lambda why, b=broker: self._connectFailed(b, why),
             )
             broker.service = ClientService(
-                endpoint, factory, retryPolicy=retryPolicy, clock=reactor,
+                endpoint,
+                factory,
+                retryPolicy=retryPolicy,
+                clock=reactor,
                 prepareConnection=lambda p, b=broker: self._prepare(b, p),
             )
             broker.service.setServiceParent(self)
@@ -219,12 +237,13 @@ class BrokerHealthService(MultiService):
         """
         fields = ("up", "latency", "error", "probesOk", "probesFailed", "connections")
         return {
-            "state": self.state, "reason": self.reason, "ready": self.isReady(),
-            "probesOk": self.probesOk, "probesFailed": self.probesFailed,
+            "state": self.state,
+            "reason": self.reason,
+            "ready": self.isReady(),
+            "probesOk": self.probesOk,
+            "probesFailed": self.probesFailed,
             "producer": dict(self.producer),
-            "brokers": {
-                b.name: {f: getattr(b, f) for f in fields} for b in self.brokers.values()
-            },
+            "brokers": {b.name: {f: getattr(b, f) for f in fields} for b in self.brokers.values()},
         }
 
     def startService(self):
@@ -389,9 +408,7 @@ class BrokerHealthService(MultiService):
         problems = []
         fraction = figures.get("budgetFraction")
         if fraction is not None and fraction > self.budgetThreshold:
-            problems.append(
-                f"byte budget {fraction:.0%} used, over {self.budgetThreshold:.0%}"
-            )
+            problems.append(f"byte budget {fraction:.0%} used, over {self.budgetThreshold:.0%}")
         pending = figures.get("pending") or 0
         if pending <= 0:
             self._pendingSince = None

@@ -24,10 +24,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IProducerEvents
-from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
-from gateway.kafka.records import Record, RecordFile
 from gateway.kafka._figures import RECORD_OVERHEAD, ProducerFiguresMixin
 from gateway.kafka._recreation import RecreationMixin
+from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
+from gateway.kafka.records import Record, RecordFile
 from gateway.kafka.spool import Spool
 
 __all__ = [
@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 #: Errors that mean a record (or the batch it was in) is too large.
-_SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE",
-                          "MessageSizeTooLarge"})
+_SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "MessageSizeTooLarge"})
+
 
 class _NoObserver:
     """
@@ -84,9 +84,18 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
     name = "kafka-producer"
     log = Logger()
 
-    def __init__(self, backend, config, clock, pollInterval=0.05,
-                 drainTimeout=30.0, spoolPath=None, deadLetterPath=None,
-                 retryPolicy=None, recreateAfter=120.0):
+    def __init__(
+        self,
+        backend,
+        config,
+        clock,
+        pollInterval=0.05,
+        drainTimeout=30.0,
+        spoolPath=None,
+        deadLetterPath=None,
+        retryPolicy=None,
+        recreateAfter=120.0,
+    ):
         """
         :param backend: the L{gateway.interfaces.IProducerBackend}.
         :param config: the producer configuration (see L{producerConfig}).
@@ -156,9 +165,7 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         try:
             self._client = self.backend.connect(self.config, self, self.clock)
         except Exception as e:
-            raise ValueError(
-                f"cannot create the Kafka producer ({self.backend.name}): {e}"
-            ) from e
+            raise ValueError(f"cannot create the Kafka producer ({self.backend.name}): {e}") from e
         self._produce = self._client.produce
         self.log.info(
             "Kafka producer created ({backend}) for {bootstrap}",
@@ -177,7 +184,8 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         if records:
             self.log.info(
                 "producing {count} spooled records first (from {path})",
-                count=len(records), path=self.spool.path,
+                count=len(records),
+                path=self.spool.path,
             )
 
     def stopService(self):
@@ -213,9 +221,7 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
 
         drainer = LoopingCall(check)
         drainer.clock = self.clock
-        drainer.start(self.pollInterval).addCallback(
-            lambda _: done.callback(self._finishDrain())
-        )
+        drainer.start(self.pollInterval).addCallback(lambda _: done.callback(self._finishDrain()))
         return done
 
     def _finishDrain(self):
@@ -235,7 +241,9 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         self.log.info(
             "Kafka producer stopped: {delivered} records delivered, {left} not "
             "delivered ({spooled} spooled), {deadLettered} dead-lettered",
-            delivered=delivered, left=len(left), spooled=self.spooled,
+            delivered=delivered,
+            left=len(left),
+            spooled=self.spooled,
             deadLettered=self.deadLettered,
         )
         return len(left)
@@ -391,11 +399,13 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         if self.deadLetters is not None:
             self.deadLetters.append([record], reason=reason)
         self.log.error(
-            "Kafka refused a {size}-byte record for {topic}: {reason}; "
-            "{where}",
+            "Kafka refused a {size}-byte record for {topic}: {reason}; {where}",
             size=len(record.value or b""),
             topic=record.topic,
             reason=reason,
-            where=(f"written to {self.deadLetters.path}" if self.deadLetters
-                   else "no dead-letter file configured, dropped"),
+            where=(
+                f"written to {self.deadLetters.path}"
+                if self.deadLetters
+                else "no dead-letter file configured, dropped"
+            ),
         )

@@ -120,12 +120,14 @@ class RecordFile:
                     continue
                 try:
                     entry = json.loads(line)
-                    records.append(Record(
-                        entry["topic"],
-                        _decode(entry["key"]),
-                        [(name, _decode(value)) for name, value in entry["headers"]],
-                        _decode(entry["value"]),
-                    ))
+                    records.append(
+                        Record(
+                            entry["topic"],
+                            _decode(entry["key"]),
+                            [(name, _decode(value)) for name, value in entry["headers"]],
+                            _decode(entry["value"]),
+                        )
+                    )
                 except (ValueError, KeyError, TypeError) as e:
                     raise ValueError(f"{self.path}:{number}: not a record: {e}") from e
         return records

@@ -104,7 +104,8 @@ class KafkaConnectionCounter:
             for family in (socket.AF_INET, socket.AF_INET6):
                 for port in ports:
                     for _, sport, _, _, _, inode in self._diag.dump(
-                            [TCP_ESTABLISHED], dport=int(port), family=family):
+                        [TCP_ESTABLISHED], dport=int(port), family=family
+                    ):
                         if sport not in excluded:
                             candidates.add(str(inode))
             return candidates
@@ -165,9 +166,10 @@ def bootstrapPorts(gateway):
     :return: the ports of the gateway's Kafka bootstrap servers.
     """
     try:
-        return {port for _, port in parseBootstrap(
-            gateway.producer.config.get("bootstrap.servers", "")
-        )}
+        return {
+            port
+            for _, port in parseBootstrap(gateway.producer.config.get("bootstrap.servers", ""))
+        }
     except ValueError:
         return set()
 

@@ -17,11 +17,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import __version__
-from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
 from gateway.framing import INCOMPLETE, MALFORMED_FRAME, MALFORMED_LENGTH, TOO_LARGE
-from gateway.server.descriptors import DESCRIPTORS
 from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING
 from gateway.ops.kafkaconnections import KafkaConnectionCounter, gatewayKafkaConnections
+from gateway.server.descriptors import DESCRIPTORS
+from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
 
 __all__ = [
     "FRAME_ERROR_REASONS",
@@ -39,6 +39,7 @@ STOPPING = "stopping"
 
 #: Frame error reasons every listener reports, at 0 until they happen.
 FRAME_ERROR_REASONS = (TOO_LARGE, MALFORMED_LENGTH, MALFORMED_FRAME, INCOMPLETE)
+
 
 def readiness(gateway):
     """
@@ -117,26 +118,44 @@ class GatewayCollector(Collector):
         def family(kind, name, doc, labels=("listener",)):
             return kind(name, doc, labels=list(labels))
 
-        open_ = family(GaugeMetricFamily, "gateway_connections_open",
-                       "Client connections open now.")
-        accepted = family(CounterMetricFamily, "gateway_connections_accepted",
-                          "Client connections accepted.")
-        closed = family(CounterMetricFamily, "gateway_connections_closed",
-                        "Client connections closed, for any reason.")
-        refused = family(CounterMetricFamily, "gateway_connections_refused",
-                         "Client connections closed at once by a connection cap, "
-                         "by cap.", ("listener", "reason"))
-        closedBy = family(CounterMetricFamily, "gateway_connections_timed_out",
-                          "Client connections the gateway closed for idleness "
-                          "or age, by reason.", ("listener", "reason"))
-        accepting = family(GaugeMetricFamily, "gateway_listener_accepting",
-                           "1 while the listener accepts connections, 0 while "
-                           "it is paused (budget, descriptors, accept errors).")
-        received = family(CounterMetricFamily, "gateway_received_bytes",
-                          "Bytes read from clients.")
-        errors = family(CounterMetricFamily, "gateway_frame_errors",
-                        "Connections closed for bad input, by reason.",
-                        ("listener", "reason"))
+        open_ = family(
+            GaugeMetricFamily, "gateway_connections_open", "Client connections open now."
+        )
+        accepted = family(
+            CounterMetricFamily, "gateway_connections_accepted", "Client connections accepted."
+        )
+        closed = family(
+            CounterMetricFamily,
+            "gateway_connections_closed",
+            "Client connections closed, for any reason.",
+        )
+        refused = family(
+            CounterMetricFamily,
+            "gateway_connections_refused",
+            "Client connections closed at once by a connection cap, by cap.",
+            ("listener", "reason"),
+        )
+        closedBy = family(
+            CounterMetricFamily,
+            "gateway_connections_timed_out",
+            "Client connections the gateway closed for idleness or age, by reason.",
+            ("listener", "reason"),
+        )
+        accepting = family(
+            GaugeMetricFamily,
+            "gateway_listener_accepting",
+            "1 while the listener accepts connections, 0 while "
+            "it is paused (budget, descriptors, accept errors).",
+        )
+        received = family(
+            CounterMetricFamily, "gateway_received_bytes", "Bytes read from clients."
+        )
+        errors = family(
+            CounterMetricFamily,
+            "gateway_frame_errors",
+            "Connections closed for bad input, by reason.",
+            ("listener", "reason"),
+        )
         for listener in listeners:
             name = listener.name
             stats = listener.config.stats
@@ -161,11 +180,15 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "gateway_client_connection_capacity",
             "Client connections that fit in the descriptor limit, less the "
-            "reserve; listeners stop accepting there.", value=guard.capacity)
+            "reserve; listeners stop accepting there.",
+            value=guard.capacity,
+        )
         yield CounterMetricFamily(
             "gateway_accept_errors",
             "Accepts that failed for lack of descriptors or memory "
-            "(EMFILE, ENFILE, ENOBUFS, ENOMEM).", value=guard.acceptErrors)
+            "(EMFILE, ENFILE, ENOBUFS, ENOMEM).",
+            value=guard.acceptErrors,
+        )
 
     def _producer(self, producer, router):
         def counter(name, doc, value):
@@ -174,38 +197,59 @@ class GatewayCollector(Collector):
         def gauge(name, doc, value):
             return GaugeMetricFamily(name, doc, value=value)
 
-        yield counter("gateway_messages_received",
-                      "Messages handed to the producer (and records loaded from the spool).",
-                      producer.accepted)
-        yield counter("gateway_messages_produced",
-                      "Records the Kafka client took (again after a requeue).",
-                      producer.produced)
-        yield counter("gateway_messages_delivered",
-                      "Records Kafka confirmed.", self.delivered())
-        yield counter("gateway_messages_failed",
-                      "Failed delivery reports (requeued or dead-lettered after).",
-                      producer.failureReports)
-        yield counter("gateway_messages_dead_lettered",
-                      "Records Kafka refused for good.", producer.deadLettered)
-        yield counter("gateway_messages_spooled",
-                      "Records written to the spool at stop.", producer.spooled)
-        yield counter("gateway_messages_requeued",
-                      "Records produced again after a failure or a recreation.",
-                      producer.requeued)
-        yield counter("gateway_producer_recreations",
-                      "Kafka clients recreated after every broker stayed down.",
-                      producer.recreations)
-        yield gauge("gateway_producer_queue_depth",
-                    "Records accepted and not yet confirmed.", producer.pending())
+        yield counter(
+            "gateway_messages_received",
+            "Messages handed to the producer (and records loaded from the spool).",
+            producer.accepted,
+        )
+        yield counter(
+            "gateway_messages_produced",
+            "Records the Kafka client took (again after a requeue).",
+            producer.produced,
+        )
+        yield counter("gateway_messages_delivered", "Records Kafka confirmed.", self.delivered())
+        yield counter(
+            "gateway_messages_failed",
+            "Failed delivery reports (requeued or dead-lettered after).",
+            producer.failureReports,
+        )
+        yield counter(
+            "gateway_messages_dead_lettered",
+            "Records Kafka refused for good.",
+            producer.deadLettered,
+        )
+        yield counter(
+            "gateway_messages_spooled", "Records written to the spool at stop.", producer.spooled
+        )
+        yield counter(
+            "gateway_messages_requeued",
+            "Records produced again after a failure or a recreation.",
+            producer.requeued,
+        )
+        yield counter(
+            "gateway_producer_recreations",
+            "Kafka clients recreated after every broker stayed down.",
+            producer.recreations,
+        )
+        yield gauge(
+            "gateway_producer_queue_depth",
+            "Records accepted and not yet confirmed.",
+            producer.pending(),
+        )
         bytesSent = producer.bytesSent()
         if bytesSent is not None:
-            yield counter("gateway_kafka_sent_bytes",
-                          "Bytes sent to the Kafka brokers (requests included).",
-                          bytesSent)
+            yield counter(
+                "gateway_kafka_sent_bytes",
+                "Bytes sent to the Kafka brokers (requests included).",
+                bytesSent,
+            )
         brokersUp = producer.brokersUp()
         if brokersUp is not None:
-            yield gauge("gateway_producer_brokers_up",
-                        "Brokers the Kafka client is connected to.", brokersUp)
+            yield gauge(
+                "gateway_producer_brokers_up",
+                "Brokers the Kafka client is connected to.",
+                brokersUp,
+            )
         latency = GaugeMetricFamily(
             "gateway_delivery_latency_seconds",
             "Latency quantiles over the client's last statistics window, by stage: "
@@ -217,15 +261,22 @@ class GatewayCollector(Collector):
                 latency.add_metric([stage, quantile], seconds)
         yield latency
         if producer.lastDeliveryTime is not None:
-            yield gauge("gateway_last_delivery_age_seconds",
-                        "Seconds since a delivery was last seen confirmed.",
-                        max(0.0, producer.clock.seconds() - producer.lastDeliveryTime))
-        yield gauge("gateway_budget_held_bytes",
-                    "Bytes accepted and not confirmed, at the last budget check.",
-                    router.lastHeldBytes)
+            yield gauge(
+                "gateway_last_delivery_age_seconds",
+                "Seconds since a delivery was last seen confirmed.",
+                max(0.0, producer.clock.seconds() - producer.lastDeliveryTime),
+            )
+        yield gauge(
+            "gateway_budget_held_bytes",
+            "Bytes accepted and not confirmed, at the last budget check.",
+            router.lastHeldBytes,
+        )
         yield gauge("gateway_budget_bytes", "The byte budget.", router.budget)
-        yield gauge("gateway_budget_paused",
-                    "1 while clients are paused (back-pressure), else 0.", int(router.paused))
+        yield gauge(
+            "gateway_budget_paused",
+            "1 while clients are paused (back-pressure), else 0.",
+            int(router.paused),
+        )
 
     def _health(self, gateway):
         ready, _, _ = readiness(gateway)
@@ -257,7 +308,8 @@ class GatewayCollector(Collector):
             labels=["broker"],
         )
         up = GaugeMetricFamily(
-            "gateway_kafka_broker_up", "1 when the broker's last probe was answered.",
+            "gateway_kafka_broker_up",
+            "1 when the broker's last probe was answered.",
             labels=["broker"],
         )
         ok = CounterMetricFamily(

@@ -40,9 +40,7 @@ def _seconds(value):
     except ValueError:
         number = None
     if number is None or not (number > 0 and math.isfinite(number)):
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number of seconds, not {value!r}"
-        )
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
     return number
 
 
@@ -70,13 +68,20 @@ def parser():
         ),
     )
     parser.add_argument(
-        "url", nargs="?", default=DEFAULT_URL, type=_url,
+        "url",
+        nargs="?",
+        default=DEFAULT_URL,
+        type=_url,
         help=f"what to GET (default {DEFAULT_URL})",
     )
     parser.add_argument(
-        "-t", "--timeout", default=DEFAULT_TIMEOUT, type=_seconds, metavar="SECONDS",
+        "-t",
+        "--timeout",
+        default=DEFAULT_TIMEOUT,
+        type=_seconds,
+        metavar="SECONDS",
         help="give up after this many seconds: connecting, the answer and its "
-             f"body (default {DEFAULT_TIMEOUT:g})",
+        f"body (default {DEFAULT_TIMEOUT:g})",
     )
     return parser
 
@@ -128,6 +133,7 @@ def probe(client, clock, url=DEFAULT_URL, timeout=DEFAULT_TIMEOUT):
     :return: a L{Deferred} firing with C{(ready, line)}: whether the status
         was 200, and the line to print. It never fails.
     """
+
     @inlineCallbacks
     def exchange():
         response = yield client.get(url)

@@ -48,9 +48,7 @@ class SockDiag:
     """
 
     def __init__(self):
-        self.socket = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG
-        )
+        self.socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
         self.socket.bind((0, 0))
         self.sequence = 0
 
@@ -77,8 +75,13 @@ class SockDiag:
         )
         self.sequence += 1
         self.socket.send(
-            _HEADER.pack(_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
-                         NLM_F_REQUEST | NLM_F_DUMP, self.sequence, 0)
+            _HEADER.pack(
+                _HEADER.size + len(request),
+                SOCK_DIAG_BY_FAMILY,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                self.sequence,
+                0,
+            )
             + request
         )
         out = []

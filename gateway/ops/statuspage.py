@@ -43,16 +43,18 @@ def contentSecurityPolicy(document):
     :param document: the HTML, L{bytes}.
     :rtype: L{str}
     """
-    return "; ".join([
-        "default-src 'none'",
-        "script-src " + " ".join(_hashes(document, b"script")),
-        "style-src " + " ".join(_hashes(document, b"style")),
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src " + " ".join(_hashes(document, b"script")),
+            "style-src " + " ".join(_hashes(document, b"style")),
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 class StatusPage(Resource):

@@ -20,9 +20,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from gateway import __version__
-from gateway.server.descriptors import openDescriptors
 from gateway.addresses import formatAddress
 from gateway.ops.metrics import GatewayCollector, readiness
+from gateway.server.descriptors import openDescriptors
 
 __all__ = ["GatewaySite", "buildSite", "metricsRegistry", "statusSnapshot"]
 
@@ -86,21 +86,23 @@ def statusSnapshot(collector, uptime, now):
     for listener in gateway.listeners:
         stats = listener.config.stats
         port = listener.port
-        listeners.append({
-            "name": listener.name,
-            "framing": listener.config.framing,
-            "endpoint": listener.config.endpoint,
-            "address": formatAddress(port.getHost()) if port is not None else None,
-            "connections": stats.open,
-            "accepted": stats.accepted,
-            "closed": stats.closed,
-            "bytesReceived": stats.bytesReceived,
-            "frameErrors": dict(stats.frameErrors),
-            "refused": dict(stats.refused),
-            "closedBy": dict(stats.closedBy),
-            "accepting": listener.accepting,
-            "pausedFor": sorted(listener.pausedFor),
-        })
+        listeners.append(
+            {
+                "name": listener.name,
+                "framing": listener.config.framing,
+                "endpoint": listener.config.endpoint,
+                "address": formatAddress(port.getHost()) if port is not None else None,
+                "connections": stats.open,
+                "accepted": stats.accepted,
+                "closed": stats.closed,
+                "bytesReceived": stats.bytesReceived,
+                "frameErrors": dict(stats.frameErrors),
+                "refused": dict(stats.refused),
+                "closedBy": dict(stats.closedBy),
+                "accepting": listener.accepting,
+                "pausedFor": sorted(listener.pausedFor),
+            }
+        )
     return {
         "version": __version__,
         "uptime": uptime,
@@ -129,8 +131,7 @@ def statusSnapshot(collector, uptime, now):
         },
         "listeners": listeners,
         "descriptors": _descriptors(gateway.descriptors),
-        "worker": {"index": gateway.workerIndex, "count": gateway.workerCount,
-                   "pid": os.getpid()},
+        "worker": {"index": gateway.workerIndex, "count": gateway.workerCount, "pid": os.getpid()},
         "kafkaConnections": collector.kafkaConnections(),
         "time": now,
     }

@@ -12,11 +12,16 @@ lines = FramingPlugin(
     "messages ending with a delimiter (default \\n), which is not published",
     "gateway.framing.lines.LinesProtocol",
     options=[
-        FramingOption("delimiter", byteString, b"\n",
-                      "the bytes ending each message, with escapes (\\r\\n, \\0, \\x1e)",
-                      "bytes"),
-        FramingOption("strip-cr", boolean, False,
-                      "also drop one \\r before the delimiter", "bool"),
+        FramingOption(
+            "delimiter",
+            byteString,
+            b"\n",
+            "the bytes ending each message, with escapes (\\r\\n, \\0, \\x1e)",
+            "bytes",
+        ),
+        FramingOption(
+            "strip-cr", boolean, False, "also drop one \\r before the delimiter", "bool"
+        ),
     ],
 )
 
@@ -25,12 +30,19 @@ lengthPrefixed = FramingPlugin(
     "each message after its length as an unsigned integer (default 4 bytes, big-endian)",
     "gateway.framing.lengthprefix.LengthPrefixedProtocol",
     options=[
-        FramingOption("prefix-size", choice(1, 2, 4, 8), 4,
-                      "bytes in the length prefix", "1|2|4|8"),
-        FramingOption("byte-order", choice("big", "little"), "big",
-                      "byte order of the length prefix", "big|little"),
-        FramingOption("includes-prefix", boolean, False,
-                      "the length counts the prefix's own bytes", "bool"),
+        FramingOption(
+            "prefix-size", choice(1, 2, 4, 8), 4, "bytes in the length prefix", "1|2|4|8"
+        ),
+        FramingOption(
+            "byte-order",
+            choice("big", "little"),
+            "big",
+            "byte order of the length prefix",
+            "big|little",
+        ),
+        FramingOption(
+            "includes-prefix", boolean, False, "the length counts the prefix's own bytes", "bool"
+        ),
     ],
 )
 
@@ -45,10 +57,15 @@ octetCounting = FramingPlugin(
     "syslog frames as RFC 6587 3.4.1 counts them: MSG-LEN in ASCII decimal, a space, the message",
     "gateway.framing.octetcounting.OctetCountingProtocol",
     options=[
-        FramingOption("allow-newline", boolean, False,
-                      "also accept frames ended by \\n (RFC 6587 3.4.2) on the same "
-                      "connection, told apart by their first byte (a digit starts an "
-                      "octet-counted frame)", "bool"),
+        FramingOption(
+            "allow-newline",
+            boolean,
+            False,
+            "also accept frames ended by \\n (RFC 6587 3.4.2) on the same "
+            "connection, told apart by their first byte (a digit starts an "
+            "octet-counted frame)",
+            "bool",
+        ),
     ],
 )
 
@@ -68,8 +85,13 @@ chunks = FramingPlugin(
     "after idle-ms without data, and at close",
     "gateway.framing.chunks.ChunksProtocol",
     options=[
-        FramingOption("idle-ms", integer(minimum=0), 200,
-                      "publish the bytes buffered after this many milliseconds without "
-                      "data (0: only full chunks, and the rest at close)", "milliseconds"),
+        FramingOption(
+            "idle-ms",
+            integer(minimum=0),
+            200,
+            "publish the bytes buffered after this many milliseconds without "
+            "data (0: only full chunks, and the rest at close)",
+            "milliseconds",
+        ),
     ],
 )

@@ -86,12 +86,17 @@ def raiseDescriptorLimit(getrlimit=None, setrlimit=None):
                 setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
                 now = hard
             except (OSError, ValueError) as e:
-                log.warn("could not raise the descriptor limit from {soft} to "
-                         "{hard}: {error}", soft=soft, hard=hard, error=e)
+                log.warn(
+                    "could not raise the descriptor limit from {soft} to {hard}: {error}",
+                    soft=soft,
+                    hard=hard,
+                    error=e,
+                )
     log.info(
-        "descriptor limit (RLIMIT_NOFILE): soft {soft}, hard {hard}"
-        "{raised}",
-        soft=now, hard=_limitText(hard), before=soft,
+        "descriptor limit (RLIMIT_NOFILE): soft {soft}, hard {hard}{raised}",
+        soft=now,
+        hard=_limitText(hard),
+        before=soft,
         raised=f" (raised from {soft})" if now != soft else "",
     )
     return soft, now, hard
@@ -122,8 +127,14 @@ class DescriptorGuard:
         descriptors.
     """
 
-    def __init__(self, listeners, clock, reserve=DEFAULT_RESERVE,
-                 interval=10.0, publisher=globalLogPublisher):
+    def __init__(
+        self,
+        listeners,
+        clock,
+        reserve=DEFAULT_RESERVE,
+        interval=10.0,
+        publisher=globalLogPublisher,
+    ):
         """
         :param listeners: the listener services (a list the gateway keeps
             adding to), with C{pauseAccepting(reason)} and
@@ -168,7 +179,9 @@ class DescriptorGuard:
             "client connections: room for {capacity} (descriptor limit "
             "{limit}, {inUse} in use at start, {reserve} reserved)",
             capacity=self.capacity if self.capacity is not None else "unlimited",
-            limit=_limitText(limit), inUse=inUse, reserve=self.reserve,
+            limit=_limitText(limit),
+            inUse=inUse,
+            reserve=self.reserve,
         )
         self._publisher.addObserver(self._watch)
 
@@ -227,7 +240,9 @@ class DescriptorGuard:
                 "(limit {limit}, {reserve} reserved); not accepting until "
                 "connections close, new ones wait in the backlog "
                 "({times} times since the last such line)",
-                open=self.open, limit=self.limit, reserve=self.reserve,
+                open=self.open,
+                limit=self.limit,
+                reserve=self.reserve,
                 times=counts[DESCRIPTORS],
             )
 
@@ -266,8 +281,9 @@ class DescriptorGuard:
         if self._recount is None or not self._recount.active():
             self._recount = self.clock.callLater(RECOUNT_INTERVAL, self._recountNow)
         self._acceptFailed(
-            "EMFILE", f"room lowered to {self.capacity} client connections; "
-            "new ones wait in the backlog until connections close"
+            "EMFILE",
+            f"room lowered to {self.capacity} client connections; "
+            "new ones wait in the backlog until connections close",
         )
 
     def _recountNow(self):
@@ -277,9 +293,13 @@ class DescriptorGuard:
             return
         capacity = max(self.limit - (inUse - self.open) - self.reserve, 1)
         if capacity != self.capacity:
-            log.info("client connections: room now {capacity} ({inUse} "
-                     "descriptors in use, {open} of them clients)",
-                     capacity=capacity, inUse=inUse, open=self.open)
+            log.info(
+                "client connections: room now {capacity} ({inUse} "
+                "descriptors in use, {open} of them clients)",
+                capacity=capacity,
+                inUse=inUse,
+                open=self.open,
+            )
             self.capacity = capacity
         if self.full and self.open < self.capacity:
             self._resume()
@@ -293,7 +313,9 @@ class DescriptorGuard:
                 "accept failed: out of descriptors ({error}) with {open} "
                 "client connections; open connections keep working; {then} "
                 "({times} times since the last such line)",
-                error=error, open=self.open, then=then,
+                error=error,
+                open=self.open,
+                then=then,
                 times=counts[ACCEPT_ERROR],
             )
 

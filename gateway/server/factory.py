@@ -45,13 +45,17 @@ def listenerProtocol(protocol, factory):
             stats.bytesReceived += len(data)
             frame(self, data)
 
-    return type(protocol.__name__, (protocol,), {
-        "__module__": protocol.__module__,
-        "__doc__": protocol.__doc__,
-        "factory": factory,
-        "MAX_LENGTH": config.maxMessageSize,
-        "dataReceived": dataReceived,
-    })
+    return type(
+        protocol.__name__,
+        (protocol,),
+        {
+            "__module__": protocol.__module__,
+            "__doc__": protocol.__doc__,
+            "factory": factory,
+            "MAX_LENGTH": config.maxMessageSize,
+            "dataReceived": dataReceived,
+        },
+    )
 
 
 class GatewayFactory(Factory):

@@ -89,7 +89,10 @@ class ListenerGate:
             self.log.info(
                 "{listener}: closing {peer} ({reason}, {after:g} s); "
                 "{summary} since the last such line",
-                listener=self.name, peer=peer, reason=reason, after=after,
+                listener=self.name,
+                peer=peer,
+                reason=reason,
+                after=after,
                 summary=_summary(counts),
             )
 
@@ -106,8 +109,12 @@ class ListenerGate:
             self.log.warn(
                 "{listener}: refused {peer}: {reason} {limit} reached "
                 "({open} open); {summary} since the last such line",
-                listener=self.name, peer=peer, reason=reason, limit=limit,
-                open=self.admitted, summary=_summary(counts),
+                listener=self.name,
+                peer=peer,
+                reason=reason,
+                limit=limit,
+                open=self.admitted,
+                summary=_summary(counts),
             )
         return False
 

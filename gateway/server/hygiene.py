@@ -14,8 +14,8 @@ import socket
 from twisted.protocols.policies import TimeoutMixin
 
 import gateway.server.policy as connections
-from gateway.server.descriptors import DESCRIPTORS
 from gateway.addresses import formatAddress
+from gateway.server.descriptors import DESCRIPTORS
 
 __all__ = [
     "AGE_GRACE",
@@ -74,8 +74,9 @@ class ConnectionHygieneMixin(TimeoutMixin):
         if getHandle is None or idle < 2:
             return
         try:
-            getHandle().setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE,
-                                   idle + random.randrange(idle + 1))
+            getHandle().setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle + random.randrange(idle + 1)
+            )
         except (AttributeError, OSError, ValueError):
             pass  # not a TCP socket
 

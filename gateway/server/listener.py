@@ -93,7 +93,6 @@ class ListenerConfig:
     proxied: bool = False
 
 
-
 def listenNow(endpoint, factory, description):
     """
     Listen, and return the port at once or raise: a server endpoint's
@@ -111,7 +110,6 @@ def listenNow(endpoint, factory, description):
     if hasattr(result, "raiseException"):
         result.raiseException()
     return result
-
 
 
 class ListenerService(Service):
@@ -202,8 +200,7 @@ class ListenerService(Service):
         if reason not in self.pausedFor:
             return
         self.pausedFor.discard(reason)
-        if (not self.pausedFor and self.port is not None
-                and hasattr(self.port, "startReading")):
+        if not self.pausedFor and self.port is not None and hasattr(self.port, "startReading"):
             self.port.startReading()
 
     def stopService(self):

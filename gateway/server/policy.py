@@ -61,32 +61,70 @@ def seconds(value):
 
 #: Options every listener takes besides its framing's and C{max-size}.
 CONNECTION_OPTIONS = (
-    FramingOption(MAX_CONNECTIONS, integer(minimum=1), None,
-                  "connections open at once on this listener at most; more "
-                  "are closed at once and counted as refused", "count"),
-    FramingOption(MAX_PER_ADDRESS, integer(minimum=1), None,
-                  "connections open at once from one client address at most "
-                  "(the PROXY header's address behind haproxy:)", "count"),
-    FramingOption(IDLE_TIMEOUT, seconds, None,
-                  "close a connection that sends nothing for this long "
-                  "(never while the gateway itself pauses it)", "seconds"),
-    FramingOption(MAX_AGE, seconds, None,
-                  "close a connection this long after it opened", "seconds"),
-    FramingOption("keepalive", boolean, True,
-                  "TCP keepalive on client connections, so dead peers "
-                  "are found and their descriptors freed", "true|false"),
-    FramingOption("keepalive-idle", integer(minimum=1, maximum=32767), 60,
-                  "seconds of silence before the first keepalive probe "
-                  "(TCP_KEEPIDLE)", "seconds"),
-    FramingOption("keepalive-interval", integer(minimum=1, maximum=32767), 15,
-                  "seconds between keepalive probes (TCP_KEEPINTVL)", "seconds"),
-    FramingOption("keepalive-count", integer(minimum=1, maximum=127), 4,
-                  "unanswered probes before the connection is dropped "
-                  "(TCP_KEEPCNT)", "count"),
-    FramingOption("backlog", integer(minimum=1), None,
-                  "listen backlog: connections the kernel completes before "
-                  f"the gateway accepts them (default {DEFAULT_BACKLOG}, or "
-                  "the endpoint's backlog=)", "count"),
+    FramingOption(
+        MAX_CONNECTIONS,
+        integer(minimum=1),
+        None,
+        "connections open at once on this listener at most; more "
+        "are closed at once and counted as refused",
+        "count",
+    ),
+    FramingOption(
+        MAX_PER_ADDRESS,
+        integer(minimum=1),
+        None,
+        "connections open at once from one client address at most "
+        "(the PROXY header's address behind haproxy:)",
+        "count",
+    ),
+    FramingOption(
+        IDLE_TIMEOUT,
+        seconds,
+        None,
+        "close a connection that sends nothing for this long "
+        "(never while the gateway itself pauses it)",
+        "seconds",
+    ),
+    FramingOption(
+        MAX_AGE, seconds, None, "close a connection this long after it opened", "seconds"
+    ),
+    FramingOption(
+        "keepalive",
+        boolean,
+        True,
+        "TCP keepalive on client connections, so dead peers are found and their descriptors freed",
+        "true|false",
+    ),
+    FramingOption(
+        "keepalive-idle",
+        integer(minimum=1, maximum=32767),
+        60,
+        "seconds of silence before the first keepalive probe (TCP_KEEPIDLE)",
+        "seconds",
+    ),
+    FramingOption(
+        "keepalive-interval",
+        integer(minimum=1, maximum=32767),
+        15,
+        "seconds between keepalive probes (TCP_KEEPINTVL)",
+        "seconds",
+    ),
+    FramingOption(
+        "keepalive-count",
+        integer(minimum=1, maximum=127),
+        4,
+        "unanswered probes before the connection is dropped (TCP_KEEPCNT)",
+        "count",
+    ),
+    FramingOption(
+        "backlog",
+        integer(minimum=1),
+        None,
+        "listen backlog: connections the kernel completes before "
+        f"the gateway accepts them (default {DEFAULT_BACKLOG}, or "
+        "the endpoint's backlog=)",
+        "count",
+    ),
 )
 
 _DECLARED = {option.name: option for option in CONNECTION_OPTIONS}
@@ -209,5 +247,3 @@ def configurePort(port, policy):
                 skt.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
                 applied[option] = value
     return applied
-
-

@@ -76,9 +76,7 @@ class ReusePortServerEndpoint:
         if not 0 <= port <= 65535:
             raise ValueError(f"reuseport: port must be 0 to 65535, not {port}")
         if not 1 <= backlog <= _MAX_BACKLOG:
-            raise ValueError(
-                f"reuseport: backlog must be 1 to {_MAX_BACKLOG}, not {backlog}"
-            )
+            raise ValueError(f"reuseport: backlog must be 1 to {_MAX_BACKLOG}, not {backlog}")
         interface = interface or "0.0.0.0"
         if isIPv6Address(interface):
             self.addressFamily = socket.AF_INET6
@@ -118,9 +116,7 @@ class ReusePortServerEndpoint:
             skt.listen(self.backlog)
             skt.setblocking(False)
             # The port gets its own duplicate of the descriptor.
-            return self._reactor.adoptStreamPort(
-                skt.fileno(), self.addressFamily, protocolFactory
-            )
+            return self._reactor.adoptStreamPort(skt.fileno(), self.addressFamily, protocolFactory)
         except OSError as e:
             raise CannotListenError(self.interface, self.port, e) from e
         finally:
@@ -135,8 +131,12 @@ class ReusePortServerEndpoint:
         if self.addressFamily == socket.AF_INET:
             return (self.interface, self.port)
         [(_, _, _, _, sockaddr), *_] = socket.getaddrinfo(
-            self.interface, self.port, socket.AF_INET6, socket.SOCK_STREAM,
-            0, socket.AI_NUMERICHOST | socket.AI_PASSIVE,
+            self.interface,
+            self.port,
+            socket.AF_INET6,
+            socket.SOCK_STREAM,
+            0,
+            socket.AI_NUMERICHOST | socket.AI_PASSIVE,
         )
         return sockaddr
 
@@ -170,8 +170,7 @@ class ReusePortParser:
         unknown = sorted(set(kwargs) - {"port", "interface", "backlog"})
         if unknown:
             raise ValueError(
-                f"reuseport: unknown option {', '.join(unknown)} "
-                f"(known: port, interface, backlog)"
+                f"reuseport: unknown option {', '.join(unknown)} (known: port, interface, backlog)"
             )
         if len(args) > 1:
             raise ValueError(

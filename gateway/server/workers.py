@@ -120,9 +120,7 @@ def offsetPort(description, offset):
     """
     parts = _split(description)
     if parts[0].lower() not in ("tcp", "tcp6", "ssl", "reuseport") or len(parts) < 2:
-        raise ValueError(
-            f"{description!r}: --workers needs tcp:PORT... (or none) for --http"
-        )
+        raise ValueError(f"{description!r}: --workers needs tcp:PORT... (or none) for --http")
     index, keyword, port = _port(parts, description)
     if port == 0 or offset == 0:
         return description
@@ -172,8 +170,17 @@ def workerArguments(arguments, index, count, http, spool, deadLetter):
     own += ["--spool", workerPath(spool, index) or "none"]
     own += ["--dead-letter", workerPath(deadLetter, index) or "none"]
     # -P: the working directory is not put on sys.path (as for twistd).
-    return [sys.executable, "-P", "-c", _TWISTD, "--nodaemon", "--pidfile=",
-            "gateway", *kept, *own]
+    return [
+        sys.executable,
+        "-P",
+        "-c",
+        _TWISTD,
+        "--nodaemon",
+        "--pidfile=",
+        "gateway",
+        *kept,
+        *own,
+    ]
 
 
 class _RelayedLevels:
@@ -204,8 +211,7 @@ class WorkerGroup(ProcessMonitor):
     every one has drained and exited.
     """
 
-    def __init__(self, reactor, arguments, count, http, spool, deadLetter,
-                 drainTimeout):
+    def __init__(self, reactor, arguments, count, http, spool, deadLetter, drainTimeout):
         """
         :param reactor: the reactor (processes and time).
         :param arguments: the parent's C{gateway} options.
@@ -269,8 +275,7 @@ def parentWatch(clock, stop, interval=1.0, getppid=os.getppid):
     def check():
         if getppid() != parent and not stopped:
             stopped.append(True)
-            log.warn("the gateway's supervisor (pid {pid}) is gone; stopping",
-                     pid=parent)
+            log.warn("the gateway's supervisor (pid {pid}) is gone; stopping", pid=parent)
             stop()
 
     service = TimerService(interval, check)

@@ -79,13 +79,9 @@ class StripCRTests(SynchronousTestCase):
         """
         from gateway.testing import connectFraming
 
-        protocol, transport, sink = connectFraming(
-            FRAMINGS["lines"], options={"strip-cr": "true"}
-        )
+        protocol, transport, sink = connectFraming(FRAMINGS["lines"], options={"strip-cr": "true"})
         protocol.dataReceived(b"dos\r\nunix\n\rin\rside\r\r\n")
-        self.assertEqual(
-            sink.streams[0].messages, [b"dos", b"unix", b"\rin\rside\r"]
-        )
+        self.assertEqual(sink.streams[0].messages, [b"dos", b"unix", b"\rin\rside\r"])
 
 
 class LengthPrefixedConformance(FramingConformanceMixin, SynchronousTestCase):

@@ -55,8 +55,7 @@ def forNewlineFrame(message):
     return message or b"-"
 
 
-class NetstringConformance(FramingConformanceMixin,
-                           SynchronousTestCase):
+class NetstringConformance(FramingConformanceMixin, SynchronousTestCase):
     """
     C{netstring} with the kit's limit of 1024 bytes.
     """
@@ -178,8 +177,7 @@ class SmallLimitNetstringConformance(NetstringConformance):
         self.assertEqual(protocol.frameFailed, TOO_LARGE)
 
 
-class OctetCountingConformance(FramingConformanceMixin,
-                               SynchronousTestCase):
+class OctetCountingConformance(FramingConformanceMixin, SynchronousTestCase):
     """
     C{octet-counting} alone (RFC 6587 3.4.1): it cannot express an empty
     message, since C{MSG-LEN} starts with a non-zero digit.
@@ -316,12 +314,14 @@ class MixedFramingConformance(OctetCountingConformance):
         protocol, transport, sink = self.connect()
         stream = (
             octetCounted(SYSLOG_SU)
-            + SYSLOG_EVNT + b"\n"
+            + SYSLOG_EVNT
+            + b"\n"
             + octetCounted(SYSLOG_EVNT)
-            + SYSLOG_SU + b"\r\n"
+            + SYSLOG_SU
+            + b"\r\n"
         )
         for index in range(0, len(stream), 7):
-            protocol.dataReceived(stream[index:index + 7])
+            protocol.dataReceived(stream[index : index + 7])
         self.assertEqual(
             sink.streams[0].messages,
             [SYSLOG_SU, SYSLOG_EVNT, SYSLOG_EVNT, SYSLOG_SU + b"\r"],
@@ -385,9 +385,7 @@ class PluginDeclarationTests(SynchronousTestCase):
         """
         Both framings are installed plugins naming their protocol classes.
         """
-        self.assertIs(
-            FRAMINGS["netstring"].buildFactory(None).protocol, NetstringProtocol
-        )
+        self.assertIs(FRAMINGS["netstring"].buildFactory(None).protocol, NetstringProtocol)
         self.assertIs(
             FRAMINGS["octet-counting"].buildFactory(None).protocol,
             OctetCountingProtocol,
@@ -398,8 +396,9 @@ class PluginDeclarationTests(SynchronousTestCase):
         C{allow-newline} is a boolean, off unless given.
         """
         [option] = FRAMINGS["octet-counting"].options
-        self.assertEqual((option.name, option.default, option.kind),
-                         ("allow-newline", False, "bool"))
+        self.assertEqual(
+            (option.name, option.default, option.kind), ("allow-newline", False, "bool")
+        )
         protocol, transport, sink = connectFraming(FRAMINGS["octet-counting"])
         self.assertFalse(protocol.allowNewline)
         protocol, transport, sink = connectFraming(

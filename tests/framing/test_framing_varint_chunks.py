@@ -28,7 +28,7 @@ def referenceVarint(value):
     """
     digits = bin(value)[2:]
     digits = "0" * (-len(digits) % 7) + digits
-    groups = [int(digits[i:i + 7], 2) for i in range(0, len(digits), 7)][::-1]
+    groups = [int(digits[i : i + 7], 2) for i in range(0, len(digits), 7)][::-1]
     return bytes([0x80 | g for g in groups[:-1]] + [groups[-1]])
 
 
@@ -128,16 +128,22 @@ class VarintTests(SynchronousTestCase):
         The reference encoder and L{encodeVarint} give protobuf's documented
         encodings, and agree on boundaries up to C{2 ** 64 - 1}.
         """
-        known = {0: b"\x00", 1: b"\x01", 127: b"\x7f", 128: b"\x80\x01",
-                 150: b"\x96\x01", 300: b"\xac\x02",
-                 2 ** 64 - 1: b"\xff" * 9 + b"\x01"}
+        known = {
+            0: b"\x00",
+            1: b"\x01",
+            127: b"\x7f",
+            128: b"\x80\x01",
+            150: b"\x96\x01",
+            300: b"\xac\x02",
+            2**64 - 1: b"\xff" * 9 + b"\x01",
+        }
         for value, encoded in known.items():
             self.assertEqual(referenceVarint(value), encoded)
         for bits in range(0, 65):
-            for value in {2 ** bits - 1, 2 ** bits, 2 ** bits + 1}:
-                if value < 2 ** 64:
+            for value in {2**bits - 1, 2**bits, 2**bits + 1}:
+                if value < 2**64:
                     self.assertEqual(encodeVarint(value), referenceVarint(value))
-        self.assertRaises(ValueError, encodeVarint, 2 ** 64)
+        self.assertRaises(ValueError, encodeVarint, 2**64)
 
     def test_protobufAgrees(self):
         """
@@ -147,8 +153,8 @@ class VarintTests(SynchronousTestCase):
         try:
             from google.protobuf.internal.encoder import _VarintBytes
         except ImportError:
-            raise SkipTest("protobuf is not installed")
-        for value in (0, 1, 127, 128, 300, 16384, 2 ** 35, 2 ** 64 - 1):
+            raise SkipTest("protobuf is not installed") from None
+        for value in (0, 1, 127, 128, 300, 16384, 2**35, 2**64 - 1):
             self.assertEqual(_VarintBytes(value), referenceVarint(value))
 
     def test_roundTripBoundaries(self):
@@ -156,16 +162,16 @@ class VarintTests(SynchronousTestCase):
         Messages at every varint width boundary round trip, read whole or
         one byte at a time.
         """
-        sizes = [0, 1, 127, 128, 16383, 16384, 2 ** 21 - 1, 2 ** 21]
+        sizes = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21]
         messages = [bytes([n % 251]) * n for n in sizes]
         stream = b"".join(referenceVarint(len(m)) + m for m in messages)
-        protocol, transport, sink = self.connect(maxSize=2 ** 21)
+        protocol, transport, sink = self.connect(maxSize=2**21)
         protocol.dataReceived(stream)
         self.assertEqual(sink.streams[0].messages, messages)
         small = b"".join(referenceVarint(len(m)) + m for m in messages[:6])
-        protocol, transport, sink = self.connect(maxSize=2 ** 21)
+        protocol, transport, sink = self.connect(maxSize=2**21)
         for index in range(len(small)):
-            protocol.dataReceived(small[index:index + 1])
+            protocol.dataReceived(small[index : index + 1])
         self.assertEqual(sink.streams[0].messages, messages[:6])
         self.assertFalse(transport.disconnecting)
 
@@ -222,11 +228,11 @@ class VarintTests(SynchronousTestCase):
         With a limit past 64 bits, C{2 ** 64 - 1} is a valid length but
         C{2 ** 64} is malformed.
         """
-        protocol, transport, sink = self.connect(maxSize=2 ** 70)
-        protocol.dataReceived(referenceVarint(2 ** 64 - 1) + b"body")
+        protocol, transport, sink = self.connect(maxSize=2**70)
+        protocol.dataReceived(referenceVarint(2**64 - 1) + b"body")
         self.assertFalse(transport.disconnecting)
-        protocol, transport, sink = self.connect(maxSize=2 ** 70)
-        protocol.dataReceived(referenceVarint(2 ** 64))
+        protocol, transport, sink = self.connect(maxSize=2**70)
+        protocol.dataReceived(referenceVarint(2**64))
         self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
 
     def test_reasonIndependentOfReads(self):
@@ -235,14 +241,17 @@ class VarintTests(SynchronousTestCase):
         a value over the limit is C{too-large} even if later bytes would make
         it malformed.
         """
-        for data, reason in [(b"\xff" * 11, TOO_LARGE), (b"\x80" * 11, MALFORMED_LENGTH),
-                             (b"\x80" * 9 + b"\x02", MALFORMED_LENGTH),
-                             (b"\x81\x80\x80\x01", TOO_LARGE)]:
+        for data, reason in [
+            (b"\xff" * 11, TOO_LARGE),
+            (b"\x80" * 11, MALFORMED_LENGTH),
+            (b"\x80" * 9 + b"\x02", MALFORMED_LENGTH),
+            (b"\x81\x80\x80\x01", TOO_LARGE),
+        ]:
             whole, _, _ = self.connect()
             whole.dataReceived(data)
             byByte, _, _ = self.connect()
             for index in range(len(data)):
-                byByte.dataReceived(data[index:index + 1])
+                byByte.dataReceived(data[index : index + 1])
             self.assertEqual((whole.frameFailed, byByte.frameFailed), (reason, reason), data)
 
     def test_bytesReceivedInsideDelivery(self):
@@ -320,7 +329,7 @@ class ChunksConformance(FramingConformanceMixin, SynchronousTestCase):
         protocol, transport, sink = self.connect()
         stream = self.oversized() + b"y" * (2 * self.maxSize)
         for index in range(len(stream)):
-            protocol.dataReceived(stream[index:index + 1])
+            protocol.dataReceived(stream[index : index + 1])
             self.assertLess(protocol.bufferedByteCount(), self.maxSize)
         for size in (self.maxSize - 1, self.maxSize, 5 * self.maxSize + 3):
             protocol.dataReceived(b"z" * size)
@@ -334,9 +343,7 @@ class ChunksConformance(FramingConformanceMixin, SynchronousTestCase):
         separately, and one closing publishes only its own remainder.
         """
         first, firstTransport, sink = self.connect()
-        second, secondTransport, _ = self.connect(
-            config=first.factory.config, peerPort=40001
-        )
+        second, secondTransport, _ = self.connect(config=first.factory.config, peerPort=40001)
         first.dataReceived(self.oversized())
         messages = self.sampleMessages()
         second.dataReceived(self.encode(messages))
@@ -377,8 +384,8 @@ class ChunksTests(SynchronousTestCase):
     def connect(self, maxSize=1024, **options):
         self.clock = Clock()
         protocol, transport, sink = connectFraming(
-            FRAMINGS["chunks"], options=options, maxMessageSize=maxSize,
-            clock=self.clock)
+            FRAMINGS["chunks"], options=options, maxMessageSize=maxSize, clock=self.clock
+        )
         self.published = sink.streams[0].messages
         return protocol, transport, sink.streams[0]
 

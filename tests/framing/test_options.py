@@ -128,8 +128,15 @@ class ParseListenTests(SynchronousTestCase):
         Missing endpoint, unclosed parentheses, an option without C{=} or
         given twice are refused.
         """
-        for text in ("lines", "lines=", "lines(x=1=tcp:1", "lines(x)=tcp:1",
-                     "lines(x=1,x=2)=tcp:1", "(x=1)=tcp:1", "lines(x=1)tcp:1"):
+        for text in (
+            "lines",
+            "lines=",
+            "lines(x=1=tcp:1",
+            "lines(x)=tcp:1",
+            "lines(x=1,x=2)=tcp:1",
+            "(x=1)=tcp:1",
+            "lines(x=1)tcp:1",
+        ):
             self.assertRaises(OptionError, parseListen, text)
 
 
@@ -139,7 +146,9 @@ class ResolveOptionsTests(SynchronousTestCase):
     """
 
     plugin = FramingPlugin(
-        "demo", "demo", "x.Y",
+        "demo",
+        "demo",
+        "x.Y",
         options=[FramingOption("size", integer(1, 8), 4, "size", "1-8")],
     )
 
@@ -147,9 +156,7 @@ class ResolveOptionsTests(SynchronousTestCase):
         """
         Declared options take their defaults; C{max-size} the listener's.
         """
-        self.assertEqual(
-            resolveOptions(self.plugin, {}, 100), {"size": 4, "max-size": 100}
-        )
+        self.assertEqual(resolveOptions(self.plugin, {}, 100), {"size": 4, "max-size": 100})
 
     def test_given(self):
         """

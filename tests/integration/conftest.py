@@ -27,7 +27,9 @@ def devkafkaHome(config):
 
 def _broker(request, tmpPathFactory, version, name):
     broker = DevKafka(
-        version, home=devkafkaHome(request.config), name=name,
+        version,
+        home=devkafkaHome(request.config),
+        name=name,
         runRoot=tmpPathFactory.mktemp("devkafka"),
     )
     try:

@@ -158,7 +158,10 @@ def proxyV1(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
     :return: a PROXY protocol v1 header for a TCP4 connection.
     """
     return b"PROXY TCP4 %s %s %d %d\r\n" % (
-        source.encode(), destination.encode(), sourcePort, destinationPort
+        source.encode(),
+        destination.encode(),
+        sourcePort,
+        destinationPort,
     )
 
 
@@ -167,10 +170,17 @@ def proxyV2(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
     :return: a PROXY protocol v2 header (binary) for a TCP4 connection
         (version 2, command PROXY, AF_INET + STREAM).
     """
-    addresses = (socket.inet_aton(source) + socket.inet_aton(destination)
-                 + struct.pack("!HH", sourcePort, destinationPort))
-    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11])
-            + struct.pack("!H", len(addresses)) + addresses)
+    addresses = (
+        socket.inet_aton(source)
+        + socket.inet_aton(destination)
+        + struct.pack("!HH", sourcePort, destinationPort)
+    )
+    return (
+        b"\r\n\r\n\x00\r\nQUIT\n"
+        + bytes([0x21, 0x11])
+        + struct.pack("!H", len(addresses))
+        + addresses
+    )
 
 
 # What a client sees
@@ -220,9 +230,7 @@ def closedBy(sockets, timeout, expect=None, settle=0.5):
         remaining = deadline - time.monotonic()
         if not pending or remaining <= 0:
             return closed
-        readable, _, _ = select.select(
-            [sockets[i] for i in pending], [], [], min(remaining, 0.1)
-        )
+        readable, _, _ = select.select([sockets[i] for i in pending], [], [], min(remaining, 0.1))
         for i in pending:
             if sockets[i] in readable and _closedNow(sockets[i]):
                 closed.add(i)
@@ -317,8 +325,9 @@ def waitForOpen(process, listener, expected, timeout=10.0):
         seen[:] = [listenerStatus(process, listener)]
         return seen[0]["connections"] == expected
 
-    waitFor(reached, timeout, lambda: f"{expected} open connections "
-                                      f"(last: {seen[0]['connections']})")
+    waitFor(
+        reached, timeout, lambda: f"{expected} open connections (last: {seen[0]['connections']})"
+    )
     return seen[0]
 
 
@@ -356,7 +365,10 @@ def acceptedSockets(pid, port):
     """
     output = subprocess.run(
         ["ss", "-tnoeH", "state", "established", f"( sport = :{port} )"],
-        check=True, capture_output=True, text=True, timeout=10,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
     ).stdout
     owned = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):

@@ -29,11 +29,30 @@ from tests.integration.conftest import devkafkaHome
 from tests.integration.gatewayprocess import GatewayProcess
 
 __all__ = [
-    "Clients", "MemorySampler", "RestartableGateway", "Sequences", "TopicSize",
-    "assertDelivered", "brokerUp", "frozen", "healthChanges", "newTopic",
-    "ownBroker", "producerStopped", "readAll", "readSpool",
-    "restartableGateway", "stopGateway", "thaw", "topicSize", "unreadBytes",
-    "vmRSS", "waitFor", "waitForLog", "waitForSize", "waitForStableSize",
+    "Clients",
+    "MemorySampler",
+    "RestartableGateway",
+    "Sequences",
+    "TopicSize",
+    "assertDelivered",
+    "brokerUp",
+    "frozen",
+    "healthChanges",
+    "newTopic",
+    "ownBroker",
+    "producerStopped",
+    "readAll",
+    "readSpool",
+    "restartableGateway",
+    "stopGateway",
+    "thaw",
+    "topicSize",
+    "unreadBytes",
+    "vmRSS",
+    "waitFor",
+    "waitForLog",
+    "waitForSize",
+    "waitForStableSize",
 ]
 
 HEALTH = re.compile(r"Kafka health (\w+) -> (\w+): ")
@@ -108,7 +127,9 @@ def ownBroker(request, directory, version="4", name="faults"):
     :param directory: its run folder goes under it.
     """
     broker = DevKafka(
-        version, home=devkafkaHome(request.config), name=name,
+        version,
+        home=devkafkaHome(request.config),
+        name=name,
         runRoot=Path(directory) / "kafka",
     )
     try:
@@ -198,10 +219,13 @@ class TopicSize:
 
         try:
             if self._consumer is None:
-                self._consumer = Consumer({
-                    "bootstrap.servers": self.bootstrap, "group.id": "faults-size",
-                    "enable.auto.commit": False,
-                })
+                self._consumer = Consumer(
+                    {
+                        "bootstrap.servers": self.bootstrap,
+                        "group.id": "faults-size",
+                        "enable.auto.commit": False,
+                    }
+                )
             if self._partitions is None:
                 meta = self._consumer.list_topics(self.topic, timeout=timeout)
                 self._partitions = sorted(meta.topics[self.topic].partitions)
@@ -254,10 +278,14 @@ def waitForSize(bootstrap, topic, expected, timeout, settle=1.0):
         return last[0] >= expected
 
     try:
-        waitFor(reached, timeout,
-                lambda: f"{expected} records in {topic} (last size: {last}, "
-                        f"last error: {size.error!r})",
-                interval=0.25)
+        waitFor(
+            reached,
+            timeout,
+            lambda: (
+                f"{expected} records in {topic} (last size: {last}, last error: {size.error!r})"
+            ),
+            interval=0.25,
+        )
         time.sleep(settle)
         return size()
     finally:
@@ -284,10 +312,15 @@ def waitForStableSize(bootstrap, topic, quiet, timeout):
         return time.monotonic() - seen[1] >= quiet
 
     try:
-        waitFor(stable, timeout,
-                lambda: f"{topic}'s size to stay put for {quiet:g} s (last size: "
-                        f"{seen[0]}, last error: {size.error!r})",
-                interval=0.25)
+        waitFor(
+            stable,
+            timeout,
+            lambda: (
+                f"{topic}'s size to stay put for {quiet:g} s (last size: "
+                f"{seen[0]}, last error: {size.error!r})"
+            ),
+            interval=0.25,
+        )
         return seen[0]
     finally:
         size.close()
@@ -461,14 +494,17 @@ def assertDelivered(records, sent, headers=True, duplicates=False):
     }
     if duplicates:
         problems["out of order"] = {
-            client: True for client, seqs in sequences.byClient.items()
+            client: True
+            for client, seqs in sequences.byClient.items()
             if list(dict.fromkeys(seqs)) != sorted(set(seqs))
         }
     else:
         problems["duplicated"] = extra
         problems["out of order"] = sequences.outOfOrder()
     problems = {k: v for k, v in problems.items() if v}
-    assert not problems, f"not delivered {'at least' if duplicates else 'exactly'} once in order: {problems}"
+    assert not problems, (
+        f"not delivered {'at least' if duplicates else 'exactly'} once in order: {problems}"
+    )
     assert set(sequences.byClient) == {c for c, n in sent.items() if n}
     assert len(records) == sum(sent.values()) + copies
     return sequences, copies
@@ -478,22 +514,33 @@ def assertDelivered(records, sent, headers=True, duplicates=False):
 
 
 class _Client:
-    __slots__ = ("number", "sock", "port", "generating", "generated",
-                 "pending", "offset", "flushedBase", "error", "lastProgress",
-                 "blocked", "closed")
+    __slots__ = (
+        "number",
+        "sock",
+        "port",
+        "generating",
+        "generated",
+        "pending",
+        "offset",
+        "flushedBase",
+        "error",
+        "lastProgress",
+        "blocked",
+        "closed",
+    )
 
     def __init__(self, number, sock):
         self.number = number
         self.sock = sock
         self.port = sock.getsockname()[1]
         self.generating = True
-        self.generated = 0       # messages generated (written or pending)
-        self.pending = b""       # the batch being written
-        self.offset = 0          # bytes of the batch written
-        self.flushedBase = 0     # messages before the batch
+        self.generated = 0  # messages generated (written or pending)
+        self.pending = b""  # the batch being written
+        self.offset = 0  # bytes of the batch written
+        self.flushedBase = 0  # messages before the batch
         self.error = None
         self.lastProgress = time.monotonic()
-        self.blocked = False     # the last send wrote nothing
+        self.blocked = False  # the last send wrote nothing
         self.closed = False
 
 
@@ -531,8 +578,7 @@ class Clients:
 
     def start(self):
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="fault-clients",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="fault-clients", daemon=True)
         self._thread.start()
         return self
 
@@ -540,8 +586,7 @@ class Clients:
         if self.rate is None:
             count = self.BATCH
         else:
-            count = min(int(self.rate * (now - self._started)) - client.generated,
-                        self.BATCH)
+            count = min(int(self.rate * (now - self._started)) - client.generated, self.BATCH)
         if count <= 0:
             return
         first = client.generated
@@ -568,7 +613,7 @@ class Clients:
                     if not client.pending:
                         continue
                     try:
-                        n = client.sock.send(memoryview(client.pending)[client.offset:])
+                        n = client.sock.send(memoryview(client.pending)[client.offset :])
                     except BlockingIOError:
                         n = 0
                     except OSError as e:
@@ -621,9 +666,7 @@ class Clients:
         """
         now = time.monotonic()
         live = [c for c in self.clients if c.error is None and not c.closed]
-        return bool(live) and all(
-            c.blocked and now - c.lastProgress >= seconds for c in live
-        )
+        return bool(live) and all(c.blocked and now - c.lastProgress >= seconds for c in live)
 
     def finish(self, numbers=None, timeout=60.0):
         """
@@ -636,8 +679,11 @@ class Clients:
         with self._lock:
             for client in chosen:
                 client.generating = False
-        waitFor(lambda: all(not c.pending or c.error for c in chosen), timeout,
-                "the clients to write what they had begun")
+        waitFor(
+            lambda: all(not c.pending or c.error for c in chosen),
+            timeout,
+            "the clients to write what they had begun",
+        )
         errors = {c.number: c.error for c in chosen if c.error}
         assert not errors, f"clients failed: {errors}"
         return {c.number: self.sent(c) for c in chosen}
@@ -678,9 +724,9 @@ def unreadBytes(gatewayPid, clients):
                 local = int(fields[1].rsplit(":", 1)[1], 16)
                 remote = int(fields[2].rsplit(":", 1)[1], 16)
                 tx, rx = (int(x, 16) for x in fields[4].split(":"))
-                if local in ports:        # the client's end: not yet acked
+                if local in ports:  # the client's end: not yet acked
                     total += tx
-                elif remote in ports:     # the gateway's end: not yet read
+                elif remote in ports:  # the gateway's end: not yet read
                     total += rx
     return total
 
@@ -704,8 +750,15 @@ class RestartableGateway(GatewayProcess):
 def restartableGateway(directory, bootstrap, topic, *args, logName="twistd.log"):
     return RestartableGateway(
         directory,
-        ["--bootstrap-servers", bootstrap, "--topic", topic,
-         "--listen", "lines=tcp:0:interface=127.0.0.1", *args],
+        [
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            "lines=tcp:0:interface=127.0.0.1",
+            *args,
+        ],
         logName=logName,
     )
 

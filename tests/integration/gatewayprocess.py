@@ -60,16 +60,17 @@ class GatewayProcess:
         Start and wait until C{listeners} listeners are bound.
         """
         self.process = subprocess.Popen(
-            self.command, cwd=self.directory, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             preexec_fn=self.preexecFn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             log = self.log()
-            self.ports = {
-                m["name"]: int(m["port"]) for m in LISTENING.finditer(log)
-            }
+            self.ports = {m["name"]: int(m["port"]) for m in LISTENING.finditer(log)}
             http = HTTP_LISTENING.search(log)
             self.httpPort = int(http["port"]) if http else None
             if len(self.ports) >= listeners:
@@ -106,7 +107,7 @@ class GatewayProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"gateway did not stop in {timeout} s\n{self.log()}")
+            raise AssertionError(f"gateway did not stop in {timeout} s\n{self.log()}") from None
 
     def connect(self, listener):
         """

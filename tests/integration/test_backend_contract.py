@@ -49,10 +49,16 @@ class Setup:
         self.processes = []
 
     def start(self, *args, listeners=1):
-        process = GatewayProcess(self.directory, [
-            "--kafka-backend", self.backend,
-            "--bootstrap-servers", self.broker.bootstrap, *args,
-        ])
+        process = GatewayProcess(
+            self.directory,
+            [
+                "--kafka-backend",
+                self.backend,
+                "--bootstrap-servers",
+                self.broker.bootstrap,
+                *args,
+            ],
+        )
         self.processes.append(process)
         return process.start(listeners)
 
@@ -121,8 +127,7 @@ def checkRecords(pair, records, sent):
         received[peer].append(record.value)
         headers = dict(record.headers)
         if pair.headers:
-            assert headers == {"gateway-listener": b"lines",
-                               "gateway-peer": peer.encode()}
+            assert headers == {"gateway-listener": b"lines", "gateway-peer": peer.encode()}
         else:
             assert headers == {}
     assert received == sent
@@ -203,8 +208,12 @@ def test_recordOverTheClientLimitIsDeadLettered(pair):
     """
     topic = newTopic(pair.broker, config={"max.message.bytes": str(TOPIC_LIMIT)})
     process = pair.start(
-        "--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1",
-        "--kafka-option", f"message.max.bytes={TOPIC_LIMIT}",
+        "--topic",
+        topic,
+        "--listen",
+        "lines=tcp:0:interface=127.0.0.1",
+        "--kafka-option",
+        f"message.max.bytes={TOPIC_LIMIT}",
     )
     connections = [process.connect("lines") for _ in range(2)]
     sent = defaultdict(list)
@@ -232,13 +241,23 @@ def test_pykafkaRefusesKafka4(kafka, tmp_path):
     message naming the problem and the confluent backend, instead of
     accepting records it could never deliver.
     """
-    process = GatewayProcess(tmp_path, [
-        "--kafka-backend", "pykafka", "--bootstrap-servers", kafka.bootstrap,
-        "--topic", "never", "--listen", "lines=tcp:0:interface=127.0.0.1",
-    ])
+    process = GatewayProcess(
+        tmp_path,
+        [
+            "--kafka-backend",
+            "pykafka",
+            "--bootstrap-servers",
+            kafka.bootstrap,
+            "--topic",
+            "never",
+            "--listen",
+            "lines=tcp:0:interface=127.0.0.1",
+        ],
+    )
     started = time.monotonic()
-    result = subprocess.run(process.command, cwd=tmp_path, env=process.env,
-                            capture_output=True, timeout=30)
+    result = subprocess.run(
+        process.command, cwd=tmp_path, env=process.env, capture_output=True, timeout=30
+    )
     elapsed = time.monotonic() - started
     assert result.returncode != 0
     assert elapsed < 10, f"took {elapsed:.1f} s to refuse"

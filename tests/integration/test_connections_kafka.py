@@ -70,8 +70,15 @@ def gateway(kafka, tmp_path):
         directory.mkdir()
         process = GatewayProcess(
             directory,
-            ["--bootstrap-servers", kafka.bootstrap, "--spool", "none",
-             "--dead-letter", "none", *args],
+            [
+                "--bootstrap-servers",
+                kafka.bootstrap,
+                "--spool",
+                "none",
+                "--dead-letter",
+                "none",
+                *args,
+            ],
             **keywords,
         )
         started.append(process)
@@ -94,8 +101,9 @@ def test_maxConnections(kafka, gateway):
     refused again.
     """
     topic = newTopic(kafka)
-    process = gateway("--topic", topic, "--listen",
-                      "lines(max-connections=5)=tcp:0:interface=127.0.0.1")
+    process = gateway(
+        "--topic", topic, "--listen", "lines(max-connections=5)=tcp:0:interface=127.0.0.1"
+    )
     port = process.ports["lines"]
     clients, later = [], []
     try:
@@ -107,8 +115,12 @@ def test_maxConnections(kafka, gateway):
         assert all(stillOpen(sock) for sock in clients[:5])
         found = byPeer(records(kafka, topic, 5))
         assert found == {peerName(clients[n]): [b"first %d" % n] for n in range(5)}
-        waitForLog(process, r"lines: refused 127\.0\.0\.1:\d+: max-connections 5 "
-                            r"reached \(5 open\)", 5.0)
+        waitForLog(
+            process,
+            r"lines: refused 127\.0\.0\.1:\d+: max-connections 5 "
+            r"reached \(5 open\)",
+            5.0,
+        )
 
         clients[0].close()
         clients[1].close()
@@ -128,7 +140,9 @@ def test_maxConnections(kafka, gateway):
         assert entry["connections"] == 5
         assert entry["refused"] == {"max-connections": 4}
         assert refusedCounts(process) == {
-            ("lines", "max-connections"): 4, ("lines", "max-per-address"): 0, ("lines", "descriptors"): 0,
+            ("lines", "max-connections"): 4,
+            ("lines", "max-per-address"): 0,
+            ("lines", "descriptors"): 0,
         }
     finally:
         closeAll(clients + later)
@@ -143,8 +157,9 @@ def test_maxPerAddress(kafka, gateway):
     arrives.
     """
     topic = newTopic(kafka)
-    process = gateway("--topic", topic, "--listen",
-                      "lines(max-per-address=2)=tcp:0:interface=127.0.0.1")
+    process = gateway(
+        "--topic", topic, "--listen", "lines(max-per-address=2)=tcp:0:interface=127.0.0.1"
+    )
     port = process.ports["lines"]
     clients = []
     try:
@@ -157,14 +172,24 @@ def test_maxPerAddress(kafka, gateway):
         found = byPeer(records(kafka, topic, 4))
         assert found == {
             peerName(clients[n]): [b"from %s %d" % (source, n)]
-            for n, source in [(0, b"127.0.0.2"), (1, b"127.0.0.2"),
-                              (3, b"127.0.0.3"), (4, b"127.0.0.3")]
+            for n, source in [
+                (0, b"127.0.0.2"),
+                (1, b"127.0.0.2"),
+                (3, b"127.0.0.3"),
+                (4, b"127.0.0.3"),
+            ]
         }
-        waitForLog(process, r"lines: refused 127\.0\.0\.2:\d+: max-per-address 2 "
-                            r"reached", 5.0)
+        waitForLog(
+            process,
+            r"lines: refused 127\.0\.0\.2:\d+: max-per-address 2 "
+            r"reached",
+            5.0,
+        )
         assert listenerStatus(process, "lines")["refused"] == {"max-per-address": 1}
         assert refusedCounts(process) == {
-            ("lines", "max-connections"): 0, ("lines", "max-per-address"): 1, ("lines", "descriptors"): 0,
+            ("lines", "max-connections"): 0,
+            ("lines", "max-per-address"): 1,
+            ("lines", "descriptors"): 0,
         }
     finally:
         closeAll(clients)
@@ -179,8 +204,9 @@ def test_idleTimeout(kafka, gateway):
     published and the half line is not (it is an incomplete frame).
     """
     topic = newTopic(kafka)
-    process = gateway("--topic", topic, "--listen",
-                      "lines(idle-timeout=1.5)=tcp:0:interface=127.0.0.1")
+    process = gateway(
+        "--topic", topic, "--listen", "lines(idle-timeout=1.5)=tcp:0:interface=127.0.0.1"
+    )
     port = process.ports["lines"]
     silent = connectFrom(port)
     silentSince = time.monotonic()
@@ -243,8 +269,7 @@ def test_maxAge(kafka, gateway):
     written more than 0.25 s before the close was seen.
     """
     topic = newTopic(kafka, partitions=1)
-    process = gateway("--topic", topic, "--listen",
-                      "lines(max-age=2)=tcp:0:interface=127.0.0.1")
+    process = gateway("--topic", topic, "--listen", "lines(max-age=2)=tcp:0:interface=127.0.0.1")
     sock = connectFrom(process.ports["lines"])
     name = peerName(sock)
     try:
@@ -256,8 +281,10 @@ def test_maxAge(kafka, gateway):
     entry = waitForOpen(process, "lines", 0)
     delivered = waitForSize(kafka.bootstrap, topic, surely, 30.0)
     found = byPeer(records(kafka, topic, delivered))
-    print(f"closed {after:.2f} s after connecting; {len(sent)} lines written, "
-          f"{delivered} in Kafka, {surely} surely before the close")
+    print(
+        f"closed {after:.2f} s after connecting; {len(sent)} lines written, "
+        f"{delivered} in Kafka, {surely} surely before the close"
+    )
     assert found == {name: sent[:delivered]}
     assert surely <= delivered <= len(sent)
     assert entry["closedBy"] == {"max-age": 1}
@@ -274,16 +301,14 @@ def test_proxyProtocol(kafka, gateway):
     nothing.
     """
     topic = newTopic(kafka)
-    process = gateway("--topic", topic, "--listen",
-                      "lines=haproxy:tcp:0:interface=127.0.0.1")
+    process = gateway("--topic", topic, "--listen", "lines=haproxy:tcp:0:interface=127.0.0.1")
     port = process.ports["lines"]
     v1, v2, bare, bad = clients = [connectFrom(port) for _ in range(4)]
     try:
         v1.sendall(proxyV1("203.0.113.7", 40000, destinationPort=port))
         time.sleep(0.1)
         v1.sendall(b"v1 one\nv1 two\n")
-        v2.sendall(proxyV2("198.51.100.9", 51000, destinationPort=port)
-                   + b"v2 one\nv2 two\n")
+        v2.sendall(proxyV2("198.51.100.9", 51000, destinationPort=port) + b"v2 one\nv2 two\n")
         bare.sendall(b"no header at all\n")
         bad.sendall(b"PROXY TCP4 203.0.113.8 127.0.0.1\r\nbad one\n")
         assert closedBy(clients, REFUSAL, expect=2) == {2, 3}
@@ -310,8 +335,7 @@ def test_proxyHeaderNamingNoAddress(kafka, gateway):
     listener is delivered.
     """
     topic = newTopic(kafka)
-    process = gateway("--topic", topic, "--listen",
-                      "lines=haproxy:tcp:0:interface=127.0.0.1")
+    process = gateway("--topic", topic, "--listen", "lines=haproxy:tcp:0:interface=127.0.0.1")
     port = process.ports["lines"]
     good, name, number = clients = [connectFrom(port) for _ in range(3)]
     try:
@@ -334,10 +358,13 @@ def test_keepaliveIdleOnAcceptedSockets(kafka, gateway):
     """
     topic = newTopic(kafka)
     process = gateway(
-        "--topic", topic,
-        "--listen", "lines(keepalive-idle=33,keepalive-interval=7,"
-                    "keepalive-count=3)=tcp:0:interface=127.0.0.1",
-        "--listen", "lines(keepalive=false)=tcp:0:interface=127.0.0.1",
+        "--topic",
+        topic,
+        "--listen",
+        "lines(keepalive-idle=33,keepalive-interval=7,"
+        "keepalive-count=3)=tcp:0:interface=127.0.0.1",
+        "--listen",
+        "lines(keepalive=false)=tcp:0:interface=127.0.0.1",
         listeners=2,
     )
     pid = process.process.pid
@@ -345,9 +372,14 @@ def test_keepaliveIdleOnAcceptedSockets(kafka, gateway):
     tuned = [connectFrom(tunedPort) for _ in range(3)]
     off = connectFrom(offPort)
     try:
-        waitFor(lambda: len(acceptedSockets(pid, tunedPort)) == 3
-                and len(acceptedSockets(pid, offPort)) == 1, 5.0,
-                "the gateway to accept 4 sockets")
+        waitFor(
+            lambda: (
+                len(acceptedSockets(pid, tunedPort)) == 3
+                and len(acceptedSockets(pid, offPort)) == 1
+            ),
+            5.0,
+            "the gateway to accept 4 sockets",
+        )
         timers = acceptedSockets(pid, tunedPort)
         assert all(left is not None and 25 < left <= 66 for left in timers), timers
         assert acceptedSockets(pid, offPort) == [None]
@@ -377,13 +409,24 @@ def test_keepaliveOptionsOnAcceptedSockets(kafka):
     from gateway.service import GatewayService
 
     service = GatewayService(
-        newTopic(kafka), kafka.bootstrap, spoolPath=None, deadLetterPath=None,
-        healthInterval=None, reserveDescriptors=None,
+        newTopic(kafka),
+        kafka.bootstrap,
+        spoolPath=None,
+        deadLetterPath=None,
+        healthInterval=None,
+        reserveDescriptors=None,
     )
     endpoint = "tcp:0:interface=127.0.0.1"
-    service.addListener("lines", endpoint, name="tuned", options={
-        "keepalive-idle": "33", "keepalive-interval": "7", "keepalive-count": "3",
-    })
+    service.addListener(
+        "lines",
+        endpoint,
+        name="tuned",
+        options={
+            "keepalive-idle": "33",
+            "keepalive-interval": "7",
+            "keepalive-count": "3",
+        },
+    )
     service.addListener("lines", endpoint, name="default")
     service.addListener("lines", endpoint, name="off", options={"keepalive": "false"})
     service.startService()
@@ -436,9 +479,15 @@ def descriptorGateway(gateway, topic):
 
     :return: C{(process, room)}.
     """
-    process = gateway("--topic", topic, "--reserve-descriptors", "64",
-                      "--listen", "lines=tcp:0:interface=127.0.0.1",
-                      preexecFn=lowDescriptorLimit)
+    process = gateway(
+        "--topic",
+        topic,
+        "--reserve-descriptors",
+        "64",
+        "--listen",
+        "lines=tcp:0:interface=127.0.0.1",
+        preexecFn=lowDescriptorLimit,
+    )
     match = waitForLog(process, ROOM.pattern, 10.0)
     assert (int(match["limit"]), int(match["reserve"])) == (400, 64)
     assert "descriptor limit (RLIMIT_NOFILE): soft 400, hard 400" in process.log()
@@ -477,8 +526,7 @@ def test_descriptorReserveFillAndRecover(kafka, gateway):
             clients.append(sock)
             sock.sendall(line(n))
             waitForOpen(process, "lines", n + 1)
-        waitForLog(process, r"descriptor reserve reached: %d client connections" % room,
-                   5.0)
+        waitForLog(process, r"descriptor reserve reached: %d client connections" % room, 5.0)
         clients += openMany(port, 50, ["127.0.0.1"], lambda n: line(room + n))
         assert settledOpen(process, "lines") == room
         assert len(acceptedSockets(pid, port)) == room
@@ -494,9 +542,7 @@ def test_descriptorReserveFillAndRecover(kafka, gateway):
         waitForOpen(process, "lines", room - 10)
     finally:
         closeAll(clients)
-    assert Counter(record.value for record in found) == Counter(
-        line(n)[:-1] for n in range(total)
-    )
+    assert Counter(record.value for record in found) == Counter(line(n)[:-1] for n in range(total))
     assert {dict(r.headers)["gateway-peer"].decode() for r in found} == set(byName)
 
 
@@ -543,8 +589,9 @@ def test_ciScale5000ConnectionsTwoSources(kafka, gateway):
     port, pid = process.ports["lines"], process.process.pid
     brokerPort = int(kafka.bootstrap.rsplit(":", 1)[1])
     started = time.monotonic()
-    clients = openMany(port, CI_SCALE, ["127.0.0.1", "127.0.0.2"],
-                       lambda n: b"scale %05d\n" % n, timeout=60.0)
+    clients = openMany(
+        port, CI_SCALE, ["127.0.0.1", "127.0.0.2"], lambda n: b"scale %05d\n" % n, timeout=60.0
+    )
     try:
         opened = time.monotonic() - started
         kafkaConnections = [socketsTo(pid, brokerPort)]
@@ -559,16 +606,17 @@ def test_ciScale5000ConnectionsTwoSources(kafka, gateway):
         names = [peerName(sock) for sock in clients]
     finally:
         closeAll(clients)
-    print(f"{CI_SCALE} connections: connected in {opened:.1f} s, all held after "
-          f"{held:.1f} s, all delivered after {delivered:.1f} s; "
-          f"connections to Kafka: {kafkaConnections}")
-    assert Counter(r.value for r in found) == Counter(
-        b"scale %05d" % n for n in range(CI_SCALE)
+    print(
+        f"{CI_SCALE} connections: connected in {opened:.1f} s, all held after "
+        f"{held:.1f} s, all delivered after {delivered:.1f} s; "
+        f"connections to Kafka: {kafkaConnections}"
     )
+    assert Counter(r.value for r in found) == Counter(b"scale %05d" % n for n in range(CI_SCALE))
     peers = {dict(r.headers)["gateway-peer"].decode(): r.value for r in found}
     assert peers == {name: b"scale %05d" % n for n, name in enumerate(names)}
     assert Counter(name.split(":")[0] for name in peers) == {
-        "127.0.0.1": CI_SCALE // 2, "127.0.0.2": CI_SCALE // 2,
+        "127.0.0.1": CI_SCALE // 2,
+        "127.0.0.2": CI_SCALE // 2,
     }
     assert 1 <= max(kafkaConnections) <= 3, kafkaConnections
     waitForOpen(process, "lines", 0, timeout=30.0)

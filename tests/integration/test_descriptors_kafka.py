@@ -55,7 +55,7 @@ def closedByGateway(sock, wait=0.0):
     sock.settimeout(wait)
     try:
         return sock.recv(1) == b""
-    except (BlockingIOError, socket.timeout):
+    except (TimeoutError, BlockingIOError):
         return False
     except OSError:
         return True
@@ -95,11 +95,22 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
     """
     topic = newTopic(kafka)
     http = []
-    gateway = GatewayProcess(tmp_path, [
-        "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
-        "--listen", "lines=tcp:0:interface=127.0.0.1",
-        "--http", "tcp:0:interface=127.0.0.1", "--reserve-descriptors", "0",
-    ], preexecFn=lowerLimit).start(1)
+    gateway = GatewayProcess(
+        tmp_path,
+        [
+            "--bootstrap-servers",
+            kafka.bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            "lines=tcp:0:interface=127.0.0.1",
+            "--http",
+            "tcp:0:interface=127.0.0.1",
+            "--reserve-descriptors",
+            "0",
+        ],
+        preexecFn=lowerLimit,
+    ).start(1)
     clients = []
     try:
         port = gateway.ports["lines"]
@@ -149,7 +160,7 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
         # waiting ones are accepted, with both their lines.
         leaving = {number for _, number in clients[:40]}
         assert leaving <= {int(n) for n in accepted}
-        for sock, number in clients[:40]:
+        for sock, _number in clients[:40]:
             sock.close()
         clients = clients[40:]
         expected = 2 * len(accepted) + 2 * min(40, waiting)

@@ -36,7 +36,10 @@ def _freePort():
 def _cli(request, *args, env=None, timeout=180):
     return subprocess.run(
         [sys.executable, "-m", "gateway.devkafka", *args],
-        cwd=request.config.rootpath, env=env, capture_output=True, text=True,
+        cwd=request.config.rootpath,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -106,7 +109,8 @@ def test_kafka39(kafka39):
     topic = _topic()
     _produce(kafka39.bootstrap, topic, [b"a", b"b"])
     assert [r.value for r in consume(kafka39.bootstrap, topic, count=2, timeout=30)] == [
-        b"a", b"b",
+        b"a",
+        b"b",
     ]
 
 
@@ -140,8 +144,17 @@ def test_cliCycle(request, tmp_path):
         assert restarted.stdout.strip() == bootstrap
 
         read = _cli(
-            request, "consume", "--bootstrap-servers", bootstrap, "--topic", topic,
-            "--from-beginning", "--count", "2", "--timeout", "30",
+            request,
+            "consume",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--count",
+            "2",
+            "--timeout",
+            "30",
         )
         assert read.returncode == 0, read.stderr
         assert read.stdout.splitlines() == ["one\th=v", "two\th=v"]

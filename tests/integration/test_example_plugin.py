@@ -31,8 +31,18 @@ MODULE = PLUGIN / "gateway" / "plugins" / "stx_framing.py"
 
 #: What never goes into a copy of a source tree to install from.
 SKIP = shutil.ignore_patterns(
-    ".git", ".venv", ".devkafka", ".hypothesis", ".pytest_cache", "__pycache__",
-    "build", "dist", "*.egg-info", "dropin.cache", "test-artifacts", "_trial_temp",
+    ".git",
+    ".venv",
+    ".devkafka",
+    ".hypothesis",
+    ".pytest_cache",
+    "__pycache__",
+    "build",
+    "dist",
+    "*.egg-info",
+    "dropin.cache",
+    "test-artifacts",
+    "_trial_temp",
     "*.whl",
 )
 
@@ -66,8 +76,11 @@ def cleanEnv(**extra):
 
 def run(command, cwd, **extra):
     result = subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=cleanEnv(**extra),
-        capture_output=True, text=True,
+        [str(part) for part in command],
+        cwd=cwd,
+        env=cleanEnv(**extra),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
     return result
@@ -80,9 +93,11 @@ def test_installedPluginListed(tmp_path):
     lists C{stx} with its option, and no plugin error.
     """
     found = subprocess.run(
-        [sys.executable, "-c",
-         "import gateway.plugins.stx_framing as m; print(m.__file__)"],
-        cwd=tmp_path, env=cleanEnv(), capture_output=True, text=True,
+        [sys.executable, "-c", "import gateway.plugins.stx_framing as m; print(m.__file__)"],
+        cwd=tmp_path,
+        env=cleanEnv(),
+        capture_output=True,
+        text=True,
     )
     assert found.returncode == 0, (
         "the example plugin is not installed: scripts/test installs it "
@@ -125,9 +140,16 @@ def test_stxEndToEnd(kafka, tmp_path):
     topic = newTopic(kafka)
     process = GatewayProcess(
         tmp_path,
-        ["--bootstrap-servers", kafka.bootstrap, "--topic", topic,
-         "--listen", "stx=tcp:0:interface=127.0.0.1",
-         "--listen", "examplestx:stx(ignore=\\r\\n)=tcp:0:interface=127.0.0.1"],
+        [
+            "--bootstrap-servers",
+            kafka.bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            "stx=tcp:0:interface=127.0.0.1",
+            "--listen",
+            "examplestx:stx(ignore=\\r\\n)=tcp:0:interface=127.0.0.1",
+        ],
         env={"PYTHONPATH": str(elsewhere)},
     ).start(listeners=2)
     try:
@@ -142,9 +164,7 @@ def test_stxEndToEnd(kafka, tmp_path):
             messages = [payload(client, n, rng) for n in range(200)]
             sent[listener][f"{host}:{port}"] = messages
             between = b"\r\n" if listener == "stx-2" else b""
-            sendInRandomPieces(
-                sock, b"".join(between + frame(m) for m in messages), rng
-            )
+            sendInRandomPieces(sock, b"".join(between + frame(m) for m in messages), rng)
         bad = process.connect("stx")
         host, port = bad.getsockname()[:2]
         sent["stx"][f"{host}:{port}"] = [b"before"]
@@ -227,7 +247,8 @@ def test_discoveredFromAnotherPathEntry(userVenv, tmp_path):
     installed = {
         path.relative_to(target).as_posix()
         for path in target.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file()
+        and "__pycache__" not in path.parts
         and ".dist-info" not in path.parent.name
     }
     assert installed == {"gateway/plugins/stx_framing.py"}
@@ -245,8 +266,11 @@ def test_installAndUninstall(userVenv, tmp_path):
     """
     python, twistd, site, plugin = userVenv
     plugins = site / "gateway" / "plugins"
-    own = ["gateway/__init__.py", "gateway/plugins/__init__.py",
-           "gateway/plugins/gateway_builtin.py"]
+    own = [
+        "gateway/__init__.py",
+        "gateway/plugins/__init__.py",
+        "gateway/plugins/gateway_builtin.py",
+    ]
     before = {name: (site / name).read_bytes() for name in own}
     assert "stx" not in framingsIn(twistd, tmp_path)
     pip(python, "install", "-q", plugin)
@@ -259,9 +283,12 @@ def test_installAndUninstall(userVenv, tmp_path):
     assert {name: (site / name).read_bytes() for name in own} == before
     # pip leaves dropin.cache behind; the next scan drops the stale entry.
     cached = run(
-        [python, "-c",
-         "import gateway.plugins; from twisted.plugin import getCache; "
-         "print(sorted(getCache(gateway.plugins)))"],
+        [
+            python,
+            "-c",
+            "import gateway.plugins; from twisted.plugin import getCache; "
+            "print(sorted(getCache(gateway.plugins)))",
+        ],
         tmp_path,
     ).stdout
     assert "gateway_builtin" in cached and "stx_framing" not in cached

@@ -68,8 +68,13 @@ def test_brokerKilledAndRestarted(request, tmp_path, backend, version):
     with ownBroker(request, tmp_path, version, name=f"killed-{backend}") as broker:
         topic = newTopic(broker)
         gateway = restartableGateway(
-            tmp_path, broker.bootstrap, topic, "--health-interval", "1",
-            "--kafka-backend", backend,
+            tmp_path,
+            broker.bootstrap,
+            topic,
+            "--health-interval",
+            "1",
+            "--kafka-backend",
+            backend,
         )
         clients = None
         try:
@@ -97,8 +102,11 @@ def test_brokerKilledAndRestarted(request, tmp_path, backend, version):
             log = gateway.log()
             records = readAll(broker.bootstrap, topic, size)
             report(
-                f"kill -9 {backend}", sent=total, sentBeforeKill=atKill,
-                inKafka=size, readyAfterRestart=f"{readyAfter:.1f}s",
+                f"kill -9 {backend}",
+                sent=total,
+                sentBeforeKill=atKill,
+                inKafka=size,
+                readyAfterRestart=f"{readyAfter:.1f}s",
                 allDeliveredAfterRestart=f"{deliveredAfter:.1f}s",
                 health=healthChanges(log),
             )
@@ -108,8 +116,7 @@ def test_brokerKilledAndRestarted(request, tmp_path, backend, version):
             # not confirmed is written again.  Nothing may be lost, and
             # copies only ever follow the original.
             pykafka = backend == "pykafka"
-            _, copies = assertDelivered(records, sent, headers=not pykafka,
-                                        duplicates=pykafka)
+            _, copies = assertDelivered(records, sent, headers=not pykafka, duplicates=pykafka)
             report(f"kill -9 {backend}", duplicates=copies)
         finally:
             if clients is not None:
@@ -129,8 +136,13 @@ def test_brokerDownAtStart(request, tmp_path):
         topic = newTopic(broker)
         broker.stop()
         gateway = restartableGateway(
-            tmp_path, broker.bootstrap, topic, "--health-interval", "1",
-            "--budget", str(budget),
+            tmp_path,
+            broker.bootstrap,
+            topic,
+            "--health-interval",
+            "1",
+            "--budget",
+            str(budget),
         )
         clients = None
         try:
@@ -147,8 +159,9 @@ def test_brokerDownAtStart(request, tmp_path):
             assert "-> ready" not in gateway.log()
             started = time.monotonic()
             broker.start(timeout=120.0)
-            resuming = waitForLog(gateway, r"resuming \d+ client connections", 90,
-                                  start=pausing.end())
+            resuming = waitForLog(
+                gateway, r"resuming \d+ client connections", 90, start=pausing.end()
+            )
             resumedAfter = time.monotonic() - started
             sent = clients.finish()
             clients.close()
@@ -159,11 +172,16 @@ def test_brokerDownAtStart(request, tmp_path):
             log = gateway.log()
             records = readAll(broker.bootstrap, topic, size)
             report(
-                "broker down at start", budget=budget, bytesSentWhenStalled=stalled,
-                inKernelQueues=inKernel, readByGateway=stalled - inKernel,
+                "broker down at start",
+                budget=budget,
+                bytesSentWhenStalled=stalled,
+                inKernelQueues=inKernel,
+                readByGateway=stalled - inKernel,
                 gatewayRSS=f"{rss / MiB:.1f}MiB",
-                pausing=pausing.group(0), resuming=resuming.group(0),
-                resumedAfterBrokerStart=f"{resumedAfter:.1f}s", sent=total,
+                pausing=pausing.group(0),
+                resuming=resuming.group(0),
+                resumedAfterBrokerStart=f"{resumedAfter:.1f}s",
+                sent=total,
                 health=healthChanges(log),
             )
             # What the gateway had read when every sender stalled: the budget,
@@ -197,8 +215,13 @@ def test_brokerFrozenMemoryBounded(request, tmp_path):
     with ownBroker(request, tmp_path, "4", name="frozen") as broker:
         topic = newTopic(broker)
         gateway = restartableGateway(
-            tmp_path, broker.bootstrap, topic, "--health-interval", "1",
-            "--budget", str(budget),
+            tmp_path,
+            broker.bootstrap,
+            topic,
+            "--health-interval",
+            "1",
+            "--budget",
+            str(budget),
         )
         clients = sampler = None
         try:
@@ -215,8 +238,7 @@ def test_brokerFrozenMemoryBounded(request, tmp_path):
                 frozenAt = clients.totalSent()
                 readBefore = clients.bytesSent() - unreadBytes(pid, clients.clients)
                 time.sleep(20)
-                paused = waitForLog(gateway, r"pausing \d+ client connections: .*", 1,
-                                    start=mark)
+                paused = waitForLog(gateway, r"pausing \d+ client connections: .*", 1, start=mark)
                 # Unread first, written after: an overestimate of what the
                 # gateway read while the broker was frozen (and holds).
                 inKernel = unreadBytes(pid, clients.clients)
@@ -237,13 +259,20 @@ def test_brokerFrozenMemoryBounded(request, tmp_path):
             records = readAll(broker.bootstrap, topic, inKafka)
             peak = sampler.peak()
             report(
-                "frozen broker", budget=f"{budget / MiB:.0f}MiB", messageSize=size,
-                idleRSS=f"{idle / MiB:.1f}MiB", peakRSSFrozen=f"{frozenPeak / MiB:.1f}MiB",
-                peakRSS=f"{peak / MiB:.1f}MiB", growth=f"{(peak - idle) / MiB:.1f}MiB",
+                "frozen broker",
+                budget=f"{budget / MiB:.0f}MiB",
+                messageSize=size,
+                idleRSS=f"{idle / MiB:.1f}MiB",
+                peakRSSFrozen=f"{frozenPeak / MiB:.1f}MiB",
+                peakRSS=f"{peak / MiB:.1f}MiB",
+                growth=f"{(peak - idle) / MiB:.1f}MiB",
                 limit=f"{(idle + budget + RSS_MARGIN) / MiB:.1f}MiB",
-                sentDuringFreeze=duringFreeze, pausing=paused.group(0),
-                inKernelQueuesWhenThawed=inKernel, readByGatewayDuringFreeze=readByGateway,
-                resumedAfterThaw=f"{resumedAfter:.1f}s", sent=total,
+                sentDuringFreeze=duringFreeze,
+                pausing=paused.group(0),
+                inKernelQueuesWhenThawed=inKernel,
+                readByGatewayDuringFreeze=readByGateway,
+                resumedAfterThaw=f"{resumedAfter:.1f}s",
+                sent=total,
             )
             # The clients were held back: what they wrote during the freeze
             # waits in the kernel's socket queues, not in the gateway.
@@ -282,8 +311,9 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
         topic = newTopic(broker)
         args = ("--health-interval", "1", "--drain-timeout", "2")
         gateway = restartableGateway(tmp_path, broker.bootstrap, topic, *args)
-        again = restartableGateway(tmp_path, broker.bootstrap, topic, *args,
-                                   logName="twistd-2.log")
+        again = restartableGateway(
+            tmp_path, broker.bootstrap, topic, *args, logName="twistd-2.log"
+        )
         spool = tmp_path / "gateway-spool.jsonl"
         clients = None
         try:
@@ -294,9 +324,16 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
             with frozen(broker):
                 time.sleep(3)
                 sentExact = clients.finish(exact)
-                waitFor(lambda: unreadBytes(gateway.process.pid,
-                                            [c for c in clients.clients if c.number in exact]) == 0,
-                        20, "the gateway to read everything the first clients wrote")
+                waitFor(
+                    lambda: (
+                        unreadBytes(
+                            gateway.process.pid, [c for c in clients.clients if c.number in exact]
+                        )
+                        == 0
+                    ),
+                    20,
+                    "the gateway to read everything the first clients wrote",
+                )
                 stopping = time.monotonic()
                 assert gateway.stop() in CLEAN_EXIT
                 stoppedIn = time.monotonic() - stopping
@@ -311,9 +348,9 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
             kafka = Sequences(records)
             inSpool = Sequences(values=spoolValues)
             read = Sequences(records, spoolValues)
-            overlap = {
-                (c, s) for c, seqs in kafka.byClient.items() for s in seqs
-            } & {(c, s) for c, seqs in inSpool.byClient.items() for s in seqs}
+            overlap = {(c, s) for c, seqs in kafka.byClient.items() for s in seqs} & {
+                (c, s) for c, seqs in inSpool.byClient.items() for s in seqs
+            }
 
             again.start(1)
             replayed = waitForLog(again, r"producing (\d+) spooled records first", 10)
@@ -323,13 +360,19 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
             final = Sequences(readAll(broker.bootstrap, topic, after))
             duplicates = final.duplicates()
             report(
-                "SIGTERM, frozen broker", stoppedIn=f"{stoppedIn:.1f}s",
-                delivered=delivered, notDelivered=left, spooled=spooled,
-                spoolLines=len(spoolValues), inKafkaBeforeRestart=before,
-                persistedAndSpooled=len(overlap), replayed=replayed.group(1),
-                inKafkaAfterRestart=after, duplicates=sum(
-                    n for d in duplicates.values() for n in d.values()),
-                duplicated=duplicates, clientErrors=len(clients.errors()),
+                "SIGTERM, frozen broker",
+                stoppedIn=f"{stoppedIn:.1f}s",
+                delivered=delivered,
+                notDelivered=left,
+                spooled=spooled,
+                spoolLines=len(spoolValues),
+                inKafkaBeforeRestart=before,
+                persistedAndSpooled=len(overlap),
+                replayed=replayed.group(1),
+                inKafkaAfterRestart=after,
+                duplicates=sum(n for d in duplicates.values() for n in d.values()),
+                duplicated=duplicates,
+                clientErrors=len(clients.errors()),
                 writtenNotRead=sum(clients.sent()[c] - read.prefixes().get(c, 0) for c in rest),
             )
             # The first run's counts: Kafka has what it confirmed, plus

@@ -31,19 +31,39 @@ def varint(number):
 #: framing part, an encoder, and whether messages may be empty / binary.
 LISTENERS = [
     ("lines", "lines", lambda ms: b"".join(m + b"\n" for m in ms), "text"),
-    ("lines-2", "lines(delimiter=\\r\\n,max-size=100)",
-     lambda ms: b"".join(m + b"\r\n" for m in ms), "text"),
-    ("length-prefixed", "length-prefixed",
-     lambda ms: b"".join(struct.pack("!I", len(m)) + m for m in ms), "binary"),
-    ("length-prefixed-2", "length-prefixed(prefix-size=2,byte-order=little,includes-prefix=true)",
-     lambda ms: b"".join(struct.pack("<H", len(m) + 2) + m for m in ms), "binary"),
-    ("netstring", "netstring",
-     lambda ms: b"".join(b"%d:%s," % (len(m), m) for m in ms), "binary"),
-    ("octet-counting", "octet-counting",
-     lambda ms: b"".join(b"%d %s" % (len(m), m) for m in ms), "nonempty"),
-    ("octet-counting-2", "octet-counting(allow-newline=true)",
-     lambda ms: b"".join((b"%d %s" % (len(m), m)) if i % 2 else m + b"\n"
-                         for i, m in enumerate(ms)), "syslog"),
+    (
+        "lines-2",
+        "lines(delimiter=\\r\\n,max-size=100)",
+        lambda ms: b"".join(m + b"\r\n" for m in ms),
+        "text",
+    ),
+    (
+        "length-prefixed",
+        "length-prefixed",
+        lambda ms: b"".join(struct.pack("!I", len(m)) + m for m in ms),
+        "binary",
+    ),
+    (
+        "length-prefixed-2",
+        "length-prefixed(prefix-size=2,byte-order=little,includes-prefix=true)",
+        lambda ms: b"".join(struct.pack("<H", len(m) + 2) + m for m in ms),
+        "binary",
+    ),
+    ("netstring", "netstring", lambda ms: b"".join(b"%d:%s," % (len(m), m) for m in ms), "binary"),
+    (
+        "octet-counting",
+        "octet-counting",
+        lambda ms: b"".join(b"%d %s" % (len(m), m) for m in ms),
+        "nonempty",
+    ),
+    (
+        "octet-counting-2",
+        "octet-counting(allow-newline=true)",
+        lambda ms: b"".join(
+            (b"%d %s" % (len(m), m)) if i % 2 else m + b"\n" for i, m in enumerate(ms)
+        ),
+        "syslog",
+    ),
     ("varint", "varint", lambda ms: b"".join(varint(len(m)) + m for m in ms), "binary"),
     ("chunks", "chunks(idle-ms=20,max-size=64)", lambda ms: b"".join(ms), "binary"),
 ]
@@ -61,7 +81,9 @@ def makeMessages(kind, client, rng, count):
             # a newline; prefix both kinds with a letter.
             messages.append(b"<13>" + head + bytes(rng.choice(b"abc xyz") for _ in range(20)))
         else:
-            messages.append(head + bytes(rng.choice(b"abc xyz\t") for _ in range(rng.randint(0, 40))))
+            messages.append(
+                head + bytes(rng.choice(b"abc xyz\t") for _ in range(rng.randint(0, 40)))
+            )
     return messages
 
 
@@ -144,7 +166,12 @@ BAD_INPUT = [
     ("lines-2", b"fine\r\n", b"x" * 101 + b"\r\n", "too-large"),
     ("netstring", b"4:fine,", b"1a:x,", "malformed-length"),
     ("netstring", b"4:fine,", b"3:abcX", "malformed-frame"),
-    ("length-prefixed", struct.pack("!I", 4) + b"fine", struct.pack("!I", 10) + b"abc", "incomplete"),
+    (
+        "length-prefixed",
+        struct.pack("!I", 4) + b"fine",
+        struct.pack("!I", 10) + b"abc",
+        "incomplete",
+    ),
 ]
 
 
@@ -176,7 +203,9 @@ def test_badInputClosesOnlyThatConnection(kafka, everyFraming, name, good, bad, 
     assert received[badPeer] == [b"fine"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        events = re.findall(rf"{reason} \(limit [^\n]*\((\d+) {reason} on this listener\)", process.log())
+        events = re.findall(
+            rf"{reason} \(limit [^\n]*\((\d+) {reason} on this listener\)", process.log()
+        )
         if len(events) > before:
             break
         time.sleep(0.1)

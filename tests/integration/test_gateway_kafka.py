@@ -45,7 +45,7 @@ def sendInRandomPieces(sock, data, rng):
     position = 0
     while position < len(data):
         size = rng.choice([1, 2, 3, 7, 50, 500, 4000])
-        sock.sendall(data[position:position + size])
+        sock.sendall(data[position : position + size])
         position += size
         if rng.random() < 0.02:
             time.sleep(0.001)
@@ -84,9 +84,7 @@ def gateway(kafka, tmp_path):
     started = []
 
     def start(*args, listeners=1):
-        process = GatewayProcess(
-            tmp_path, ["--bootstrap-servers", kafka.bootstrap, *args]
-        )
+        process = GatewayProcess(tmp_path, ["--bootstrap-servers", kafka.bootstrap, *args])
         started.append(process)
         return process.start(listeners)
 
@@ -103,9 +101,7 @@ def test_framingEndToEnd(kafka, gateway, framing):
     naming the listener and each client's address.
     """
     topic = newTopic(kafka)
-    process = gateway(
-        "--topic", topic, "--listen", f"{framing}=tcp:0:interface=127.0.0.1"
-    )
+    process = gateway("--topic", topic, "--listen", f"{framing}=tcp:0:interface=127.0.0.1")
     rng = random.Random(framing)
     sent = {}
     sockets = []
@@ -132,8 +128,12 @@ def test_overLimitClosesOnlyThatConnection(kafka, gateway):
     """
     topic = newTopic(kafka, partitions=1)
     process = gateway(
-        "--topic", topic, "--max-message-size", "100",
-        "--listen", "lines=tcp:0:interface=127.0.0.1",
+        "--topic",
+        topic,
+        "--max-message-size",
+        "100",
+        "--listen",
+        "lines=tcp:0:interface=127.0.0.1",
     )
     good = process.connect("lines")
     bad = process.connect("lines")
@@ -157,7 +157,9 @@ def test_tacTwoListenersShareOneProducer(kafka, tmp_path):
     """
     topic = newTopic(kafka)
     process = GatewayProcess(
-        tmp_path, [], tac=ROOT / "docs" / "examples" / "gateway.tac",
+        tmp_path,
+        [],
+        tac=ROOT / "docs" / "examples" / "gateway.tac",
         env={
             "GATEWAY_TOPIC": topic,
             "GATEWAY_BOOTSTRAP_SERVERS": kafka.bootstrap,

@@ -99,7 +99,10 @@ def test_brokerHangsStopsAndStarts(request, tmp_path):
         yield deferToThread(broker.start, 120.0)
         firstPort = broker.port
         service = BrokerHealthService(
-            _reactor(), broker.bootstrap, interval=INTERVAL, probeTimeout=1.0,
+            _reactor(),
+            broker.bootstrap,
+            interval=INTERVAL,
+            probeTimeout=1.0,
             retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=0.5, factor=2),
         )
         service.addObserver(
@@ -111,9 +114,7 @@ def test_brokerHangsStopsAndStarts(request, tmp_path):
         pid = broker.pid
         os.kill(pid, signal.SIGSTOP)
         try:
-            yield waitFor(
-                lambda: service.state == DOWN, INTERVAL + 1.0 + MARGIN, "down when hung"
-            )
+            yield waitFor(lambda: service.state == DOWN, INTERVAL + 1.0 + MARGIN, "down when hung")
             assert "no reply from" in service.reason
         finally:
             os.kill(pid, signal.SIGCONT)

@@ -36,15 +36,29 @@ def startGateway(directory, bootstrap, topic, *listen, listeners=1):
 
     :return: the L{GatewayProcess}, with C{httpPort} set.
     """
-    args = ["--bootstrap-servers", bootstrap, "--topic", topic,
-            "--health-interval", str(INTERVAL), "--http", "tcp:0:interface=127.0.0.1",
-            "--spool", "none", "--dead-letter", "none"]
+    args = [
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--health-interval",
+        str(INTERVAL),
+        "--http",
+        "tcp:0:interface=127.0.0.1",
+        "--spool",
+        "none",
+        "--dead-letter",
+        "none",
+    ]
     for spec in listen:
         args += ["--listen", spec]
     process = GatewayProcess(directory, args).start(listeners)
     try:
-        match = waitFor(lambda: HTTP_LISTENING.search(process.log()), 10.0,
-                        "the HTTP endpoints' port in the log")
+        match = waitFor(
+            lambda: HTTP_LISTENING.search(process.log()),
+            10.0,
+            "the HTTP endpoints' port in the log",
+        )
     except AssertionError:
         process.stop()
         raise AssertionError(f"no HTTP port logged\n{process.log()}") from None
@@ -116,8 +130,9 @@ def test_readyzFollowsTheBroker(request, tmp_path):
     """
     with ownBroker(request, tmp_path, name="http-readyz") as broker:
         topic = newTopic(broker)
-        process = startGateway(tmp_path, broker.bootstrap, topic,
-                               "lines=tcp:0:interface=127.0.0.1")
+        process = startGateway(
+            tmp_path, broker.bootstrap, topic, "lines=tcp:0:interface=127.0.0.1"
+        )
         try:
             _, body = waitForReadyz(process, 200, 30.0)
             assert body["state"] == "ready"
@@ -161,8 +176,11 @@ def test_metricsCountTheTraffic(kafka, tmp_path):
     """
     topic = newTopic(kafka)
     process = startGateway(
-        tmp_path, kafka.bootstrap, topic,
-        "lines=tcp:0:interface=127.0.0.1", "length-prefixed=tcp:0:interface=127.0.0.1",
+        tmp_path,
+        kafka.bootstrap,
+        topic,
+        "lines=tcp:0:interface=127.0.0.1",
+        "length-prefixed=tcp:0:interface=127.0.0.1",
         listeners=2,
     )
     try:
@@ -199,18 +217,19 @@ def test_metricsCountTheTraffic(kafka, tmp_path):
         def settled():
             metrics = scrape(process)
             closed = sum(
-                metrics["gateway_connections_closed_total", (("listener", name),)]
-                for name in sent
+                metrics["gateway_connections_closed_total", (("listener", name),)] for name in sent
             )
-            done = (metrics["gateway_messages_delivered_total", ()] == total
-                    and closed == 5)
+            done = metrics["gateway_messages_delivered_total", ()] == total and closed == 5
             return metrics if done else None
 
         metrics = waitFor(settled, 10.0, "every delivery and close counted")
         assert {
-            name: metrics[name, ()] for name in (
-                "gateway_messages_received_total", "gateway_messages_produced_total",
-                "gateway_messages_delivered_total", "gateway_messages_failed_total",
+            name: metrics[name, ()]
+            for name in (
+                "gateway_messages_received_total",
+                "gateway_messages_produced_total",
+                "gateway_messages_delivered_total",
+                "gateway_messages_failed_total",
                 "gateway_messages_dead_lettered_total",
             )
         } == {
@@ -244,7 +263,8 @@ def test_metricsCountTheTraffic(kafka, tmp_path):
         assert status == 200
         snapshot = json.loads(body)
         assert (snapshot["producer"]["accepted"], snapshot["producer"]["delivered"]) == (
-            total, total
+            total,
+            total,
         )
         assert {l["name"]: l["bytesReceived"] for l in snapshot["listeners"]} == {
             name: figures[1] for name, figures in sent.items()
@@ -263,4 +283,3 @@ def test_metricsCountTheTraffic(kafka, tmp_path):
         waitFor(agree, 10.0, "the exported Kafka connections to match /proc")
     finally:
         process.stop()
-

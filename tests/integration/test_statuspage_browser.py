@@ -29,9 +29,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 #: Flags for a headless Chromium on a machine whose network is closed.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-    "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # Virtual time: the page's one-second timer fires at once, so three
     # "seconds" of refreshes pass in a few real milliseconds between fetches
     # (which virtual time waits for).
@@ -65,7 +70,8 @@ def chromium(profile, *args, url):
     """
     done = subprocess.run(
         [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
-        capture_output=True, timeout=120,
+        capture_output=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     return done.stdout.decode()
@@ -204,12 +210,21 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
     requireChromium()
     ARTIFACTS.mkdir(exist_ok=True)
     topic = newTopic(kafka)
-    gateway = GatewayProcess(tmp_path, [
-        "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
-        "--listen", "lines=tcp:0:interface=127.0.0.1",
-        "--http", "tcp:0:interface=127.0.0.1",
-        "--max-message-size", str(MAX_SIZE),
-    ])
+    gateway = GatewayProcess(
+        tmp_path,
+        [
+            "--bootstrap-servers",
+            kafka.bootstrap,
+            "--topic",
+            topic,
+            "--listen",
+            "lines=tcp:0:interface=127.0.0.1",
+            "--http",
+            "tcp:0:interface=127.0.0.1",
+            "--max-message-size",
+            str(MAX_SIZE),
+        ],
+    )
     gateway.start(listeners=1)
     sockets = []
     try:
@@ -234,17 +249,22 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
 
         truth = waitForStatus(
             port,
-            lambda s: s["producer"]["delivered"] == MESSAGES
-            and s["listeners"][0]["closed"] == 1
-            and s["listeners"][0]["bytesReceived"] == expectedBytes,
-            f"{MESSAGES} messages delivered, one connection closed, "
-            f"{expectedBytes} bytes read",
+            lambda s: (
+                s["producer"]["delivered"] == MESSAGES
+                and s["listeners"][0]["closed"] == 1
+                and s["listeners"][0]["bytesReceived"] == expectedBytes
+            ),
+            f"{MESSAGES} messages delivered, one connection closed, {expectedBytes} bytes read",
         )
 
         html = chromium(tmp_path / "profile-dom", "--dump-dom", url=url)
         (ARTIFACTS / "statuspage.html").write_text(html)
-        chromium(tmp_path / "profile-shot", "--window-size=1200,900",
-                 f"--screenshot={ARTIFACTS / 'statuspage.png'}", url=url)
+        chromium(
+            tmp_path / "profile-shot",
+            "--window-size=1200,900",
+            f"--screenshot={ARTIFACTS / 'statuspage.png'}",
+            url=url,
+        )
         after = status(port)
         page = Page(html)
 
@@ -252,8 +272,9 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         assert page.ids["state"] == truth["state"] == "ready"
         assert "state-ready" in page.attributes["state"]["class"]
         # The reason carries the last probe's latency, which changes.
-        assert re.fullmatch(r"1 of 1 brokers answer, slowest probe [\d.]+ ms",
-                            page.ids["reason"]), page.ids["reason"]
+        assert re.fullmatch(
+            r"1 of 1 brokers answer, slowest probe [\d.]+ ms", page.ids["reason"]
+        ), page.ids["reason"]
         assert page.ids["ready"] == "ready for traffic"
         assert page.ids["topic"] == topic
         assert page.ids["version"] == truth["version"]
@@ -282,7 +303,8 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         budget = after["budget"]
         assert page.attributes["budget-bar"]["aria-valuenow"] == f"{budget['fraction'] * 100:.1f}"
         assert page.ids["budget-text"].endswith(
-            f"held of {budget['bytes'] / 1e6:.1f} MB ({budget['fraction'] * 100:.1f}%)")
+            f"held of {budget['bytes'] / 1e6:.1f} MB ({budget['fraction'] * 100:.1f}%)"
+        )
         assert page.ids["budget-paused"] == "reading"
 
         [listener] = truth["listeners"]
@@ -307,8 +329,12 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         try:
             waitForStatus(port, lambda s: s["producer"]["accepted"] > MESSAGES, "traffic")
             busy = Page(chromium(tmp_path / "profile-busy", "--dump-dom", url=url))
-            chromium(tmp_path / "profile-busy-shot", "--window-size=1200,900",
-                     f"--screenshot={ARTIFACTS / 'statuspage-traffic.png'}", url=url)
+            chromium(
+                tmp_path / "profile-busy-shot",
+                "--window-size=1200,900",
+                f"--screenshot={ARTIFACTS / 'statuspage-traffic.png'}",
+                url=url,
+            )
         finally:
             sender.stop()
         assert float(busy.ids["rate-accepted"]) > 0, busy.ids

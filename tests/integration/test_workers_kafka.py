@@ -35,8 +35,9 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 WORKER_STOPPED = re.compile(r"\[worker-(\d+)\] .*Kafka producer stopped: (\d+) records delivered")
 
 #: The parent's own (not relayed) stop line.
-OWN_STOPPED = re.compile(r"^(?!.*\[worker-\d+\]).*Kafka producer stopped: (\d+) records delivered",
-                         re.MULTILINE)
+OWN_STOPPED = re.compile(
+    r"^(?!.*\[worker-\d+\]).*Kafka producer stopped: (\d+) records delivered", re.MULTILINE
+)
 
 
 #: How a lost port race shows in the log.
@@ -166,8 +167,11 @@ class Group:
         answer (a busy machine can delay one for seconds).
         """
         return [
-            waitFor(lambda: self.status(index), timeout,
-                    lambda: f"worker {index} to answer\n{self.log()[-6000:]}")
+            waitFor(
+                lambda index=index: self.status(index),
+                timeout,
+                lambda index=index: f"worker {index} to answer\n{self.log()[-6000:]}",
+            )
             for index in range(1, len(self.httpPorts) + 1)
         ]
 
@@ -189,14 +193,16 @@ class Group:
                 raise AssertionError(f"a port was taken\n{self.log()[-6000:]}")
             statuses = [self.status(index) for index in range(1, count + 1)]
             for index, status in enumerate(statuses, 1):
-                if (status is None or status["worker"] != {
-                        "index": index, "count": count, "pid": status["worker"]["pid"]}
-                        or status["listeners"][0]["address"] is None):
+                if (
+                    status is None
+                    or status["worker"]
+                    != {"index": index, "count": count, "pid": status["worker"]["pid"]}
+                    or status["listeners"][0]["address"] is None
+                ):
                     return None
             return statuses
 
-        return waitFor(ready, timeout,
-                       lambda: f"every worker to answer\n{self.log()[-6000:]}")
+        return waitFor(ready, timeout, lambda: f"every worker to answer\n{self.log()[-6000:]}")
 
     def pids(self):
         return [status["worker"]["pid"] for status in self.statuses()]
@@ -233,13 +239,22 @@ def workers(kafka, tmp_path):
             directory.mkdir()
             if prepare is not None:
                 prepare(directory)
-            process = GatewayProcess(directory, [
-                "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
-                "--workers", str(count),
-                "--listen", f"lines=reuseport:{port}:interface=127.0.0.1",
-                "--http", f"tcp:{http}:interface=127.0.0.1",
-                *args,
-            ])
+            process = GatewayProcess(
+                directory,
+                [
+                    "--bootstrap-servers",
+                    kafka.bootstrap,
+                    "--topic",
+                    topic,
+                    "--workers",
+                    str(count),
+                    "--listen",
+                    f"lines=reuseport:{port}:interface=127.0.0.1",
+                    "--http",
+                    f"tcp:{http}:interface=127.0.0.1",
+                    *args,
+                ],
+            )
             process.command = [*prefix, *process.command]
             group = Group(process, topic, port, http, count)
             started.append(group)
@@ -287,16 +302,22 @@ def test_twoWorkersShareOnePort(kafka, workers):
         sendLine(group.port, line)
         if number % 50 == 49:
             peak = [max(p, socketsTo(pid, brokerPort)) for p, pid in zip(peak, pids)]
-    waitFor(lambda: sum(group.listenerFigures("accepted")) == 200, 30,
-            lambda: f"200 connections accepted: {group.listenerFigures('accepted')}")
+    waitFor(
+        lambda: sum(group.listenerFigures("accepted")) == 200,
+        30,
+        lambda: f"200 connections accepted: {group.listenerFigures('accepted')}",
+    )
     accepted = group.listenerFigures("accepted")
     assert all(n > 0 for n in accepted), accepted
 
     def delivered():
         return [status["producer"]["delivered"] for status in group.statuses()]
 
-    waitFor(lambda: delivered() == accepted, 60,
-            lambda: f"delivered {delivered()} == accepted {accepted}")
+    waitFor(
+        lambda: delivered() == accepted,
+        60,
+        lambda: f"delivered {delivered()} == accepted {accepted}",
+    )
     records = consume(kafka.bootstrap, topic, count=200, timeout=60)
     assert sorted(r.value for r in records) == sorted(lines)
     assert topicSize(kafka.bootstrap, topic) == 200
@@ -330,17 +351,22 @@ def test_stopDrainsEveryWorker(kafka, workers):
             sock = socket.create_connection(("127.0.0.1", group.port), timeout=10)
             clients.append(sock)
             send(sock, b"first %d" % len(clients))
-        waitFor(lambda: sum(group.listenerFigures("connections")) == len(clients), 30,
-                lambda: f"{len(clients)} connections open: "
-                        f"{group.listenerFigures('connections')}")
+        waitFor(
+            lambda: sum(group.listenerFigures("connections")) == len(clients),
+            30,
+            lambda: f"{len(clients)} connections open: {group.listenerFigures('connections')}",
+        )
         if all(n > 0 for n in group.listenerFigures("connections")):
             break
     assert all(n > 0 for n in group.listenerFigures("connections"))
     for number, sock in enumerate(clients):
         send(sock, b"second %d" % number)
     sent = sum(len(line) + 1 for line in lines)
-    waitFor(lambda: sum(group.listenerFigures("bytesReceived")) == sent, 30,
-            lambda: f"{sent} bytes read: {group.listenerFigures('bytesReceived')}")
+    waitFor(
+        lambda: sum(group.listenerFigures("bytesReceived")) == sent,
+        30,
+        lambda: f"{sent} bytes read: {group.listenerFigures('bytesReceived')}",
+    )
     pending = [s["producer"]["pending"] for s in group.statuses()]
 
     started = time.monotonic()
@@ -366,8 +392,10 @@ def test_stopDrainsEveryWorker(kafka, workers):
         sock.close()
     waitFor(lambda: not any(alive(pid) for pid in pids), 10, f"workers {pids} to be gone")
     assert processesMentioning(topic) == []
-    print(f"\n[drain] lines={len(lines)} pendingAtStop={pending} "
-          f"stoppedAfter={stoppedAfter:.1f}s exit={code} perWorker={relayed} own={own}")
+    print(
+        f"\n[drain] lines={len(lines)} pendingAtStop={pending} "
+        f"stoppedAfter={stoppedAfter:.1f}s exit={code} perWorker={relayed} own={own}"
+    )
 
 
 def test_deadWorkerRestarted(kafka, workers):
@@ -381,21 +409,26 @@ def test_deadWorkerRestarted(kafka, workers):
     before = [b"before %d" % n for n in range(20)]
     for line in before:
         sendLine(group.port, line)
-    waitFor(lambda: sum(s["producer"]["delivered"] for s in group.statuses()) == 20, 30,
-            "the first 20 lines delivered")
+    waitFor(
+        lambda: sum(s["producer"]["delivered"] for s in group.statuses()) == 20,
+        30,
+        "the first 20 lines delivered",
+    )
     parent, old = group.pids()
     os.kill(old, signal.SIGKILL)
     killed = time.monotonic()
 
     def restarted():
         status = group.status(2)
-        if (status is not None and status["worker"]["pid"] not in (old, parent)
-                and status["listeners"][0]["address"] is not None):
+        if (
+            status is not None
+            and status["worker"]["pid"] not in (old, parent)
+            and status["listeners"][0]["address"] is not None
+        ):
             return status
         return None
 
-    new = waitFor(restarted, 30,
-                  lambda: f"a new worker 2\n{group.log()[-6000:]}")["worker"]["pid"]
+    new = waitFor(restarted, 30, lambda: f"a new worker 2\n{group.log()[-6000:]}")["worker"]["pid"]
     restartedAfter = time.monotonic() - killed
     assert not alive(old)
     assert parentOf(new) == parent
@@ -412,11 +445,16 @@ def test_deadWorkerRestarted(kafka, workers):
     # Everything is in Kafka, so every connection has been accepted.
     newAccepted = group.statuses()[1]["listeners"][0]["accepted"]
     assert newAccepted > 0
-    waitFor(lambda: group.statuses()[1]["producer"]["delivered"] == newAccepted, 30,
-            "the new worker 2 to deliver what it accepted")
+    waitFor(
+        lambda: group.statuses()[1]["producer"]["delivered"] == newAccepted,
+        30,
+        "the new worker 2 to deliver what it accepted",
+    )
     assert topicSize(kafka.bootstrap, topic) == len(before) + len(after)
-    print(f"\n[restart] restartedAfter={restartedAfter:.1f}s oldPid={old} newPid={new} "
-          f"newWorkerAccepted={newAccepted} of {len(after)}")
+    print(
+        f"\n[restart] restartedAfter={restartedAfter:.1f}s oldPid={old} newPid={new} "
+        f"newWorkerAccepted={newAccepted} of {len(after)}"
+    )
 
 
 def test_orphanedWorkerDrainsAndStops(kafka, workers):
@@ -434,14 +472,20 @@ def test_orphanedWorkerDrainsAndStops(kafka, workers):
     while len(mine) < 5 and len(sent) < 200:
         sent.append(b"orphan %d" % len(sent))
         sendLine(group.port, sent[-1])
-        waitFor(lambda: sum(group.listenerFigures("accepted")) == len(sent), 30,
-                f"{len(sent)} connections accepted")
+        waitFor(
+            lambda: sum(group.listenerFigures("accepted")) == len(sent),
+            30,
+            f"{len(sent)} connections accepted",
+        )
         now = group.listenerFigures("accepted")
         if now[1] > accepted[1]:
             mine.append(sent[-1])
         accepted = now
-    waitFor(lambda: group.statuses()[1]["producer"]["accepted"] == len(mine), 30,
-            f"worker 2 to read its {len(mine)} lines")
+    waitFor(
+        lambda: group.statuses()[1]["producer"]["accepted"] == len(mine),
+        30,
+        f"worker 2 to read its {len(mine)} lines",
+    )
     pending = group.statuses()[1]["producer"]["pending"]
 
     os.kill(parent, signal.SIGKILL)
@@ -452,12 +496,13 @@ def test_orphanedWorkerDrainsAndStops(kafka, workers):
     assert processesMentioning(topic) == []
     assert getStatus(group.httpPorts[1], timeout=2) is None
     # Nothing more can reach the topic: both workers are gone.
-    records = consume(kafka.bootstrap, topic, count=topicSize(kafka.bootstrap, topic),
-                      timeout=60)
+    records = consume(kafka.bootstrap, topic, count=topicSize(kafka.bootstrap, topic), timeout=60)
     values = [r.value for r in records]
     assert all(values.count(line) == 1 for line in mine), (mine, values)
-    print(f"\n[orphan] worker2Lines={len(mine)} pendingAtKill={pending} "
-          f"stoppedAfter={stoppedAfter:.1f}s inKafka={len(values)} of {len(sent)}")
+    print(
+        f"\n[orphan] worker2Lines={len(mine)} pendingAtKill={pending} "
+        f"stoppedAfter={stoppedAfter:.1f}s inKafka={len(values)} of {len(sent)}"
+    )
 
 
 def test_workingDirectoryDoesNotShadowWorkers(kafka, workers):
@@ -466,14 +511,19 @@ def test_workingDirectoryDoesNotShadowWorkers(kafka, workers):
     the working directory (which C{twistd} does not put on C{sys.path}) is
     ignored by them too, and worker 2 starts.
     """
+
     def shadow(directory):
         (directory / "gateway").mkdir()
         (directory / "gateway" / "__init__.py").write_text(
-            'raise SystemExit("shadowed: imported from the working directory")\n')
+            'raise SystemExit("shadowed: imported from the working directory")\n'
+        )
 
     group = workers(newTopic(kafka), prepare=shadow, wait=False)
-    waitFor(lambda: group.status(2) is not None or "shadowed:" in group.log(), 60,
-            "worker 2 to answer or fail")
+    waitFor(
+        lambda: group.status(2) is not None or "shadowed:" in group.log(),
+        60,
+        "worker 2 to answer or fail",
+    )
     assert "shadowed:" not in group.log()
     assert group.statuses()[1]["worker"]["index"] == 2
 
@@ -482,7 +532,8 @@ def test_workingDirectoryDoesNotShadowWorkers(kafka, workers):
 #: action (a test runner in the background may have it ignored), as a shell
 #: in a terminal would.
 SESSION_LEADER = [
-    sys.executable, "-c",
+    sys.executable,
+    "-c",
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
     "os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
 ]
@@ -510,24 +561,45 @@ def test_interruptStopsWithoutErrors(kafka, workers):
     log = group.log()
     assert [index for index, _ in WORKER_STOPPED.findall(log)] == ["2"], log[-6000:]
     assert "every gateway worker has stopped" in log
-    errors = [line for line in log.splitlines()
-              if "#critical]" in line or "#error]" in line or "Traceback" in line]
+    errors = [
+        line
+        for line in log.splitlines()
+        if "#critical]" in line or "#error]" in line or "Traceback" in line
+    ]
     assert errors == [], "\n".join(errors)
 
 
-@pytest.mark.parametrize("listen,fragment", [
-    ("lines=tcp:0", "reuseport:"),
-    ("lines=reuseport:0:interface=127.0.0.1", "fixed port"),
-])
+@pytest.mark.parametrize(
+    "listen,fragment",
+    [
+        ("lines=tcp:0", "reuseport:"),
+        ("lines=reuseport:0:interface=127.0.0.1", "fixed port"),
+    ],
+)
 def test_usageErrorBeforeStart(tmp_path, listen, fragment):
     """
     C{--workers 2} with a listener that cannot be shared exits 1 with one
     line saying why, before anything is started or written.
     """
     result = subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "gateway", "--workers", "2", "--topic", "t",
-         "--bootstrap-servers", "127.0.0.1:1", "--listen", listen],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "gateway",
+            "--workers",
+            "2",
+            "--topic",
+            "t",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--listen",
+            listen,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1, result
     output = (result.stdout + result.stderr).strip().splitlines()

@@ -57,7 +57,8 @@ class FakeNetwork:
         :return: the open connections to C{port}.
         """
         return [
-            link for link in self.links
+            link
+            for link in self.links
             if link["port"] == port and not link["pump"].clientIO.disconnected
         ]
 
@@ -100,7 +101,10 @@ class HealthTestsMixin:
         self.reactor = MemoryReactorClock()
         self.network = FakeNetwork(self.reactor)
         self.producer = {
-            "brokersUp": 1, "lastDeliveryAge": 0.1, "pending": 0, "budgetFraction": 0.0,
+            "brokersUp": 1,
+            "lastDeliveryAge": 0.1,
+            "pending": 0,
+            "budgetFraction": 0.0,
         }
         self.events, self.states = [], []
         kw.setdefault("retryPolicy", backoffPolicy(0.5, 30, 2, jitter=lambda: 0))
@@ -131,9 +135,7 @@ class HealthTestsMixin:
             self.network.settle()
 
     def transitions(self):
-        return [
-            (e["old"], e["new"]) for e in self.events if "new" in e and "old" in e
-        ]
+        return [(e["old"], e["new"]) for e in self.events if "new" in e and "old" in e]
 
 
 class ConnectionTests(HealthTestsMixin, SynchronousTestCase):
@@ -275,6 +277,7 @@ class ConnectionTests(HealthTestsMixin, SynchronousTestCase):
         def endpointFactory(reactor, host, port, timeout):
             calls.append((reactor, host, port, timeout))
             from twisted.internet.endpoints import TCP4ClientEndpoint
+
             return TCP4ClientEndpoint(reactor, host, port, timeout)
 
         self.makeService(f"10.0.0.1:{A}", endpointFactory=endpointFactory, probeTimeout=2.0)
@@ -462,6 +465,7 @@ class StateTests(HealthTestsMixin, SynchronousTestCase):
         The producer status may be an object with attributes; missing ones
         count as unknown.
         """
+
         class Status:
             budgetFraction = 0.9
 
@@ -474,6 +478,7 @@ class StateTests(HealthTestsMixin, SynchronousTestCase):
         """
         A producer status that raises is logged once and ignored.
         """
+
         def broken():
             raise RuntimeError("no stats yet")
 
@@ -560,8 +565,14 @@ class StateTests(HealthTestsMixin, SynchronousTestCase):
         self.assertEqual((status["probesOk"], status["probesFailed"]), (3, 0))
         self.assertEqual(
             status["brokers"][f"127.0.0.1:{A}"],
-            {"up": True, "latency": 0, "error": None, "probesOk": 3, "probesFailed": 0,
-             "connections": 1},
+            {
+                "up": True,
+                "latency": 0,
+                "error": None,
+                "probesOk": 3,
+                "probesFailed": 0,
+                "connections": 1,
+            },
         )
         self.assertEqual(status["producer"], self.producer)
 

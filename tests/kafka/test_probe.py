@@ -53,9 +53,9 @@ def parseRequests(data):
     requests = []
     while data:
         (size,) = struct.unpack_from(">i", data)
-        message, data = data[4:4 + size], data[4 + size:]
+        message, data = data[4 : 4 + size], data[4 + size :]
         apiKey, version, correlationId, idSize = struct.unpack_from(">hhih", message)
-        requests.append((apiKey, version, correlationId, message[10:10 + idSize]))
+        requests.append((apiKey, version, correlationId, message[10 : 10 + idSize]))
         assert len(message) == 10 + idSize, "ApiVersions v0 has an empty body"
     return requests
 
@@ -122,7 +122,7 @@ class CodecTests(SynchronousTestCase):
         """
         self.assertEqual(
             encodeApiVersionsRequest(7),
-            b"\x00\x12" b"\x00\x00" b"\x00\x00\x00\x07" b"\x00\x13" b"kafka-gateway-probe",
+            b"\x00\x12\x00\x00\x00\x00\x00\x07\x00\x13kafka-gateway-probe",
         )
 
     def test_responseDecoded(self):
@@ -199,7 +199,7 @@ class ProbeTests(ProtocolTestsMixin, SynchronousTestCase):
         self.assertEqual(ids, [1, 2])
         data = apiVersionsReply(2, errorCode=35) + apiVersionsReply(1)
         for i in range(len(data)):
-            protocol.dataReceived(data[i:i + 1])
+            protocol.dataReceived(data[i : i + 1])
         self.assertEqual(self.successResultOf(first).errorCode, 0)
         self.assertEqual(self.successResultOf(second).errorCode, 35)
         self.assertEqual(protocol.pending, 0)

@@ -95,10 +95,14 @@ class ProducerServiceMixin:
     def makeService(self, capacity=1000, drainTimeout=30.0, start=True):
         self.backend = fakeBackend(capacity)
         service = KafkaProducerService(
-            self.backend, producerConfig("h:1"), clock=self.clock,
-            pollInterval=0.1, drainTimeout=drainTimeout,
-            spoolPath=self.spoolPath, deadLetterPath=self.deadPath,
-            retryPolicy=lambda attempt: 2.0 ** attempt,
+            self.backend,
+            producerConfig("h:1"),
+            clock=self.clock,
+            pollInterval=0.1,
+            drainTimeout=drainTimeout,
+            spoolPath=self.spoolPath,
+            deadLetterPath=self.deadPath,
+            retryPolicy=lambda attempt: 2.0**attempt,
         )
         service.observer = self.observer
         if start:
@@ -149,7 +153,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         The client is polled on the reactor's clock, not per message.
         """
         service = self.makeService()
-        for i in range(10):
+        for _i in range(10):
             service.produce("t", None, None, b"m")
         self.assertEqual(self.producer().polls, 0)
         self.clock.advance(0.1)
@@ -200,16 +204,31 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         service = self.makeService()
         self.assertEqual(service.latency(), {})
         window = {"cnt": 10, "p50": 2000, "p95": 9000, "p99": 20000}
-        self.producer().config["stats_cb"](json.dumps({"msg_size": 0, "brokers": {
-            "b/1": {"nodeid": 1, "state": "UP", "txbytes": 700,
-                    "int_latency": window, "rtt": {"cnt": 0}},
-            "b/2": {"nodeid": 2, "state": "UP", "txbytes": 300,
-                    "int_latency": dict(window, p99=50000), "rtt": {"cnt": 0}},
-            "b/bootstrap": {"nodeid": -1, "state": "UP", "txbytes": 24},
-        }}))
-        self.assertEqual(
-            service.latency(), {"queue": {"0.5": 0.002, "0.95": 0.009, "0.99": 0.05}}
+        self.producer().config["stats_cb"](
+            json.dumps(
+                {
+                    "msg_size": 0,
+                    "brokers": {
+                        "b/1": {
+                            "nodeid": 1,
+                            "state": "UP",
+                            "txbytes": 700,
+                            "int_latency": window,
+                            "rtt": {"cnt": 0},
+                        },
+                        "b/2": {
+                            "nodeid": 2,
+                            "state": "UP",
+                            "txbytes": 300,
+                            "int_latency": dict(window, p99=50000),
+                            "rtt": {"cnt": 0},
+                        },
+                        "b/bootstrap": {"nodeid": -1, "state": "UP", "txbytes": 24},
+                    },
+                }
+            )
         )
+        self.assertEqual(service.latency(), {"queue": {"0.5": 0.002, "0.95": 0.009, "0.99": 0.05}})
         self.assertEqual(service.bytesSent(), 1024)
 
     def test_refusedAtProduceGoesToDeadLetters(self):
@@ -251,7 +270,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         for value in (b"small-1", b"x" * 5000, b"small-2"):
             service.produce("t", None, None, value)
         tooLarge = FakeKafkaError("MSG_SIZE_TOO_LARGE")
-        for i in range(3):
+        for _i in range(3):
             self.producer().fail(tooLarge)
         self.clock.advance(0.1)
         self.assertEqual(service.deadLettered, 1)
@@ -292,7 +311,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         self.makeService()
         down = FakeKafkaError("_TRANSPORT", "connection refused")
-        for i in range(5):
+        for _i in range(5):
             self.producer().reportError(down)
         self.clock.advance(0.1)
         self.clock.advance(10)
@@ -456,8 +475,11 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         """
         self.backend = fakeBackend()
         service = KafkaProducerService(
-            self.backend, producerConfig("h:1"), clock=self.clock,
-            pollInterval=0.1, drainTimeout=0.0,
+            self.backend,
+            producerConfig("h:1"),
+            clock=self.clock,
+            pollInterval=0.1,
+            drainTimeout=0.0,
         )
         service.privilegedStartService()
         service.startService()

@@ -211,7 +211,8 @@ class BackendMixin:
         self.reactor = FakeReactor()
         self.events = RecordingEvents()
         self.backend = PykafkaBackend(
-            clientFactory=self.factory, poolFactory=lambda: self.pool,
+            clientFactory=self.factory,
+            poolFactory=lambda: self.pool,
             probe=self.probe,
         )
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
@@ -268,14 +269,23 @@ class ConfigTests(SynchronousTestCase):
         """
         C{--kafka-option} values are strings; numbers and acks are coerced.
         """
-        settings = translateConfig({
-            "bootstrap.servers": "h:1", "acks": "1", "linger.ms": "20",
-            "retries": "7", "compression.type": "gzip",
-            "security.protocol": "PLAINTEXT",
-        })
+        settings = translateConfig(
+            {
+                "bootstrap.servers": "h:1",
+                "acks": "1",
+                "linger.ms": "20",
+                "retries": "7",
+                "compression.type": "gzip",
+                "security.protocol": "PLAINTEXT",
+            }
+        )
         self.assertEqual(
-            (settings["required_acks"], settings["linger_ms"],
-             settings["max_retries"], settings["compression"]),
+            (
+                settings["required_acks"],
+                settings["linger_ms"],
+                settings["max_retries"],
+                settings["compression"],
+            ),
             (1, 20, 7, "gzip"),
         )
 
@@ -285,14 +295,23 @@ class ConfigTests(SynchronousTestCase):
         custom partitioner) are refused, every one named, with the way out.
         """
         with self.assertRaises(ValueError) as caught:
-            PykafkaBackend().checkConfig({
-                "bootstrap.servers": "h:1", "ssl.ca.location": "/ca",
-                "sasl.mechanism": "PLAIN", "security.protocol": "SASL_SSL",
-                "transactional.id": "t", "linger.ms": 5,
-            })
+            PykafkaBackend().checkConfig(
+                {
+                    "bootstrap.servers": "h:1",
+                    "ssl.ca.location": "/ca",
+                    "sasl.mechanism": "PLAIN",
+                    "security.protocol": "SASL_SSL",
+                    "transactional.id": "t",
+                    "linger.ms": 5,
+                }
+            )
         message = str(caught.exception)
-        for key in ("ssl.ca.location", "sasl.mechanism",
-                    "security.protocol=SASL_SSL", "transactional.id"):
+        for key in (
+            "ssl.ca.location",
+            "sasl.mechanism",
+            "security.protocol=SASL_SSL",
+            "transactional.id",
+        ):
             self.assertIn(key, message)
         self.assertNotIn("linger.ms", message)
         self.assertIn("--kafka-backend confluent", message)
@@ -302,8 +321,7 @@ class ConfigTests(SynchronousTestCase):
         A value that is not a number, or a compression pykafka cannot do
         here, is refused naming the property.
         """
-        for key, value in [("linger.ms", "soon"), ("compression.type", "zstd"),
-                           ("acks", "most")]:
+        for key, value in [("linger.ms", "soon"), ("compression.type", "zstd"), ("acks", "most")]:
             with self.assertRaises(ValueError) as caught:
                 translateConfig({"bootstrap.servers": "h:1", key: value})
             self.assertIn(key, str(caught.exception))
@@ -334,11 +352,14 @@ class PluginTests(SynchronousTestCase):
         Scanning the plugins (what C{twistd gateway --help} does) imports
         neither pykafka nor a reactor.
         """
-        code = ("import sys; from gateway.registry import loadBackends; "
-                "loadBackends(); print('pykafka' in sys.modules, "
-                "'twisted.internet.reactor' in sys.modules)")
-        output = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                text=True, check=True).stdout
+        code = (
+            "import sys; from gateway.registry import loadBackends; "
+            "loadBackends(); print('pykafka' in sys.modules, "
+            "'twisted.internet.reactor' in sys.modules)"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
         self.assertEqual(output.split(), ["False", "False"])
 
 
@@ -442,12 +463,19 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         self.assertEqual(self.client.pendingBytes(), 6)
         self.pool.run()
         producer = self.producer()
-        self.assertEqual([(m.value, m.partition_key) for m in producer.produced],
-                         [(b"v0", b"key"), (b"v1", b"key"), (b"v2", b"key")])
+        self.assertEqual(
+            [(m.value, m.partition_key) for m in producer.produced],
+            [(b"v0", b"key"), (b"v1", b"key"), (b"v2", b"key")],
+        )
         kwargs = producer.kwargs
         self.assertEqual(
-            (kwargs["sync"], kwargs["delivery_reports"], kwargs["block_on_queue_full"],
-             kwargs["required_acks"], kwargs["partitioner"]),
+            (
+                kwargs["sync"],
+                kwargs["delivery_reports"],
+                kwargs["block_on_queue_full"],
+                kwargs["required_acks"],
+                kwargs["partitioner"],
+            ),
             (False, True, False, -1, crc32Partitioner),
         )
 
@@ -457,7 +485,7 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         report to the events object.
         """
         self.connect()
-        for n in range(3):
+        for _n in range(3):
             self.client.produce("t", b"abcd", b"k", [])
         self.pool.run()
         self.producer().deliver(2)
@@ -483,8 +511,10 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         self.cycle()
         [(big, tooLarge), (small, lost)] = self.events.failed
         self.assertEqual(big, ("t", b"k", [("h", b"1")], b"big"))
-        self.assertEqual((tooLarge.code, tooLarge.retriable, tooLarge.purged),
-                         ("MessageSizeTooLarge", False, False))
+        self.assertEqual(
+            (tooLarge.code, tooLarge.retriable, tooLarge.purged),
+            ("MessageSizeTooLarge", False, False),
+        )
         self.assertEqual(small.value, b"small")
         self.assertTrue(lost.retriable)
         self.assertEqual(self.client.pendingCount(), 0)
@@ -504,8 +534,7 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         for _ in range(3):
             producer.deliver()
             self.cycle()
-        self.assertEqual([m.value for m in producer.produced],
-                         [b"0", b"1", b"2", b"3", b"4"])
+        self.assertEqual([m.value for m in producer.produced], [b"0", b"1", b"2", b"3", b"4"])
         self.assertEqual(self.client.pendingCount(), 0)
         self.assertEqual(self.events.failed, [])
 
@@ -515,8 +544,7 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         L{BufferError} and does not take the record; one record larger than
         the whole budget still goes when nothing else is pending.
         """
-        self.connect(**{"queue.buffering.max.messages": 2,
-                        "queue.buffering.max.kbytes": 1})
+        self.connect(**{"queue.buffering.max.messages": 2, "queue.buffering.max.kbytes": 1})
         self.client.produce("t", b"x" * 2000, b"k", [])
         self.assertRaises(BufferError, self.client.produce, "t", b"y", b"k", [])
         self.pool.run()
@@ -577,8 +605,10 @@ class PurgeTests(BackendMixin, SynchronousTestCase):
         self.client.purge()
         self.assertEqual(self.client.pendingCount(), 0)
         self.assertEqual(self.client.pendingBytes(), 0)
-        self.assertEqual([(r.value, e.purged) for r, e in self.events.failed],
-                         [(b"1", True), (b"2", True), (b"3", True), (b"4", True)])
+        self.assertEqual(
+            [(r.value, e.purged) for r, e in self.events.failed],
+            [(b"1", True), (b"2", True), (b"3", True), (b"4", True)],
+        )
         self.pool.run()
         producer.deliver()
         self.cycle()
@@ -593,7 +623,10 @@ class PurgeTests(BackendMixin, SynchronousTestCase):
         pykafka producer is stopped on the worker and the pool after it.
         """
         service = KafkaProducerService(
-            self.backend, producerConfig("h:1"), self.reactor, drainTimeout=1.0,
+            self.backend,
+            producerConfig("h:1"),
+            self.reactor,
+            drainTimeout=1.0,
         )
         self.pool.autorun = True
         service.startService()
@@ -606,9 +639,14 @@ class PurgeTests(BackendMixin, SynchronousTestCase):
         self.assertEqual(service.delivered(), 2)
         self.assertTrue(self.producer().stopped)
         self.assertTrue(self.pool.stopped)
-        self.assertIn("2 records delivered, 1 not delivered",
-                      "".join(e["log_format"].format(**e) for e in self.log
-                              if "stopped" in e.get("log_format", "")))
+        self.assertIn(
+            "2 records delivered, 1 not delivered",
+            "".join(
+                e["log_format"].format(**e)
+                for e in self.log
+                if "stopped" in e.get("log_format", "")
+            ),
+        )
 
     def test_closeGivesUp(self):
         """
@@ -620,8 +658,7 @@ class PurgeTests(BackendMixin, SynchronousTestCase):
         self.client._closeTimeout = 0.01
         self.client.close()
         self.assertFalse(self.pool.stopped)
-        self.assertTrue(any("did not stop" in e.get("log_format", "")
-                            for e in self.log))
+        self.assertTrue(any("did not stop" in e.get("log_format", "") for e in self.log))
 
 
 def apiVersionsReply(produce, correlationId=1):
@@ -718,8 +755,10 @@ class ProbeTests(SynchronousTestCase):
         L{OSError} naming each.
         """
         produced = struct.pack(">ii", 4, 2) + struct.pack(">i", 0)
-        checkBroker("a:1,b:2", connect=self.connector(
-            apiVersionsReply((0, 11)), produced, refuse={("a", 1)}))
+        checkBroker(
+            "a:1,b:2",
+            connect=self.connector(apiVersionsReply((0, 11)), produced, refuse={("a", 1)}),
+        )
         with self.assertRaises(OSError) as caught:
             checkBroker("a:1,b:2", connect=self.connector(refuse={("a", 1), ("b", 2)}))
         self.assertIn("a:1", str(caught.exception))
@@ -739,6 +778,5 @@ class PartitionerTests(SynchronousTestCase):
         Partition = namedtuple("Partition", "id")
         partitions = [Partition(2), Partition(0), Partition(1)]
         for key in (b"lines/127.0.0.1:5000", b"", b"x" * 100):
-            self.assertEqual(crc32Partitioner(partitions, key).id,
-                             zlib.crc32(key) % 3)
+            self.assertEqual(crc32Partitioner(partitions, key).id, zlib.crc32(key) % 3)
         self.assertIn(crc32Partitioner(partitions, None), partitions)

@@ -23,8 +23,8 @@ from gateway import __version__
 from gateway.ops import kafkaconnections
 from gateway.ops.kafkaconnections import KafkaConnectionCounter, kafkaConnections
 from gateway.ops.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
-from gateway.service import GatewayService
 from gateway.ops.web import statusSnapshot
+from gateway.service import GatewayService
 from tests.fakes import fakeBackend
 from tests.kafka.test_health import FakeNetwork
 
@@ -50,9 +50,12 @@ class GatewayMixin:
         kwargs.setdefault("spoolPath", None)
         kwargs.setdefault("deadLetterPath", None)
         self.gateway = GatewayService(
-            topic="t", reactor=self.reactor, backend=self.backend,
+            topic="t",
+            reactor=self.reactor,
+            backend=self.backend,
             bootstrapServers=f"127.0.0.1:{BROKER}",
-            healthInterval=5.0 if health else None, **kwargs,
+            healthInterval=5.0 if health else None,
+            **kwargs,
         )
         for framing, endpoint, *extra in listeners:
             self.gateway.addListener(framing, endpoint, **(extra[0] if extra else {}))
@@ -186,9 +189,7 @@ class ReadinessTests(GatewayMixin, SynchronousTestCase):
         them.
         """
         gateway = self.makeGateway(listeners=[("lines", "tcp:9000"), ("netstring", "tcp:9001")])
-        self.assertEqual(
-            readiness(gateway), (False, "down", "not listening: lines, netstring")
-        )
+        self.assertEqual(readiness(gateway), (False, "down", "not listening: lines, netstring"))
 
     def test_oneListenerStopped(self):
         """
@@ -279,13 +280,17 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         Only established connections (state 01) to one of the ports, whose
         socket is among the process's descriptors, count; IPv4 and IPv6 both.
         """
-        proc = fakeProc(self.temporaryDirectory(), [
-            (50001, 9092, "01", 101),  # ours, established: counts
-            (50002, 9093, "01", 102),  # ours, other broker port: counts
-            (50003, 9092, "02", 103),  # ours, still connecting
-            (50004, 9092, "01", 104),  # another process's
-            (50005, 8080, "01", 105),  # ours, elsewhere
-        ], ownInodes=[101, 102, 103, 105, 6101])
+        proc = fakeProc(
+            self.temporaryDirectory(),
+            [
+                (50001, 9092, "01", 101),  # ours, established: counts
+                (50002, 9093, "01", 102),  # ours, other broker port: counts
+                (50003, 9092, "02", 103),  # ours, still connecting
+                (50004, 9092, "01", 104),  # another process's
+                (50005, 8080, "01", 105),  # ours, elsewhere
+            ],
+            ownInodes=[101, 102, 103, 105, 6101],
+        )
         self.assertEqual(kafkaConnections({9092, 9093}, proc=proc), 3)
         self.assertEqual(kafkaConnections({9092}, proc=proc), 2)
         self.assertEqual(kafkaConnections({1234}, proc=proc), 0)
@@ -295,9 +300,14 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         A socket whose local port is excluded (a listener's: a client that
         happens to connect from a broker's port number) does not count.
         """
-        proc = fakeProc(self.temporaryDirectory(), [
-            (9000, 9092, "01", 101), (50001, 9092, "01", 102),
-        ], ownInodes=[101, 102])
+        proc = fakeProc(
+            self.temporaryDirectory(),
+            [
+                (9000, 9092, "01", 101),
+                (50001, 9092, "01", 102),
+            ],
+            ownInodes=[101, 102],
+        )
         self.assertEqual(kafkaConnections({9092}, excludeLocalPorts={9000}, proc=proc), 1)
 
     def test_descriptorsReadOnlyForNewSockets(self):
@@ -308,9 +318,14 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         tables per call.
         """
         root = self.temporaryDirectory()
-        proc = fakeProc(root, [
-            (50001, 9092, "01", 101), (50002, 9092, "01", 102),
-        ], ownInodes=[101, 6101])
+        proc = fakeProc(
+            root,
+            [
+                (50001, 9092, "01", 101),
+                (50002, 9092, "01", 102),
+            ],
+            ownInodes=[101, 6101],
+        )
         listed = []
         listdir = os.listdir
         self.patch(os, "listdir", lambda path: listed.append(path) or listdir(path))
@@ -318,8 +333,13 @@ class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
         self.assertEqual((counter({9092}), len(listed)), (2, 1))  # 101 and 6101
         self.assertEqual((counter({9092}), len(listed)), (2, 1))
         table = Path(proc) / "self" / "net" / "tcp"
-        table.write_text(table.read_text() + table.read_text().splitlines(True)[1].replace(
-            " 101 ", " 103 ").replace(":C351", ":C353"))
+        table.write_text(
+            table.read_text()
+            + table.read_text()
+            .splitlines(True)[1]
+            .replace(" 101 ", " 103 ")
+            .replace(":C351", ":C353")
+        )
         os.symlink("socket:[103]", Path(proc) / "self" / "fd" / "9")
         self.assertEqual((counter({9092}), len(listed)), (3, 2))
         table.write_text("".join(table.read_text().splitlines(True)[:2]))  # only 101
@@ -410,10 +430,11 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         Connections closed at once by a cap are counted per cap, connections
         closed for idleness per reason, and C{/status.json} says the same.
         """
-        gateway = self.makeGateway(listeners=[
-            ("lines", "tcp:9000",
-             {"options": {"max-per-address": "1", "idle-timeout": "5"}}),
-        ])
+        gateway = self.makeGateway(
+            listeners=[
+                ("lines", "tcp:9000", {"options": {"max-per-address": "1", "idle-timeout": "5"}}),
+            ]
+        )
         self.start()
         idle = self.connect()
         refused = self.connect()
@@ -423,12 +444,27 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.close(idle)
         self.close(refused)
         samples, _ = scrape(gateway)
-        self.assertEqual(samples["gateway_connections_refused_total", (
-            ("listener", "lines"), ("reason", "max-per-address"))], 1)
-        self.assertEqual(samples["gateway_connections_timed_out_total", (
-            ("listener", "lines"), ("reason", "idle-timeout"))], 1)
-        self.assertEqual(samples["gateway_connections_timed_out_total", (
-            ("listener", "lines"), ("reason", "max-age"))], 0)
+        self.assertEqual(
+            samples[
+                "gateway_connections_refused_total",
+                (("listener", "lines"), ("reason", "max-per-address")),
+            ],
+            1,
+        )
+        self.assertEqual(
+            samples[
+                "gateway_connections_timed_out_total",
+                (("listener", "lines"), ("reason", "idle-timeout")),
+            ],
+            1,
+        )
+        self.assertEqual(
+            samples[
+                "gateway_connections_timed_out_total",
+                (("listener", "lines"), ("reason", "max-age")),
+            ],
+            0,
+        )
         [listener] = statusSnapshot(GatewayCollector(gateway), 1.0, 2.0)["listeners"]
         self.assertEqual(listener["refused"], {"max-per-address": 1})
         self.assertEqual(listener["closedBy"], {"idle-timeout": 1})
@@ -440,8 +476,10 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         present at 0 until it happens.
         """
         gateway = self.makeGateway(
-            listeners=[("lines", "tcp:9000", {"maxMessageSize": 10}),
-                       ("length-prefixed", "tcp:9001")]
+            listeners=[
+                ("lines", "tcp:9000", {"maxMessageSize": 10}),
+                ("length-prefixed", "tcp:9001"),
+            ]
         )
         self.start()
         first, second, bad = self.connect(), self.connect(), self.connect()
@@ -459,24 +497,34 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
             return samples[name, tuple(sorted(labels.items()))]
 
         self.assertEqual(
-            [value(name, listener="lines") for name in (
-                "gateway_connections_open", "gateway_connections_accepted_total",
-                "gateway_connections_closed_total", "gateway_received_bytes_total",
-                "gateway_listener_accepting",
-            )],
+            [
+                value(name, listener="lines")
+                for name in (
+                    "gateway_connections_open",
+                    "gateway_connections_accepted_total",
+                    "gateway_connections_closed_total",
+                    "gateway_received_bytes_total",
+                    "gateway_listener_accepting",
+                )
+            ],
             [1, 3, 2, 8 + 6 + 20, 1],
         )
         for reason in ("max-connections", "max-per-address"):
-            self.assertEqual(value("gateway_connections_refused_total",
-                                   listener="lines", reason=reason), 0)
+            self.assertEqual(
+                value("gateway_connections_refused_total", listener="lines", reason=reason), 0
+            )
         self.assertEqual(value("gateway_received_bytes_total", listener="length-prefixed"), 7)
-        self.assertEqual(value("gateway_frame_errors_total", listener="lines",
-                               reason="too-large"), 1)
-        self.assertEqual(value("gateway_frame_errors_total", listener="length-prefixed",
-                               reason="incomplete"), 1)
+        self.assertEqual(
+            value("gateway_frame_errors_total", listener="lines", reason="too-large"), 1
+        )
+        self.assertEqual(
+            value("gateway_frame_errors_total", listener="length-prefixed", reason="incomplete"), 1
+        )
         for reason in FRAME_ERROR_REASONS:
-            self.assertIn(("gateway_frame_errors_total",
-                           (("listener", "lines"), ("reason", reason))), samples)
+            self.assertIn(
+                ("gateway_frame_errors_total", (("listener", "lines"), ("reason", reason))),
+                samples,
+            )
 
     def test_producerFigures(self):
         """
@@ -513,8 +561,8 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
             "gateway_producer_queue_depth": 0,
             "gateway_budget_bytes": 100_000,
             "gateway_budget_paused": 0,
-            "gateway_last_delivery_age_seconds":
-                self.reactor.seconds() - producer.lastDeliveryTime,
+            "gateway_last_delivery_age_seconds": self.reactor.seconds()
+            - producer.lastDeliveryTime,
         }
         self.assertEqual({name: samples[name, ()] for name in expected}, expected)
         self.assertEqual((producer.accepted, producer.delivered()), (3, 3))
@@ -530,11 +578,15 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         gateway.producer.bytesSent = lambda: 4096
         samples, _ = scrape(gateway)
         self.assertEqual(
-            samples["gateway_delivery_latency_seconds",
-                    (("quantile", "0.99"), ("stage", "queue"))], 0.05)
+            samples[
+                "gateway_delivery_latency_seconds", (("quantile", "0.99"), ("stage", "queue"))
+            ],
+            0.05,
+        )
         self.assertEqual(
-            samples["gateway_delivery_latency_seconds",
-                    (("quantile", "0.5"), ("stage", "queue"))], 0.002)
+            samples["gateway_delivery_latency_seconds", (("quantile", "0.5"), ("stage", "queue"))],
+            0.002,
+        )
         self.assertEqual(samples["gateway_kafka_sent_bytes_total", ()], 4096)
 
     def test_deliveredNeverDecreases(self):
@@ -596,8 +648,7 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.assertEqual(states, {"starting": 0, "ready": 1, "degraded": 0, "down": 0})
         self.assertEqual(samples["gateway_kafka_probe_latency_seconds", broker], 0.0)
         self.assertEqual(samples["gateway_kafka_broker_up", broker], 1)
-        self.assertEqual(samples["gateway_kafka_probes_ok_total", broker],
-                         gateway.health.probesOk)
+        self.assertEqual(samples["gateway_kafka_probes_ok_total", broker], gateway.health.probesOk)
         self.assertGreaterEqual(gateway.health.probesOk, 3)
         self.assertEqual(samples["gateway_kafka_probes_failed_total", broker], 0)
         self.assertEqual(samples["gateway_ready", ()], 1)
@@ -610,8 +661,9 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.assertEqual(samples["gateway_kafka_health_state", (("state", "ready"),)], 0)
         self.assertNotIn(("gateway_kafka_probe_latency_seconds", broker), samples)
         self.assertEqual(samples["gateway_kafka_broker_up", broker], 0)
-        self.assertEqual(samples["gateway_kafka_probes_failed_total", broker],
-                         gateway.health.probesFailed)
+        self.assertEqual(
+            samples["gateway_kafka_probes_failed_total", broker], gateway.health.probesFailed
+        )
         self.assertGreaterEqual(gateway.health.probesFailed, 1)
         self.assertEqual(samples["gateway_ready", ()], 0)
 
@@ -635,9 +687,15 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         """
         gateway = self.makeGateway()
         self.start()
-        proc = fakeProc(self.temporaryDirectory(), [
-            (50001, BROKER, "01", 1), (50002, BROKER, "01", 2), (9000, BROKER, "01", 3),
-        ], ownInodes=[1, 2, 3])
+        proc = fakeProc(
+            self.temporaryDirectory(),
+            [
+                (50001, BROKER, "01", 1),
+                (50002, BROKER, "01", 2),
+                (9000, BROKER, "01", 3),
+            ],
+            ownInodes=[1, 2, 3],
+        )
         samples, families = scrape(gateway, proc=proc)
         self.assertEqual(samples["gateway_build_info", (("version", __version__),)], 1)
         self.assertEqual(samples["gateway_kafka_connections", ()], 2)

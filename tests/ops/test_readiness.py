@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from treq.testing import StubTreq
 from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -22,7 +23,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from treq.testing import StubTreq
 
 from gateway.ops.readiness import DEFAULT_TIMEOUT, DEFAULT_URL, parser, probe, run
 
@@ -87,10 +87,13 @@ class ProbeTests(SynchronousTestCase):
         """
         body = json.dumps({"state": "degraded", "reason": "budget 91% full"}).encode()
         result = self.successResultOf(self.probeOf(Answer(503, body)))
-        self.assertEqual(result, (
-            False,
-            f"not ready: {URL}: 503 Service Unavailable: degraded (budget 91% full)",
-        ))
+        self.assertEqual(
+            result,
+            (
+                False,
+                f"not ready: {URL}: 503 Service Unavailable: degraded (budget 91% full)",
+            ),
+        )
 
     def test_otherBody(self):
         """
@@ -117,32 +120,37 @@ class ProbeTests(SynchronousTestCase):
         self.clock.advance(2.4)
         self.assertNoResult(d)
         self.clock.advance(0.1)
-        self.assertEqual(self.successResultOf(d),
-                         (False, f"not ready: no answer from {URL} within 2.5 s"))
+        self.assertEqual(
+            self.successResultOf(d), (False, f"not ready: no answer from {URL} within 2.5 s")
+        )
 
     def test_refused(self):
         """
         A refused connection is not ready.
         """
         d = probe(Refusing(), self.clock, URL)
-        self.assertEqual(self.successResultOf(d),
-                         (False, f"not ready: {URL}: connection refused"))
+        self.assertEqual(self.successResultOf(d), (False, f"not ready: {URL}: connection refused"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
-
 
     def test_lostResponse(self):
         """
         A connection lost before the answer is not ready; the line gives the
         underlying reason, not the wrapper's list of failures.
         """
+
         class Lost:
             def get(self, url):
                 return fail(ResponseNeverReceived([Failure(ConnectionLost("gone"))]))
 
         d = probe(Lost(), self.clock, URL)
-        self.assertEqual(self.successResultOf(d), (
-            False, f"not ready: {URL}: Connection to the other side was lost in a "
-                   "non-clean fashion: gone."))
+        self.assertEqual(
+            self.successResultOf(d),
+            (
+                False,
+                f"not ready: {URL}: Connection to the other side was lost in a "
+                "non-clean fashion: gone.",
+            ),
+        )
 
 
 class CommandLineTests(SynchronousTestCase):
@@ -171,27 +179,37 @@ class CommandLineTests(SynchronousTestCase):
         The URL is the one argument; C{--timeout} (C{-t}) takes seconds,
         before or after it.
         """
-        for argv in (["--timeout", "0.5", "http://[::1]:9000/healthz"],
-                     ["http://[::1]:9000/healthz", "-t", "0.5"]):
+        for argv in (
+            ["--timeout", "0.5", "http://[::1]:9000/healthz"],
+            ["http://[::1]:9000/healthz", "-t", "0.5"],
+        ):
             arguments = parser().parse_args(argv)
-            self.assertEqual((arguments.url, arguments.timeout),
-                             ("http://[::1]:9000/healthz", 0.5))
+            self.assertEqual(
+                (arguments.url, arguments.timeout), ("http://[::1]:9000/healthz", 0.5)
+            )
 
     def test_exitCodes(self):
         """
         L{run} prints one line and exits 0 when ready, 1 when not.
         """
-        self.assertEqual(self.runWith([URL], Answer(200)),
-                         (0, f"ready: {URL}: 200 OK\n"))
-        self.assertEqual(self.runWith([URL], Answer(503, b'{"state": "starting"}')),
-                         (1, f"not ready: {URL}: 503 Service Unavailable: starting\n"))
+        self.assertEqual(self.runWith([URL], Answer(200)), (0, f"ready: {URL}: 200 OK\n"))
+        self.assertEqual(
+            self.runWith([URL], Answer(503, b'{"state": "starting"}')),
+            (1, f"not ready: {URL}: 503 Service Unavailable: starting\n"),
+        )
 
     def test_usage(self):
         """
         A bad command line exits 2 without probing.
         """
-        for argv in (["--timeout", "0"], ["--timeout", "soon"], ["--timeout", "inf"],
-                     ["ftp://x/"], [URL, "extra"], ["--verbose"]):
+        for argv in (
+            ["--timeout", "0"],
+            ["--timeout", "soon"],
+            ["--timeout", "inf"],
+            ["ftp://x/"],
+            [URL, "extra"],
+            ["--verbose"],
+        ):
             resource = Answer(200)
             code, output = self.runWith(argv, resource)
             self.assertEqual((code, output, resource.requests), (2, "", []), argv)
@@ -210,8 +228,7 @@ class ConsoleScriptTests(SynchronousTestCase):
         )
 
     def probe(self, *argv):
-        done = subprocess.run([str(PROBE), *argv], capture_output=True, text=True,
-                              timeout=30)
+        done = subprocess.run([str(PROBE), *argv], capture_output=True, text=True, timeout=30)
         return done.returncode, done.stdout, done.stderr
 
     def test_refused(self):
@@ -219,8 +236,9 @@ class ConsoleScriptTests(SynchronousTestCase):
         Nothing listening: exit 1, "connection refused".
         """
         code, out, err = self.probe("http://127.0.0.1:1/readyz")
-        self.assertEqual((code, out, err),
-                         (1, "not ready: http://127.0.0.1:1/readyz: connection refused\n", ""))
+        self.assertEqual(
+            (code, out, err), (1, "not ready: http://127.0.0.1:1/readyz: connection refused\n", "")
+        )
 
     def test_silent(self):
         """
@@ -243,17 +261,27 @@ class ConsoleScriptTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, directory)
         (directory / "readyz").write_text("ok\n")
         server = subprocess.Popen(
-            [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-             "--directory", str(directory)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(directory),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.addCleanup(server.wait, 10)
         self.addCleanup(server.terminate)
         banner = server.stdout.readline()  # Serving HTTP on 127.0.0.1 port N ...
         port = int(banner.split(" port ")[1].split()[0])
         base = f"http://127.0.0.1:{port}"
-        self.assertEqual(self.probe(f"{base}/readyz"),
-                         (0, f"ready: {base}/readyz: 200 OK\n", ""))
+        self.assertEqual(self.probe(f"{base}/readyz"), (0, f"ready: {base}/readyz: 200 OK\n", ""))
         code, out, _ = self.probe(f"{base}/missing")
         self.assertEqual(code, 1)
         self.assertTrue(out.startswith(f"not ready: {base}/missing: 404 "), out)

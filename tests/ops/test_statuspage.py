@@ -11,10 +11,10 @@ import hashlib
 import re
 from pathlib import Path
 
+from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
-from treq.testing import StubTreq
 
 from gateway.ops.statuspage import DOCUMENT, StatusPage, contentSecurityPolicy, statusPage
 
@@ -75,11 +75,11 @@ class StatusPageTests(SynchronousTestCase):
         """
         response, body = self.get("http://gateway/")
         self.assertEqual(response.code, 200)
-        self.assertEqual(response.headers.getRawHeaders("content-type"),
-                         ["text/html; charset=utf-8"])
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["text/html; charset=utf-8"]
+        )
         self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
-        self.assertEqual(response.headers.getRawHeaders("x-content-type-options"),
-                         ["nosniff"])
+        self.assertEqual(response.headers.getRawHeaders("x-content-type-options"), ["nosniff"])
         self.assertEqual(body, (ROOT / "gateway" / "ops" / DOCUMENT).read_bytes())
         self.assertTrue(body.startswith(b"<!DOCTYPE html>"))
 
@@ -144,8 +144,7 @@ class StatusPageTests(SynchronousTestCase):
         """
         L{contentSecurityPolicy} hashes every inline script and style.
         """
-        policy = contentSecurityPolicy(
-            b"<style>a</style><script>1</script><script>2</script>")
+        policy = contentSecurityPolicy(b"<style>a</style><script>1</script><script>2</script>")
         self.assertIn(f"script-src {sha256(b'1')} {sha256(b'2')};", policy)
         self.assertIn(f"style-src {sha256(b'a')};", policy)
         self.assertEqual(StatusPage(b"<p>").document, b"<p>")

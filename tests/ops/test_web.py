@@ -190,9 +190,7 @@ class ReadyzTests(SiteMixin, SynchronousTestCase):
         Before start-up: 503, naming the listeners that do not listen.
         """
         self.makeSite()
-        self.assertEqual(
-            self.readyz(), (503, {"state": "down", "reason": "not listening: lines"})
-        )
+        self.assertEqual(self.readyz(), (503, {"state": "down", "reason": "not listening: lines"}))
 
     def test_brokerDownAndBack(self):
         """
@@ -247,7 +245,8 @@ class MetricsTests(SiteMixin, SynchronousTestCase):
         families = {f.name: f for f in text_string_to_metric_families(body.decode())}
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in families.values() for s in f.samples
+            for f in families.values()
+            for s in f.samples
         }
         return response, families, samples
 
@@ -271,7 +270,8 @@ class MetricsTests(SiteMixin, SynchronousTestCase):
         lines = (("listener", "lines"),)
         self.assertEqual(
             {
-                name: samples[name, labels] for name, labels in [
+                name: samples[name, labels]
+                for name, labels in [
                     ("gateway_messages_received_total", ()),
                     ("gateway_messages_produced_total", ()),
                     ("gateway_messages_delivered_total", ()),
@@ -334,9 +334,12 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
         """
         Every field of the schema, with the gateway's figures.
         """
-        self.makeSite(listeners=[
-            ("lines", "tcp:9000", {"maxMessageSize": 10}), ("netstring", "tcp:9001"),
-        ])
+        self.makeSite(
+            listeners=[
+                ("lines", "tcp:9000", {"maxMessageSize": 10}),
+                ("netstring", "tcp:9001"),
+            ]
+        )
         self.reactor.advance(1000.0)  # the site was built at 0
         self.start()
         client = self.connect()
@@ -357,47 +360,81 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
         guard = self.gateway.descriptors
         self.assertEqual(
             {key: value for key, value in descriptors.items() if key != "inUse"},
-            {"limit": guard.limit, "capacity": guard.capacity, "reserve": 64,
-             "clients": 2, "full": False, "acceptErrors": 0},
+            {
+                "limit": guard.limit,
+                "capacity": guard.capacity,
+                "reserve": 64,
+                "clients": 2,
+                "full": False,
+                "acceptErrors": 0,
+            },
         )
         self.assertGreater(descriptors["inUse"], 0)
         router = self.gateway.router
-        self.assertEqual(status, {
-            "version": __version__,
-            "uptime": 1001.0,
-            "topic": "t",
-            "state": "ready",
-            "reason": self.gateway.health.reason,
-            "ready": True,
-            "budget": {
-                "bytes": router.budget,
-                "held": router.lastHeldBytes,
-                "fraction": router.budgetFraction(),
-                "paused": False,
-            },
-            "producer": {
-                "accepted": 3, "produced": 3, "delivered": 2, "pending": 1, "failed": 0,
-                "deadLettered": 0, "spooled": 0, "requeued": 0, "recreations": 0,
-                "brokersUp": None, "bytesSent": 0,
-            },
-            "listeners": [
-                {
-                    "name": "lines", "framing": "lines", "endpoint": "tcp:9000",
-                    "address": "0.0.0.0:9000", "connections": 2, "accepted": 3,
-                    "closed": 1, "bytesReceived": 5 + 11 + 4,
-                    "frameErrors": {"too-large": 1}, "refused": {}, "closedBy": {},
-                    "accepting": True, "pausedFor": [],
+        self.assertEqual(
+            status,
+            {
+                "version": __version__,
+                "uptime": 1001.0,
+                "topic": "t",
+                "state": "ready",
+                "reason": self.gateway.health.reason,
+                "ready": True,
+                "budget": {
+                    "bytes": router.budget,
+                    "held": router.lastHeldBytes,
+                    "fraction": router.budgetFraction(),
+                    "paused": False,
                 },
-                {
-                    "name": "netstring", "framing": "netstring", "endpoint": "tcp:9001",
-                    "address": "0.0.0.0:9001", "connections": 0, "accepted": 0,
-                    "closed": 0, "bytesReceived": 0, "frameErrors": {},
-                    "refused": {}, "closedBy": {}, "accepting": True, "pausedFor": [],
+                "producer": {
+                    "accepted": 3,
+                    "produced": 3,
+                    "delivered": 2,
+                    "pending": 1,
+                    "failed": 0,
+                    "deadLettered": 0,
+                    "spooled": 0,
+                    "requeued": 0,
+                    "recreations": 0,
+                    "brokersUp": None,
+                    "bytesSent": 0,
                 },
-            ],
-            "worker": {"index": 1, "count": 1, "pid": os.getpid()},
-            "time": 1001.0,
-        })
+                "listeners": [
+                    {
+                        "name": "lines",
+                        "framing": "lines",
+                        "endpoint": "tcp:9000",
+                        "address": "0.0.0.0:9000",
+                        "connections": 2,
+                        "accepted": 3,
+                        "closed": 1,
+                        "bytesReceived": 5 + 11 + 4,
+                        "frameErrors": {"too-large": 1},
+                        "refused": {},
+                        "closedBy": {},
+                        "accepting": True,
+                        "pausedFor": [],
+                    },
+                    {
+                        "name": "netstring",
+                        "framing": "netstring",
+                        "endpoint": "tcp:9001",
+                        "address": "0.0.0.0:9001",
+                        "connections": 0,
+                        "accepted": 0,
+                        "closed": 0,
+                        "bytesReceived": 0,
+                        "frameErrors": {},
+                        "refused": {},
+                        "closedBy": {},
+                        "accepting": True,
+                        "pausedFor": [],
+                    },
+                ],
+                "worker": {"index": 1, "count": 1, "pid": os.getpid()},
+                "time": 1001.0,
+            },
+        )
         self.assertGreater(router.lastHeldBytes, 0)
 
     def test_notStarted(self):

@@ -31,6 +31,15 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from gateway.framing.lengthprefix import LengthPrefixedProtocol
+from gateway.framing.lines import LinesProtocol
+from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions
+from gateway.logs import OncePerInterval
+from gateway.registry import loadFramings
+from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
+from gateway.server.gate import ListenerGate
+from gateway.server.hygiene import AGE_GRACE, MALFORMED_PROXY_HEADER
+from gateway.server.listener import ListenerConfig, ListenerService, ListenerStats
 from gateway.server.policy import (
     CONNECTION_OPTIONS,
     DEFAULT_BACKLOG,
@@ -43,15 +52,6 @@ from gateway.server.policy import (
     seconds,
     splitOptions,
 )
-from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
-from gateway.logs import OncePerInterval
-from gateway.server.gate import ListenerGate
-from gateway.server.hygiene import AGE_GRACE, MALFORMED_PROXY_HEADER
-from gateway.framing.lengthprefix import LengthPrefixedProtocol
-from gateway.framing.lines import LinesProtocol
-from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions
-from gateway.server.listener import ListenerConfig, ListenerService, ListenerStats
-from gateway.registry import loadFramings
 from gateway.tap import Options
 from gateway.testing import RecordingSink
 
@@ -67,11 +67,18 @@ def proxyV2(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
 
     :return: the header's bytes.
     """
-    addresses = (socket.inet_aton(source) + socket.inet_aton(destination)
-                 + struct.pack("!HH", sourcePort, destinationPort))
+    addresses = (
+        socket.inet_aton(source)
+        + socket.inet_aton(destination)
+        + struct.pack("!HH", sourcePort, destinationPort)
+    )
     # Signature, version 2 + PROXY command, AF_INET + STREAM, length.
-    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11])
-            + struct.pack("!H", len(addresses)) + addresses)
+    return (
+        b"\r\n\r\n\x00\r\nQUIT\n"
+        + bytes([0x21, 0x11])
+        + struct.pack("!H", len(addresses))
+        + addresses
+    )
 
 
 def lose(protocol):
@@ -93,9 +100,12 @@ def eventsFrom(events, namespace, level=None):
     :return: the events whose namespace starts with C{namespace} (and of
         that level, when given).
     """
-    return [e for e in events
-            if e.get("log_namespace", "").startswith(namespace)
-            and (level is None or e["log_level"].name == level)]
+    return [
+        e
+        for e in events
+        if e.get("log_namespace", "").startswith(namespace)
+        and (level is None or e["log_level"].name == level)
+    ]
 
 
 class Listener:
@@ -105,8 +115,9 @@ class Listener:
     and a L{RecordingSink}, with fake transports for its connections.
     """
 
-    def __init__(self, options=None, framing="lines", endpoint="tcp:0",
-                 descriptors=None, interval=10.0):
+    def __init__(
+        self, options=None, framing="lines", endpoint="tcp:0", descriptors=None, interval=10.0
+    ):
         """
         :param options: framing and connection options, as written.
         :param endpoint: the endpoint description; C{haproxy:} makes the
@@ -122,10 +133,17 @@ class Listener:
         policy = ConnectionPolicy.fromOptions(connectionOptions, endpoint)
         self.gate = ListenerGate("test", policy, self.stats, self.clock, interval)
         self.config = ListenerConfig(
-            name="test", framing=plugin.name, endpoint=endpoint, sink=self.sink,
-            maxMessageSize=resolved[MAX_SIZE], options=resolved,
-            clock=self.clock, stats=self.stats, gate=self.gate,
-            descriptors=descriptors, proxied=endpoint.startswith("haproxy:"),
+            name="test",
+            framing=plugin.name,
+            endpoint=endpoint,
+            sink=self.sink,
+            maxMessageSize=resolved[MAX_SIZE],
+            options=resolved,
+            clock=self.clock,
+            stats=self.stats,
+            gate=self.gate,
+            descriptors=descriptors,
+            proxied=endpoint.startswith("haproxy:"),
         )
         self.factory = plugin.buildFactory(self.config)
         self.proxyFactory = HAProxyWrappingFactory(self.factory)
@@ -165,15 +183,23 @@ class OptionsTests(SynchronousTestCase):
         The declared connection options are separated from everything else,
         which is left for the framing (including names nobody declares).
         """
-        framing, connection = splitOptions({
-            "delimiter": "\\0", "max-size": "10", "max-connections": "5",
-            "backlog": "7", "strip-cr": "true", "colour": "red",
-            "keepalive-count": "3",
-        })
-        self.assertEqual(framing, {"delimiter": "\\0", "max-size": "10",
-                                   "strip-cr": "true", "colour": "red"})
-        self.assertEqual(connection, {"max-connections": "5", "backlog": "7",
-                                      "keepalive-count": "3"})
+        framing, connection = splitOptions(
+            {
+                "delimiter": "\\0",
+                "max-size": "10",
+                "max-connections": "5",
+                "backlog": "7",
+                "strip-cr": "true",
+                "colour": "red",
+                "keepalive-count": "3",
+            }
+        )
+        self.assertEqual(
+            framing, {"delimiter": "\\0", "max-size": "10", "strip-cr": "true", "colour": "red"}
+        )
+        self.assertEqual(
+            connection, {"max-connections": "5", "backlog": "7", "keepalive-count": "3"}
+        )
 
     def test_defaults(self):
         """
@@ -182,13 +208,17 @@ class OptionsTests(SynchronousTestCase):
         """
         policy = ConnectionPolicy.fromOptions({}, "tcp:9000")
         self.assertEqual(
-            (policy.maxConnections, policy.maxPerAddress, policy.idleTimeout,
-             policy.maxAge),
+            (policy.maxConnections, policy.maxPerAddress, policy.idleTimeout, policy.maxAge),
             (None, None, None, None),
         )
         self.assertEqual(
-            (policy.keepalive, policy.keepaliveIdle, policy.keepaliveInterval,
-             policy.keepaliveCount, policy.backlog),
+            (
+                policy.keepalive,
+                policy.keepaliveIdle,
+                policy.keepaliveInterval,
+                policy.keepaliveCount,
+                policy.backlog,
+            ),
             (True, 60, 15, 4, 1024),
         )
         self.assertEqual(ConnectionPolicy.fromOptions({}), policy)
@@ -197,9 +227,7 @@ class OptionsTests(SynchronousTestCase):
         """
         An option given as L{None} (from a C{.tac} file) takes its default.
         """
-        policy = ConnectionPolicy.fromOptions(
-            {"keepalive-idle": None, "max-connections": None}
-        )
+        policy = ConnectionPolicy.fromOptions({"keepalive-idle": None, "max-connections": None})
         self.assertEqual((policy.keepaliveIdle, policy.maxConnections), (60, None))
 
     def test_writtenValuesCoerced(self):
@@ -207,17 +235,33 @@ class OptionsTests(SynchronousTestCase):
         Values written on the command line become numbers and booleans;
         Python values are taken as they are.
         """
-        policy = ConnectionPolicy.fromOptions({
-            "max-connections": "5", "max-per-address": "2",
-            "idle-timeout": "2.5", "max-age": "3600", "keepalive": "false",
-            "keepalive-idle": "30", "keepalive-interval": "7",
-            "keepalive-count": "9", "backlog": "77",
-        })
-        self.assertEqual(policy, ConnectionPolicy(
-            maxConnections=5, maxPerAddress=2, idleTimeout=2.5, maxAge=3600.0,
-            keepalive=False, keepaliveIdle=30, keepaliveInterval=7,
-            keepaliveCount=9, backlog=77,
-        ))
+        policy = ConnectionPolicy.fromOptions(
+            {
+                "max-connections": "5",
+                "max-per-address": "2",
+                "idle-timeout": "2.5",
+                "max-age": "3600",
+                "keepalive": "false",
+                "keepalive-idle": "30",
+                "keepalive-interval": "7",
+                "keepalive-count": "9",
+                "backlog": "77",
+            }
+        )
+        self.assertEqual(
+            policy,
+            ConnectionPolicy(
+                maxConnections=5,
+                maxPerAddress=2,
+                idleTimeout=2.5,
+                maxAge=3600.0,
+                keepalive=False,
+                keepaliveIdle=30,
+                keepaliveInterval=7,
+                keepaliveCount=9,
+                backlog=77,
+            ),
+        )
         python = ConnectionPolicy.fromOptions({"idle-timeout": 4, "keepalive": False})
         self.assertEqual((python.idleTimeout, python.keepalive), (4.0, False))
 
@@ -235,7 +279,9 @@ class OptionsTests(SynchronousTestCase):
         error naming both.
         """
         error = self.assertRaises(
-            OptionError, ConnectionPolicy.fromOptions, {"backlog": "5"},
+            OptionError,
+            ConnectionPolicy.fromOptions,
+            {"backlog": "5"},
             "tcp:9000:backlog=9",
         )
         self.assertIn("backlog", str(error))
@@ -247,16 +293,20 @@ class OptionsTests(SynchronousTestCase):
         option and the value.
         """
         for name, value in [
-            ("max-connections", "0"), ("max-connections", "many"),
-            ("max-per-address", "-1"), ("idle-timeout", "soon"),
-            ("max-age", "0"), ("keepalive", "maybe"),
-            ("keepalive-idle", "0"), ("keepalive-idle", "32768"),
-            ("keepalive-interval", "2.5"), ("keepalive-count", "128"),
-            ("backlog", "0"), ("max-connections", True),
+            ("max-connections", "0"),
+            ("max-connections", "many"),
+            ("max-per-address", "-1"),
+            ("idle-timeout", "soon"),
+            ("max-age", "0"),
+            ("keepalive", "maybe"),
+            ("keepalive-idle", "0"),
+            ("keepalive-idle", "32768"),
+            ("keepalive-interval", "2.5"),
+            ("keepalive-count", "128"),
+            ("backlog", "0"),
+            ("max-connections", True),
         ]:
-            error = self.assertRaises(
-                OptionError, ConnectionPolicy.fromOptions, {name: value}
-            )
+            error = self.assertRaises(OptionError, ConnectionPolicy.fromOptions, {name: value})
             self.assertIn(f"{name}={value!r}", str(error))
 
     def test_secondsRejected(self):
@@ -265,20 +315,27 @@ class OptionsTests(SynchronousTestCase):
         infinity, NaN, booleans and words are refused for both timeouts.
         """
         for name in (IDLE_TIMEOUT, MAX_AGE):
-            for value in ("0", "-1", "-0.5", "inf", "Infinity", "nan", True,
-                          False, "never", 0, float("inf")):
-                self.assertRaises(
-                    OptionError, ConnectionPolicy.fromOptions, {name: value}
-                )
+            for value in (
+                "0",
+                "-1",
+                "-0.5",
+                "inf",
+                "Infinity",
+                "nan",
+                True,
+                False,
+                "never",
+                0,
+                float("inf"),
+            ):
+                self.assertRaises(OptionError, ConnectionPolicy.fromOptions, {name: value})
 
     def test_secondsAccepted(self):
         """
         Fractions and whole numbers of seconds, written or as Python values,
         are durations.
         """
-        self.assertEqual(
-            [seconds(v) for v in ("0.25", "1e3", 3, 2.5)], [0.25, 1000.0, 3.0, 2.5]
-        )
+        self.assertEqual([seconds(v) for v in ("0.25", "1e3", 3, 2.5)], [0.25, 1000.0, 3.0, 2.5])
 
     def test_unknownConnectionOption(self):
         """
@@ -295,8 +352,7 @@ class ConfigurePortTests(SynchronousTestCase):
     L{configurePort} on real listening sockets.
     """
 
-    policy = ConnectionPolicy(keepaliveIdle=71, keepaliveInterval=13,
-                              keepaliveCount=5, backlog=37)
+    policy = ConnectionPolicy(keepaliveIdle=71, keepaliveInterval=13, keepaliveCount=5, backlog=37)
 
     def listeningSocket(self, backlog=5):
         """
@@ -340,7 +396,9 @@ class ConfigurePortTests(SynchronousTestCase):
         host, port = skt.getsockname()
         output = subprocess.run(
             [ss, "-ltnH", "sport", "=", f":{port}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         for line in output.splitlines():
             fields = line.split()
@@ -356,10 +414,16 @@ class ConfigurePortTests(SynchronousTestCase):
         port = self.listeningSocket()
         applied = configurePort(port, self.policy)
         self.assertEqual(self.keepaliveSettings(port.socket), (True, 71, 13, 5))
-        self.assertEqual(applied, {
-            "backlog": 37, "keepalive": True, "TCP_KEEPIDLE": 71,
-            "TCP_KEEPINTVL": 13, "TCP_KEEPCNT": 5,
-        })
+        self.assertEqual(
+            applied,
+            {
+                "backlog": 37,
+                "keepalive": True,
+                "TCP_KEEPIDLE": 71,
+                "TCP_KEEPINTVL": 13,
+                "TCP_KEEPCNT": 5,
+            },
+        )
 
     def test_keepaliveInheritedByAcceptedSockets(self):
         """
@@ -382,12 +446,8 @@ class ConfigurePortTests(SynchronousTestCase):
         port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         applied = configurePort(port, ConnectionPolicy(keepalive=False, backlog=None))
         self.assertEqual(applied, {"keepalive": False})
-        self.assertEqual(
-            port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 0
-        )
-        self.assertEqual(
-            self.accept(port).getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 0
-        )
+        self.assertEqual(port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 0)
+        self.assertEqual(self.accept(port).getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 0)
 
     def test_unixAndSocketlessPortsLeftAlone(self):
         """
@@ -421,16 +481,14 @@ class ConfigurePortTests(SynchronousTestCase):
         default backlog and keepalive.
         """
         reactor = MemoryReactorClock()
-        port = tcp.Port(0, Factory(), backlog=50, interface="127.0.0.1",
-                        reactor=reactor)
+        port = tcp.Port(0, Factory(), backlog=50, interface="127.0.0.1", reactor=reactor)
         port.startListening()
         self.addCleanup(lambda: (port.stopListening(), reactor.advance(0)))
         with open("/proc/sys/net/core/somaxconn") as f:
             somaxconn = int(f.read())
         self.assertEqual(self.listenBacklog(port.socket), 50)
         configurePort(port, ConnectionPolicy.fromOptions({}))
-        self.assertEqual(self.listenBacklog(port.socket),
-                         min(DEFAULT_BACKLOG, somaxconn))
+        self.assertEqual(self.listenBacklog(port.socket), min(DEFAULT_BACKLOG, somaxconn))
         self.assertEqual(self.keepaliveSettings(port.socket), (True, 60, 15, 4))
 
 
@@ -554,8 +612,13 @@ class ListenerGateTests(SynchronousTestCase):
         [first] = eventsFrom(self.logs, "gateway.server.gate", "warn")
         self.assertEqual(
             {k: first[k] for k in ("listener", "peer", "reason", "limit", "open")},
-            {"listener": "gated", "peer": "10.0.0.1:2", "reason": MAX_PER_ADDRESS,
-             "limit": 1, "open": 1},
+            {
+                "listener": "gated",
+                "peer": "10.0.0.1:2",
+                "reason": MAX_PER_ADDRESS,
+                "limit": 1,
+                "open": 1,
+            },
         )
         self.clock.advance(1)
         gate.release("10.0.0.2")
@@ -578,8 +641,9 @@ class ListenerGateTests(SynchronousTestCase):
         gate.closing(MAX_AGE, "10.0.0.3:1", 60)
         self.assertEqual(self.stats.closedBy, {IDLE_TIMEOUT: 1, MAX_AGE: 1})
         [line] = eventsFrom(self.logs, "gateway.server.gate", "info")
-        self.assertEqual((line["reason"], line["after"], line["peer"]),
-                         (IDLE_TIMEOUT, 5, "10.0.0.1:1"))
+        self.assertEqual(
+            (line["reason"], line["after"], line["peer"]), (IDLE_TIMEOUT, 5, "10.0.0.1:1")
+        )
         self.clock.advance(10)
         gate.closing(IDLE_TIMEOUT, "10.0.0.4:1", 5)
         lines = eventsFrom(self.logs, "gateway.server.gate", "info")
@@ -654,8 +718,9 @@ class ListenerProtocolTests(SynchronousTestCase):
         refused, _ = listener.connect(port=40001)
         admitted.dataReceived(b"abc\nde")
         stats = listener.stats
-        self.assertEqual((stats.accepted, stats.closed, stats.open, stats.bytesReceived),
-                         (2, 0, 2, 6))
+        self.assertEqual(
+            (stats.accepted, stats.closed, stats.open, stats.bytesReceived), (2, 0, 2, 6)
+        )
         lose(refused)
         self.assertEqual((stats.closed, stats.open), (1, 1))
         lose(admitted)
@@ -668,8 +733,10 @@ class ListenerProtocolTests(SynchronousTestCase):
         not on each connection; the factory's C{protocol} stays the
         plugin's class.
         """
-        for framing, plugin in [("lines", LinesProtocol),
-                                ("length-prefixed", LengthPrefixedProtocol)]:
+        for framing, plugin in [
+            ("lines", LinesProtocol),
+            ("length-prefixed", LengthPrefixedProtocol),
+        ]:
             listener = Listener({"max-size": "777"}, framing=framing)
             first, _ = listener.connect(port=1)
             second, _ = listener.connect(port=2)
@@ -853,24 +920,23 @@ class TimerTests(SynchronousTestCase):
                 transport = WithSocket(peerAddress=IPv4Address("TCP", "10.0.0.1", port))
                 self.addCleanup(transport.socket.close)
                 protocol.makeConnection(transport)
-                values.append(transport.socket.getsockopt(
-                    socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+                values.append(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
             return values
 
         spread = idles({"keepalive-idle": "20"})
         self.assertTrue(all(20 <= idle <= 40 for idle in spread), spread)
         self.assertGreater(len(set(spread)), 3)
         untouched = idles({"keepalive": "false"}, count=1)
-        self.assertEqual(untouched, [socket.socket().getsockopt(
-            socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)])
+        self.assertEqual(
+            untouched, [socket.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)]
+        )
 
     def test_timersCancelledOnLoss(self):
         """
         No timer outlives its connection: admitted, refused, timed out or
         closed by the client.
         """
-        listener = Listener({"idle-timeout": "5", "max-age": "50",
-                             "max-connections": "1"})
+        listener = Listener({"idle-timeout": "5", "max-age": "50", "max-connections": "1"})
         admitted, _ = listener.connect()
         refused, _ = listener.connect(port=40001)
         self.assertNotEqual(listener.clock.getDelayedCalls(), [])
@@ -942,8 +1008,9 @@ class ProxyTests(SynchronousTestCase):
             wrapper.dataReceived(header + b"x\n")
             transports.append(transport)
         self.assertEqual([t.disconnecting for t in transports], [False, False, True])
-        self.assertEqual([s.peer for s in listener.sink.streams],
-                         ["203.0.113.7:5555", "198.51.100.2:5555"])
+        self.assertEqual(
+            [s.peer for s in listener.sink.streams], ["203.0.113.7:5555", "198.51.100.2:5555"]
+        )
         self.assertEqual(listener.stats.refused, {MAX_PER_ADDRESS: 1})
 
     def test_proxiedCloseReleases(self):
@@ -1044,9 +1111,11 @@ class DescriptorAccountingTests(SynchronousTestCase):
         they close, like admitted ones.
         """
         paused = []
-        port = SimpleNamespace(pauseAccepting=paused.append,
-                               resumeAccepting=lambda r: paused.remove(r),
-                               limitAcceptBatch=lambda count: None)
+        port = SimpleNamespace(
+            pauseAccepting=paused.append,
+            resumeAccepting=lambda r: paused.remove(r),
+            limitAcceptBatch=lambda count: None,
+        )
         guard = DescriptorGuard([port], Clock(), reserve=0, publisher=LogPublisher())
         guard.start(limit=2, inUse=0)
         self.addCleanup(guard.stop)
@@ -1079,8 +1148,7 @@ class DescriptorOvershootTests(SynchronousTestCase):
         first, one = listener.connect()
         second, two = listener.connect(port=40001)
         third, three = listener.connect(port=40002)
-        self.assertEqual([t.disconnecting for t in (one, two, three)],
-                         [False, False, True])
+        self.assertEqual([t.disconnecting for t in (one, two, three)], [False, False, True])
         self.assertEqual(listener.stats.refused, {DESCRIPTORS: 1})
         self.assertEqual(len(listener.sink.streams), 2)
         lose(third)
@@ -1121,8 +1189,9 @@ class PauseAcceptingTests(SynchronousTestCase):
 
     def setUp(self):
         self.port = FakePort()
-        config = ListenerConfig(name="l", framing="lines", endpoint="tcp:0",
-                                sink=None, maxMessageSize=10)
+        config = ListenerConfig(
+            name="l", framing="lines", endpoint="tcp:0", sink=None, maxMessageSize=10
+        )
         self.service = ListenerService(config, FakeEndpoint(self.port), Factory())
 
     def test_resumesWhenEveryReasonWithdrawn(self):
@@ -1196,7 +1265,8 @@ class CommandLineTests(SynchronousTestCase):
         they say.
         """
         options = self.parse(
-            "--listen", "lines(max-connections=5,idle-timeout=2.5,keepalive=false)=tcp:0",
+            "--listen",
+            "lines(max-connections=5,idle-timeout=2.5,keepalive=false)=tcp:0",
         )
         [spec] = options["listen"]
         framing, connection = splitOptions(spec.options)
@@ -1212,25 +1282,30 @@ class CommandLineTests(SynchronousTestCase):
         A value a connection option refuses, a backlog given twice and an
         unknown option name are usage errors saying which.
         """
-        self.assertUsageError(["--listen", "lines(max-connections=0)=tcp:0"],
-                              "max-connections")
-        self.assertUsageError(["--listen", "lines(backlog=5)=tcp:0:backlog=9"],
-                              "backlog", "once")
-        self.assertUsageError(["--listen", "lines(max-conections=5)=tcp:0"],
-                              "max-conections", "connection options")
+        self.assertUsageError(["--listen", "lines(max-connections=0)=tcp:0"], "max-connections")
+        self.assertUsageError(["--listen", "lines(backlog=5)=tcp:0:backlog=9"], "backlog", "once")
+        self.assertUsageError(
+            ["--listen", "lines(max-conections=5)=tcp:0"], "max-conections", "connection options"
+        )
 
     def test_reserveDescriptors(self):
         """
         C{--reserve-descriptors} takes a whole number, 0 or more.
         """
         self.assertEqual(self.parse("--listen", "lines=tcp:0")["reserve-descriptors"], 64)
-        self.assertEqual(self.parse("--listen", "lines=tcp:0",
-                                    "--reserve-descriptors", "0")["reserve-descriptors"], 0)
+        self.assertEqual(
+            self.parse("--listen", "lines=tcp:0", "--reserve-descriptors", "0")[
+                "reserve-descriptors"
+            ],
+            0,
+        )
         # twisted.python.usage words coercion errors without the option.
-        self.assertUsageError(["--listen", "lines=tcp:0", "--reserve-descriptors", "-1"],
-                              "must not be negative")
-        self.assertUsageError(["--listen", "lines=tcp:0", "--reserve-descriptors", "x"],
-                              "invalid literal")
+        self.assertUsageError(
+            ["--listen", "lines=tcp:0", "--reserve-descriptors", "-1"], "must not be negative"
+        )
+        self.assertUsageError(
+            ["--listen", "lines=tcp:0", "--reserve-descriptors", "x"], "invalid literal"
+        )
 
     def test_helpListsConnectionOptions(self):
         """

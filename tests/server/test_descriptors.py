@@ -38,9 +38,9 @@ def captureLogs(testCase):
     """
     events = EventLoggingObserver.createWithCleanup(testCase, globalLogPublisher)
     return lambda level: [
-        e for e in events
-        if e.get("log_namespace") == "gateway.server.descriptors"
-        and e["log_level"].name == level
+        e
+        for e in events
+        if e.get("log_namespace") == "gateway.server.descriptors" and e["log_level"].name == level
     ]
 
 
@@ -86,11 +86,9 @@ class RaiseDescriptorLimitTests(SynchronousTestCase):
         """
         limits = FakeLimits(1024, 524288)
         self.assertEqual(self.raiseWith(limits), (1024, 524288, 524288))
-        self.assertEqual(limits.calls, [("get", NOFILE, None),
-                                        ("set", NOFILE, (524288, 524288))])
+        self.assertEqual(limits.calls, [("get", NOFILE, None), ("set", NOFILE, (524288, 524288))])
         [line] = self.logs("info")
-        self.assertEqual((line["soft"], line["hard"], line["before"]),
-                         (524288, "524288", 1024))
+        self.assertEqual((line["soft"], line["hard"], line["before"]), (524288, "524288", 1024))
         self.assertIn("1024", line["raised"])
 
     def test_alreadyAtHard(self):
@@ -119,14 +117,17 @@ class RaiseDescriptorLimitTests(SynchronousTestCase):
         When the limit cannot be raised, a warning says so and the soft
         limit is returned unchanged, for L{OSError} and L{ValueError} alike.
         """
-        for error in (OSError(errno.EPERM, "Operation not permitted"),
-                      ValueError("not allowed to raise maximum limit")):
+        for error in (
+            OSError(errno.EPERM, "Operation not permitted"),
+            ValueError("not allowed to raise maximum limit"),
+        ):
             limits = FakeLimits(1024, 4096, error=error)
             self.assertEqual(self.raiseWith(limits), (1024, 1024, 4096))
             self.assertEqual(limits.calls[-1], ("set", NOFILE, (4096, 4096)))
             warning = self.logs("warn")[-1]
-            self.assertEqual((warning["soft"], warning["hard"], warning["error"]),
-                             (1024, 4096, error))
+            self.assertEqual(
+                (warning["soft"], warning["hard"], warning["error"]), (1024, 4096, error)
+            )
         self.assertEqual(len(self.logs("warn")), 2)
 
     def test_defaultsAreTheProcessLimits(self):
@@ -210,8 +211,9 @@ class DescriptorGuardTests(SynchronousTestCase):
         """
         :return: a started guard; with the defaults, room for 170 clients.
         """
-        guard = DescriptorGuard(self.listeners, self.clock, reserve=reserve,
-                                publisher=self.publisher)
+        guard = DescriptorGuard(
+            self.listeners, self.clock, reserve=reserve, publisher=self.publisher
+        )
         guard.start(limit=limit, inUse=inUse)
         self.addCleanup(guard.stop)
         return guard
@@ -229,8 +231,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         if text is not None:
             logger.info(text)
         else:
-            logger.info("Could not accept new connection ({acceptError})",
-                        acceptError=error)
+            logger.info("Could not accept new connection ({acceptError})", acceptError=error)
 
     def test_capacity(self):
         """
@@ -305,8 +306,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         too (the gateway adds them as they are configured).
         """
         listeners = []
-        guard = DescriptorGuard(listeners, self.clock, reserve=0,
-                                publisher=self.publisher)
+        guard = DescriptorGuard(listeners, self.clock, reserve=0, publisher=self.publisher)
         late = FakeListener()
         listeners.append(late)
         guard.start(limit=1, inUse=0)
@@ -414,8 +414,9 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual((warning["error"], warning["times"]), ("ENFILE", 1))
         self.clock.advance(8)
         self.acceptError("ENOMEM")
-        self.assertEqual([(w["error"], w["times"]) for w in self.logs("warn")],
-                         [("ENFILE", 1), ("ENOMEM", 3)])
+        self.assertEqual(
+            [(w["error"], w["times"]) for w in self.logs("warn")], [("ENFILE", 1), ("ENOMEM", 3)]
+        )
 
     def test_twistedAcceptFailures(self):
         """
@@ -454,9 +455,7 @@ class DescriptorGuardTests(SynchronousTestCase):
             (Listening(errno.EMFILE, errno.EAGAIN), Reservation(), True),
         ]:
             before = guard.acceptErrors
-            self.assertEqual(
-                list(tcp._accept(logger, range(5), listening, reservation)), []
-            )
+            self.assertEqual(list(tcp._accept(logger, range(5), listening, reservation)), [])
             self.assertEqual(guard.acceptErrors - before, int(counted))
         self.assertEqual(self.calls(), [("pause", ACCEPT_ERROR)] * 2 + [("pause", DESCRIPTORS)])
         self.assertEqual(guard.capacity, 40)

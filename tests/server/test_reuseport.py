@@ -80,8 +80,7 @@ class ParserTests(SynchronousTestCase):
         L{IPlugin} and L{IStreamServerEndpointStringParser}.
         """
         [parser] = [
-            p for p in getPlugins(IStreamServerEndpointStringParser)
-            if p.prefix == "reuseport"
+            p for p in getPlugins(IStreamServerEndpointStringParser) if p.prefix == "reuseport"
         ]
         verifyObject(IPlugin, parser)
         verifyObject(IStreamServerEndpointStringParser, parser)
@@ -180,7 +179,10 @@ class ParserTests(SynchronousTestCase):
             "assert 'twisted.internet.reactor' not in sys.modules\n"
         )
         result = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
 
@@ -226,9 +228,7 @@ def listen():
         return outcome[0]
 
     yield listen
-    pytest_twisted.blockon(
-        defer.gatherResults([p.stopListening() for p in ports if p.connected])
-    )
+    pytest_twisted.blockon(defer.gatherResults([p.stopListening() for p in ports if p.connected]))
 
 
 @defer.inlineCallbacks
@@ -328,7 +328,9 @@ def test_backlogApplied(listen):
         local = f"127.0.0.1:{port.getHost().port}"
         out = subprocess.run(
             ["ss", "-ltnH", f"sport = :{port.getHost().port}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         [queue] = [line.split()[2] for line in out.splitlines() if local in line]
         return int(queue)

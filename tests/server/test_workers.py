@@ -18,8 +18,6 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.service import GatewayService
-from gateway.tap import Options, makeService
 from gateway.server.workers import (
     WorkerGroup,
     offsetPort,
@@ -28,6 +26,8 @@ from gateway.server.workers import (
     workerArguments,
     workerPath,
 )
+from gateway.service import GatewayService
+from gateway.tap import Options, makeService
 
 
 class OffsetPortTests(SynchronousTestCase):
@@ -40,8 +40,9 @@ class OffsetPortTests(SynchronousTestCase):
         """
         A positional port is moved up; the other parts stay as written.
         """
-        self.assertEqual(offsetPort("tcp:8080:interface=127.0.0.1", 2),
-                         "tcp:8082:interface=127.0.0.1")
+        self.assertEqual(
+            offsetPort("tcp:8080:interface=127.0.0.1", 2), "tcp:8082:interface=127.0.0.1"
+        )
         self.assertEqual(offsetPort("tcp:8080", 1), "tcp:8081")
 
     def test_keywordPort(self):
@@ -49,35 +50,38 @@ class OffsetPortTests(SynchronousTestCase):
         A C{port=} port is moved up and stays a keyword, wherever it is.
         """
         self.assertEqual(offsetPort("tcp:port=8080", 3), "tcp:port=8083")
-        self.assertEqual(offsetPort("tcp:interface=127.0.0.1:port=8080", 1),
-                         "tcp:interface=127.0.0.1:port=8081")
+        self.assertEqual(
+            offsetPort("tcp:interface=127.0.0.1:port=8080", 1), "tcp:interface=127.0.0.1:port=8081"
+        )
 
     def test_portAfterKeywords(self):
         """
         A positional port written after keyword arguments is found.
         """
-        self.assertEqual(offsetPort("tcp:interface=127.0.0.1:8080", 1),
-                         "tcp:interface=127.0.0.1:8081")
+        self.assertEqual(
+            offsetPort("tcp:interface=127.0.0.1:8080", 1), "tcp:interface=127.0.0.1:8081"
+        )
 
     def test_zeroPortAndZeroOffsetUnchanged(self):
         """
         Port 0 (every worker its own free port) and an offset of 0 (worker 1)
         leave the description exactly as given.
         """
-        self.assertEqual(offsetPort("tcp:0:interface=127.0.0.1", 5),
-                         "tcp:0:interface=127.0.0.1")
+        self.assertEqual(offsetPort("tcp:0:interface=127.0.0.1", 5), "tcp:0:interface=127.0.0.1")
         self.assertEqual(offsetPort("tcp:port=0", 1), "tcp:port=0")
-        self.assertEqual(offsetPort("tcp:8080:interface=127.0.0.1", 0),
-                         "tcp:8080:interface=127.0.0.1")
+        self.assertEqual(
+            offsetPort("tcp:8080:interface=127.0.0.1", 0), "tcp:8080:interface=127.0.0.1"
+        )
 
     def test_escapedIPv6InterfaceKept(self):
         """
         Escaped colons in a value are neither split on nor unescaped.
         """
-        self.assertEqual(offsetPort("tcp:8080:interface=\\:\\:1", 1),
-                         "tcp:8081:interface=\\:\\:1")
-        self.assertEqual(offsetPort("tcp6:port=8080:interface=fe80\\:\\:1", 2),
-                         "tcp6:port=8082:interface=fe80\\:\\:1")
+        self.assertEqual(offsetPort("tcp:8080:interface=\\:\\:1", 1), "tcp:8081:interface=\\:\\:1")
+        self.assertEqual(
+            offsetPort("tcp6:port=8080:interface=fe80\\:\\:1", 2),
+            "tcp6:port=8082:interface=fe80\\:\\:1",
+        )
 
     def test_otherPortEndpoints(self):
         """
@@ -85,8 +89,7 @@ class OffsetPortTests(SynchronousTestCase):
         endpoint type is matched case-insensitively.
         """
         self.assertEqual(offsetPort("tcp6:8080", 1), "tcp6:8081")
-        self.assertEqual(offsetPort("ssl:8443:privateKey=k.pem", 1),
-                         "ssl:8444:privateKey=k.pem")
+        self.assertEqual(offsetPort("ssl:8443:privateKey=k.pem", 1), "ssl:8444:privateKey=k.pem")
         self.assertEqual(offsetPort("reuseport:8080", 1), "reuseport:8081")
         self.assertEqual(offsetPort("TCP:8080", 1), "TCP:8081")
 
@@ -129,9 +132,13 @@ class SharedPortTests(SynchronousTestCase):
         A C{reuseport:} endpoint on a fixed port, positional or keyword,
         with or without options, is accepted.
         """
-        for description in ("reuseport:9000", "reuseport:9000:interface=127.0.0.1",
-                            "reuseport:port=9000:backlog=10",
-                            "reuseport:9000:interface=\\:\\:1", "REUSEPORT:9000"):
+        for description in (
+            "reuseport:9000",
+            "reuseport:9000:interface=127.0.0.1",
+            "reuseport:port=9000:backlog=10",
+            "reuseport:9000:interface=\\:\\:1",
+            "REUSEPORT:9000",
+        ):
             self.assertIsNone(sharedPort(description), description)
 
     def test_haproxyReusePort(self):
@@ -153,8 +160,11 @@ class SharedPortTests(SynchronousTestCase):
         """
         C{reuseport:0} would give each worker a port of its own: refused.
         """
-        for description in ("reuseport:0", "reuseport:port=0:interface=127.0.0.1",
-                            "haproxy:reuseport:0"):
+        for description in (
+            "reuseport:0",
+            "reuseport:port=0:interface=127.0.0.1",
+            "haproxy:reuseport:0",
+        ):
             error = self.assertRaises(ValueError, sharedPort, description)
             self.assertIn("fixed port", str(error))
 
@@ -175,10 +185,11 @@ class WorkerPathTests(SynchronousTestCase):
         """
         The worker's number goes before the file's suffix.
         """
-        self.assertEqual(workerPath("gateway-spool.jsonl", 2),
-                         "gateway-spool.worker-2.jsonl")
-        self.assertEqual(workerPath("/var/lib/gw/dead.letter.jsonl", 12),
-                         "/var/lib/gw/dead.letter.worker-12.jsonl")
+        self.assertEqual(workerPath("gateway-spool.jsonl", 2), "gateway-spool.worker-2.jsonl")
+        self.assertEqual(
+            workerPath("/var/lib/gw/dead.letter.jsonl", 12),
+            "/var/lib/gw/dead.letter.worker-12.jsonl",
+        )
 
     def test_noSuffix(self):
         """
@@ -186,8 +197,7 @@ class WorkerPathTests(SynchronousTestCase):
         count) the worker's number is appended.
         """
         self.assertEqual(workerPath("spool", 3), "spool.worker-3")
-        self.assertEqual(workerPath("/var/lib/gw.d/spool", 2),
-                         "/var/lib/gw.d/spool.worker-2")
+        self.assertEqual(workerPath("/var/lib/gw.d/spool", 2), "/var/lib/gw.d/spool.worker-2")
 
     def test_firstWorkerAndNone(self):
         """
@@ -207,25 +217,34 @@ class WorkerPathTests(SynchronousTestCase):
 
 #: What C{twistd gateway} was given, per-worker options in both spellings.
 PARENT = [
-    "--topic", "t",
-    "--workers", "3",
-    "--listen", "lines=reuseport:9000:interface=127.0.0.1",
+    "--topic",
+    "t",
+    "--workers",
+    "3",
+    "--listen",
+    "lines=reuseport:9000:interface=127.0.0.1",
     "--http=tcp:8080:interface=127.0.0.1",
-    "--spool", "s.jsonl",
+    "--spool",
+    "s.jsonl",
     "--bootstrap-servers=k:9092",
     "--dead-letter=d.jsonl",
-    "--worker-index", "1",
-    "-m", "100",
+    "--worker-index",
+    "1",
+    "-m",
+    "100",
     "--listen=netstring=reuseport:9001",
     "--no-headers",
 ]
 
 #: What the worker keeps of L{PARENT}.
 KEPT = [
-    "--topic", "t",
-    "--listen", "lines=reuseport:9000:interface=127.0.0.1",
+    "--topic",
+    "t",
+    "--listen",
+    "lines=reuseport:9000:interface=127.0.0.1",
     "--bootstrap-servers=k:9092",
-    "-m", "100",
+    "-m",
+    "100",
     "--listen=netstring=reuseport:9001",
     "--no-headers",
 ]
@@ -236,8 +255,14 @@ class WorkerArgumentsTests(SynchronousTestCase):
     L{workerArguments}: the child's command line.
     """
 
-    def arguments(self, index=2, arguments=PARENT, http="tcp:8080:interface=127.0.0.1",
-                  spool="s.jsonl", deadLetter="d.jsonl"):
+    def arguments(
+        self,
+        index=2,
+        arguments=PARENT,
+        http="tcp:8080:interface=127.0.0.1",
+        spool="s.jsonl",
+        deadLetter="d.jsonl",
+    ):
         return workerArguments(arguments, index, 3, http, spool, deadLetter)
 
     def test_runsTwistdWithThisInterpreter(self):
@@ -260,7 +285,7 @@ class WorkerArgumentsTests(SynchronousTestCase):
         flags included.
         """
         argv = self.arguments()
-        self.assertEqual(argv[7:7 + len(KEPT) + 1], [*KEPT, "--workers"])
+        self.assertEqual(argv[7 : 7 + len(KEPT) + 1], [*KEPT, "--workers"])
 
     def test_ownValues(self):
         """
@@ -269,14 +294,27 @@ class WorkerArgumentsTests(SynchronousTestCase):
         worker's own values follow the kept options.
         """
         argv = self.arguments(index=3)
-        self.assertEqual(argv[7 + len(KEPT):], [
-            "--workers", "3", "--worker-index", "3",
-            "--http", "tcp:8082:interface=127.0.0.1",
-            "--spool", "s.worker-3.jsonl",
-            "--dead-letter", "d.worker-3.jsonl",
-        ])
-        for dropped in ("--http=tcp:8080:interface=127.0.0.1", "s.jsonl",
-                        "--dead-letter=d.jsonl", "1"):
+        self.assertEqual(
+            argv[7 + len(KEPT) :],
+            [
+                "--workers",
+                "3",
+                "--worker-index",
+                "3",
+                "--http",
+                "tcp:8082:interface=127.0.0.1",
+                "--spool",
+                "s.worker-3.jsonl",
+                "--dead-letter",
+                "d.worker-3.jsonl",
+            ],
+        )
+        for dropped in (
+            "--http=tcp:8080:interface=127.0.0.1",
+            "s.jsonl",
+            "--dead-letter=d.jsonl",
+            "1",
+        ):
             self.assertNotIn(dropped, argv)
 
     def test_none(self):
@@ -284,13 +322,29 @@ class WorkerArgumentsTests(SynchronousTestCase):
         No HTTP, spool or dead-letter file in the parent means none in the
         worker either, said explicitly (the defaults would be files).
         """
-        argv = self.arguments(http=None, spool=None, deadLetter=None,
-                              arguments=["--topic", "t", "--http", "none",
-                                         "--spool=none"])
-        self.assertEqual(argv[7:], [
-            "--topic", "t", "--workers", "3", "--worker-index", "2",
-            "--http", "none", "--spool", "none", "--dead-letter", "none",
-        ])
+        argv = self.arguments(
+            http=None,
+            spool=None,
+            deadLetter=None,
+            arguments=["--topic", "t", "--http", "none", "--spool=none"],
+        )
+        self.assertEqual(
+            argv[7:],
+            [
+                "--topic",
+                "t",
+                "--workers",
+                "3",
+                "--worker-index",
+                "2",
+                "--http",
+                "none",
+                "--spool",
+                "none",
+                "--dead-letter",
+                "none",
+            ],
+        )
 
     def test_parsesAsWorker(self):
         """
@@ -299,7 +353,7 @@ class WorkerArgumentsTests(SynchronousTestCase):
         """
         options = Options()
         argv = self.arguments(index=2)
-        options.parseOptions(argv[argv.index("gateway") + 1:])
+        options.parseOptions(argv[argv.index("gateway") + 1 :])
         self.assertEqual((options["workers"], options["worker-index"]), (3, 2))
         self.assertEqual(options["http"], "tcp:8081:interface=127.0.0.1")
         self.assertEqual(options["spool"], "s.worker-2.jsonl")
@@ -307,8 +361,10 @@ class WorkerArgumentsTests(SynchronousTestCase):
         self.assertEqual(options["bootstrap-servers"], "k:9092")
         self.assertEqual(options["max-message-size"], 100)
         self.assertTrue(options["no-headers"])
-        self.assertEqual([spec.endpoint for spec in options["listen"]],
-                         ["reuseport:9000:interface=127.0.0.1", "reuseport:9001"])
+        self.assertEqual(
+            [spec.endpoint for spec in options["listen"]],
+            ["reuseport:9000:interface=127.0.0.1", "reuseport:9001"],
+        )
 
 
 class ParentWatchTests(SynchronousTestCase):
@@ -320,8 +376,9 @@ class ParentWatchTests(SynchronousTestCase):
         self.clock = Clock()
         self.ppid = 100
         self.stops = []
-        self.service = parentWatch(self.clock, lambda: self.stops.append(True),
-                                   interval=1.0, getppid=lambda: self.ppid)
+        self.service = parentWatch(
+            self.clock, lambda: self.stops.append(True), interval=1.0, getppid=lambda: self.ppid
+        )
 
     def test_timerService(self):
         """
@@ -393,8 +450,12 @@ class FakeProcess:
         if code == 0:
             reason = Failure(ProcessDone(0))
         else:
-            reason = Failure(ProcessTerminated(exitCode=code if isinstance(code, int) else None,
-                                               signal=code if isinstance(code, str) else None))
+            reason = Failure(
+                ProcessTerminated(
+                    exitCode=code if isinstance(code, int) else None,
+                    signal=code if isinstance(code, str) else None,
+                )
+            )
         self.protocol.processEnded(reason)
 
 
@@ -409,16 +470,34 @@ class FakeProcessReactor(Clock):
         Clock.__init__(self)
         self.spawned = []
 
-    def spawnProcess(self, protocol, executable, args=(), env=None, path=None,
-                     uid=None, gid=None, usePTY=False, childFDs=None):
+    def spawnProcess(
+        self,
+        protocol,
+        executable,
+        args=(),
+        env=None,
+        path=None,
+        uid=None,
+        gid=None,
+        usePTY=False,
+        childFDs=None,
+    ):
         process = FakeProcess(self, protocol, executable, list(args), env, path)
         self.spawned.append(process)
         protocol.makeConnection(process)
         return process
 
 
-ARGUMENTS = ["--topic", "t", "--workers", "3",
-             "--listen", "lines=reuseport:9000", "--http", "tcp:8080"]
+ARGUMENTS = [
+    "--topic",
+    "t",
+    "--workers",
+    "3",
+    "--listen",
+    "lines=reuseport:9000",
+    "--http",
+    "tcp:8080",
+]
 
 
 class WorkerGroupTests(SynchronousTestCase):
@@ -428,8 +507,9 @@ class WorkerGroupTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = FakeProcessReactor()
-        self.group = WorkerGroup(self.reactor, ARGUMENTS, 3, "tcp:8080", "s.jsonl",
-                                 None, drainTimeout=30.0)
+        self.group = WorkerGroup(
+            self.reactor, ARGUMENTS, 3, "tcp:8080", "s.jsonl", None, drainTimeout=30.0
+        )
 
     def test_startsOtherWorkers(self):
         """
@@ -583,29 +663,33 @@ class WorkerOptionsTests(SynchronousTestCase):
         C{--workers 2} with a C{tcp:} listener is a one-line usage error
         naming C{reuseport:}.
         """
-        self.assertUsageError(["--topic", "t", "--workers", "2",
-                               "--listen", "lines=tcp:9000"], "reuseport:")
+        self.assertUsageError(
+            ["--topic", "t", "--workers", "2", "--listen", "lines=tcp:9000"], "reuseport:"
+        )
 
     def test_everyListenerChecked(self):
         """
         One unshareable listener among shareable ones is enough to refuse.
         """
-        self.assertUsageError(SHARED + ["--workers", "2", "--listen",
-                                        "netstring=tcp:9001"], "tcp:9001")
+        self.assertUsageError(
+            SHARED + ["--workers", "2", "--listen", "netstring=tcp:9001"], "tcp:9001"
+        )
 
     def test_portZeroRefused(self):
         """
         C{--workers 2} with C{reuseport:0} is refused.
         """
-        self.assertUsageError(["--topic", "t", "--workers", "2",
-                               "--listen", "lines=reuseport:0"], "fixed port")
+        self.assertUsageError(
+            ["--topic", "t", "--workers", "2", "--listen", "lines=reuseport:0"], "fixed port"
+        )
 
     def test_indexOverCount(self):
         """
         C{--worker-index 3 --workers 2} is refused.
         """
-        self.assertUsageError(SHARED + ["--worker-index", "3", "--workers", "2"],
-                              "--worker-index 3")
+        self.assertUsageError(
+            SHARED + ["--worker-index", "3", "--workers", "2"], "--worker-index 3"
+        )
 
     def test_notPositive(self):
         """
@@ -619,23 +703,27 @@ class WorkerOptionsTests(SynchronousTestCase):
         With several workers C{--http} must have a TCP port: a UNIX socket
         is refused.
         """
-        self.assertUsageError(SHARED + ["--workers", "2", "--http", "unix:/x"],
-                              "--http")
+        self.assertUsageError(SHARED + ["--workers", "2", "--http", "unix:/x"], "--http")
 
     def test_httpPortOverflowRefused(self):
         """
         An HTTP port whose last worker's port would be over 65535 is refused.
         """
-        self.assertUsageError(SHARED + ["--workers", "3", "--http", "tcp:65534"],
-                              "65535")
+        self.assertUsageError(SHARED + ["--workers", "3", "--http", "tcp:65534"], "65535")
 
     def test_valid(self):
         """
         Shareable listeners with a TCP (or no, or port 0) HTTP endpoint are
         accepted; the arguments are remembered for the workers.
         """
-        args = SHARED + ["--workers", "4", "--http", "tcp:8080:interface=127.0.0.1",
-                         "--listen", "netstring=haproxy:reuseport:9001"]
+        args = SHARED + [
+            "--workers",
+            "4",
+            "--http",
+            "tcp:8080:interface=127.0.0.1",
+            "--listen",
+            "netstring=haproxy:reuseport:9001",
+        ]
         options = _options(*args)
         self.assertEqual((options["workers"], options["worker-index"]), (4, 1))
         self.assertEqual(options.arguments, args)
@@ -664,8 +752,15 @@ class WorkerServiceTests(SynchronousTestCase):
         Worker 1 of 2 is a L{MultiService} of its L{GatewayService} and a
         L{WorkerGroup} (not started) for worker 2.
         """
-        options = _options(*SHARED, "--workers", "2", "--http",
-                           "tcp:8080:interface=127.0.0.1", "--drain-timeout", "5")
+        options = _options(
+            *SHARED,
+            "--workers",
+            "2",
+            "--http",
+            "tcp:8080:interface=127.0.0.1",
+            "--drain-timeout",
+            "5",
+        )
         root = makeService(options)
         self.assertIsInstance(root, MultiService)
         self.assertNotIsInstance(root, GatewayService)
@@ -680,8 +775,14 @@ class WorkerServiceTests(SynchronousTestCase):
         args = group._processes["worker-2"].args
         self.assertEqual(
             args,
-            workerArguments(options.arguments, 2, 2, "tcp:8080:interface=127.0.0.1",
-                            options["spool"], options["dead-letter"]),
+            workerArguments(
+                options.arguments,
+                2,
+                2,
+                "tcp:8080:interface=127.0.0.1",
+                options["spool"],
+                options["dead-letter"],
+            ),
         )
         self.assertIn("tcp:8081:interface=127.0.0.1", args)
 
@@ -690,8 +791,9 @@ class WorkerServiceTests(SynchronousTestCase):
         Worker 2 is a L{GatewayService} with a parent-watch L{TimerService}
         among its children.
         """
-        service = makeService(_options(*SHARED, "--workers", "2",
-                                       "--worker-index", "2", "--http", "none"))
+        service = makeService(
+            _options(*SHARED, "--workers", "2", "--worker-index", "2", "--http", "none")
+        )
         self.assertIsInstance(service, GatewayService)
         self.assertEqual((service.workerIndex, service.workerCount), (2, 2))
         [watch] = _parentWatches(service)
@@ -704,7 +806,8 @@ def _parentWatches(service):
     The parent-watch timers directly under a service.
     """
     return [
-        child for child in service
+        child
+        for child in service
         if isinstance(child, TimerService)
         and "parentWatch" in getattr(child.call[0], "__qualname__", "")
     ]
@@ -727,10 +830,20 @@ class RelayedLevelTests(SynchronousTestCase):
         events = []
         relay = _RelayedLevels(Logger(observer=events.append))
         for level in ("warn", "error", "critical", "info", "debug"):
-            relay.info("[{tag}] {line}", tag="worker-2", stream="stdout",
-                       line=f"2026-11-21T21:01:33+0000 [gateway.x#{level}] text")
-        relay.info("[{tag}] {line}", tag="worker-2", stream="stdout",
-                   line="a line that mentions [x#warn] later")
-        self.assertEqual([event["log_level"].name for event in events],
-                         ["warn", "error", "critical", "info", "info", "info"])
+            relay.info(
+                "[{tag}] {line}",
+                tag="worker-2",
+                stream="stdout",
+                line=f"2026-11-21T21:01:33+0000 [gateway.x#{level}] text",
+            )
+        relay.info(
+            "[{tag}] {line}",
+            tag="worker-2",
+            stream="stdout",
+            line="a line that mentions [x#warn] later",
+        )
+        self.assertEqual(
+            [event["log_level"].name for event in events],
+            ["warn", "error", "critical", "info", "info", "info"],
+        )
         self.assertEqual(events[0]["tag"], "worker-2")

@@ -133,9 +133,7 @@ class STXTests(SynchronousTestCase):
     """
 
     def connect(self, options=None, maxMessageSize=16):
-        return connectFraming(
-            stx_framing.stx, options=options, maxMessageSize=maxMessageSize
-        )
+        return connectFraming(stx_framing.stx, options=options, maxMessageSize=maxMessageSize)
 
     def test_found(self):
         """
@@ -163,9 +161,7 @@ class STXTests(SynchronousTestCase):
         connection for the same reason.
         """
         stream = b"".join(pieces)
-        protocol, transport, sink = self.connect(
-            options={"ignore": ignore}, maxMessageSize=8
-        )
+        protocol, transport, sink = self.connect(options={"ignore": ignore}, maxMessageSize=8)
         start = 0
         for cut in sorted(cut % (len(stream) + 1) for cut in cuts) + [len(stream)]:
             protocol.dataReceived(stream[start:cut])

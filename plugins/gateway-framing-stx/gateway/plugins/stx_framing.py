@@ -204,8 +204,9 @@ class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
         # Well-formed: every ETX but one at the very end is followed by STX,
         # and there is no other STX.
         whole = len(frames)
-        if (chunk.count(_STX) != whole + bool(rest)
-                or chunk.count(_ETX + _STX) != whole - 1 + bool(rest)):
+        if chunk.count(_STX) != whole + bool(rest) or chunk.count(_ETX + _STX) != whole - 1 + bool(
+            rest
+        ):
             return None
         limit = self.MAX_LENGTH
         messages = [frame[1:] for frame in frames]
@@ -215,7 +216,7 @@ class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
         for index, message in enumerate(messages):
             send(message)
             if self.paused:
-                return pos + sum(map(len, frames[:index + 1])) + index + 1
+                return pos + sum(map(len, frames[: index + 1])) + index + 1
         if rest:
             self._inFrame = True
             self._parts.append(rest[1:])
@@ -263,7 +264,7 @@ class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
             if data[pos] not in _SPECIAL:
                 return self._fail(MALFORMED_FRAME, byte=data[pos], size=self._size)
             self._escape = False
-            self._parts.append(data[pos:pos + 1])
+            self._parts.append(data[pos : pos + 1])
             self._size += 1
             self._raw += 1
             pos += 1
@@ -336,13 +337,16 @@ class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
 
 stx = FramingPlugin(
     "stx",
-    "messages between STX (\\x02) and ETX (\\x03), DLE (\\x10) escaping "
-    "those three inside",
+    "messages between STX (\\x02) and ETX (\\x03), DLE (\\x10) escaping those three inside",
     f"{__name__}.STXProtocol",
     options=[
-        FramingOption("ignore", ignoredBytes, b"",
-                      "bytes skipped between frames, e.g. \\x16 or \\r\\n "
-                      "(none by default: any byte but STX there is malformed)",
-                      "bytes"),
+        FramingOption(
+            "ignore",
+            ignoredBytes,
+            b"",
+            "bytes skipped between frames, e.g. \\x16 or \\r\\n "
+            "(none by default: any byte but STX there is malformed)",
+            "bytes",
+        ),
     ],
 )

@@ -8,11 +8,12 @@ that fails to load or to verify, or two plugins claiming one name, give an
 error naming the module; the other plugins stay available.
 """
 
-from twisted.plugin import getCache, getPlugins
+from twisted.plugin import getPlugins
 from twisted.python.reflect import namedAny
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from gateway.compat.twisted import cachedPlugins
 from gateway.framing.plugin import FramingPlugin
 from gateway.interfaces import IFramingPlugin, IProducerBackend
 
@@ -63,20 +64,19 @@ class FramingRegistry:
         self.origins = {}
         self.errors = []
         claimed = {}
-        for dropin in getCache(package).values():
-            for cached in dropin.plugins:
-                if not any(p.isOrExtends(IFramingPlugin) for p in cached.provided):
-                    continue
-                origin = f"{dropin.moduleName}.{cached.name}"
-                try:
-                    plugin = _verified(cached.load(), origin)
-                except FramingError as e:
-                    self.errors.append(str(e))
-                    continue
-                except Exception as e:
-                    self.errors.append(f"framing plugin {origin} failed to load: {e!r}")
-                    continue
-                claimed.setdefault(plugin.name, []).append((origin, plugin))
+        for moduleName, pluginName, provided, load in cachedPlugins(package):
+            if not any(p.isOrExtends(IFramingPlugin) for p in provided):
+                continue
+            origin = f"{moduleName}.{pluginName}"
+            try:
+                plugin = _verified(load(), origin)
+            except FramingError as e:
+                self.errors.append(str(e))
+                continue
+            except Exception as e:
+                self.errors.append(f"framing plugin {origin} failed to load: {e!r}")
+                continue
+            claimed.setdefault(plugin.name, []).append((origin, plugin))
         for name, claims in sorted(claimed.items()):
             if len(claims) > 1:
                 origins = " and ".join(origin for origin, _ in claims)

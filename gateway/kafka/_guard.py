@@ -6,10 +6,11 @@ C{NoTransition}.  The health service wraps its broker endpoints in
 L{GuardedEndpoint} so that such a loss is absorbed.
 """
 
-from automat import NoTransition
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
+
+from gateway.compat.automat import NoTransition
 
 __all__ = ["GuardedEndpoint"]
 

@@ -29,6 +29,7 @@ import resource
 
 from twisted.logger import Logger, globalLogPublisher
 
+from gateway.compat.twisted import ACCEPT_FAILED_FORMAT, EMFILE_RECOVERY_FORMAT
 from gateway.logs import OncePerInterval
 
 __all__ = [
@@ -55,8 +56,8 @@ ACCEPT_ERROR = "accept-error"
 #: Twisted's log formats for a failed C{accept} (C{twisted.internet.tcp}):
 #: at the process's limit, where it frees its reserved descriptor to accept
 #: and close what it cannot serve, and for the other errors.
-_EMFILE_RECOVERY = "EMFILE encountered"
-_ACCEPT_FAILURES = (_EMFILE_RECOVERY, "Could not accept new connection")
+_EMFILE_RECOVERY = EMFILE_RECOVERY_FORMAT
+_ACCEPT_FAILURES = (EMFILE_RECOVERY_FORMAT, ACCEPT_FAILED_FORMAT)
 
 #: Seconds between recounts of the descriptors in use after the limit was
 #: hit, until room for clients is back.

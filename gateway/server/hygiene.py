@@ -15,6 +15,7 @@ from twisted.protocols.policies import TimeoutMixin
 
 import gateway.server.policy as connections
 from gateway.addresses import formatAddress
+from gateway.compat.twisted import proxyHeaderRead
 from gateway.server.descriptors import DESCRIPTORS
 
 __all__ = [
@@ -90,7 +91,7 @@ class ConnectionHygieneMixin(TimeoutMixin):
         """
         self.dataReceived = self._afterProxyHeader
         wrapper = self.transport
-        if not hasattr(wrapper, "_proxyInfo"):
+        if proxyHeaderRead(wrapper) is None:
             return
         read = wrapper.dataReceived
 
@@ -101,7 +102,7 @@ class ConnectionHygieneMixin(TimeoutMixin):
                 # Twisted's v1 parser on a port that is not a number.
                 self.frameError(MALFORMED_PROXY_HEADER)
                 return
-            if wrapper._proxyInfo is not None:
+            if proxyHeaderRead(wrapper):
                 del wrapper.dataReceived
                 self._proxyHeaderRead()
             elif wrapper.disconnecting:

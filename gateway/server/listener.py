@@ -14,6 +14,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from gateway.addresses import formatAddress
+from gateway.compat.twisted import acceptBatch, setAcceptBatch
 from gateway.server.policy import configurePort
 
 __all__ = [
@@ -190,8 +191,9 @@ class ListenerService(Service):
         with the load: C{numberAccepts}); it grows again from there.
         """
         port = self.port
-        if port is not None and hasattr(port, "numberAccepts"):
-            port.numberAccepts = max(1, min(port.numberAccepts, count))
+        batch = acceptBatch(port)
+        if batch is not None:
+            setAcceptBatch(port, max(1, min(batch, count)))
 
     def resumeAccepting(self, reason):
         """

@@ -1,0 +1,78 @@
+# -*- test-case-name: tests.compat.test_twisted -*-
+"""
+Everything the gateway relies on in Twisted beyond its public API, in one
+place.  Each entry names the Twisted version it was checked against
+(L{CHECKED}); C{tests/compat/test_twisted.py} checks each against the
+installed Twisted and fails when one disappears or changes.
+"""
+
+from twisted.plugin import getCache
+
+__all__ = [
+    "ACCEPT_FAILED_FORMAT",
+    "CHECKED",
+    "EMFILE_RECOVERY_FORMAT",
+    "acceptBatch",
+    "cachedPlugins",
+    "proxyHeaderRead",
+    "setAcceptBatch",
+]
+
+#: The Twisted version every entry below was checked against.
+CHECKED = "26.10.0"
+
+# twisted.internet.tcp._accept logs these (with the errno's name in the
+# field acceptError) when accept() fails; the descriptor guard watches for
+# them because Twisted reports the failure no other way.
+
+#: At the process's descriptor limit: Twisted frees its reserved descriptor,
+#: accepts and closes what it cannot serve.
+EMFILE_RECOVERY_FORMAT = "EMFILE encountered"
+#: Any other accept error in tcp._ACCEPT_ERRORS (ENFILE, ENOBUFS, ENOMEM...).
+ACCEPT_FAILED_FORMAT = "Could not accept new connection ({acceptError})"
+
+
+def acceptBatch(port):
+    """
+    How many connections a Twisted TCP port accepts at its next read of the
+    listening socket (C{tcp.Port.numberAccepts}, private: it grows by 20
+    after every full batch).
+
+    :return: the number, or L{None} for ports without one (e.g. UNIX).
+    """
+    return getattr(port, "numberAccepts", None)
+
+
+def setAcceptBatch(port, count):
+    """
+    Set how many connections the port accepts at its next read (see
+    L{acceptBatch}); ports without batches are left alone.
+    """
+    if hasattr(port, "numberAccepts"):
+        port.numberAccepts = count
+
+
+def proxyHeaderRead(wrapper):
+    """
+    Whether Twisted's C{HAProxyProtocolWrapper} has read the PROXY header
+    (its private C{_proxyInfo} is set once it has).
+
+    :return: L{True} or L{False}, or L{None} when C{wrapper} is not such a
+        wrapper (or the attribute is gone).
+    """
+    if not hasattr(wrapper, "_proxyInfo"):
+        return None
+    return wrapper._proxyInfo is not None
+
+
+def cachedPlugins(package):
+    """
+    The plugins of a plugin package without importing their modules, from
+    Twisted's plugin cache (C{getCache}: its C{CachedDropin.moduleName},
+    C{.plugins} and C{CachedPlugin.name}, C{.provided}, C{.load}).
+
+    :return: C{(moduleName, name, provided, load)} tuples.
+    """
+    for dropin in getCache(package).values():
+        for cached in dropin.plugins:
+            yield dropin.moduleName, cached.name, cached.provided, cached.load

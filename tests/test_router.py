@@ -152,3 +152,160 @@ class RouterTests(SynchronousTestCase):
         self.router.stopReading()
         self.router.producerUnblocked()
         self.assertEqual(client.state, "paused")
+
+
+class HeldProducer:
+    """
+    A producer service holding a settable number of bytes.
+    """
+
+    def __init__(self):
+        self.held = 0
+        self.observer = None
+
+    def heldBytes(self):
+        return self.held
+
+    def produce(self, *args, **kwargs):
+        pass
+
+
+class BufferingClient(FakeClient):
+    """
+    A client protocol with bytes of incomplete frames buffered.
+    """
+
+    def __init__(self, buffered=0):
+        FakeClient.__init__(self)
+        self.buffered = buffered
+        self.pauses = self.resumes = 0
+
+    def bufferedByteCount(self):
+        return self.buffered
+
+    def pauseProducing(self):
+        self.pauses += 1
+        FakeClient.pauseProducing(self)
+
+    def resumeProducing(self):
+        self.resumes += 1
+        FakeClient.resumeProducing(self)
+
+
+class CountingListener:
+    """
+    A listener service recording why it was told to stop or start accepting.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def pauseAccepting(self, reason):
+        self.calls.append(("pause", reason))
+
+    def resumeAccepting(self, reason):
+        self.calls.append(("resume", reason))
+
+
+class BudgetTests(SynchronousTestCase):
+    """
+    L{Router.polled}: the byte budget's water marks, checked every
+    L{Router.CHECK_EVERY} producer polls.
+    """
+
+    def setUp(self):
+        self.producer = HeldProducer()
+        self.router = Router(self.producer, "events", budget=1000, highWater=0.8, lowWater=0.5)
+        self.client = BufferingClient()
+        self.router.openStream("l", "h:1", self.client)
+        self.listener = CountingListener()
+        self.router.listeners.append(self.listener)
+
+    def check(self, held):
+        """
+        Hold C{held} bytes and poll until the router has checked them once.
+        """
+        self.producer.held = held
+        for _ in range(Router.CHECK_EVERY):
+            self.router.polled()
+
+    def test_checkedEveryFewPolls(self):
+        """
+        The bytes held are read only at every L{Router.CHECK_EVERY}th poll:
+        over the high-water mark, nothing happens at the polls before it.
+        """
+        self.producer.held = 900
+        for _ in range(Router.CHECK_EVERY - 1):
+            self.router.polled()
+        self.assertEqual((self.router.paused, self.router.lastHeldBytes), (False, 0))
+        self.router.polled()
+        self.assertEqual((self.router.paused, self.router.lastHeldBytes), (True, 900))
+
+    def test_highWaterMarkIsExclusive(self):
+        """
+        Exactly at the high-water mark (80 % of the budget) clients go on;
+        one byte over it, every client is paused and listeners stop
+        accepting, for the budget.
+        """
+        self.check(800)
+        self.assertEqual(
+            (self.router.paused, self.client.state, self.listener.calls), (False, "producing", [])
+        )
+        self.check(801)
+        self.assertEqual(
+            (self.router.paused, self.client.state, self.listener.calls),
+            (True, "paused", [("pause", "budget")]),
+        )
+
+    def test_bandBetweenMarksKeepsState(self):
+        """
+        Between the marks nothing changes: clients that were producing go
+        on, clients that were paused stay paused, and a repeated check over
+        the mark pauses nobody twice.
+        """
+        self.check(700)
+        self.assertFalse(self.router.paused)
+        self.check(900)
+        self.check(950)
+        self.check(600)
+        self.check(500)
+        self.assertEqual(
+            (self.router.paused, self.client.pauses, self.client.resumes), (True, 1, 0)
+        )
+        self.assertEqual(self.listener.calls, [("pause", "budget")])
+
+    def test_lowWaterMarkResumes(self):
+        """
+        Below the low-water mark (50 %), clients resume and listeners accept
+        again, once.
+        """
+        self.check(900)
+        self.check(499)
+        self.check(100)
+        self.assertEqual(
+            (self.router.paused, self.client.state, self.client.resumes), (False, "producing", 1)
+        )
+        self.assertEqual(self.listener.calls, [("pause", "budget"), ("resume", "budget")])
+
+    def test_bufferedBytesCount(self):
+        """
+        Bytes of incomplete frames buffered in client connections count
+        against the budget with the producer's: 500 + 301 is over 80 %.
+        """
+        self.client.buffered = 301
+        self.check(500)
+        self.assertEqual((self.router.lastHeldBytes, self.router.paused), (801, True))
+        self.assertEqual(self.router.budgetFraction(), 0.801)
+
+    def test_queueFullKeepsPausedBelowLowWater(self):
+        """
+        Clients paused because the producer's queue is full stay paused when
+        the budget falls below the low-water mark, until the producer takes
+        its backlog.
+        """
+        self.check(900)
+        self.router.producerBlocked()
+        self.check(10)
+        self.assertTrue(self.router.paused)
+        self.router.producerUnblocked()
+        self.assertEqual((self.router.paused, self.client.state), (False, "producing"))

@@ -25,7 +25,7 @@ from gateway.ops.kafkaconnections import KafkaConnectionCounter, kafkaConnection
 from gateway.ops.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
 from gateway.ops.web import statusSnapshot
 from gateway.service import GatewayService
-from tests.fakes import fakeBackend
+from tests.fakes import FakeKafkaError, fakeBackend
 from tests.kafka.test_health import FakeNetwork
 
 BROKER = 9092
@@ -567,6 +567,34 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         self.assertEqual({name: samples[name, ()] for name in expected}, expected)
         self.assertEqual((producer.accepted, producer.delivered()), (3, 3))
 
+    def test_spooledAndRequeuedCountedApart(self):
+        """
+        A record whose delivery timed out is produced again (requeued); at a
+        stop that cannot wait, every unconfirmed record is spooled: the two
+        counters report their own figures (1 and 3 here), not each other's.
+        """
+        spool = Path(self.mktemp())
+        gateway = self.makeGateway(spoolPath=str(spool), drainTimeout=0.0)
+        self.start()
+        self.connect().dataReceived(b"a\nb\nc\n")
+        self.elapse(0.5)
+        producer = self.backend.producers[0]
+        producer.fail(FakeKafkaError("REQUEST_TIMED_OUT", retriable=True))
+        self.elapse(0.5)
+        self.assertEqual(len(producer.queue), 3)
+        stopped = gateway.stopService()
+        self.elapse(0.5)
+        self.successResultOf(stopped)
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            (
+                samples["gateway_messages_requeued_total", ()],
+                samples["gateway_messages_spooled_total", ()],
+            ),
+            (1, 3),
+        )
+        self.assertEqual(len(spool.read_text().splitlines()), 3)
+
     def test_deliveryLatencyAndBytesSent(self):
         """
         The client's latency quantiles are exported per stage and quantile,
@@ -615,8 +643,6 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         Clients paused by the budget show as C{gateway_budget_paused 1}; a
         record Kafka refused counts as failed and dead-lettered.
         """
-        from tests.fakes import FakeKafkaError
-
         gateway = self.makeGateway(budget=2_000)
         self.start()
         client = self.connect()

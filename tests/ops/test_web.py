@@ -5,6 +5,7 @@ L{treq.testing.StubTreq}, of a gateway on a L{MemoryReactorClock} with the
 fake producer backend and fake brokers answering the health probe.
 """
 
+import io
 import json
 import os
 import sys
@@ -12,6 +13,8 @@ import types
 
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -132,6 +135,23 @@ class SiteTests(SiteMixin, SynchronousTestCase):
         self.makeSite()
         response, body = self.get("/")
         self.assertEqual((response.code, body), (200, b"<html>status</html>"))
+
+    def test_noAccessLog(self):
+        """
+        A request served over HTTP writes no access-log line (probes and
+        scrapes every few seconds would bury the gateway's own events),
+        although the site has a log file to write one to.
+        """
+        site = self.makeSite()
+        site.startFactory()
+        self.addCleanup(site.stopFactory)
+        site.logFile = io.StringIO()
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(site.logFile.getvalue(), "")
 
     def test_onlyGet(self):
         """
@@ -436,6 +456,36 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
             },
         )
         self.assertGreater(router.lastHeldBytes, 0)
+
+    def test_pausedUnderBackPressure(self):
+        """
+        While the producer's queue is full every client is paused and the
+        listeners stop accepting: C{budget.paused} is true and each listener
+        says it is not accepting, for the budget; both clear on resume.
+        """
+        self.makeSite()
+        self.start()
+        router = self.gateway.router
+        router.producerBlocked()
+        status = json.loads(self.get("/status.json")[1])
+        self.assertEqual(
+            (
+                status["budget"]["paused"],
+                status["listeners"][0]["accepting"],
+                status["listeners"][0]["pausedFor"],
+            ),
+            (True, False, ["budget"]),
+        )
+        router.producerUnblocked()
+        status = json.loads(self.get("/status.json")[1])
+        self.assertEqual(
+            (
+                status["budget"]["paused"],
+                status["listeners"][0]["accepting"],
+                status["listeners"][0]["pausedFor"],
+            ),
+            (False, True, []),
+        )
 
     def test_notStarted(self):
         """

@@ -1,6 +1,6 @@
 """
 Deprecated: moved to L{gateway.server.policy}, C{ListenerGate} to
-L{gateway.server.gate}, C{OncePerInterval} to L{gateway.server.gate}.
+L{gateway.server.gate}, C{OncePerInterval} to L{gateway.logs}.
 This module re-exports the old names and will be removed in a later release.
 """
 

@@ -19,7 +19,6 @@ from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loa
 from gateway.router import DEFAULT_BUDGET
 from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.server.policy import ConnectionPolicy, splitOptions
-from gateway.server.workers import offsetPort, sharedPort
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -287,6 +286,11 @@ class SettingsCheck:
             )
         if settings.workers == 1:
             return
+        # Not at module level: gateway.server.workers imports Twisted's
+        # procmon, which installs the default reactor, and importing
+        # gateway.service must not (a .tac file may choose another).
+        from gateway.server.workers import offsetPort, sharedPort
+
         try:
             for spec in settings.listeners:
                 sharedPort(spec.endpoint)

@@ -5,6 +5,8 @@ and the Python API share, and the plugin scans it saves.
 """
 
 import inspect
+import subprocess
+import sys
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -248,6 +250,23 @@ class SettingsCheckTests(SynchronousTestCase):
         self.patch(SettingsCheck, "listener", fail)
         service = GatewayService.fromSettings(settings, MemoryReactorClock())
         self.assertEqual([listener.name for listener in service.listeners], ["lines"])
+
+
+class ImportTests(SynchronousTestCase):
+    """
+    The Python API can be imported before a reactor is chosen.
+    """
+
+    def test_noReactor(self):
+        """
+        Importing L{gateway.service} (and so L{gateway.settings}) installs
+        no reactor, so a program may install another one after it.
+        """
+        code = (
+            "import sys, gateway.service\nassert 'twisted.internet.reactor' not in sys.modules\n"
+        )
+        result = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
 
 
 class DefaultsTests(SynchronousTestCase):

@@ -20,6 +20,7 @@ from gateway.settings import (
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HTTP,
     DEFAULT_MAX_MESSAGE_SIZE,
     GatewaySettings,
     SettingsCheck,
@@ -299,3 +300,23 @@ class DefaultsTests(SynchronousTestCase):
             (options["drain-timeout"], options["health-interval"], options["max-message-size"]),
             (DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE),
         )
+
+    def test_probeFindsDefaultHTTP(self):
+        """
+        C{gateway-probe}'s default URL (kept in the light
+        L{gateway.ops.readiness}, which cannot import this layer) is the
+        readiness page on the command line's default HTTP endpoint.
+        """
+        from urllib.parse import urlsplit
+
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.protocol import Factory
+        from twisted.internet.testing import MemoryReactor
+
+        from gateway.ops.readiness import DEFAULT_URL
+
+        reactor = MemoryReactor()
+        serverFromString(reactor, DEFAULT_HTTP).listen(Factory())
+        [(port, _, _, interface)] = reactor.tcpServers
+        url = urlsplit(DEFAULT_URL)
+        self.assertEqual((url.hostname, url.port, url.path), (interface, port, "/readyz"))

@@ -282,7 +282,7 @@ class SettingsCheck:
         if settings.workerIndex > settings.workers:
             raise SettingsError(
                 "workerIndex",
-                f"worker {settings.workerIndex} of {settings.workers} is not among them",
+                f"workerIndex {settings.workerIndex} is over workers {settings.workers}",
             )
         if settings.workers == 1:
             return

@@ -13,20 +13,30 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from gateway.framing.options import MAX_SIZE, resolveOptions
+from gateway.framing.options import MAX_SIZE
 from gateway.kafka.health import BrokerHealthService
-from gateway.kafka.producer import KafkaProducerService, producerConfig
+from gateway.kafka.producer import KafkaProducerService
 from gateway.ops.http import HTTPService
-from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
-from gateway.router import DEFAULT_BUDGET, Router
-from gateway.server.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
+from gateway.router import Router
+from gateway.server.descriptors import DescriptorGuard, raiseDescriptorLimit
 from gateway.server.gate import ListenerGate
 from gateway.server.listener import (
     ListenerConfig,
     ListenerService,
     ListenerStats,
 )
-from gateway.server.policy import ConnectionPolicy, splitOptions
+from gateway.settings import (
+    DEFAULT_BACKEND,
+    DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_BUDGET,
+    DEFAULT_DEAD_LETTER,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RESERVE,
+    DEFAULT_SPOOL,
+    SettingsCheck,
+)
 
 __all__ = [
     "GatewayService",
@@ -34,16 +44,6 @@ __all__ = [
     "DEFAULT_SPOOL",
     "DEFAULT_DEAD_LETTER",
 ]
-
-#: Large enough for most client messages and safely under Kafka's default
-#: broker limit (C{message.max.bytes} = 1048588) with key and headers.
-DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024
-
-#: Records not delivered at stop, produced first at the next start.
-DEFAULT_SPOOL = "gateway-spool.jsonl"
-
-#: Records Kafka refused for good.
-DEFAULT_DEAD_LETTER = "gateway-dead-letter.jsonl"
 
 
 class GatewayService(MultiService):
@@ -54,32 +54,33 @@ class GatewayService(MultiService):
     :ivar router: the L{Router} every connection's messages go through.
     :ivar listeners: the L{ListenerService}s, in the order added.
     :ivar descriptors: the L{DescriptorGuard}, or L{None}.
+    :ivar settings: the L{GatewaySettings<gateway.settings.GatewaySettings>}
+        it was built from (without the listeners added since).
     :ivar workerIndex: this process's number among the gateway's workers
         (1 when there is one process).
     :ivar workerCount: how many worker processes share the listeners.
     """
-
-    workerIndex = 1
-    workerCount = 1
 
     log = Logger()
 
     def __init__(
         self,
         topic,
-        bootstrapServers="127.0.0.1:9092",
+        bootstrapServers=DEFAULT_BOOTSTRAP_SERVERS,
         kafkaOptions=None,
         maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
-        drainTimeout=30.0,
+        drainTimeout=DEFAULT_DRAIN_TIMEOUT,
         reactor=None,
         backend=DEFAULT_BACKEND,
         budget=DEFAULT_BUDGET,
         spoolPath=DEFAULT_SPOOL,
         deadLetterPath=DEFAULT_DEAD_LETTER,
-        healthInterval=5.0,
+        healthInterval=DEFAULT_HEALTH_INTERVAL,
         headers=True,
         http=None,
         reserveDescriptors=DEFAULT_RESERVE,
+        *,
+        settings=None,
     ):
         """
         :param topic: the Kafka topic every message goes to.
@@ -106,40 +107,55 @@ class GatewayService(MultiService):
         :param reserveDescriptors: descriptors kept for Kafka, HTTP, logs
             and the spool: listeners stop accepting before client
             connections would take them (L{None}: no guard).
+        :param settings: L{GatewaySettings<gateway.settings.GatewaySettings>}
+            already checked (see L{fromSettings}), which the other
+            parameters (but C{reactor}) are then not.
+        :raises ValueError: naming the setting that is wrong
+            (L{SettingsError<gateway.settings.SettingsError>}, or the
+            backend's own error for producer properties).
         """
         MultiService.__init__(self)
-        if not topic:
-            raise ValueError("a Kafka topic is required")
+        if settings is None:
+            settings = SettingsCheck().gateway(
+                topic=topic,
+                bootstrapServers=bootstrapServers,
+                kafkaOptions=kafkaOptions,
+                maxMessageSize=maxMessageSize,
+                drainTimeout=drainTimeout,
+                backend=backend,
+                budget=budget,
+                spoolPath=spoolPath,
+                deadLetterPath=deadLetterPath,
+                healthInterval=healthInterval,
+                headers=headers,
+                http=http,
+                reserveDescriptors=reserveDescriptors,
+            )
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.maxMessageSize = _positive("maxMessageSize", maxMessageSize)
-        budget = _positive("budget", budget)
-        if isinstance(backend, str):
-            backends = loadBackends()
-            if backend not in backends:
-                raise ValueError(
-                    f"unknown producer backend {backend!r}; available: "
-                    + ", ".join(sorted(backends))
-                )
-            backend = backends[backend]
-        config = producerConfig(bootstrapServers, kafkaOptions, self.maxMessageSize, budget)
-        backend.checkConfig(config)
+        self.settings = settings
+        self.maxMessageSize = settings.maxMessageSize
+        self.workerIndex = settings.workerIndex
+        self.workerCount = settings.workers
         self.producer = KafkaProducerService(
-            backend,
-            config,
+            settings.backend,
+            settings.config,
             clock=reactor,
-            drainTimeout=drainTimeout,
-            spoolPath=spoolPath,
-            deadLetterPath=deadLetterPath,
+            drainTimeout=settings.drainTimeout,
+            spoolPath=settings.spoolPath,
+            deadLetterPath=settings.deadLetterPath,
         )
         self.producer.setServiceParent(self)
-        self.router = Router(self.producer, topic, budget=budget, headers=headers)
+        self.router = Router(
+            self.producer, settings.topic, budget=settings.budget, headers=settings.headers
+        )
         self.health = None
+        healthInterval = settings.healthInterval
         if healthInterval is not None:
             self.health = BrokerHealthService(
                 reactor,
-                bootstrapServers,
+                settings.bootstrapServers,
                 producerStatus=self._producerStatus,
                 interval=healthInterval,
                 # Reconnect the probe at least as often as it probes, so
@@ -151,28 +167,32 @@ class GatewayService(MultiService):
             self.health.addObserver(self.router.healthChanged)
             self.health.setServiceParent(self)
         self.http = None
-        if http is not None:
-            try:
-                endpoint = serverFromString(reactor, http)
-            except Exception as e:
-                raise ValueError(f"malformed HTTP endpoint {http!r}: {e}") from e
-            self.http = HTTPService(self, endpoint, http)
+        if settings.http is not None:
+            endpoint = serverFromString(reactor, settings.http)
+            self.http = HTTPService(self, endpoint, settings.http)
             self.http.setServiceParent(self)
         self.listeners = []
         self.descriptors = None
-        if reserveDescriptors is not None:
-            if (
-                isinstance(reserveDescriptors, bool)
-                or not isinstance(reserveDescriptors, int)
-                or reserveDescriptors < 0
-            ):
-                raise ValueError(
-                    "reserveDescriptors must be a whole number "
-                    f"of descriptors, not {reserveDescriptors!r}"
-                )
-            self.descriptors = DescriptorGuard(self.listeners, reactor, reserve=reserveDescriptors)
-        self._registry = None
+        if settings.reserveDescriptors is not None:
+            self.descriptors = DescriptorGuard(
+                self.listeners, reactor, reserve=settings.reserveDescriptors
+            )
+        self._registryLogged = False
         self._limitRaised = False
+        for listener in settings.listeners:
+            self.addCheckedListener(listener)
+
+    @classmethod
+    def fromSettings(cls, settings, reactor=None):
+        """
+        Build the gateway from settings already checked, with their
+        listeners, without checking anything again.
+
+        :param settings: L{GatewaySettings<gateway.settings.GatewaySettings>}
+            from L{checkSettings<gateway.settings.checkSettings>}.
+        :param reactor: the reactor; the global one when L{None}.
+        """
+        return cls(settings.topic, reactor=reactor, settings=settings)
 
     def addListener(self, framing, endpoint, name=None, maxMessageSize=None, options=None):
         """
@@ -194,47 +214,59 @@ class GatewayService(MultiService):
         :raises gateway.registry.FramingError: for an unknown framing.
         :raises ValueError: for a malformed endpoint, option or limit.
         """
-        plugin = self.registry().get(framing)
-        given, connection = splitOptions(dict(options or {}))
-        if maxMessageSize is not None:
-            given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
-        resolved = resolveOptions(plugin, given, self.maxMessageSize)
-        policy = ConnectionPolicy.fromOptions(connection, endpoint)
-        try:
-            endpointObject = serverFromString(self.reactor, endpoint)
-        except Exception as e:
-            raise ValueError(f"malformed endpoint {endpoint!r}: {e}") from e
-        name = name or self._uniqueName(plugin.name)
+        checked = self.settings.check.listener(
+            framing,
+            endpoint,
+            name=name,
+            maxMessageSize=maxMessageSize,
+            options=options,
+            default=self.maxMessageSize,
+        )
+        return self.addCheckedListener(checked)
+
+    def addCheckedListener(self, listener):
+        """
+        Listen as settings already checked say.
+
+        :param listener: L{ListenerSettings<gateway.settings.ListenerSettings>}
+            from L{SettingsCheck.listener<gateway.settings.SettingsCheck.listener>}.
+        :return: the L{ListenerService}.
+        """
+        self.registry()
+        plugin = listener.plugin
+        name = listener.name or self._uniqueName(plugin.name)
         stats = ListenerStats()
         config = ListenerConfig(
             name=name,
             framing=plugin.name,
-            endpoint=endpoint,
+            endpoint=listener.endpoint,
             sink=self.router,
-            maxMessageSize=resolved[MAX_SIZE],
-            options=resolved,
+            maxMessageSize=listener.options[MAX_SIZE],
+            options=listener.options,
             clock=self.reactor,
             stats=stats,
-            gate=ListenerGate(name, policy, stats, self.reactor),
+            gate=ListenerGate(name, listener.policy, stats, self.reactor),
             descriptors=self.descriptors,
-            proxied=endpoint.strip().lower().startswith("haproxy:"),
+            proxied=listener.endpoint.strip().lower().startswith("haproxy:"),
         )
-        listener = ListenerService(config, endpointObject, plugin.buildFactory(config))
-        listener.setServiceParent(self)
-        self.listeners.append(listener)
-        self.router.listeners.append(listener)
-        return listener
+        endpoint = serverFromString(self.reactor, listener.endpoint)
+        service = ListenerService(config, endpoint, plugin.buildFactory(config))
+        service.setServiceParent(self)
+        self.listeners.append(service)
+        self.router.listeners.append(service)
+        return service
 
     def registry(self):
         """
         :return: the L{FramingRegistry} of this process (loaded once); its
             errors are logged when it is loaded.
         """
-        if self._registry is None:
-            self._registry = FramingRegistry()
-            for error in self._registry.errors:
+        registry = self.settings.check.registry
+        if not self._registryLogged:
+            self._registryLogged = True
+            for error in registry.errors:
                 self.log.error("framing plugin not loaded: {error}", error=error)
-        return self._registry
+        return registry
 
     def privilegedStartService(self):
         """
@@ -280,9 +312,3 @@ class GatewayService(MultiService):
             suffix += 1
             name = f"{framing}-{suffix}"
         return name
-
-
-def _positive(what, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{what} must be a positive integer, not {value!r}")
-    return value

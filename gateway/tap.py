@@ -9,29 +9,27 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from gateway.framing.options import OptionError, parseListen, resolveOptions
-from gateway.kafka.producer import producerConfig
-from gateway.registry import (
+from gateway.framing.options import OptionError, parseListen
+from gateway.registry import FramingRegistry
+from gateway.server.policy import CONNECTION_OPTIONS
+from gateway.server.workers import WorkerGroup, parentWatch
+from gateway.service import GatewayService
+from gateway.settings import (
     DEFAULT_BACKEND,
-    FramingError,
-    FramingRegistry,
-    loadBackends,
-)
-from gateway.router import DEFAULT_BUDGET
-from gateway.server.descriptors import DEFAULT_RESERVE
-from gateway.server.policy import CONNECTION_OPTIONS, ConnectionPolicy, splitOptions
-from gateway.server.workers import WorkerGroup, offsetPort, parentWatch, sharedPort
-from gateway.service import (
+    DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_BUDGET,
     DEFAULT_DEAD_LETTER,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HTTP,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RESERVE,
     DEFAULT_SPOOL,
-    GatewayService,
+    SettingsError,
+    checkSettings,
 )
 
 __all__ = ["Options", "makeService"]
-
-#: Where the HTTP endpoints listen unless told otherwise.
-DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 
 
 def _positiveInt(value):
@@ -81,7 +79,7 @@ class Options(usage.Options):
         [
             "bootstrap-servers",
             "b",
-            "127.0.0.1:9092",
+            DEFAULT_BOOTSTRAP_SERVERS,
             "Kafka bootstrap servers, host:port[,host:port...].",
         ],
         ["topic", "t", None, "Kafka topic every message goes to (required)."],
@@ -95,7 +93,7 @@ class Options(usage.Options):
         [
             "drain-timeout",
             None,
-            30.0,
+            DEFAULT_DRAIN_TIMEOUT,
             "Seconds to wait on shutdown for Kafka to confirm what was read.",
             _nonNegativeFloat,
         ],
@@ -129,7 +127,7 @@ class Options(usage.Options):
         [
             "health-interval",
             None,
-            5.0,
+            DEFAULT_HEALTH_INTERVAL,
             "Seconds between health probes on the persistent connection to "
             "each broker (0: no health checks).",
             _nonNegativeFloat,
@@ -215,64 +213,61 @@ class Options(usage.Options):
     def postOptions(self):
         """
         Refuse what cannot work before anything listens: no topic, no
-        listener, an unknown framing, a malformed endpoint.
+        listener, an unknown framing, a malformed endpoint, producer
+        settings the backend refuses, workers that cannot share the ports.
+        The checked settings are kept (C{self["settings"]}) for
+        L{makeService}.
         """
         if not self["topic"]:
             raise usage.UsageError("--topic is required")
         if not self["listen"]:
             raise usage.UsageError("at least one --listen FRAMING=ENDPOINT is required")
-        registry = FramingRegistry()
-        for spec in self["listen"]:
-            where = f"--listen {spec.framing}...={spec.endpoint}"
-            framingOptions, connectionOptions = splitOptions(spec.options)
-            try:
-                resolveOptions(
-                    registry.get(spec.framing),
-                    framingOptions,
-                    self["max-message-size"],
-                )
-                ConnectionPolicy.fromOptions(connectionOptions, spec.endpoint)
-            except (FramingError, OptionError) as e:
-                raise usage.UsageError(f"{where}: {e}") from e
-            _checkEndpoint(spec.endpoint)
-        backends = loadBackends()
-        backend = backends.get(self["kafka-backend"])
-        if backend is None:
-            raise usage.UsageError(
-                f"--kafka-backend {self['kafka-backend']!r}: unknown; "
-                f"available: {', '.join(sorted(backends))}"
-            )
-        config = producerConfig(
-            self["bootstrap-servers"],
-            self["kafka-options"],
-            self["max-message-size"],
-            self["budget"],
-        )
-        try:
-            backend.checkConfig(config)
-        except ValueError as e:
-            raise usage.UsageError(f"Kafka producer settings: {e}") from e
         for name in ("spool", "dead-letter", "http"):
             if self[name].lower() in ("", "none"):
                 self[name] = None
-        if self["http"] is not None:
-            _checkEndpoint(self["http"])
-        self._checkWorkers()
-
-    def _checkWorkers(self):
-        if self["worker-index"] > self["workers"]:
-            raise usage.UsageError(
-                f"--worker-index {self['worker-index']} is over --workers {self['workers']}"
-            )
-        if self["workers"] == 1:
-            return
         try:
-            for spec in self["listen"]:
-                sharedPort(spec.endpoint)
-            if self["http"] is not None:
-                offsetPort(self["http"], self["workers"] - 1)
-        except ValueError as e:
-            raise usage.UsageError(f"--workers {self['workers']}: {e}") from e
+            self["settings"] = checkSettings(
+                [
+                    {"framing": spec.framing, "endpoint": spec.endpoint, "options": spec.options}
+                    for spec in self["listen"]
+                ],
+                topic=self["topic"],
+                bootstrapServers=self["bootstrap-servers"],
+                kafkaOptions=self["kafka-options"],
+                maxMessageSize=self["max-message-size"],
+                drainTimeout=self["drain-timeout"],
+                backend=self["kafka-backend"],
+                budget=self["budget"],
+                spoolPath=self["spool"],
+                deadLetterPath=self["dead-letter"],
+                healthInterval=self["health-interval"] or None,
+                headers=not self["no-headers"],
+                http=self["http"],
+                reserveDescriptors=self["reserve-descriptors"],
+                workers=self["workers"],
+                workerIndex=self["worker-index"],
+            )
+        except SettingsError as e:
+            raise usage.UsageError(self._explain(e)) from e
+
+    def _explain(self, error):
+        """
+        A refused setting's message in the command line's words.
+        """
+        if error.listener is not None:
+            spec = self["listen"][error.listener]
+            if error.setting == "endpoint":
+                return str(error)
+            return f"--listen {spec.framing}...={spec.endpoint}: {error}"
+        if error.setting == "kafkaOptions":
+            return f"Kafka producer settings: {error}"
+        if error.setting == "backend":
+            return f"--kafka-backend: {error}"
+        if error.setting == "workerIndex":
+            return f"--worker-index {self['worker-index']} is over --workers {self['workers']}"
+        if error.setting == "workers":
+            return f"--workers {self['workers']}: {error}"
+        return str(error)
 
     def getUsage(self, width=None):
         """
@@ -315,20 +310,6 @@ def describeFramings(registry):
     return "\n".join(lines) + "\n"
 
 
-def _checkEndpoint(endpoint):
-    """
-    Parse an endpoint description without listening, against a reactor that
-    cannot listen, so a typo is a usage error and not a traceback later.
-    """
-    from twisted.internet.endpoints import serverFromString
-    from twisted.internet.testing import MemoryReactor
-
-    try:
-        serverFromString(MemoryReactor(), endpoint)
-    except Exception as e:
-        raise usage.UsageError(f"malformed endpoint {endpoint!r}: {e}") from e
-
-
 def makeService(options):
     """
     Build the gateway's service tree from parsed L{Options}.
@@ -339,26 +320,8 @@ def makeService(options):
     """
     from twisted.internet import reactor
 
-    service = GatewayService(
-        topic=options["topic"],
-        bootstrapServers=options["bootstrap-servers"],
-        kafkaOptions=options["kafka-options"],
-        maxMessageSize=options["max-message-size"],
-        drainTimeout=options["drain-timeout"],
-        reactor=reactor,
-        backend=options["kafka-backend"],
-        budget=options["budget"],
-        spoolPath=options["spool"],
-        deadLetterPath=options["dead-letter"],
-        healthInterval=options["health-interval"] or None,
-        headers=not options["no-headers"],
-        http=options["http"],
-        reserveDescriptors=options["reserve-descriptors"],
-    )
-    for spec in options["listen"]:
-        service.addListener(spec.framing, spec.endpoint, options=spec.options)
+    service = GatewayService.fromSettings(options["settings"], reactor)
     count, index = options["workers"], options["worker-index"]
-    service.workerCount, service.workerIndex = count, index
     if count == 1:
         return service
     if index > 1:

@@ -23,6 +23,7 @@ __all__ = [
     "integer",
     "parseListen",
     "resolveOptions",
+    "splitEscaped",
     "unescape",
 ]
 
@@ -168,26 +169,43 @@ class ListenSpec:
     endpoint: str
 
 
+def splitEscaped(text, separator, maxsplit=-1):
+    """
+    Split C{text} at each C{separator} that no backslash escapes, keeping
+    the escapes (the backslash and the character after it) in the parts for
+    their own parser: C{lines(a=x\\,y,b=1)}'s options, an endpoint
+    description's C{tcp6:9000:interface=\\:\\:1}.
+
+    :param separator: one character.
+    :param maxsplit: split this many times at most (all by default).
+    :return: the parts, one more than the separators split at.
+    """
+    parts, current, escaped = [], [], False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+            if len(parts) == maxsplit:
+                return parts + [text[index + 1 :]]
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _splitOptions(text):
     """
     Split C{a=1,b=x\\,y} at unescaped commas into name/value pairs, leaving
     escapes in values for the option's coercer.
     """
-    pairs, current, escaped = [], "", False
-    for char in text + ",":
-        if escaped:
-            current += "\\" + char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            if current.strip():
-                pairs.append(current)
-            current = ""
-        else:
-            current += char
     options = {}
-    for pair in pairs:
+    for pair in splitEscaped(text, ","):
+        if not pair.strip():
+            continue
         name, sep, value = pair.partition("=")
         name = name.strip()
         if not sep or not name:
@@ -213,19 +231,11 @@ def parseListen(text):
     framing, rest = match.group(1), text[match.end() :]
     options = {}
     if rest.startswith("("):
-        close, escaped = None, False
-        for index, char in enumerate(rest[1:], 1):
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == ")":
-                close = index
-                break
-        if close is None:
+        parts = splitEscaped(rest[1:], ")", maxsplit=1)
+        if len(parts) == 1:
             raise OptionError("options opened with '(' are not closed with ')'")
-        options = _splitOptions(rest[1:close])
-        rest = rest[close + 1 :].lstrip()
+        options = _splitOptions(parts[0])
+        rest = parts[1].lstrip()
     if not rest.startswith("=") or not rest[1:].strip():
         raise OptionError("expected FRAMING[(OPTIONS)]=ENDPOINT")
     return ListenSpec(framing, options, rest[1:].strip())

@@ -39,6 +39,9 @@ READY = "ready"
 DEGRADED = "degraded"
 DOWN = "down"
 
+#: Seconds between health probes of each broker.
+DEFAULT_INTERVAL = 5.0
+
 _ADDRESS = re.compile(
     r"(?:[A-Za-z_]+://)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^\s:,\[\]]+)):(?P<port>\d+)"
 )
@@ -134,7 +137,7 @@ class BrokerHealthService(MultiService):
         reactor,
         bootstrap,
         producerStatus=None,
-        interval=5.0,
+        interval=DEFAULT_INTERVAL,
         probeTimeout=DEFAULT_TIMEOUT,
         latencyThreshold=1.0,
         budgetThreshold=0.5,

@@ -37,6 +37,10 @@ __all__ = [
     "RECORD_OVERHEAD",
 ]
 
+#: Seconds L{KafkaProducerService.stopService} waits for Kafka to confirm
+#: what was read.
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
 #: Errors that mean a record (or the batch it was in) is too large.
 _SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "MessageSizeTooLarge"})
 
@@ -90,7 +94,7 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         config,
         clock,
         pollInterval=0.05,
-        drainTimeout=30.0,
+        drainTimeout=DEFAULT_DRAIN_TIMEOUT,
         spoolPath=None,
         deadLetterPath=None,
         retryPolicy=None,

@@ -31,18 +31,13 @@ from twisted.internet.interfaces import (
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from gateway.server.policy import DEFAULT_BACKLOG
+
 __all__ = [
     "DEFAULT_BACKLOG",
     "ReusePortParser",
     "ReusePortServerEndpoint",
 ]
-
-DEFAULT_BACKLOG = 1024
-"""
-The default C{listen} backlog.  Twisted's C{tcp:} default of 50 drops
-connection bursts from thousands of clients; the kernel caps whatever is
-asked at C{net.core.somaxconn}.
-"""
 
 _MAX_BACKLOG = 2**31 - 1  # listen() takes a C int
 

@@ -26,6 +26,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.runner.procmon import ProcessMonitor
 
+from gateway.framing.options import splitEscaped
+
 __all__ = [
     "WorkerGroup",
     "offsetPort",
@@ -54,21 +56,7 @@ def _split(description):
     """
     Split an endpoint description at unescaped colons, keeping escapes.
     """
-    parts, current, escaped = [], "", False
-    for char in description:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            current += char
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
+    return splitEscaped(description, ":")
 
 
 def _port(parts, description):

@@ -16,6 +16,7 @@ from gateway.framing.options import (
     integer,
     parseListen,
     resolveOptions,
+    splitEscaped,
     unescape,
 )
 from gateway.framing.plugin import FramingPlugin
@@ -51,6 +52,44 @@ class UnescapeTests(SynchronousTestCase):
         self.assertEqual(byteString(b"\n"), b"\n")
         self.assertRaises(ValueError, byteString, "")
         self.assertRaises(ValueError, byteString, 5)
+
+
+class SplitEscapedTests(SynchronousTestCase):
+    """
+    L{splitEscaped}, shared by listener options and endpoint descriptions.
+    """
+
+    def test_split(self):
+        """
+        Every unescaped separator splits; empty parts are kept, so the
+        parts are one more than the separators.
+        """
+        self.assertEqual(splitEscaped("a=1,b=2", ","), ["a=1", "b=2"])
+        self.assertEqual(splitEscaped(",a,,", ","), ["", "a", "", ""])
+        self.assertEqual(splitEscaped("", ","), [""])
+        self.assertEqual(splitEscaped("tcp:9000:interface=::1", ":")[:2], ["tcp", "9000"])
+
+    def test_escapesKept(self):
+        """
+        An escaped separator does not split, and every escape (backslash
+        and character) stays in its part for the part's own parser; an
+        escaped backslash does not escape what follows it.
+        """
+        self.assertEqual(
+            splitEscaped("tcp6:9000:interface=\\:\\:1", ":"),
+            ["tcp6", "9000", "interface=\\:\\:1"],
+        )
+        self.assertEqual(splitEscaped("a=x\\,y,b=\\n", ","), ["a=x\\,y", "b=\\n"])
+        self.assertEqual(splitEscaped("a\\\\,b", ","), ["a\\\\", "b"])
+        self.assertEqual(splitEscaped("a\\", ","), ["a\\"])
+
+    def test_maxsplit(self):
+        """
+        With C{maxsplit} the rest after the last split is one part, as
+        written.
+        """
+        self.assertEqual(splitEscaped("a\\)b)=x:y)", ")", maxsplit=1), ["a\\)b", "=x:y)"])
+        self.assertEqual(splitEscaped("ab", ")", maxsplit=1), ["ab"])
 
 
 class CoercerTests(SynchronousTestCase):

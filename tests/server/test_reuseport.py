@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from gateway.server import reuseport
+from gateway.server import policy, reuseport
 from gateway.server.reuseport import DEFAULT_BACKLOG, ReusePortServerEndpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,6 +92,7 @@ class ParserTests(SynchronousTestCase):
         every IPv4 address too.
         """
         self.assertEqual(DEFAULT_BACKLOG, 1024)
+        self.assertIs(DEFAULT_BACKLOG, policy.DEFAULT_BACKLOG)
         for description in ["reuseport:8080", "reuseport:8080:interface="]:
             endpoint = self.parse(description)
             self.assertEqual(

@@ -1,0 +1,360 @@
+# -*- test-case-name: tests.test_settings -*-
+"""
+Checking a gateway's settings before anything is built: the one check that
+the command line (L{gateway.tap}) and the Python API
+(L{gateway.service.GatewayService}) share, so a setting is refused for the
+same reason whichever way it was given, and framing plugins and producer
+backends are scanned once per start.
+
+The defaults of both live here too, so C{--help} and C{GatewayService}
+cannot drift apart.
+"""
+
+from dataclasses import dataclass, replace
+
+from gateway.framing.options import MAX_SIZE, resolveOptions
+from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
+from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
+from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loadBackends
+from gateway.router import DEFAULT_BUDGET
+from gateway.server.descriptors import DEFAULT_RESERVE
+from gateway.server.policy import ConnectionPolicy, splitOptions
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "DEFAULT_BOOTSTRAP_SERVERS",
+    "DEFAULT_BUDGET",
+    "DEFAULT_DEAD_LETTER",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_HEALTH_INTERVAL",
+    "DEFAULT_HTTP",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_RESERVE",
+    "DEFAULT_SPOOL",
+    "GatewaySettings",
+    "ListenerSettings",
+    "SettingsCheck",
+    "SettingsError",
+    "checkSettings",
+]
+
+#: The Kafka cluster unless told otherwise: a broker on this host.
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+
+#: Large enough for most client messages and safely under Kafka's default
+#: broker limit (C{message.max.bytes} = 1048588) with key and headers.
+DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024
+
+#: Records not delivered at stop, produced first at the next start.
+DEFAULT_SPOOL = "gateway-spool.jsonl"
+
+#: Records Kafka refused for good.
+DEFAULT_DEAD_LETTER = "gateway-dead-letter.jsonl"
+
+#: Where the command line's HTTP endpoints listen unless told otherwise
+#: (C{GatewayService} serves no HTTP unless given an endpoint).
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
+
+
+class SettingsError(ValueError):
+    """
+    One setting is wrong.
+
+    C{str()} is the reason; the command line adds the option's name.
+
+    :ivar setting: the name of the L{GatewayService} or C{addListener}
+        parameter: C{"topic"}, C{"backend"}, C{"kafkaOptions"}, C{"http"},
+        C{"workers"}, C{"workerIndex"}, C{"listeners"}, or, for one
+        listener, C{"framing"}, C{"options"} or C{"endpoint"}.
+    :ivar listener: the position of the listener the setting belongs to,
+        or L{None}.
+    """
+
+    def __init__(self, setting, reason, listener=None):
+        ValueError.__init__(self, reason)
+        self.setting = setting
+        self.listener = listener
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """
+    One listener's checked settings.
+
+    :ivar framing: the framing as given (a name or a dotted path).
+    :ivar plugin: its L{gateway.interfaces.IFramingPlugin}.
+    :ivar endpoint: the server endpoint description.
+    :ivar name: the listener's name, or L{None} for the framing's.
+    :ivar options: the framing's options, coerced, with C{max-size}.
+    :ivar policy: the L{ConnectionPolicy}.
+    """
+
+    framing: str
+    plugin: object
+    endpoint: str
+    name: str
+    options: dict
+    policy: ConnectionPolicy
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """
+    A gateway's checked settings, from which
+    L{GatewayService.fromSettings<gateway.service.GatewayService.fromSettings>}
+    builds the service without checking again.
+
+    The attributes are L{GatewayService}'s parameters, with C{backend} the
+    backend plugin itself and C{config} the producer configuration, plus
+    the worker count and index and the listeners.
+
+    :ivar check: the L{SettingsCheck} that checked them (and holds the
+        framings and backends it found), for listeners added later.
+    """
+
+    topic: str
+    bootstrapServers: str
+    backend: object
+    config: dict
+    maxMessageSize: int
+    drainTimeout: float
+    budget: int
+    spoolPath: str
+    deadLetterPath: str
+    healthInterval: float
+    headers: bool
+    http: str
+    reserveDescriptors: int
+    workers: int
+    workerIndex: int
+    listeners: tuple
+    check: object
+
+
+class SettingsCheck:
+    """
+    The checks of every setting, against the framings and producer backends
+    of this process, each scanned at most once (when first needed).
+
+    Its methods raise the L{ValueError} of the setting at fault (a
+    L{gateway.registry.FramingError} for a framing, a
+    L{gateway.framing.options.OptionError} for an option), as
+    C{GatewayService} and C{addListener} always have; L{checkSettings}
+    turns them into a L{SettingsError} naming the setting.
+    """
+
+    def __init__(self, registry=None, backends=None):
+        """
+        :param registry: the L{FramingRegistry}; scanned when first needed
+            by default.
+        :param backends: backend name to plugin; scanned when first needed
+            by default.
+        """
+        self._registry = registry
+        self._backends = backends
+
+    @property
+    def registry(self):
+        """
+        The L{FramingRegistry}, scanned on first use.
+        """
+        if self._registry is None:
+            self._registry = FramingRegistry()
+        return self._registry
+
+    @property
+    def backends(self):
+        """
+        Backend name to L{gateway.interfaces.IProducerBackend}, scanned on
+        first use.
+        """
+        if self._backends is None:
+            self._backends = loadBackends()
+        return self._backends
+
+    def gateway(
+        self,
+        topic,
+        bootstrapServers=DEFAULT_BOOTSTRAP_SERVERS,
+        kafkaOptions=None,
+        maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
+        drainTimeout=DEFAULT_DRAIN_TIMEOUT,
+        backend=DEFAULT_BACKEND,
+        budget=DEFAULT_BUDGET,
+        spoolPath=DEFAULT_SPOOL,
+        deadLetterPath=DEFAULT_DEAD_LETTER,
+        healthInterval=DEFAULT_HEALTH_INTERVAL,
+        headers=True,
+        http=None,
+        reserveDescriptors=DEFAULT_RESERVE,
+        workers=1,
+        workerIndex=1,
+    ):
+        """
+        Check the settings of the whole gateway but its listeners' (see
+        L{listener}); the parameters are L{GatewayService}'s.
+
+        :param backend: a backend's name, or an
+            L{gateway.interfaces.IProducerBackend} (taken as it is).
+        :rtype: L{GatewaySettings}
+        :raises ValueError: for the first setting that is wrong.
+        """
+        if not topic:
+            raise SettingsError("topic", "a Kafka topic is required")
+        maxMessageSize = _positive("maxMessageSize", maxMessageSize)
+        budget = _positive("budget", budget)
+        if isinstance(backend, str):
+            if backend not in self.backends:
+                raise SettingsError(
+                    "backend",
+                    f"unknown producer backend {backend!r}; available: "
+                    + ", ".join(sorted(self.backends)),
+                )
+            backend = self.backends[backend]
+        config = producerConfig(bootstrapServers, kafkaOptions, maxMessageSize, budget)
+        try:
+            backend.checkConfig(config)
+        except SettingsError:
+            raise
+        except ValueError as e:
+            raise SettingsError("kafkaOptions", str(e)) from e
+        if http is not None:
+            checkEndpoint(http, "malformed HTTP endpoint")
+        if reserveDescriptors is not None and (
+            isinstance(reserveDescriptors, bool)
+            or not isinstance(reserveDescriptors, int)
+            or reserveDescriptors < 0
+        ):
+            raise SettingsError(
+                "reserveDescriptors",
+                "reserveDescriptors must be a whole number "
+                f"of descriptors, not {reserveDescriptors!r}",
+            )
+        settings = GatewaySettings(
+            topic=topic,
+            bootstrapServers=bootstrapServers,
+            backend=backend,
+            config=config,
+            maxMessageSize=maxMessageSize,
+            drainTimeout=drainTimeout,
+            budget=budget,
+            spoolPath=spoolPath,
+            deadLetterPath=deadLetterPath,
+            healthInterval=healthInterval,
+            headers=headers,
+            http=http,
+            reserveDescriptors=reserveDescriptors,
+            workers=_positive("workers", workers),
+            workerIndex=_positive("workerIndex", workerIndex),
+            listeners=(),
+            check=self,
+        )
+        return settings
+
+    def listener(
+        self, framing, endpoint, name=None, maxMessageSize=None, options=None, *, default
+    ):
+        """
+        Check one listener; the parameters are C{addListener}'s.
+
+        :param default: the gateway's message size limit, for a listener
+            given none.
+        :rtype: L{ListenerSettings}
+        :raises gateway.registry.FramingError: for an unknown framing.
+        :raises ValueError: for a malformed endpoint, option or limit.
+        """
+        plugin = self.registry.get(framing)
+        given, connection = splitOptions(dict(options or {}))
+        if maxMessageSize is not None:
+            given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
+        resolved = resolveOptions(plugin, given, default)
+        policy = ConnectionPolicy.fromOptions(connection, endpoint)
+        checkEndpoint(endpoint, "malformed endpoint")
+        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy)
+
+    def workers(self, settings):
+        """
+        Check that C{settings.workers} processes can share the listeners and
+        HTTP endpoints of C{settings}.
+
+        :raises SettingsError: when they cannot.
+        """
+        if settings.workerIndex > settings.workers:
+            raise SettingsError(
+                "workerIndex",
+                f"workerIndex {settings.workerIndex} is over workers {settings.workers}",
+            )
+        if settings.workers == 1:
+            return
+        # Not at module level: gateway.server.workers imports Twisted's
+        # procmon, which installs the default reactor, and importing
+        # gateway.service must not (a .tac file may choose another).
+        from gateway.server.workers import offsetPort, sharedPort
+
+        try:
+            for spec in settings.listeners:
+                sharedPort(spec.endpoint)
+            if settings.http is not None:
+                offsetPort(settings.http, settings.workers - 1)
+        except ValueError as e:
+            raise SettingsError("workers", str(e)) from e
+
+
+def checkSettings(listeners, check=None, **settings):
+    """
+    Check every setting of a gateway at once, as the command line does: the
+    gateway's settings, then each listener's (as C{GatewayService} and then
+    C{addListener} would), then whether the workers can share them.
+
+    :param listeners: for each listener, a L{dict} of C{addListener}'s
+        parameters (C{framing}, C{endpoint}, C{name}, C{maxMessageSize},
+        C{options}).
+    :param check: the L{SettingsCheck}; a new one (which scans the plugins
+        when it needs them) by default.
+    :param settings: L{SettingsCheck.gateway}'s parameters.
+    :rtype: L{GatewaySettings}
+    :raises SettingsError: naming the first setting that is wrong.
+    """
+    check = SettingsCheck() if check is None else check
+    gateway = check.gateway(**settings)
+    if not listeners:
+        raise SettingsError("listeners", "at least one listener is required")
+    checked = []
+    for index, listener in enumerate(listeners):
+        try:
+            checked.append(check.listener(**listener, default=gateway.maxMessageSize))
+        except SettingsError as e:
+            raise SettingsError(e.setting, str(e), index) from e
+        except FramingError as e:
+            raise SettingsError("framing", str(e), index) from e
+        except ValueError as e:
+            raise SettingsError("options", str(e), index) from e
+    gateway = replace(gateway, listeners=tuple(checked))
+    check.workers(gateway)
+    return gateway
+
+
+def checkEndpoint(description, problem):
+    """
+    Parse a server endpoint description without listening, against a
+    reactor that cannot listen, so a typo is refused at once and not when
+    the gateway starts.
+
+    :param problem: the start of the error message, e.g. C{"malformed
+        endpoint"}.
+    :raises SettingsError: when it does not parse.
+    """
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        serverFromString(MemoryReactor(), description)
+    except Exception as e:
+        setting = "http" if "HTTP" in problem else "endpoint"
+        raise SettingsError(setting, f"{problem} {description!r}: {e}") from e
+
+
+def _positive(what, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SettingsError(what, f"{what} must be a positive integer, not {value!r}")
+    return value

@@ -6,14 +6,20 @@ place.  Each entry names the Twisted version it was checked against
 installed Twisted and fails when one disappears or changes.
 """
 
+import re
+
 from twisted.plugin import getCache
 
 __all__ = [
     "ACCEPT_FAILED_FORMAT",
     "CHECKED",
+    "CLASSIC_LOG_LEVEL",
     "EMFILE_RECOVERY_FORMAT",
+    "PROCESS_LINE_FIELD",
     "acceptBatch",
     "cachedPlugins",
+    "listeningSocket",
+    "monitoredCount",
     "proxyHeaderRead",
     "setAcceptBatch",
 ]
@@ -76,3 +82,33 @@ def cachedPlugins(package):
     for dropin in getCache(package).values():
         for cached in dropin.plugins:
             yield dropin.moduleName, cached.name, cached.provided, cached.load
+
+
+def listeningSocket(port):
+    """
+    The listening socket of a Twisted port (C{tcp.Port.socket}, set by
+    C{startListening}: a public name, but not part of C{IListeningPort}).
+
+    :return: the L{socket.socket}, or L{None} for ports without one.
+    """
+    return getattr(port, "socket", None)
+
+
+def monitoredCount(monitor):
+    """
+    How many processes a C{ProcessMonitor} runs (its private C{_processes};
+    the public C{processes} is deprecated since Twisted 18.7).
+    """
+    return len(monitor._processes)
+
+
+# A worker's output reaches the group's log through ProcessMonitor, which
+# logs every line its children write with its own log's info (as
+# "[{tag}] {line}"); a worker writes twistd's classic text format, whose
+# "[namespace#level]" after the time stamp names the level the worker gave.
+
+#: The field of ProcessMonitor's event holding the line a process wrote.
+PROCESS_LINE_FIELD = "line"
+#: A line of twistd's classic text log (C{formatEventAsClassicLogText}) at
+#: level warn, error or critical; group 1 is the level's name.
+CLASSIC_LOG_LEVEL = re.compile(r"^\S+ \[[^\]]*#(warn|error|critical)\]")

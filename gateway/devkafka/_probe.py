@@ -5,17 +5,28 @@ A blocking, dependency-free Kafka probe: ApiVersions v0, then Metadata.
 Readiness is decided with a real Kafka request on the bootstrap port rather
 than with a client library, so it depends neither on librdkafka's logging nor
 on its reconnect timers. Kafka 4 dropped Metadata v0-v3, so the Metadata
-version is picked from the broker's ApiVersions answer.
+version is picked from the broker's ApiVersions answer.  Request headers,
+ApiVersions and the blocking exchange are the gateway's own Kafka codec's
+(L{gateway.kafka.wire}, installed alongside); only Metadata is decoded here.
 """
 
 import socket
 import struct
 from collections import namedtuple
 
+from gateway.kafka.wire import (
+    API_METADATA,
+    MalformedResponse,
+    blockingCall,
+    decodeApiVersionsResponse,
+    encodeApiVersionsRequest,
+    encodeRequest,
+    versionRange,
+)
+
 __all__ = ["ClusterInfo", "ProbeError", "probeMetadata"]
 
-_API_METADATA = 3
-_API_VERSIONS = 18
+_CLIENT_ID = b"devkafka-probe"
 #: Highest non-flexible Metadata version; v9+ use compact encodings.
 _MAX_METADATA = 8
 
@@ -56,39 +67,16 @@ class _Reader:
         return value
 
 
-def _recvExactly(sock, size):
-    chunks = []
-    while size:
-        chunk = sock.recv(size)
-        if not chunk:
-            raise ProbeError("connection closed by the broker")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _call(sock, apiKey, version, correlationId, body):
-    clientId = b"devkafka-probe"
-    header = struct.pack(">hhih", apiKey, version, correlationId, len(clientId))
-    payload = header + clientId + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    (size,) = struct.unpack(">i", _recvExactly(sock, 4))
-    reply = _Reader(_recvExactly(sock, size))
-    if reply.unpack(">i") != correlationId:
-        raise ProbeError("reply with a wrong correlation id")
-    return reply
-
-
 def _metadataRange(sock):
-    reply = _call(sock, _API_VERSIONS, 0, 1, b"")
-    error = reply.unpack(">h")
-    if error:
-        raise ProbeError(f"ApiVersions error code {error}")
-    for _ in range(reply.unpack(">i")):
-        key, low, high = reply.unpack(">hhh")
-        if key == _API_METADATA:
-            return low, high
-    raise ProbeError("broker offers no Metadata API")
+    answer = decodeApiVersionsResponse(
+        blockingCall(sock, encodeApiVersionsRequest(1, _CLIENT_ID), 1)
+    )
+    if answer.errorCode:
+        raise ProbeError(f"ApiVersions error code {answer.errorCode}")
+    metadata = versionRange(answer.apiKeys, API_METADATA)
+    if metadata is None:
+        raise ProbeError("broker offers no Metadata API")
+    return metadata
 
 
 def _metadataBody(version):
@@ -114,21 +102,30 @@ def probeMetadata(host, port, timeout=5.0):
     """
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
-        low, high = _metadataRange(sock)
-        version = min(high, _MAX_METADATA)
-        if version < low:
-            raise ProbeError(f"broker needs Metadata v{low}+ (flexible versions)")
-        reply = _call(sock, _API_METADATA, version, 2, _metadataBody(version))
-        if version >= 3:
-            reply.unpack(">i")  # throttle_time_ms
-        brokers = []
-        for _ in range(reply.unpack(">i")):
-            nodeId = reply.unpack(">i")
-            brokerHost = reply.string()
-            brokerPort = reply.unpack(">i")
-            if version >= 1:
-                reply.string()  # rack
-            brokers.append((nodeId, brokerHost, brokerPort))
-        clusterId = reply.string() if version >= 2 else None
-        controllerId = reply.unpack(">i") if version >= 1 else -1
-        return ClusterInfo(brokers, clusterId, controllerId, version)
+        try:
+            return _metadata(sock)
+        except MalformedResponse as e:
+            raise ProbeError(str(e)) from e
+
+
+def _metadata(sock):
+    low, high = _metadataRange(sock)
+    version = min(high, _MAX_METADATA)
+    if version < low:
+        raise ProbeError(f"broker needs Metadata v{low}+ (flexible versions)")
+    request = encodeRequest(API_METADATA, version, 2, _CLIENT_ID, _metadataBody(version))
+    reply = _Reader(blockingCall(sock, request, 2))
+    reply.unpack(">i")  # correlation_id, checked by blockingCall
+    if version >= 3:
+        reply.unpack(">i")  # throttle_time_ms
+    brokers = []
+    for _ in range(reply.unpack(">i")):
+        nodeId = reply.unpack(">i")
+        brokerHost = reply.string()
+        brokerPort = reply.unpack(">i")
+        if version >= 1:
+            reply.string()  # rack
+        brokers.append((nodeId, brokerHost, brokerPort))
+    clusterId = reply.string() if version >= 2 else None
+    controllerId = reply.unpack(">i") if version >= 1 else -1
+    return ClusterInfo(brokers, clusterId, controllerId, version)

@@ -3,22 +3,11 @@
 A minimal Kafka client protocol for health probes: ApiVersions v0 over one
 connection, replies matched to requests by correlation id.
 
-ApiVersions is the cheapest request a broker serves (no topic, no log, no
-authorisation) and every Kafka from 0.10 to 4.x answers version 0, so the
-same probe works against any cluster the gateway supports.
-
-Wire format (https://kafka.apache.org/protocol.html), every integer
-big-endian, every message preceded by its INT32 size:
-
-- request header v1: ``api_key INT16, api_version INT16, correlation_id
-  INT32, client_id NULLABLE_STRING (INT16 size + bytes)``; ApiVersions v0
-  has an empty body;
-- response header v0: ``correlation_id INT32``; ApiVersions v0 body:
-  ``error_code INT16, api_keys ARRAY (INT32 count) of (api_key INT16,
-  min_version INT16, max_version INT16)``.
+ApiVersions is the cheapest request a broker serves and every Kafka from
+0.10 to 4.x answers version 0, so the same probe works against any cluster
+the gateway supports.  Its bytes are L{gateway.kafka.wire}'s.
 """
 
-import struct
 from collections import namedtuple
 
 from twisted.internet.defer import Deferred, fail
@@ -26,8 +15,15 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 
+from gateway.addresses import formatAddress
+from gateway.kafka.wire import (
+    MalformedResponse,
+    correlationIdOf,
+    decodeApiVersionsResponse,
+    encodeApiVersionsRequest,
+)
+
 __all__ = [
-    "API_VERSIONS",
     "CLIENT_ID",
     "KafkaProbeFactory",
     "KafkaProbeProtocol",
@@ -35,20 +31,13 @@ __all__ = [
     "ProbeError",
     "ProbeResult",
     "ProbeTimeout",
-    "decodeApiVersionsResponse",
-    "encodeApiVersionsRequest",
 ]
 
-#: Kafka's api_key for ApiVersions.
-API_VERSIONS = 18
 #: The client id the probe announces; it shows in the broker's request logs.
 CLIENT_ID = b"kafka-gateway-probe"
 #: Seconds a probe waits for its reply by default.
 DEFAULT_TIMEOUT = 3.0
 
-_HEADER = struct.Struct(">hhih")
-_REPLY_HEAD = struct.Struct(">ihi")
-_API_KEY = struct.Struct(">hhh")
 _MAX_CORRELATION_ID = 2**31 - 1
 
 
@@ -89,44 +78,6 @@ class ProbeResult(namedtuple("ProbeResult", "latency correlationId errorCode api
         How many APIs the broker offers.
         """
         return len(self.apiKeys)
-
-
-def encodeApiVersionsRequest(correlationId, clientId=CLIENT_ID):
-    """
-    Encode an ApiVersions v0 request, size prefix excluded.
-
-    :param correlationId: the id the reply will carry.
-    :param clientId: the client id, as bytes.
-    :rtype: L{bytes}
-    """
-    return _HEADER.pack(API_VERSIONS, 0, correlationId, len(clientId)) + clientId
-
-
-def decodeApiVersionsResponse(payload):
-    """
-    Decode an ApiVersions v0 response, size prefix excluded.
-
-    :param payload: the response bytes.
-    :return: ``(correlationId, errorCode, apiKeys)``.
-    :raises ProbeError: if the bytes are not such a response.
-    """
-    try:
-        correlationId, errorCode, count = _REPLY_HEAD.unpack_from(payload)
-        if count < 0 or _REPLY_HEAD.size + count * _API_KEY.size > len(payload):
-            raise ProbeError(f"ApiVersions reply announces {count} APIs in {len(payload)} bytes")
-        apiKeys = tuple(
-            _API_KEY.unpack_from(payload, _REPLY_HEAD.size + i * _API_KEY.size)
-            for i in range(count)
-        )
-    except struct.error as e:
-        raise ProbeError(f"malformed ApiVersions reply ({len(payload)} bytes): {e}") from e
-    return correlationId, errorCode, apiKeys
-
-
-def _correlationId(payload):
-    if len(payload) < 4:
-        return None
-    return struct.unpack_from(">i", payload)[0]
 
 
 class KafkaProbeProtocol(Int32StringReceiver):
@@ -176,12 +127,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
         Remember the broker's address for log events and errors.
         """
         self.connected = True
-        address = self.transport.getPeer()
-        host, port = getattr(address, "host", None), getattr(address, "port", None)
-        if host is None:
-            self.peer = str(address)
-        else:
-            self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.peer = formatAddress(self.transport.getPeer())
 
     def probe(self, timeout=None):
         """
@@ -217,7 +163,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
         A reply: fire the probe it answers.
         """
         now = self.clock.seconds()
-        correlationId = _correlationId(payload)
+        correlationId = correlationIdOf(payload)
         entry = self._pending.pop(correlationId, None)
         if entry is None:
             if correlationId in self._abandoned:
@@ -234,7 +180,8 @@ class KafkaProbeProtocol(Int32StringReceiver):
         timer.cancel()
         try:
             _, errorCode, apiKeys = decodeApiVersionsResponse(payload)
-        except ProbeError as e:
+        except MalformedResponse as malformed:
+            e = ProbeError(str(malformed))
             d.errback(e)
             self._giveUp(
                 e,

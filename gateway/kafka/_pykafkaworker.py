@@ -4,19 +4,30 @@ The blocking half of the C{pykafka} backend: everything that runs on its
 C{kafka} thread (L{Worker}: the pykafka calls themselves) or blocks for a
 bounded time at start (L{checkBroker}, the Kafka 4 check).  pykafka is never
 imported here: its client class is passed in, its exceptions are told apart
-by name.
+by name; what it needs of pykafka's private state goes through
+L{gateway.compat.pykafka}, and the bytes of its Kafka 4 check are
+L{gateway.kafka.wire}'s.
 """
 
 import queue
 import random
 import socket
-import struct
 import threading
 import time
 import zlib
 from contextlib import closing
 
+from gateway.compat.pykafka import disconnectBroker, dropQueued, workerException
 from gateway.kafka.records import DeliveryError
+from gateway.kafka.wire import (
+    API_PRODUCE,
+    MalformedResponse,
+    blockingCall,
+    decodeApiVersionsResponse,
+    encodeApiVersionsRequest,
+    encodeEmptyProduceRequest,
+    versionRange,
+)
 
 __all__ = [
     "BROKER_VERSION",
@@ -32,9 +43,8 @@ __all__ = [
 BROKER_VERSION = "0.10.0"
 #: Kafka's highest Produce version with the old message format.
 LAST_OLD_PRODUCE = 2
-
-_API_PRODUCE = 0
-_API_VERSIONS = 18
+#: The client id of the Kafka 4 check's requests.
+CLIENT_ID = b"kafka-gateway"
 
 #: Errors after which producing the record again may succeed.
 _RETRIABLE = {
@@ -74,33 +84,6 @@ class UnsupportedBroker(ValueError):
     """
 
 
-def _receive(sock, size):
-    chunks = []
-    while size:
-        chunk = sock.recv(size)
-        if not chunk:
-            raise ConnectionError("connection closed by the broker")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _call(sock, apiKey, correlationId, body):
-    """
-    One version-0 request (header v1: api_key, api_version, correlation_id,
-    client_id) and its reply, without the reply's size.
-    """
-    clientId = b"kafka-gateway"
-    request = struct.pack(">hhih", apiKey, 0, correlationId, len(clientId))
-    request += clientId + body
-    sock.sendall(struct.pack(">i", len(request)) + request)
-    (size,) = struct.unpack(">i", _receive(sock, 4))
-    reply = _receive(sock, size)
-    if reply[:4] != struct.pack(">i", correlationId):
-        raise OSError("a reply with the wrong correlation id")
-    return reply
-
-
 def probeBroker(address, timeout=3.0, connect=socket.create_connection):
     """
     Ask one broker for its Produce versions (ApiVersions v0), then send the
@@ -117,25 +100,23 @@ def probeBroker(address, timeout=3.0, connect=socket.create_connection):
     host, _, port = address.strip().rpartition(":")
     with closing(connect((host.strip("[]"), int(port)), timeout)) as sock:
         sock.settimeout(timeout)
-        reply = _call(sock, _API_VERSIONS, 1, b"")
         try:
-            error, count = struct.unpack_from(">hi", reply, 4)
-            versions = [
-                struct.unpack_from(">hhh", reply, 10 + 6 * index) for index in range(count)
-            ]
-        except struct.error as e:
+            reply = blockingCall(sock, encodeApiVersionsRequest(1, CLIENT_ID), 1)
+            answer = decodeApiVersionsResponse(reply)
+        except MalformedResponse as e:
             raise OSError(f"malformed ApiVersions answer: {e}") from e
-        if error:
-            raise OSError(f"ApiVersions answered with error code {error}")
-        produce = [(low, high) for key, low, high in versions if key == _API_PRODUCE]
-        if not produce:
+        if answer.errorCode:
+            raise OSError(f"ApiVersions answered with error code {answer.errorCode}")
+        produce = versionRange(answer.apiKeys, API_PRODUCE)
+        if produce is None:
             raise OSError("the broker offers no Produce API")
         try:
-            # acks=1, timeout, no topic.
-            _call(sock, _API_PRODUCE, 2, struct.pack(">hii", 1, 1000, 0))
+            blockingCall(sock, encodeEmptyProduceRequest(2, CLIENT_ID), 2)
         except ConnectionError:
-            return produce[0] + (False,)
-    return produce[0] + (True,)
+            return produce + (False,)
+        except MalformedResponse as e:
+            raise OSError(f"malformed Produce answer: {e}") from e
+    return produce + (True,)
 
 
 def checkBroker(hosts, timeout=3.0, connect=socket.create_connection):
@@ -336,7 +317,7 @@ class Worker:
                 entry = self._inflight.pop(id(message), None)
                 if entry is not None:
                     reports.append((entry[1], None if error is None else deliveryError(error)))
-            failed = getattr(producer, "_worker_exception", None)
+            failed = workerException(producer)
             if failed is not None and not self._broken:
                 self._broken = True
                 errors.append(
@@ -358,17 +339,14 @@ class Worker:
     def _discard(self):
         """
         After a purge: forget the records not handed to pykafka, and empty
-        pykafka's own per-broker queues (best effort, private attributes of
-        pykafka 2.8.0); requests already sent cannot be taken back.
+        pykafka's own per-broker queues (best effort, see
+        L{gateway.compat.pykafka.dropQueued}); requests already sent cannot be
+        taken back.
         """
         self._stalled = []
         for producer in self._producers.values():
             try:
-                for owned in list((producer._owned_brokers or {}).values()):
-                    with owned.lock:
-                        dropped = len(owned.queue)
-                        owned.queue.clear()
-                        owned.increment_messages_pending(-dropped)
+                dropQueued(producer)
             except Exception:
                 pass
 
@@ -387,8 +365,7 @@ class Worker:
                 pass
         for broker in list(getattr(self._client, "brokers", {}).values()):
             try:
-                broker._req_handler.stop()
-                broker._connection.disconnect()
+                disconnectBroker(broker)
             except Exception:
                 pass
         self._producers, self._client = {}, None

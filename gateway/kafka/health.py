@@ -21,6 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.addresses import formatHostPort
 from gateway.kafka._guard import GuardedEndpoint
 from gateway.kafka._probe import DEFAULT_TIMEOUT, KafkaProbeFactory, ProbeError
 
@@ -84,10 +85,6 @@ def tcpEndpoint(reactor, host, port, timeout):
     if isIPv6Address(host):
         return TCP6ClientEndpoint(reactor, host, port, timeout)
     return HostnameEndpoint(reactor, host, port, timeout)
-
-
-def _name(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Broker:
@@ -191,7 +188,8 @@ class BrokerHealthService(MultiService):
         endpointFactory = endpointFactory or tcpEndpoint
         self.brokers = {}
         for host, port in parseBootstrap(bootstrap):
-            broker = self.brokers[_name(host, port)] = _Broker(_name(host, port))
+            name = formatHostPort(host, port)
+            broker = self.brokers[name] = _Broker(name)
             factory = KafkaProbeFactory(
                 reactor,
                 probeTimeout,

@@ -16,6 +16,7 @@ the backlog until descriptors free up.
 import socket
 from dataclasses import dataclass
 
+from gateway.compat.twisted import listeningSocket
 from gateway.framing.options import (
     FramingOption,
     OptionError,
@@ -228,7 +229,7 @@ def configurePort(port, policy):
     :return: the options applied, by name, for the log.
     :rtype: L{dict}
     """
-    skt = getattr(port, "socket", None)
+    skt = listeningSocket(port)
     if skt is None or skt.family not in (socket.AF_INET, socket.AF_INET6):
         return {}
     applied = {}

@@ -18,7 +18,6 @@ the group has stopped when every child has exited.
 """
 
 import os
-import re
 import sys
 
 from twisted.application.internet import TimerService
@@ -26,6 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.runner.procmon import ProcessMonitor
 
+from gateway.compat.twisted import CLASSIC_LOG_LEVEL, PROCESS_LINE_FIELD, monitoredCount
 from gateway.framing.options import splitEscaped
 
 __all__ = [
@@ -179,13 +179,13 @@ class _RelayedLevels:
     level still shows every worker's warnings.
     """
 
-    _LEVEL = re.compile(r"^\S+ \[[^\]]*#(warn|error|critical)\]")
+    _LEVEL = CLASSIC_LOG_LEVEL
 
     def __init__(self, logger):
         self._logger = logger
 
     def info(self, format, **kwargs):
-        match = self._LEVEL.match(str(kwargs.get("line", "")))
+        match = self._LEVEL.match(str(kwargs.get(PROCESS_LINE_FIELD, "")))
         emit = getattr(self._logger, match.group(1)) if match else self._logger.info
         emit(format, **kwargs)
 
@@ -225,7 +225,7 @@ class WorkerGroup(ProcessMonitor):
         """
         Start every worker.
         """
-        log.info("starting {count} more gateway workers", count=len(self._processes))
+        log.info("starting {count} more gateway workers", count=monitoredCount(self))
         ProcessMonitor.startService(self)
 
     def stopService(self):

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.kafka.test_probe -*-
 """
-The Kafka probe protocol: ApiVersions v0 bytes as the protocol guide gives
-them, replies matched by correlation id, latency on the injected clock,
-timeouts, lost connections and replies it cannot trust.
+The Kafka probe protocol: ApiVersions v0 requests on the wire, replies
+matched by correlation id, latency on the injected clock, timeouts, lost
+connections and replies it cannot trust.  The bytes themselves are tested
+in L{tests.kafka.test_wire}.
 """
 
 import struct
@@ -23,41 +24,8 @@ from gateway.kafka._probe import (
     ProbeConnectionLost,
     ProbeError,
     ProbeTimeout,
-    decodeApiVersionsResponse,
-    encodeApiVersionsRequest,
 )
-
-#: What a Kafka 4.1 broker offers, abridged: (api_key, min, max).
-APIS = ((0, 3, 12), (3, 0, 13), (18, 0, 4))
-
-
-def apiVersionsReply(correlationId, errorCode=0, apis=APIS):
-    """
-    An ApiVersions v0 response, written out field by field from the Kafka
-    protocol guide (response header v0, then the v0 body), size prefix
-    included.
-    """
-    body = struct.pack(">i", correlationId)  # response header: correlation_id INT32
-    body += struct.pack(">h", errorCode)  # error_code INT16
-    body += struct.pack(">i", len(apis))  # api_keys: ARRAY => INT32 count
-    for key, low, high in apis:
-        body += struct.pack(">hhh", key, low, high)  # api_key, min_version, max_version
-    return struct.pack(">i", len(body)) + body
-
-
-def parseRequests(data):
-    """
-    Split what a client wrote into ``(apiKey, version, correlationId,
-    clientId)`` requests.
-    """
-    requests = []
-    while data:
-        (size,) = struct.unpack_from(">i", data)
-        message, data = data[4 : 4 + size], data[4 + size :]
-        apiKey, version, correlationId, idSize = struct.unpack_from(">hhih", message)
-        requests.append((apiKey, version, correlationId, message[10 : 10 + idSize]))
-        assert len(message) == 10 + idSize, "ApiVersions v0 has an empty body"
-    return requests
+from tests.kafka.test_wire import APIS, apiVersionsReply, parseRequests
 
 
 class FakeBroker(Int32StringReceiver):
@@ -108,51 +76,6 @@ class ProtocolTestsMixin:
         data = self.transport.value()
         self.transport.clear()
         return parseRequests(data)
-
-
-class CodecTests(SynchronousTestCase):
-    """
-    Encoding and decoding, byte for byte.
-    """
-
-    def test_requestBytes(self):
-        """
-        An ApiVersions v0 request is request header v1 (api_key 18, version
-        0, correlation id, client id as INT16 size and bytes) and no body.
-        """
-        self.assertEqual(
-            encodeApiVersionsRequest(7),
-            b"\x00\x12\x00\x00\x00\x00\x00\x07\x00\x13kafka-gateway-probe",
-        )
-
-    def test_responseDecoded(self):
-        """
-        A response gives its correlation id, error code and API ranges.
-        """
-        reply = apiVersionsReply(9, 0)[4:]
-        self.assertEqual(decodeApiVersionsResponse(reply), (9, 0, APIS))
-
-    def test_responseTrailingBytesIgnored(self):
-        """
-        Bytes after the v0 fields (as later versions add) are ignored.
-        """
-        reply = apiVersionsReply(9, 0)[4:] + b"\x00\x00\x00\x00"
-        self.assertEqual(decodeApiVersionsResponse(reply), (9, 0, APIS))
-
-    def test_truncatedResponse(self):
-        """
-        A response shorter than its fields say is a L{ProbeError}.
-        """
-        reply = apiVersionsReply(9, 0)[4:-1]
-        self.assertRaises(ProbeError, decodeApiVersionsResponse, reply)
-        self.assertRaises(ProbeError, decodeApiVersionsResponse, b"\x00\x00")
-
-    def test_negativeCount(self):
-        """
-        A negative API count is a L{ProbeError}, not an empty list.
-        """
-        reply = struct.pack(">ihi", 1, 0, -1)
-        self.assertRaises(ProbeError, decodeApiVersionsResponse, reply)
 
 
 class ProbeTests(ProtocolTestsMixin, SynchronousTestCase):

@@ -4,7 +4,7 @@ real Kafka: one gateway process (C{--workers 1}, a C{tcp:} listener), or
 C{--workers N} processes sharing the port (C{reuseport:} listeners and the
 gateway's own C{--workers N}; the kernel spreads connections across them).
 
-Starts a local Kafka (C{gateway.devkafka}, broker name "conns") and the
+Starts a local Kafka (C{devkafka}, broker name "conns") and the
 gateway, then:
 
   1. client processes (spawned; each holds at most C{--per-process}
@@ -312,7 +312,7 @@ def verify(bootstrap, topic, r):
     Consume the topic: how many records, how many distinct, how many of
     the messages sent are missing, and values no client sent.
     """
-    from gateway.devkafka import consume
+    from devkafka import consume
 
     records = consume(bootstrap, topic, count=r["watermarks"], timeout=120)
     values = [rec.value for rec in records]
@@ -440,7 +440,7 @@ def main(argv=None):
 
     from throughput import createTopic
 
-    from gateway.devkafka import DevKafka, DevKafkaError
+    from devkafka import DevKafka, DevKafkaError
 
     processes, sources = plan(args.connections, args.per_process, args.per_source)
     print(

@@ -1,7 +1,7 @@
 """
 End-to-end throughput against a real Kafka broker.
 
-Starts a local Kafka (C{gateway.devkafka}, broker name "bench"), then, on
+Starts a local Kafka (C{devkafka}, broker name "bench"), then, on
 fresh topics of the same shape:
 
   (a) baseline: a Python loop calling confluent-kafka's C{produce()} with the
@@ -509,7 +509,7 @@ def main(argv=None):
     if min(args.messages, args.clients, args.size, args.repeat) < 1:
         parser.error("--messages, --clients, --size and --repeat must be positive")
 
-    from gateway.devkafka import DevKafka
+    from devkafka import DevKafka
     from tests.integration.gatewayprocess import CLEAN_EXIT
 
     payloadMb = args.messages * args.size / 1e6

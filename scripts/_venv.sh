@@ -1,6 +1,9 @@
 # Sourced by scripts/run and scripts/test: create .venv (Python >= 3.11) and
-# install the project into it, editable in "compat" mode so twistd finds
-# twisted/plugins/gateway_plugin.py in the checkout.
+# install into it, as a user would (a regular, not editable, install, which
+# prints no deprecation warning and puts twisted/plugins/gateway_plugin.py
+# where twistd looks), the checkout's kafka-gateway with $EXTRAS, the
+# development broker tools/devkafka, and any $PACKAGES given. Every run
+# reinstalls them, so .venv always runs the checkout's code.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,5 +15,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${EXTRAS:-}" --config-settings editable_mode=compat
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# setuptools builds in the source tree and never empties build/: a module
+# deleted from the checkout would live on in the installed copy.
+rm -rf build tools/devkafka/build
+# shellcheck disable=SC2086  # $PACKAGES is a list of paths
+.venv/bin/python -m pip install -q --disable-pip-version-check \
+    ".${EXTRAS:-}" ./tools/devkafka ${PACKAGES:-}

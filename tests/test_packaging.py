@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_packaging -*-
 """
 The wheel carries the twistd plugin and none of the C{__init__.py} files
-that would replace Twisted's own, and a plain install of it gives a working
-C{twistd gateway}.
+that would replace Twisted's own, nor the development broker; a plain
+install of it gives a working C{twistd gateway} and C{gateway-probe}. The
+development broker is a distribution of its own (C{tools/devkafka}) that
+carries its Maven and Kafka configuration files.
 """
 
 import os
@@ -15,22 +17,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DEVKAFKA = ROOT / "tools" / "devkafka"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def buildWheel(source, out):
     """
-    Build the project's wheel once for this module, from its sdist, so that
-    nothing left in a local C{build/} directory can leak into it.
+    Build the wheel of the project in C{source} into C{out}, from its sdist,
+    so that nothing left in a local C{build/} directory can leak into it.
+
+    :return: the wheel's path.
     """
-    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
         check=True,
         capture_output=True,
     )
     [path] = out.glob("*.whl")
     return path
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """
+    The project's wheel, built once for this module.
+    """
+    return buildWheel(ROOT, tmp_path_factory.mktemp("wheel"))
 
 
 def test_wheelHoldsPluginWithoutTwistedInit(wheel):
@@ -48,11 +59,24 @@ def test_wheelHoldsPluginWithoutTwistedInit(wheel):
     for module in (
         "gateway/tap.py",
         "gateway/plugins/gateway_builtin.py",
-        "gateway/reuseport.py",
+        "gateway/server/reuseport.py",
         "gateway/kafka/producer.py",
-        "gateway/devkafka/pom.xml",
+        "gateway/ops/readiness.py",
+        "gateway/ops/static/status.html",
     ):
         assert module in names
+
+
+def test_wheelWithoutDevelopmentBroker(wheel):
+    """
+    Nothing of the development broker, which fetches Kafka from Maven
+    Central, is in the wheel: no C{devkafka} package at the top or inside
+    C{gateway}, and no C{pom.xml} anywhere.
+    """
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if "devkafka" in n or n.endswith("pom.xml")] == []
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"gateway", "twisted"}
 
 
 def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
@@ -78,3 +102,46 @@ def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "--bootstrap-servers" in result.stdout
     assert "length-prefixed" in result.stdout
+    probe = subprocess.run(
+        [str(env / "bin" / "gateway-probe"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert "usage: gateway-probe" in probe.stdout
+    found = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u, gateway.ops, pathlib; "
+            "print(u.find_spec('devkafka'), u.find_spec('gateway.devkafka')); "
+            "print((pathlib.Path(gateway.ops.__file__).parent / 'static' / 'status.html')"
+            ".is_file())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["None", "None", "True"]
+
+
+def test_developmentBrokerWheel(tmp_path):
+    """
+    The development broker's own wheel holds the top-level C{devkafka}
+    package with the files it reads at run time (the Maven project and the
+    broker's and log4j's properties), and nothing of the gateway.
+    """
+    names = set(zipfile.ZipFile(buildWheel(DEVKAFKA, tmp_path)).namelist())
+    for name in (
+        "devkafka/__init__.py",
+        "devkafka/__main__.py",
+        "devkafka/pom.xml",
+        "devkafka/server.properties",
+        "devkafka/log4j.properties",
+        "devkafka/log4j2.properties",
+    ):
+        assert name in names
+    assert not [n for n in names if n.startswith(("gateway/", "twisted/"))]

@@ -23,7 +23,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.faults import waitFor, waitForSize
 
 __all__ = [

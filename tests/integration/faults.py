@@ -24,7 +24,7 @@ from base64 import b64decode
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from gateway.devkafka import DevKafka, consume
+from devkafka import DevKafka, consume
 from tests.integration.conftest import devkafkaHome
 from tests.integration.gatewayprocess import GatewayProcess
 
@@ -169,7 +169,7 @@ def brokerUp(broker, timeout=60.0):
     Wait until the broker answers a Metadata request (after a restart or a
     thaw).
     """
-    from gateway.devkafka import ProbeError, probeMetadata
+    from devkafka import ProbeError, probeMetadata
 
     def answers():
         try:

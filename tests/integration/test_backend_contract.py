@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess
 
 #: (backend, broker fixture, whether records carry the gateway's headers)

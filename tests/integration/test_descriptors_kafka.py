@@ -14,7 +14,7 @@ import resource
 import socket
 import time
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.faults import TopicSize
 from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess
 from tests.integration.test_gateway_kafka import newTopic

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.integration.test_devkafka -*-
 """
-Tests for :mod:`gateway.devkafka` against real brokers and its command line.
+Tests for :mod:`devkafka` against real brokers and its command line.
 """
 
 import os
@@ -11,7 +11,7 @@ import uuid
 
 from confluent_kafka import Producer
 
-from gateway.devkafka import DevKafka, consume, probeMetadata
+from devkafka import DevKafka, consume, probeMetadata
 
 from .conftest import devkafkaHome
 
@@ -35,7 +35,7 @@ def _freePort():
 
 def _cli(request, *args, env=None, timeout=180):
     return subprocess.run(
-        [sys.executable, "-m", "gateway.devkafka", *args],
+        [sys.executable, "-m", "devkafka", *args],
         cwd=request.config.rootpath,
         env=env,
         capture_output=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.gatewayprocess import CLEAN_EXIT, TWISTD, GatewayProcess
 from tests.integration.test_gateway_kafka import (
     checkRecords,

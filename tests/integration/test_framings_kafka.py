@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import pytest
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.gatewayprocess import GatewayProcess
 from tests.integration.test_gateway_kafka import newTopic, sendInRandomPieces
 

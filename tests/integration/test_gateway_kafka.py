@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess, socketsTo
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from gateway.devkafka import DevKafka
+from devkafka import DevKafka
 from gateway.kafka.health import DOWN, READY, BrokerHealthService
 from tests.integration.conftest import devkafkaHome
 from tests.integration.gatewayprocess import socketsTo

@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from gateway.devkafka import consume
+from devkafka import consume
 from tests.integration.faults import newTopic, producerStopped, topicSize, waitFor
 from tests.integration.gatewayprocess import CLEAN_EXIT, TWISTD, GatewayProcess, socketsTo
 

@@ -224,7 +224,7 @@ class ConsoleScriptTests(SynchronousTestCase):
         self.assertTrue(
             PROBE.exists(),
             f"{PROBE} is missing: reinstall the project "
-            "(pip install -e '.[test]' --config-settings editable_mode=compat)",
+            "(./scripts/test does, or pip install '.[test]')",
         )
 
     def probe(self, *argv):

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.integration.test_devkafka -*-
 """
-``python -m gateway.devkafka``: fetch, start, stop and inspect a local broker.
+``python -m devkafka``: fetch, start, stop and inspect a local broker.
 
 Progress goes to stderr and results to stdout (``start`` ends with the
 bootstrap address alone on the last line), so scripts can capture them.
@@ -136,7 +136,7 @@ def _parser():
         help="broker name; brokers of different names run side by side (default: default)",
     )
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.devkafka",
+        prog="python -m devkafka",
         description="Run a local Apache Kafka broker (KRaft, loopback) for development.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -4,7 +4,7 @@ A real Apache Kafka broker on loopback for development, tests and benchmarks.
 
 Jars come from Maven Central (see ``pom.xml``), are cached under
 ``$GATEWAY_DEVKAFKA_HOME`` or ``./.devkafka``, and run as one KRaft node.
-Command line: ``python -m gateway.devkafka --help``; docs: ``docs/devkafka.md``.
+Command line: ``python -m devkafka --help``; docs: ``docs/devkafka.md``.
 """
 
 from ._broker import DevKafka

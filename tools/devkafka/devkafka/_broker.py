@@ -214,7 +214,7 @@ class DevKafka:
         elif not _portFree(port):
             raise DevKafkaError(
                 f"port {port} on {_HOST} is already in use; choose another with "
-                f"--port (another broker? see 'python -m gateway.devkafka status')"
+                f"--port (another broker? see 'python -m devkafka status')"
             )
         controller = state.get("controllerPort")
         if not controller or controller == port or not _portFree(controller):

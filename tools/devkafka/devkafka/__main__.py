@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.integration.test_devkafka -*-
 """
-``python -m gateway.devkafka``: see :mod:`gateway.devkafka._cli`.
+``python -m devkafka``: see :mod:`devkafka._cli`.
 """
 
 import sys

@@ -573,7 +573,9 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         stop that cannot wait, every unconfirmed record is spooled: the two
         counters report their own figures (1 and 3 here), not each other's.
         """
-        spool = Path(self.mktemp())
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        spool = Path(directory.name) / "spool.jsonl"
         gateway = self.makeGateway(spoolPath=str(spool), drainTimeout=0.0)
         self.start()
         self.connect().dataReceived(b"a\nb\nc\n")

@@ -202,8 +202,9 @@ class DescriptorGuard:
         """
         A client connection was accepted.
 
-        :return: L{False} if it is over the room (accepted in the same batch
-            as the one that filled it): close it.
+        :return: L{False} if it is over the room: close it.  (Listeners fit
+            each accept batch to L{room}, so only a port accepting without
+            batches could overshoot.)
         """
         self.open += 1
         if self.capacity is None or self.open < self.capacity:

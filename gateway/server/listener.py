@@ -161,7 +161,8 @@ class ListenerService(Service):
             settings="".join(f", {k} {v}" for k, v in applied.items()),
         )
         if self.config.descriptors is not None:
-            beforeEachAcceptBatch(self.port, self._fitAcceptBatch)
+            port = self.port
+            beforeEachAcceptBatch(port, lambda: self._fitAcceptBatch(port))
         if self.pausedFor:
             self.port.stopReading()
 
@@ -194,11 +195,11 @@ class ListenerService(Service):
         if first and self.port is not None and hasattr(self.port, "stopReading"):
             self.port.stopReading()
 
-    def _fitAcceptBatch(self):
+    def _fitAcceptBatch(self, port):
         """
-        Before each read of the listening socket: accept at most as many
-        connections as the descriptor room has free (Twisted's batch is
-        otherwise left to grow as it does), or none, stopping every
+        Before each read of C{port}'s listening socket: accept at most as
+        many connections as the descriptor room has free (Twisted's batch
+        is otherwise left to grow as it does), or none, stopping every
         listener, when it is full.
 
         :return: whether to read the listening socket now.
@@ -212,8 +213,8 @@ class ListenerService(Service):
             # the room, or after the room shrank (a recount).
             guard.stopAccepting()
             return False
-        if acceptBatch(self.port) > room:
-            setAcceptBatch(self.port, room)
+        if acceptBatch(port) > room:
+            setAcceptBatch(port, room)
         return True
 
     def resumeAccepting(self, reason):

@@ -17,6 +17,7 @@ __all__ = [
     "EMFILE_RECOVERY_FORMAT",
     "PROCESS_LINE_FIELD",
     "acceptBatch",
+    "beforeEachAcceptBatch",
     "cachedPlugins",
     "listeningSocket",
     "monitoredCount",
@@ -112,3 +113,35 @@ PROCESS_LINE_FIELD = "line"
 #: A line of twistd's classic text log (C{formatEventAsClassicLogText}) at
 #: level warn, error or critical; group 1 is the level's name.
 CLASSIC_LOG_LEVEL = re.compile(r"^\S+ \[[^\]]*#(warn|error|critical)\]")
+
+
+# tcp.Port.doRead is one read of the listening socket: it reads
+# numberAccepts once, at its start, accepts up to that many connections
+# whatever happens during the batch (stopReading does not end it), then
+# grows numberAccepts by 20 if the batch was full.  The reactor calls the
+# port's doRead attribute, so a wrapper set on the instance runs before each
+# batch.
+
+
+def beforeEachAcceptBatch(port, hook):
+    """
+    Call C{hook()} before each read of a Twisted TCP (or UNIX) port's
+    listening socket, when that read's accept batch (L{acceptBatch}) can
+    still be set, by wrapping the port's C{doRead} on the instance.
+
+    :param hook: returns whether to read at all this time (L{False}: accept
+        nothing now).
+    :return: L{True}, or L{False} for ports without accept batches (left
+        alone).
+    """
+    if acceptBatch(port) is None:
+        return False
+    read = port.doRead
+
+    def doRead():
+        if hook():
+            return read()
+        return None
+
+    port.doRead = doRead
+    return True

@@ -9,9 +9,11 @@ At start the gateway raises its soft limit to the hard one
 (L{raiseDescriptorLimit}).  L{DescriptorGuard} then keeps a reserve of
 descriptors for the gateway's own needs: when the client connections would
 eat into it, every listener stops accepting (new connections wait in the
-kernel's backlog) and accepts again as soon as a connection closes.  Only
-the few connections Twisted accepted in the same batch as the one that
-filled the room are closed at once, counted as refused (C{descriptors}).
+kernel's backlog) and accepts again as soon as a connection closes.  Each
+listener accepts at most L{DescriptorGuard.room} connections per read of
+its listening socket (L{gateway.server.listener}), so none waiting in the
+backlog is closed for want of room; a connection over the room anyway is
+closed at once, counted as refused (C{descriptors}).
 
 If C{accept} fails anyway, the guard logs it once per interval and keeps
 the connections it has.  At this process's limit (C{EMFILE}: descriptors
@@ -200,8 +202,9 @@ class DescriptorGuard:
         """
         A client connection was accepted.
 
-        :return: L{False} if it is over the room (accepted in the same batch
-            as the one that filled it): close it.
+        :return: L{False} if it is over the room: close it.  (Listeners fit
+            each accept batch to L{room}, so only a port accepting without
+            batches could overshoot.)
         """
         self.open += 1
         if self.capacity is None or self.open < self.capacity:
@@ -209,6 +212,24 @@ class DescriptorGuard:
         if not self.full:
             self._stopAccepting()
         return self.open <= self.capacity
+
+    @property
+    def room(self):
+        """
+        Client connections that fit now, every listener together: L{None}
+        when unlimited.
+        """
+        if self.capacity is None:
+            return None
+        return max(self.capacity - self.open, 0)
+
+    def stopAccepting(self):
+        """
+        Stop every listener accepting until connections close, as when a
+        connection fills the room (once: nothing if they are stopped).
+        """
+        if not self.full:
+            self._stopAccepting()
 
     def closed(self):
         """
@@ -220,14 +241,10 @@ class DescriptorGuard:
 
     def _resume(self):
         """
-        Accept again, at most as many connections per read of a listening
-        socket as there is room for (Twisted accepts up to a hundred and
-        more at once, and pausing stops it only after the batch).
+        Accept again (each listener fits its accept batches to L{room}).
         """
         self.full = False
-        room = self.capacity - self.open
         for listener in self.listeners:
-            listener.limitAcceptBatch(room)
             listener.resumeAccepting(DESCRIPTORS)
 
     def _stopAccepting(self):

@@ -1,10 +1,18 @@
-# -*- test-case-name: tests.test_listener -*-
+# -*- test-case-name: tests.server.test_listener -*-
 """
 A listener: one endpoint, one framing, one protocol factory.
 
 L{ListenerService} binds in C{privilegedStartService} and raises there if it
 cannot, so a port that fails to bind aborts start-up instead of being logged
 and forgotten (a bare C{StreamServerEndpointService} only logs it).
+
+Twisted's TCP ports accept connections in batches that grow with the load
+(by 20 after every full one), and a batch does not stop when the port stops
+reading.  Where a L{gateway.server.descriptors.DescriptorGuard} keeps the
+room for client connections, the listener sets each batch, just before it
+starts, to at most the room free then (shared with the other listeners),
+and accepts nothing when there is none: a batch that overshot the room
+would close clients waiting in the backlog, whose data was already sent.
 """
 
 from collections import Counter
@@ -14,7 +22,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from gateway.addresses import formatAddress
-from gateway.compat.twisted import acceptBatch, setAcceptBatch
+from gateway.compat.twisted import acceptBatch, beforeEachAcceptBatch, setAcceptBatch
 from gateway.server.policy import configurePort
 
 __all__ = [
@@ -152,6 +160,9 @@ class ListenerService(Service):
             endpoint=self.config.endpoint,
             settings="".join(f", {k} {v}" for k, v in applied.items()),
         )
+        if self.config.descriptors is not None:
+            port = self.port
+            beforeEachAcceptBatch(port, lambda: self._fitAcceptBatch(port))
         if self.pausedFor:
             self.port.stopReading()
 
@@ -184,16 +195,27 @@ class ListenerService(Service):
         if first and self.port is not None and hasattr(self.port, "stopReading"):
             self.port.stopReading()
 
-    def limitAcceptBatch(self, count):
+    def _fitAcceptBatch(self, port):
         """
-        Accept at most C{count} connections at the next read of the
-        listening socket (Twisted's TCP ports accept in batches that grow
-        with the load: C{numberAccepts}); it grows again from there.
+        Before each read of C{port}'s listening socket: accept at most as
+        many connections as the descriptor room has free (Twisted's batch
+        is otherwise left to grow as it does), or none, stopping every
+        listener, when it is full.
+
+        :return: whether to read the listening socket now.
         """
-        port = self.port
-        batch = acceptBatch(port)
-        if batch is not None:
-            setAcceptBatch(port, max(1, min(batch, count)))
+        guard = self.config.descriptors
+        room = guard.room
+        if room is None:
+            return True
+        if room == 0:
+            # Read in the same reactor iteration as the batch that filled
+            # the room, or after the room shrank (a recount).
+            guard.stopAccepting()
+            return False
+        if acceptBatch(port) > room:
+            setAcceptBatch(port, room)
+        return True
 
     def resumeAccepting(self, reason):
         """

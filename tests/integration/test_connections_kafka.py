@@ -511,13 +511,20 @@ def test_descriptorReserveFillAndRecover(kafka, gateway):
     process owns), logs that the reserve was reached, C{/readyz} is still
     200 and C{/status.json} answers, and Kafka holds exactly the admitted
     clients' lines.  Once 60 admitted clients close, the 50 waiting in the
-    backlog are accepted and every client's line is in Kafka exactly once.
+    backlog are accepted and every client's line is in Kafka exactly once:
+    none of them was refused for C{descriptors} (C{/status.json}), as
+    happened when an accept batch overshot the room freed so far.
     """
     topic = newTopic(kafka)
     process, room = descriptorGateway(gateway, topic)
     port, pid = process.ports["lines"], process.process.pid
     total = room + 50
     clients = []
+
+    def listener():
+        [lines] = status(process)["listeners"]
+        return lines
+
     try:
         clients += openMany(port, room - 5, ["127.0.0.1"], line)
         waitForOpen(process, "lines", room - 5)
@@ -534,10 +541,19 @@ def test_descriptorReserveFillAndRecover(kafka, gateway):
         assert status(process)["ready"] is True
         admitted = records(kafka, topic, room)
         assert {r.value for r in admitted} == {line(n)[:-1] for n in range(room)}
+        assert listener()["refused"] == {}
 
         byName = {peerName(sock): sock for sock in clients}
         for record in admitted[:60]:
             byName[dict(record.headers)["gateway-peer"].decode()].close()
+        # Every client waiting in the backlog is accepted once, admitted or
+        # refused; none may be refused: its line would be lost.
+        waitFor(lambda: listener()["accepted"] >= total, 60.0, f"{total} accepted")
+        refused = listener()["refused"]
+        assert refused == {}, (
+            f"clients waiting in the backlog were refused ({refused}) "
+            "while 60 closes freed the room: their lines are lost"
+        )
         found = records(kafka, topic, total)
         waitForOpen(process, "lines", room - 10)
     finally:

@@ -9,13 +9,15 @@ normally keeps the gateway from ever reaching this point, is tested in
 C{test_connections_kafka}.)
 """
 
+import json
 import os
 import resource
 import socket
 import time
+from http.client import HTTPConnection
 
 from devkafka import consume
-from tests.integration.faults import TopicSize
+from tests.integration.faults import TopicSize, waitFor
 from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess
 from tests.integration.test_gateway_kafka import newTopic
 
@@ -157,12 +159,38 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
         for sock, number in clients:
             sock.sendall(b"second-%d\n" % number)
         # 40 accepted clients leave (the oldest were accepted first): 40
-        # waiting ones are accepted, with both their lines.
+        # waiting ones are accepted, with both their lines; none is refused
+        # for descriptors (an accept batch larger than the room freed so far
+        # would refuse, and lose, the ones over it).
         leaving = {number for _, number in clients[:40]}
         assert leaving <= {int(n) for n in accepted}
+
+        def listener():
+            # A new connection would find no descriptor free: ask on one of
+            # the HTTP connections held open since the start.
+            connection = HTTPConnection("127.0.0.1", gateway.httpPort)
+            connection.sock = http[0][0]
+            connection.sock.settimeout(30)
+            connection.request("GET", "/status.json")
+            [lines] = json.loads(connection.getresponse().read())["listeners"]
+            return lines
+
+        before = listener()
         for sock, _number in clients[:40]:
             sock.close()
         clients = clients[40:]
+        waitFor(
+            lambda: listener()["accepted"] >= before["accepted"] + min(40, waiting),
+            60.0,
+            "the waiting clients accepted",
+        )
+        refused = listener()["refused"].get("descriptors", 0) - before["refused"].get(
+            "descriptors", 0
+        )
+        assert refused == 0, (
+            f"{refused} waiting clients were refused for descriptors while 40 "
+            "closes freed the room: their lines are lost"
+        )
         expected = 2 * len(accepted) + 2 * min(40, waiting)
         assert stableSize(size) == expected, gateway.log()[-6000:]
         size.close()

@@ -192,9 +192,6 @@ class FakeListener:
     def resumeAccepting(self, reason):
         self.calls.append(("resume", reason))
 
-    def limitAcceptBatch(self, count):
-        self.batch = count
-
 
 class DescriptorGuardTests(SynchronousTestCase):
     """
@@ -290,6 +287,40 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual(self.calls()[-1], ("pause", DESCRIPTORS))
         self.assertEqual(len(self.calls()), 3)
 
+    def test_room(self):
+        """
+        The room is the client connections that still fit, every listener
+        together, never below zero; L{None} without a limit.
+        """
+        guard = self.guard()
+        self.assertEqual(guard.room, 170)
+        for _ in range(169):
+            guard.opened()
+        self.assertEqual(guard.room, 1)
+        guard.opened()
+        guard.opened()
+        self.assertEqual(guard.room, 0)
+        guard.closed()
+        guard.closed()
+        self.assertEqual(guard.room, 1)
+        self.assertIsNone(self.guard(limit=INFINITY).room)
+
+    def test_stopAccepting(self):
+        """
+        L{DescriptorGuard.stopAccepting} (a listener found no room) stops
+        every listener for C{descriptors} once, and the next close below
+        the capacity resumes them.
+        """
+        guard = self.guard(limit=12, inUse=0)
+        guard.opened()
+        guard.opened()
+        guard.capacity = 2  # a recount found fewer descriptors free
+        guard.stopAccepting()
+        guard.stopAccepting()
+        self.assertEqual((self.calls(), guard.full), ([("pause", DESCRIPTORS)], True))
+        guard.closed()
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
+
     def test_unlimited(self):
         """
         With no descriptor limit, nothing ever pauses.
@@ -353,7 +384,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         guard.closed()
         self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
         # Resuming, the listeners accept no more at once than there is room.
-        self.assertEqual([listener.batch for listener in self.listeners], [1, 1])
+        self.assertEqual(guard.room, 1)
         [warning] = [w for w in self.logs("warn") if "error" in w]
         self.assertEqual((warning["error"], warning["open"]), ("EMFILE", 100))
         self.assertIn("room lowered to 90", warning["then"])

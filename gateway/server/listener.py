@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_listener -*-
+# -*- test-case-name: tests.server.test_listener -*-
 """
 A listener: one endpoint, one framing, one protocol factory.
 

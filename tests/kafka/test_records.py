@@ -7,6 +7,7 @@ dead-letter file.
 
 import json
 import os
+import tempfile
 from base64 import b64decode
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,8 +27,9 @@ class RecordFileTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.path = os.path.join(self.mktemp(), "records.jsonl")
-        os.makedirs(os.path.dirname(self.path))
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        self.path = os.path.join(directory.name, "records.jsonl")
         self.file = RecordFile(self.path)
 
     def test_roundTrip(self):

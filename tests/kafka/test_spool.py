@@ -6,6 +6,7 @@ while they are being confirmed (at least once).
 """
 
 import os
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,9 +24,9 @@ class SpoolTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        directory = self.mktemp()
-        os.makedirs(directory)
-        self.path = os.path.join(directory, "spool.jsonl")
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        self.path = os.path.join(directory.name, "spool.jsonl")
         self.spool = Spool(self.path)
 
     def replayingFile(self):

@@ -4,6 +4,7 @@ Tests for L{tests.support}: the helpers every other test leans on must
 themselves fail when they should, or a broken wait would pass a broken test.
 """
 
+import os
 from unittest import mock
 
 from twisted.internet.task import Clock
@@ -12,6 +13,7 @@ from twisted.protocols.haproxy import _v1parser, _v2parser
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import waiting
+from tests.support.files import temporaryDirectory
 from tests.support.logs import captureLogs, eventsFrom
 from tests.support.proxy import proxyV1, proxyV2
 from tests.support.waiting import DEADLINE, Poll, sleepOnReactor, waitFor, waitOnReactor
@@ -201,3 +203,20 @@ class ProxyHeaderTests(SynchronousTestCase):
         info = _v2parser.V2Parser.parse(header)
         self.assertEqual((info.source.host, info.source.port), ("198.51.100.9", 4444))
         self.assertEqual((info.destination.host, info.destination.port), ("10.0.0.1", 8080))
+
+
+class TemporaryDirectoryTests(SynchronousTestCase):
+    """
+    L{temporaryDirectory}.
+    """
+
+    def test_outsideTheWorkingTreeAndRemoved(self):
+        """
+        The directory exists, empty, outside the current directory, and is
+        removed when the test's clean-ups run.
+        """
+        path = temporaryDirectory(self)
+        self.assertEqual(os.listdir(path), [])
+        self.assertFalse(os.path.abspath(path).startswith(os.getcwd() + os.sep))
+        self.doCleanups()
+        self.assertFalse(os.path.exists(path))

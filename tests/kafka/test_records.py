@@ -7,12 +7,12 @@ dead-letter file.
 
 import json
 import os
-import tempfile
 from base64 import b64decode
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.records import DeliveryError, Record, RecordFile
+from tests.support.files import temporaryDirectory
 
 RECORDS = [
     Record("t", b"lines/10.0.0.1:40001", [("gateway-listener", b"lines")], b"\x00binary\n"),
@@ -27,9 +27,7 @@ class RecordFileTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        self.path = os.path.join(directory.name, "records.jsonl")
+        self.path = os.path.join(temporaryDirectory(self), "records.jsonl")
         self.file = RecordFile(self.path)
 
     def test_roundTrip(self):

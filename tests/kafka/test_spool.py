@@ -6,12 +6,12 @@ while they are being confirmed (at least once).
 """
 
 import os
-import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.records import Record, RecordFile
 from gateway.kafka.spool import Spool
+from tests.support.files import temporaryDirectory
 
 
 def record(value):
@@ -24,9 +24,7 @@ class SpoolTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        self.path = os.path.join(directory.name, "spool.jsonl")
+        self.path = os.path.join(temporaryDirectory(self), "spool.jsonl")
         self.spool = Spool(self.path)
 
     def replayingFile(self):

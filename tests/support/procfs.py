@@ -6,8 +6,9 @@ connections to Kafka.
 """
 
 import os
-import tempfile
 from pathlib import Path
+
+from tests.support.files import temporaryDirectory
 
 __all__ = ["fakeProc", "temporaryProc"]
 
@@ -17,9 +18,7 @@ def temporaryProc(testCase):
     :return: the path of a directory to stand for C{/proc} (not created
         yet), outside the working directory, removed after the test.
     """
-    directory = tempfile.TemporaryDirectory()
-    testCase.addCleanup(directory.cleanup)
-    return os.path.join(directory.name, "proc")
+    return os.path.join(temporaryDirectory(testCase), "proc")
 
 
 def fakeProc(root, connections, ownInodes):

@@ -209,7 +209,7 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         expectedBytes = len(data) + len(OVERSIZED)
 
         truth = waitForStatus(
-            port,
+            gateway,
             lambda s: (
                 s["producer"]["delivered"] == MESSAGES
                 and s["listeners"][0]["closed"] == 1

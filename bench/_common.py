@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if str(ROOT) not in sys.path:
     # "python bench/x.py" puts bench/ first on the path, not the repository;
-    # tests.integration.gatewayprocess lives there.
+    # tests.integration.support lives there.
     sys.path.insert(0, str(ROOT))
 
 FRAMINGS = ("lines", "length-prefixed")

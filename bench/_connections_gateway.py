@@ -33,7 +33,7 @@ def gatewayHelp():
     """
     C{twistd gateway --help}: what this gateway's command line offers.
     """
-    from tests.integration.gatewayprocess import TWISTD
+    from tests.integration.support.process import TWISTD
 
     return subprocess.run(
         [TWISTD, "gateway", "--help"],
@@ -135,7 +135,7 @@ class Gateway:
         :param options: the listener's options, C{"NAME=VALUE"} strings.
         :param extra: more arguments of C{twistd gateway}.
         """
-        from tests.integration.gatewayprocess import GatewayProcess
+        from tests.integration.support.process import GatewayProcess
 
         self.count = workers
         options = f"({','.join(options)})" if options else ""

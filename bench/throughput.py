@@ -322,7 +322,8 @@ def runBaseline(bootstrap, topic, warmupTopic, partitions, args, brokerPid):
 
 
 def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
-    from tests.integration.gatewayprocess import GatewayProcess, socketsTo
+    from tests.integration.support.process import GatewayProcess
+    from tests.integration.support.procfs import socketsTo
 
     brokerPort = int(bootstrap.rsplit(":", 1)[1])
     workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
@@ -510,7 +511,7 @@ def main(argv=None):
         parser.error("--messages, --clients, --size and --repeat must be positive")
 
     from devkafka import DevKafka
-    from tests.integration.gatewayprocess import CLEAN_EXIT
+    from tests.integration.support.process import CLEAN_EXIT
 
     payloadMb = args.messages * args.size / 1e6
     print(

@@ -5,6 +5,7 @@ keys, the status page and the Kafka probes.
 """
 
 import ipaddress
+import os
 
 __all__ = ["formatAddress", "formatHostPort", "isIPAddress"]
 
@@ -29,7 +30,9 @@ def formatAddress(address):
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is None or port is None:
-        return getattr(address, "name", None) or str(address)
+        name = getattr(address, "name", None)
+        # Twisted's UNIXAddress holds its path as bytes.
+        return (os.fsdecode(name) if isinstance(name, bytes) else name) or str(address)
     return formatHostPort(host, port)
 
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_deprecated -*-
 """
 Deprecated: moved to L{gateway.server.policy}, C{ListenerGate} to
 L{gateway.server.gate}, C{OncePerInterval} to L{gateway.logs}.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_deprecated -*-
 """
 Deprecated: moved to L{gateway.server.listener}, C{formatAddress} to
 L{gateway.addresses}, C{HTTPService} to L{gateway.ops.http}.

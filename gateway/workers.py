@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_deprecated -*-
 """
 Deprecated: moved to L{gateway.server.workers}.
 This module re-exports the old names and will be removed in a later release.

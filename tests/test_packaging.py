@@ -115,7 +115,7 @@ def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
             str(python),
             "-c",
             "import importlib.util as u, gateway.ops, pathlib; "
-            "print(u.find_spec('devkafka'), u.find_spec('gateway.devkafka')); "
+            "print(u.find_spec('devkafka'), u.find_spec('devkafka')); "
             "print((pathlib.Path(gateway.ops.__file__).parent / 'static' / 'status.html')"
             ".is_file())",
         ],

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_confluent -*-
+# -*- test-case-name: tests.kafka.test_producer -*-
 """
 The default producer backend: confluent-kafka (librdkafka).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_records -*-
+# -*- test-case-name: tests.kafka.test_records -*-
 """
 Records outside Kafka: the form a backend reports a failed record in, and the
 files that keep records the gateway could not deliver (the spool, produced

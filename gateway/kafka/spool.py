@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.kafka.test_producer -*-
+# -*- test-case-name: tests.kafka.test_spool -*-
 """
 The spool: records not delivered when the gateway stopped, produced first at
 the next start.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_web -*-
+# -*- test-case-name: tests.ops.test_http -*-
 """
 The HTTP service: the gateway's HTTP site (L{gateway.ops.web.buildSite}) on
 its own endpoint, bound like the listeners (at start, raising when it

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_metrics -*-
+# -*- test-case-name: tests.ops.test_kafkaconnections -*-
 """
 How many TCP connections this process holds to Kafka, counted from the
 kernel's tables: the figure that shows Kafka connections grow with worker

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.ops.test_metrics -*-
+# -*- test-case-name: tests.ops.test_sockdiag -*-
 """
 The kernel's TCP socket tables through C{NETLINK_SOCK_DIAG} (what C{ss}
 reads), filtered by port in the kernel.

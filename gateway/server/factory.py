@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.server.test_factory -*-
 """
 The protocol factory every built-in framing uses: it hands each protocol its
 listener's configuration, limit and a connection number.

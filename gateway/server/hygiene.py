@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.server.test_connections -*-
+# -*- test-case-name: tests.server.test_hygiene -*-
 """
 The per-connection side of connection hygiene (L{gateway.server.policy}), mixed
 into every framing protocol through

@@ -12,16 +12,15 @@ format, so its records have no headers (the key names listener and peer).
 import json
 import subprocess
 import time
-import uuid
 from base64 import b64decode
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkafka import consume
-from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess
+from tests.integration.support.process import CLEAN_EXIT, GatewayProcess
+from tests.integration.support.topics import checkRecords, newTopic, topicSize
+from tests.support.waiting import waitFor
 
 #: (backend, broker fixture, whether records carry the gateway's headers)
 SUPPORTED = [
@@ -72,32 +71,6 @@ def pair(request, tmp_path):
         process.stop()
 
 
-def newTopic(broker, partitions=3, config=None):
-    name = f"contract-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    for future in admin.create_topics(
-        [NewTopic(name, partitions, 1, config=config or {})]
-    ).values():
-        future.result(30)
-    return name
-
-
-def topicSize(broker, topic):
-    """
-    How many records the topic holds, from its partitions' end offsets
-    (exact, and without waiting for records that should not be there).
-    """
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "contract"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        )
-    finally:
-        consumer.close()
-
-
 def send(connections, sent, count):
     """
     Each connection sends C{count} more lines, numbered per connection.
@@ -113,26 +86,6 @@ def send(connections, sent, count):
         sock.sendall(b"".join(lines))
 
 
-def checkRecords(pair, records, sent):
-    """
-    Exactly what was sent, once each, in order per connection, keyed by
-    listener and peer (and, where the backend carries them, with headers).
-    """
-    assert len(records) == sum(len(v) for v in sent.values())
-    assert len({r.value for r in records}) == len(records), "duplicates"
-    received = defaultdict(list)
-    for record in records:
-        listener, _, peer = record.key.decode().partition("/")
-        assert listener == "lines"
-        received[peer].append(record.value)
-        headers = dict(record.headers)
-        if pair.headers:
-            assert headers == {"gateway-listener": b"lines", "gateway-peer": peer.encode()}
-        else:
-            assert headers == {}
-    assert received == sent
-
-
 def test_deliversEveryRecordOnceInOrder(pair):
     """
     Four connections send 250 numbered lines each, in interleaved bursts:
@@ -140,7 +93,7 @@ def test_deliversEveryRecordOnceInOrder(pair):
     connection, keyed by listener and peer; SIGTERM stops the gateway
     cleanly with exact counts.
     """
-    topic = newTopic(pair.broker)
+    topic = newTopic(pair.broker, prefix="contract")
     process = pair.start("--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1")
     connections = [process.connect("lines") for _ in range(4)]
     sent = defaultdict(list)
@@ -149,19 +102,12 @@ def test_deliversEveryRecordOnceInOrder(pair):
     for sock in connections:
         sock.close()
     records = consume(pair.broker.bootstrap, topic, count=1000, timeout=60)
-    checkRecords(pair, records, sent)
+    checkRecords(records, sent, headers=pair.headers)
     assert process.stop() in CLEAN_EXIT
     log = process.log()
     assert f"Kafka producer created ({pair.backend})" in log
     assert "Kafka producer stopped: 1000 records delivered, 0 not delivered" in log
-    assert topicSize(pair.broker, topic) == 1000
-
-
-def waitFor(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    assert topicSize(pair.broker.bootstrap, topic) == 1000
 
 
 def test_recordOverTheBrokerLimitIsDeadLettered(pair):
@@ -171,14 +117,16 @@ def test_recordOverTheBrokerLimitIsDeadLettered(pair):
     directory; the records sent before and after it by other connections
     all arrive, in order, and the stop counts it as dead-lettered.
     """
-    topic = newTopic(pair.broker, config={"max.message.bytes": str(TOPIC_LIMIT)})
+    topic = newTopic(
+        pair.broker, prefix="contract", config={"max.message.bytes": str(TOPIC_LIMIT)}
+    )
     process = pair.start("--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1")
     connections = [process.connect("lines") for _ in range(2)]
     sent = defaultdict(list)
     send(connections, sent, 50)
     # Delivered before the big one goes, so that no batch holds both (Kafka
     # refuses a whole batch with a record over the limit, on either backend).
-    waitFor(lambda: topicSize(pair.broker, topic) == 100, 30, "the first records")
+    waitFor(lambda: topicSize(pair.broker.bootstrap, topic) == 100, 30, "the first records")
     with process.connect("lines") as big:
         bigPeer = "%s:%d" % big.getsockname()[:2]
         big.sendall(b"B" * OVERSIZED + b"\n")
@@ -188,7 +136,7 @@ def test_recordOverTheBrokerLimitIsDeadLettered(pair):
     for sock in connections:
         sock.close()
     records = consume(pair.broker.bootstrap, topic, count=200, timeout=60)
-    checkRecords(pair, records, sent)
+    checkRecords(records, sent, headers=pair.headers)
     assert process.stop() in CLEAN_EXIT
     log = process.log()
     assert "Kafka producer stopped: 200 records delivered, 0 not delivered" in log
@@ -197,7 +145,7 @@ def test_recordOverTheBrokerLimitIsDeadLettered(pair):
     assert b64decode(entry["value"]) == b"B" * OVERSIZED
     assert b64decode(entry["key"]) == f"lines/{bigPeer}".encode()
     assert "sizetoolarge" in entry["reason"].replace("_", "").lower()
-    assert topicSize(pair.broker, topic) == 200
+    assert topicSize(pair.broker.bootstrap, topic) == 200
 
 
 def test_recordOverTheClientLimitIsDeadLettered(pair):
@@ -206,7 +154,9 @@ def test_recordOverTheClientLimitIsDeadLettered(pair):
     refuses a larger record: it is dead-lettered even when sent amid other
     connections' records, and all of those arrive, in order.
     """
-    topic = newTopic(pair.broker, config={"max.message.bytes": str(TOPIC_LIMIT)})
+    topic = newTopic(
+        pair.broker, prefix="contract", config={"max.message.bytes": str(TOPIC_LIMIT)}
+    )
     process = pair.start(
         "--topic",
         topic,
@@ -224,14 +174,14 @@ def test_recordOverTheClientLimitIsDeadLettered(pair):
     for sock in connections:
         sock.close()
     records = consume(pair.broker.bootstrap, topic, count=400, timeout=60)
-    checkRecords(pair, records, sent)
+    checkRecords(records, sent, headers=pair.headers)
     assert process.stop() in CLEAN_EXIT
     assert "Kafka producer stopped: 400 records delivered, 0 not delivered" in process.log()
     deadLetters = pair.directory / "gateway-dead-letter.jsonl"
     [entry] = [json.loads(line) for line in deadLetters.read_text().splitlines()]
     assert b64decode(entry["value"]) == b"B" * OVERSIZED
     assert "MSG_SIZE_TOO_LARGE" in entry["reason"]
-    assert topicSize(pair.broker, topic) == 400
+    assert topicSize(pair.broker.bootstrap, topic) == 400
 
 
 def test_pykafkaRefusesKafka4(kafka, tmp_path):

@@ -21,31 +21,30 @@ from collections import Counter
 
 import pytest
 import pytest_twisted
-from twisted.internet.task import deferLater
 
-from tests.integration.connectionload import (
-    acceptedSockets,
-    byPeer,
+from tests.integration.support.http import (
+    listenerStatus,
+    readyz,
+    refusedCounts,
+    settledOpen,
+    status,
+    waitForOpen,
+)
+from tests.integration.support.process import CLEAN_EXIT, Gateways, waitForLog
+from tests.integration.support.procfs import acceptedSockets, socketsTo
+from tests.integration.support.sockets import (
     closeAll,
     closedBy,
     connectFrom,
-    listenerStatus,
     openMany,
     peerName,
-    proxyV1,
-    proxyV2,
     raiseOwnDescriptorLimit,
-    readyz,
-    records,
-    refusedCounts,
     sendUntilClosed,
-    settledOpen,
-    status,
     stillOpen,
-    waitForOpen,
 )
-from tests.integration.faults import newTopic, waitFor, waitForLog, waitForSize
-from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess, socketsTo
+from tests.integration.support.topics import byPeer, newTopic, records, waitForSize
+from tests.support.proxy import proxyV1, proxyV2
+from tests.support.waiting import sleepOnReactor, waitFor
 
 #: Seconds a refused client may take to see its connection closed.
 REFUSAL = 5.0
@@ -63,32 +62,15 @@ def gateway(kafka, tmp_path):
     L{GatewayProcess} keywords) against the test broker, its HTTP endpoints
     on a free port; every gateway started is stopped at the end.
     """
-    started = []
+    gateways = Gateways(tmp_path, kafka.bootstrap, "--spool", "none", "--dead-letter", "none")
 
     def start(*args, listeners=1, **keywords):
-        directory = tmp_path / f"gateway-{len(started)}"
-        directory.mkdir()
-        process = GatewayProcess(
-            directory,
-            [
-                "--bootstrap-servers",
-                kafka.bootstrap,
-                "--spool",
-                "none",
-                "--dead-letter",
-                "none",
-                *args,
-            ],
-            **keywords,
-        )
-        started.append(process)
-        process.start(listeners)
+        process = gateways.start(*args, listeners=listeners, **keywords)
         assert process.httpPort is not None, process.log()
         return process
 
     yield start
-    for process in started:
-        process.stop()
+    gateways.stopAll()
 
 
 def test_maxConnections(kafka, gateway):
@@ -387,15 +369,6 @@ def test_keepaliveIdleOnAcceptedSockets(kafka, gateway):
         closeAll(tuned + [off])
 
 
-def sleep(seconds):
-    """
-    :return: a Deferred firing after C{seconds} on the global reactor.
-    """
-    from twisted.internet import reactor
-
-    return deferLater(reactor, seconds, lambda: None)
-
-
 @pytest_twisted.inlineCallbacks
 def test_keepaliveOptionsOnAcceptedSockets(kafka):
     """
@@ -437,7 +410,7 @@ def test_keepaliveOptionsOnAcceptedSockets(kafka):
         for _ in range(250):
             if len(service.router.clients) == 3:
                 break
-            yield sleep(0.02)
+            yield sleepOnReactor(0.02)
         accepted = {
             protocol.factory.config.name: protocol.transport.getHandle()
             for protocol in service.router.clients

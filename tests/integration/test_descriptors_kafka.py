@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_descriptors_kafka -*-
 """
 Running out of descriptors for real: a gateway whose descriptor limit is
 lower than its clients, with no reserve, so C{accept} itself fails with
@@ -17,9 +18,9 @@ import time
 from http.client import HTTPConnection
 
 from devkafka import consume
-from tests.integration.faults import TopicSize, waitFor
-from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess
-from tests.integration.test_gateway_kafka import newTopic
+from tests.integration.support.process import CLEAN_EXIT, GatewayProcess
+from tests.integration.support.topics import TopicSize, newTopic, waitForStableSize
+from tests.support.waiting import waitFor
 
 #: The gateway's hard descriptor limit in this test: small, so a few hundred
 #: clients reach it.
@@ -67,18 +68,10 @@ def stableSize(size, timeout=60.0):
     """
     Wait until the topic stops growing for two seconds.
 
+    :param size: the topic's L{TopicSize}.
     :return: its number of records then.
     """
-    deadline = time.monotonic() + timeout
-    last, since = size(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = size()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= 2.0:
-            return now
-    raise AssertionError(f"the topic kept growing: {last} records")
+    return waitForStableSize(size.bootstrap, size.topic, 2.0, timeout)
 
 
 def distinctClients(records):

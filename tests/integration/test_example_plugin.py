@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 
 from devkafka import consume
-from tests.integration.gatewayprocess import CLEAN_EXIT, TWISTD, GatewayProcess
-from tests.integration.test_gateway_kafka import (
-    checkRecords,
-    newTopic,
-    sendInRandomPieces,
-)
+from tests.integration.support.process import CLEAN_EXIT, TWISTD, GatewayProcess
+from tests.integration.support.sockets import sendInRandomPieces
+from tests.integration.support.topics import checkRecords, newTopic
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "gateway-framing-stx"

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_faults -*-
 """
 Faults injected into a real broker of each test's own while clients stream
 sequence-numbered lines through a C{twistd} gateway: the broker killed and
@@ -12,29 +13,19 @@ import time
 import pytest
 
 from gateway.registry import loadBackends
-from tests.integration.faults import (
-    Clients,
-    MemorySampler,
-    Sequences,
-    assertDelivered,
-    brokerUp,
-    frozen,
+from tests.integration.support.brokers import brokerUp, frozen, ownBroker
+from tests.integration.support.clients import Clients, Sequences, assertDelivered, readSpool
+from tests.integration.support.process import (
+    CLEAN_EXIT,
     healthChanges,
-    newTopic,
-    ownBroker,
+    linesGateway,
     producerStopped,
-    readAll,
-    readSpool,
-    restartableGateway,
     stopGateway,
-    unreadBytes,
-    vmRSS,
-    waitFor,
     waitForLog,
-    waitForSize,
-    waitForStableSize,
 )
-from tests.integration.gatewayprocess import CLEAN_EXIT
+from tests.integration.support.procfs import MemorySampler, unreadBytes, vmRSS
+from tests.integration.support.topics import newTopic, readAll, waitForSize, waitForStableSize
+from tests.support.waiting import waitFor
 
 MiB = 1024 * 1024
 READY = r"Kafka health \w+ -> ready"
@@ -67,7 +58,7 @@ def test_brokerKilledAndRestarted(request, tmp_path, backend, version):
     )
     with ownBroker(request, tmp_path, version, name=f"killed-{backend}") as broker:
         topic = newTopic(broker)
-        gateway = restartableGateway(
+        gateway = linesGateway(
             tmp_path,
             broker.bootstrap,
             topic,
@@ -135,7 +126,7 @@ def test_brokerDownAtStart(request, tmp_path):
     with ownBroker(request, tmp_path, "4", name="late") as broker:
         topic = newTopic(broker)
         broker.stop()
-        gateway = restartableGateway(
+        gateway = linesGateway(
             tmp_path,
             broker.bootstrap,
             topic,
@@ -214,7 +205,7 @@ def test_brokerFrozenMemoryBounded(request, tmp_path):
     size = int(os.environ.get("FAULTS_MESSAGE_SIZE", 1000))
     with ownBroker(request, tmp_path, "4", name="frozen") as broker:
         topic = newTopic(broker)
-        gateway = restartableGateway(
+        gateway = linesGateway(
             tmp_path,
             broker.bootstrap,
             topic,
@@ -310,10 +301,8 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
     with ownBroker(request, tmp_path, "4", name="sigterm") as broker:
         topic = newTopic(broker)
         args = ("--health-interval", "1", "--drain-timeout", "2")
-        gateway = restartableGateway(tmp_path, broker.bootstrap, topic, *args)
-        again = restartableGateway(
-            tmp_path, broker.bootstrap, topic, *args, logName="twistd-2.log"
-        )
+        gateway = linesGateway(tmp_path, broker.bootstrap, topic, *args)
+        again = linesGateway(tmp_path, broker.bootstrap, topic, *args, logName="twistd-2.log")
         spool = tmp_path / "gateway-spool.jsonl"
         clients = None
         try:

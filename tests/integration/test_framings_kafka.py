@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_framings_kafka -*-
 """
 Every built-in framing end to end through one gateway process and a real
 Kafka broker: random chunking in, exact messages out, and one bad-input case
@@ -14,8 +15,9 @@ from collections import defaultdict
 import pytest
 
 from devkafka import consume
-from tests.integration.gatewayprocess import GatewayProcess
-from tests.integration.test_gateway_kafka import newTopic, sendInRandomPieces
+from tests.integration.support.process import GatewayProcess
+from tests.integration.support.sockets import peerName, sendInRandomPieces
+from tests.integration.support.topics import newTopic
 
 
 def varint(number):
@@ -121,11 +123,6 @@ def recordsFrom(kafka, topic, peers, count, timeout=60):
     return byPeer
 
 
-def peerOf(sock):
-    host, port = sock.getsockname()[:2]
-    return f"{host}:{port}"
-
-
 @pytest.mark.parametrize("name,framing,encode,kind", LISTENERS, ids=[l[0] for l in LISTENERS])
 def test_everyFramingRoundTrip(kafka, everyFraming, name, framing, encode, kind):
     """
@@ -141,7 +138,7 @@ def test_everyFramingRoundTrip(kafka, everyFraming, name, framing, encode, kind)
         sock = process.connect(name)
         sockets.append(sock)
         messages = makeMessages(kind, client, rng, 200)
-        sent[peerOf(sock)] = messages
+        sent[peerName(sock)] = messages
         sendInRandomPieces(sock, encode(messages), rng)
     for sock in sockets:
         sock.close()
@@ -188,7 +185,7 @@ def test_badInputClosesOnlyThatConnection(kafka, everyFraming, name, good, bad, 
     before = len(re.findall(rf"{reason} \(limit", process.log()))
     goodClient = process.connect(name)
     badClient = process.connect(name)
-    goodPeer, badPeer = peerOf(goodClient), peerOf(badClient)
+    goodPeer, badPeer = peerName(goodClient), peerName(badClient)
     goodClient.sendall(encode([b"good-1"]))
     badClient.sendall(good + bad)
     if reason == "incomplete":

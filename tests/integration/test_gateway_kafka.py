@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_gateway_kafka -*-
 """
 The gateway end to end: C{twistd -n gateway} as a subprocess, real client
 sockets, a real Apache Kafka broker, and every record read back.
@@ -5,50 +6,24 @@ sockets, a real Apache Kafka broker, and every record read back.
 
 import random
 import struct
-import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkafka import consume
-from tests.integration.gatewayprocess import CLEAN_EXIT, GatewayProcess, socketsTo
+from tests.integration.support.process import CLEAN_EXIT, GatewayProcess, Gateways
+from tests.integration.support.procfs import socketsTo
+from tests.integration.support.sockets import sendInRandomPieces
+from tests.integration.support.topics import checkRecords, newTopic
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def newTopic(kafka, partitions=3):
-    """
-    Create a fresh topic with several partitions, so per-connection order is
-    only kept if each connection's records stay on one partition.
-    """
-    name = f"gw-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-        future.result(30)
-    return name
 
 
 def encode(framing, messages):
     if framing == "lines":
         return b"".join(m + b"\n" for m in messages)
     return b"".join(struct.pack("!I", len(m)) + m for m in messages)
-
-
-def sendInRandomPieces(sock, data, rng):
-    """
-    Write C{data} cut at random byte boundaries, with an occasional pause so
-    the pieces reach the gateway as separate reads.
-    """
-    position = 0
-    while position < len(data):
-        size = rng.choice([1, 2, 3, 7, 50, 500, 4000])
-        sock.sendall(data[position : position + size])
-        position += size
-        if rng.random() < 0.02:
-            time.sleep(0.001)
 
 
 def payload(framing, client, sequence, rng):
@@ -59,38 +34,15 @@ def payload(framing, client, sequence, rng):
     return text + rng.randbytes(rng.randint(0, 300))
 
 
-def checkRecords(records, sent, listener):
-    """
-    Exactly the messages sent, once each, in order per connection, with the
-    listener and the client's address in their headers.
-    """
-    assert len(records) == sum(len(v) for v in sent.values())
-    received = defaultdict(list)
-    for record in records:
-        headers = dict(record.headers)
-        assert headers["gateway-listener"] == listener.encode()
-        received[headers["gateway-peer"].decode()].append(record.value)
-    assert set(received) == set(sent)
-    for peer, messages in sent.items():
-        assert received[peer] == messages, f"order or content differs for {peer}"
-
-
 @pytest.fixture
 def gateway(kafka, tmp_path):
     """
     A function that starts a gateway with the given arguments against the
     test broker; every gateway started is stopped at the end.
     """
-    started = []
-
-    def start(*args, listeners=1):
-        process = GatewayProcess(tmp_path, ["--bootstrap-servers", kafka.bootstrap, *args])
-        started.append(process)
-        return process.start(listeners)
-
-    yield start
-    for process in started:
-        process.stop()
+    gateways = Gateways(tmp_path, kafka.bootstrap)
+    yield gateways.start
+    gateways.stopAll()
 
 
 @pytest.mark.parametrize("framing", ["lines", "length-prefixed"])

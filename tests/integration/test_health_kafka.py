@@ -12,14 +12,13 @@ import time
 
 import pytest_twisted
 from twisted.application.internet import backoffPolicy
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from devkafka import DevKafka
 from gateway.kafka.health import DOWN, READY, BrokerHealthService
 from tests.integration.conftest import devkafkaHome
-from tests.integration.gatewayprocess import socketsTo
+from tests.integration.support.procfs import socketsTo
+from tests.support.waiting import sleepOnReactor, waitOnReactor
 
 INTERVAL = 0.2
 #: Slack for the reactor and the broker on a busy machine.
@@ -30,25 +29,6 @@ def _reactor():
     from twisted.internet import reactor
 
     return reactor
-
-
-def sleep(seconds):
-    return deferLater(_reactor(), seconds, lambda: None)
-
-
-@inlineCallbacks
-def waitFor(predicate, timeout, what):
-    """
-    Poll C{predicate} on the reactor until it holds.
-
-    :return: a Deferred firing with the seconds waited.
-    """
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not {what} after {timeout:g} s")
-        yield sleep(0.02)
-    return time.monotonic() - started
 
 
 def port(bootstrap):
@@ -65,11 +45,11 @@ def test_onePersistentConnection(kafka):
     service = BrokerHealthService(_reactor(), kafka.bootstrap, interval=INTERVAL)
     service.startService()
     try:
-        yield waitFor(service.isReady, 15.0, "ready")
+        yield waitOnReactor(service.isReady, 15.0, "ready")
         answered = service.probesOk
         counts = []
         for _ in range(10):
-            yield sleep(INTERVAL)
+            yield sleepOnReactor(INTERVAL)
             counts.append(socketsTo(os.getpid(), port(kafka.bootstrap)) - before)
         assert counts == [1] * 10
         assert service.probesOk - answered >= 8
@@ -109,27 +89,29 @@ def test_brokerHangsStopsAndStarts(request, tmp_path):
             lambda state, reason: changes.append((time.monotonic(), state, reason))
         )
         service.startService()
-        yield waitFor(service.isReady, 15.0, "ready")
+        yield waitOnReactor(service.isReady, 15.0, "ready")
 
         pid = broker.pid
         os.kill(pid, signal.SIGSTOP)
         try:
-            yield waitFor(lambda: service.state == DOWN, INTERVAL + 1.0 + MARGIN, "down when hung")
+            yield waitOnReactor(
+                lambda: service.state == DOWN, INTERVAL + 1.0 + MARGIN, "down when hung"
+            )
             assert "no reply from" in service.reason
         finally:
             os.kill(pid, signal.SIGCONT)
-        yield waitFor(service.isReady, 1.5 + 1.0 + INTERVAL + MARGIN, "ready when thawed")
+        yield waitOnReactor(service.isReady, 1.5 + 1.0 + INTERVAL + MARGIN, "ready when thawed")
 
         yield deferToThread(broker.stop)
         stopped = time.monotonic()
-        yield waitFor(lambda: service.state == DOWN, INTERVAL + MARGIN, "down")
+        yield waitOnReactor(lambda: service.state == DOWN, INTERVAL + MARGIN, "down")
         downAt = [t for t, state, _ in changes if state == DOWN][-1]
         assert downAt - stopped < INTERVAL + MARGIN
 
         yield deferToThread(broker.start, 120.0)
         assert broker.port == firstPort
         # At most one delay (0.5 s + up to 1 s of jitter) and one probe.
-        waited = yield waitFor(service.isReady, 1.5 + INTERVAL + MARGIN, "ready again")
+        waited = yield waitOnReactor(service.isReady, 1.5 + INTERVAL + MARGIN, "ready again")
         assert waited < 1.5 + INTERVAL + MARGIN
     finally:
         if service is not None:

@@ -8,16 +8,15 @@ again; C{/metrics} must hold exactly the traffic the test generated.
 """
 
 import json
-import re
 import struct
 import time
-import urllib.error
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.integration.faults import newTopic, ownBroker, waitFor, waitForSize
-from tests.integration.gatewayprocess import GatewayProcess, socketsTo
+from tests.integration.support.brokers import ownBroker
+from tests.integration.support.http import get, readiness, scrape
+from tests.integration.support.process import GatewayProcess
+from tests.integration.support.procfs import socketsTo
+from tests.integration.support.topics import newTopic, waitForSize
+from tests.support.waiting import waitFor
 
 #: The gateway's health interval in these tests (C{--health-interval}).
 INTERVAL = 1.0
@@ -26,8 +25,6 @@ INTERVAL = 1.0
 RECONNECT = max(INTERVAL, 1.0) + 1.0
 #: Slack for the reactor, the broker and a busy machine.
 MARGIN = 3.0
-
-HTTP_LISTENING = re.compile(r"http listening on (?P<host>[\d.]+):(?P<port>\d+)")
 
 
 def startGateway(directory, bootstrap, topic, *listen, listeners=1):
@@ -54,53 +51,11 @@ def startGateway(directory, bootstrap, topic, *listen, listeners=1):
         args += ["--listen", spec]
     process = GatewayProcess(directory, args).start(listeners)
     try:
-        match = waitFor(
-            lambda: HTTP_LISTENING.search(process.log()),
-            10.0,
-            "the HTTP endpoints' port in the log",
-        )
+        process.waitForHttpPort(10.0)
     except AssertionError:
         process.stop()
-        raise AssertionError(f"no HTTP port logged\n{process.log()}") from None
-    process.httpPort = int(match["port"])
+        raise
     return process
-
-
-def get(process, path, timeout=5.0):
-    """
-    GET C{path} from the gateway's HTTP endpoints.
-
-    :return: C{(status, content type, body bytes)}.
-    """
-    url = f"http://127.0.0.1:{process.httpPort}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.headers["content-type"], response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers["content-type"], e.read()
-
-
-def readyz(process):
-    """
-    :return: C{(status, {"state": ..., "reason": ...})}.
-    """
-    status, contentType, body = get(process, "/readyz")
-    assert contentType == "application/json"
-    return status, json.loads(body)
-
-
-def scrape(process):
-    """
-    :return: C{/metrics} parsed by C{prometheus_client}'s own parser, as
-        C{{(sample name, sorted labels): value}}.
-    """
-    status, _, body = get(process, "/metrics")
-    assert status == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
 
 
 def waitForReadyz(process, expected, timeout):
@@ -113,7 +68,7 @@ def waitForReadyz(process, expected, timeout):
     seen = []
 
     def answered():
-        seen[:] = [readyz(process)]
+        seen[:] = [readiness(process)]
         return seen[0][0] == expected
 
     waitFor(answered, timeout, lambda: f"/readyz {expected} (last: {seen})", interval=0.05)
@@ -144,7 +99,7 @@ def test_readyzFollowsTheBroker(request, tmp_path):
             assert waited < INTERVAL + MARGIN
             assert body["state"] == "down"
             assert broker.bootstrap in body["reason"]
-            assert get(process, "/healthz")[::2] == (200, b"ok\n")
+            assert get(process.httpPort, "/healthz")[::2] == (200, b"ok\n")
             metrics = scrape(process)
             assert metrics["gateway_ready", ()] == 0
             assert metrics["gateway_kafka_health_state", (("state", "down"),)] == 1
@@ -259,7 +214,7 @@ def test_metricsCountTheTraffic(kafka, tmp_path):
         assert metrics["gateway_kafka_probes_ok_total", broker] >= 1
         assert metrics["gateway_kafka_probe_latency_seconds", broker] < 1.0
 
-        status, _, body = get(process, "/status.json")
+        status, _, body = get(process.httpPort, "/status.json")
         assert status == 200
         snapshot = json.loads(body)
         assert (snapshot["producer"]["accepted"], snapshot["producer"]["delivered"]) == (

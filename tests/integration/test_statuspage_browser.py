@@ -9,20 +9,18 @@ Chromium is Debian's C{chromium} package (C{scripts/test} installs it when
 run as root); without it the test fails, it is never skipped.
 """
 
-import json
 import os
 import re
 import subprocess
 import threading
 import time
-import urllib.request
-import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
-
-from tests.integration.gatewayprocess import GatewayProcess
+from tests.integration.support.http import status
+from tests.integration.support.process import linesGateway
+from tests.integration.support.topics import newTopic
+from tests.support.waiting import waitFor
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -42,7 +40,6 @@ CHROMIUM_FLAGS = [
     # (which virtual time waits for).
     "--virtual-time-budget=3000",
 ]
-HTTP_LISTENING = re.compile(r"http listening on (?P<host>[\d.]+):(?P<port>\d+)")
 
 MESSAGES = 250
 MAX_SIZE = 1000
@@ -77,42 +74,20 @@ def chromium(profile, *args, url):
     return done.stdout.decode()
 
 
-def httpPort(gateway, timeout=30.0):
-    """
-    The port of the gateway's HTTP endpoint, from its log line
-    C{http listening on HOST:PORT}.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = HTTP_LISTENING.search(gateway.log())
-        if match:
-            return int(match["port"])
-        time.sleep(0.1)
-    raise AssertionError(f"no 'http listening on' line in the log:\n{gateway.log()}")
-
-
-def status(port):
-    """
-    The gateway's C{/status.json}.
-    """
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10) as r:
-        return json.load(r)
-
-
-def waitForStatus(port, predicate, what, timeout=60.0):
+def waitForStatus(gateway, predicate, what, timeout=60.0):
     """
     Poll C{/status.json} until C{predicate} holds for it.
 
     :return: the status that satisfied it.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        current = status(port)
-        if predicate(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout:g} s: {current}")
-        time.sleep(0.1)
+    seen = []
+
+    def holds():
+        seen[:] = [status(gateway)]
+        return predicate(seen[0])
+
+    waitFor(holds, timeout, lambda: f"{what} (last status: {seen})")
+    return seen[0]
 
 
 class Page(HTMLParser):
@@ -167,14 +142,6 @@ class Page(HTMLParser):
             self._cell[1].append(data)
 
 
-def newTopic(kafka):
-    name = f"gw-status-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result(30)
-    return name
-
-
 class Sender(threading.Thread):
     """
     A client sending lines as fast as it can until stopped.
@@ -209,28 +176,22 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
     """
     requireChromium()
     ARTIFACTS.mkdir(exist_ok=True)
-    topic = newTopic(kafka)
-    gateway = GatewayProcess(
+    topic = newTopic(kafka, partitions=1, prefix="gw-status")
+    gateway = linesGateway(
         tmp_path,
-        [
-            "--bootstrap-servers",
-            kafka.bootstrap,
-            "--topic",
-            topic,
-            "--listen",
-            "lines=tcp:0:interface=127.0.0.1",
-            "--http",
-            "tcp:0:interface=127.0.0.1",
-            "--max-message-size",
-            str(MAX_SIZE),
-        ],
+        kafka.bootstrap,
+        topic,
+        "--http",
+        "tcp:0:interface=127.0.0.1",
+        "--max-message-size",
+        str(MAX_SIZE),
     )
     gateway.start(listeners=1)
     sockets = []
     try:
-        port = httpPort(gateway)
+        port = gateway.waitForHttpPort()
         url = f"http://127.0.0.1:{port}/"
-        waitForStatus(port, lambda s: s["ready"], "ready")
+        waitForStatus(gateway, lambda s: s["ready"], "ready")
 
         # Known traffic: MESSAGES lines on one connection, kept open...
         client = gateway.connect("lines")
@@ -248,7 +209,7 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         expectedBytes = len(data) + len(OVERSIZED)
 
         truth = waitForStatus(
-            port,
+            gateway,
             lambda s: (
                 s["producer"]["delivered"] == MESSAGES
                 and s["listeners"][0]["closed"] == 1
@@ -265,7 +226,7 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
             f"--screenshot={ARTIFACTS / 'statuspage.png'}",
             url=url,
         )
-        after = status(port)
+        after = status(gateway)
         page = Page(html)
 
         assert page.ids["error"] == "", page.ids["error"]
@@ -327,7 +288,7 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         sockets.append(sender.sock)
         sender.start()
         try:
-            waitForStatus(port, lambda s: s["producer"]["accepted"] > MESSAGES, "traffic")
+            waitForStatus(gateway, lambda s: s["producer"]["accepted"] > MESSAGES, "traffic")
             busy = Page(chromium(tmp_path / "profile-busy", "--dump-dom", url=url))
             chromium(
                 tmp_path / "profile-busy-shot",

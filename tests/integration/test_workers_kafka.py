@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_workers_kafka -*-
 """
 C{twistd gateway --workers 2} end to end: real worker processes sharing one
 C{reuseport:} port, a real Kafka broker, records read back, processes and
@@ -18,18 +19,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
 from devkafka import consume
-from tests.integration.faults import newTopic, producerStopped, topicSize, waitFor
-from tests.integration.gatewayprocess import CLEAN_EXIT, TWISTD, GatewayProcess, socketsTo
-
-#: urllib without any proxy from the environment: the gateway is on loopback.
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from tests.integration.support.http import get
+from tests.integration.support.process import CLEAN_EXIT, TWISTD, GatewayProcess, producerStopped
+from tests.integration.support.procfs import socketsTo
+from tests.integration.support.topics import newTopic, topicSize
+from tests.support.waiting import waitFor
 
 #: A worker's relayed "Kafka producer stopped" line in the parent's log.
 WORKER_STOPPED = re.compile(r"\[worker-(\d+)\] .*Kafka producer stopped: (\d+) records delivered")
@@ -86,9 +85,9 @@ def getStatus(port, timeout=10.0):
     :return: a worker's C{/status.json}, or L{None} if it does not answer.
     """
     try:
-        with _HTTP.open(f"http://127.0.0.1:{port}/status.json", timeout=timeout) as response:
-            return json.load(response)
-    except (OSError, ValueError, urllib.error.URLError):
+        code, _, body = get(port, "/status.json", timeout)
+        return json.loads(body) if code == 200 else None
+    except (OSError, ValueError):
         return None
 
 

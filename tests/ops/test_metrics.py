@@ -6,9 +6,6 @@ built on a L{MemoryReactorClock} with the fake producer backend and fake
 brokers answering the health probe.
 """
 
-import os
-import socket
-import tempfile
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,13 +17,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway import __version__
-from gateway.ops import kafkaconnections
-from gateway.ops.kafkaconnections import KafkaConnectionCounter, kafkaConnections
 from gateway.ops.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
 from gateway.ops.web import statusSnapshot
 from gateway.service import GatewayService
 from tests.fakes import FakeKafkaError, fakeBackend
 from tests.kafka.test_health import FakeNetwork
+from tests.support.files import temporaryDirectory
+from tests.support.procfs import fakeProc, temporaryProc
 
 BROKER = 9092
 
@@ -121,51 +118,6 @@ def scrape(gateway, proc="/proc"):
         for sample in family.samples:
             samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
     return samples, families
-
-
-def fakeProc(root, connections, ownInodes):
-    """
-    Write a procfs look-alike for L{kafkaConnections}.
-
-    :param root: the directory standing for C{/proc}.
-    :param connections: C{(localPort, remotePort, state, inode)} rows of
-        C{net/tcp} (the IPv6 table gets the same rows, inodes prefixed 6).
-    :param ownInodes: the socket inodes among the process's descriptors.
-    """
-    base = Path(root) / "self"
-    (base / "net").mkdir(parents=True)
-    (base / "fd").mkdir()
-    header = (
-        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
-        "retrnsmt   uid  timeout inode\n"
-    )
-    for table, prefix, address in (("tcp", "", "0100007F"), ("tcp6", "6", "0" * 32)):
-        lines = [header]
-        for n, (local, remote, state, inode) in enumerate(connections):
-            lines.append(
-                f"   {n}: {address}:{local:04X} {address}:{remote:04X} {state} "
-                f"00000000:00000000 00:00000000 00000000  1000        0 "
-                f"{prefix}{inode} 1 0 20 4 30 10 -1\n"
-            )
-        (base / "net" / table).write_text("".join(lines))
-    for fd, inode in enumerate(ownInodes):
-        os.symlink(f"socket:[{inode}]", base / "fd" / str(fd + 3))
-    os.symlink("/dev/null", base / "fd" / "0")
-    return str(root)
-
-
-class TemporaryDirectoryMixin:
-    """
-    Temporary directories outside the working directory.
-    """
-
-    def temporaryDirectory(self):
-        """
-        :return: the path of a new empty directory, removed after the test.
-        """
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        return os.path.join(directory.name, "proc")
 
 
 class ReadinessTests(GatewayMixin, SynchronousTestCase):
@@ -269,157 +221,7 @@ class ReadinessTests(GatewayMixin, SynchronousTestCase):
         self.assertIn("no health service", reason)
 
 
-class KafkaConnectionsTests(TemporaryDirectoryMixin, SynchronousTestCase):
-    """
-    L{kafkaConnections} counts the process's established connections to the
-    given remote ports from the kernel's tables.
-    """
-
-    def test_fakeTables(self):
-        """
-        Only established connections (state 01) to one of the ports, whose
-        socket is among the process's descriptors, count; IPv4 and IPv6 both.
-        """
-        proc = fakeProc(
-            self.temporaryDirectory(),
-            [
-                (50001, 9092, "01", 101),  # ours, established: counts
-                (50002, 9093, "01", 102),  # ours, other broker port: counts
-                (50003, 9092, "02", 103),  # ours, still connecting
-                (50004, 9092, "01", 104),  # another process's
-                (50005, 8080, "01", 105),  # ours, elsewhere
-            ],
-            ownInodes=[101, 102, 103, 105, 6101],
-        )
-        self.assertEqual(kafkaConnections({9092, 9093}, proc=proc), 3)
-        self.assertEqual(kafkaConnections({9092}, proc=proc), 2)
-        self.assertEqual(kafkaConnections({1234}, proc=proc), 0)
-
-    def test_excludedLocalPorts(self):
-        """
-        A socket whose local port is excluded (a listener's: a client that
-        happens to connect from a broker's port number) does not count.
-        """
-        proc = fakeProc(
-            self.temporaryDirectory(),
-            [
-                (9000, 9092, "01", 101),
-                (50001, 9092, "01", 102),
-            ],
-            ownInodes=[101, 102],
-        )
-        self.assertEqual(kafkaConnections({9092}, excludeLocalPorts={9000}, proc=proc), 1)
-
-    def test_descriptorsReadOnlyForNewSockets(self):
-        """
-        A L{KafkaConnectionCounter} reads the process's descriptors again
-        only when a matching socket appears that it has not seen: steady
-        connections, other processes' included, cost one pass over the
-        tables per call.
-        """
-        root = self.temporaryDirectory()
-        proc = fakeProc(
-            root,
-            [
-                (50001, 9092, "01", 101),
-                (50002, 9092, "01", 102),
-            ],
-            ownInodes=[101, 6101],
-        )
-        listed = []
-        listdir = os.listdir
-        self.patch(os, "listdir", lambda path: listed.append(path) or listdir(path))
-        counter = KafkaConnectionCounter(proc)
-        self.assertEqual((counter({9092}), len(listed)), (2, 1))  # 101 and 6101
-        self.assertEqual((counter({9092}), len(listed)), (2, 1))
-        table = Path(proc) / "self" / "net" / "tcp"
-        table.write_text(
-            table.read_text()
-            + table.read_text()
-            .splitlines(True)[1]
-            .replace(" 101 ", " 103 ")
-            .replace(":C351", ":C353")
-        )
-        os.symlink("socket:[103]", Path(proc) / "self" / "fd" / "9")
-        self.assertEqual((counter({9092}), len(listed)), (3, 2))
-        table.write_text("".join(table.read_text().splitlines(True)[:2]))  # only 101
-        self.assertEqual((counter({9092}), len(listed)), (2, 2))  # 101 and 6101
-
-    def test_noTables(self):
-        """
-        Without the kernel's tables (not Linux) the count is unknown.
-        """
-        self.assertIsNone(kafkaConnections({9092}, proc=self.temporaryDirectory()))
-
-    def test_realSockets(self):
-        """
-        On the real kernel tables, a connection this process opened to a
-        port is counted once (the accepted end is not: its remote port is
-        the client's).
-        """
-        server = socket.create_server(("127.0.0.1", 0))
-        self.addCleanup(server.close)
-        port = server.getsockname()[1]
-        before = kafkaConnections({port})
-        if before is None:
-            raise self.skipTest("no /proc")
-        client = socket.create_connection(("127.0.0.1", port))
-        self.addCleanup(client.close)
-        accepted, _ = server.accept()
-        self.addCleanup(accepted.close)
-        self.assertEqual(kafkaConnections({port}) - before, 1)
-        client.close()
-        accepted.close()
-        self.assertEqual(kafkaConnections({port}), before)
-
-    def test_netlinkAndProcAgree(self):
-        """
-        The count asked of the kernel through C{NETLINK_SOCK_DIAG} (filtered
-        by port there) equals the one read from C{/proc/self/net/tcp}, for
-        IPv4 and IPv6 connections; the listening port's own accepted sockets
-        are excluded either way.
-        """
-        counted = []
-        for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
-            try:
-                server = socket.create_server((host, 0), family=family)
-            except OSError:
-                continue  # no IPv6 loopback here
-            self.addCleanup(server.close)
-            port = server.getsockname()[1]
-            clients = [socket.create_connection((host, port)) for _ in range(3)]
-            for client in clients:
-                self.addCleanup(client.close)
-                accepted, _ = server.accept()
-                self.addCleanup(accepted.close)
-            netlink = KafkaConnectionCounter()
-            proc = KafkaConnectionCounter(diag=False)
-            counted.append(netlink({port}, excludeLocalPorts={port}))
-            self.assertEqual(counted[-1], proc({port}, excludeLocalPorts={port}))
-            self.assertIsNot(netlink._diag, False, "netlink was not used")
-        self.assertEqual(counted[0], 3)
-
-    def test_noNetlink(self):
-        """
-        Where a netlink socket cannot be made, the tables in C{/proc} are
-        read instead, from then on.
-        """
-        server = socket.create_server(("127.0.0.1", 0))
-        self.addCleanup(server.close)
-        port = server.getsockname()[1]
-        client = socket.create_connection(("127.0.0.1", port))
-        self.addCleanup(client.close)
-
-        def refuse():
-            raise OSError(97, "Address family not supported by protocol")
-
-        self.patch(kafkaconnections, "SockDiag", refuse)
-        counter = KafkaConnectionCounter()
-        self.assertEqual(counter({port}), 1)
-        self.assertIs(counter._diag, False)
-
-
-class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase):
+class CollectorTests(GatewayMixin, SynchronousTestCase):
     """
     L{GatewayCollector}: the gateway's counters, read at scrape time, in a
     form C{prometheus_client}'s own parser reads back.
@@ -573,9 +375,7 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         stop that cannot wait, every unconfirmed record is spooled: the two
         counters report their own figures (1 and 3 here), not each other's.
         """
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        spool = Path(directory.name) / "spool.jsonl"
+        spool = Path(temporaryDirectory(self)) / "spool.jsonl"
         gateway = self.makeGateway(spoolPath=str(spool), drainTimeout=0.0)
         self.start()
         self.connect().dataReceived(b"a\nb\nc\n")
@@ -716,7 +516,7 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         gateway = self.makeGateway()
         self.start()
         proc = fakeProc(
-            self.temporaryDirectory(),
+            temporaryProc(self),
             [
                 (50001, BROKER, "01", 1),
                 (50002, BROKER, "01", 2),
@@ -727,11 +527,11 @@ class CollectorTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase)
         samples, families = scrape(gateway, proc=proc)
         self.assertEqual(samples["gateway_build_info", (("version", __version__),)], 1)
         self.assertEqual(samples["gateway_kafka_connections", ()], 2)
-        _, families = scrape(gateway, proc=self.temporaryDirectory())
+        _, families = scrape(gateway, proc=temporaryProc(self))
         self.assertNotIn("gateway_kafka_connections", families)
 
 
-class DocumentationTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestCase):
+class DocumentationTests(GatewayMixin, SynchronousTestCase):
     """
     C{docs/operations.md} lists every metric the gateway exports.
     """
@@ -749,7 +549,7 @@ class DocumentationTests(TemporaryDirectoryMixin, GatewayMixin, SynchronousTestC
         self.connect().dataReceived(b"a\n")
         self.backend.producers[0].reportStatistics()
         self.confirm()
-        proc = fakeProc(self.temporaryDirectory(), [(50001, BROKER, "01", 1)], ownInodes=[1])
+        proc = fakeProc(temporaryProc(self), [(50001, BROKER, "01", 1)], ownInodes=[1])
         registry = metricsRegistry(GatewayCollector(gateway, proc=proc))
         text = generate_latest(registry).decode()
         names = {

@@ -13,8 +13,7 @@ import tempfile
 
 from twisted.internet import tcp
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.server import descriptors
@@ -26,22 +25,19 @@ from gateway.server.descriptors import (
     openDescriptors,
     raiseDescriptorLimit,
 )
+from tests.support.logs import captureLogs, eventsFrom
 
 NOFILE = resource.RLIMIT_NOFILE
 INFINITY = resource.RLIM_INFINITY
 
 
-def captureLogs(testCase):
+def descriptorLogs(testCase):
     """
-    :return: the events L{gateway.server.descriptors} logs during the test, at
-        every level.
+    :return: a function of a level name giving the events
+        L{gateway.server.descriptors} logged at that level during the test.
     """
-    events = EventLoggingObserver.createWithCleanup(testCase, globalLogPublisher)
-    return lambda level: [
-        e
-        for e in events
-        if e.get("log_namespace") == "gateway.server.descriptors" and e["log_level"].name == level
-    ]
+    events = captureLogs(testCase)
+    return lambda level: eventsFrom(events, "gateway.server.descriptors", level)
 
 
 class FakeLimits:
@@ -74,7 +70,7 @@ class RaiseDescriptorLimitTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.logs = captureLogs(self)
+        self.logs = descriptorLogs(self)
 
     def raiseWith(self, limits):
         return raiseDescriptorLimit(limits.getrlimit, limits.setrlimit)
@@ -202,7 +198,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.clock = Clock()
         self.listeners = [FakeListener(), FakeListener()]
         self.publisher = LogPublisher()
-        self.logs = captureLogs(self)
+        self.logs = descriptorLogs(self)
 
     def guard(self, reserve=10, limit=200, inUse=20):
         """

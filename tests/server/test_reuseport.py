@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import pytest_twisted
@@ -23,7 +22,6 @@ from twisted.internet.interfaces import (
     IStreamServerEndpointStringParser,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.failure import Failure
@@ -32,6 +30,7 @@ from zope.interface.verify import verifyObject
 
 from gateway.server import policy, reuseport
 from gateway.server.reuseport import DEFAULT_BACKLOG, ReusePortServerEndpoint
+from tests.support.waiting import waitOnReactor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -232,18 +231,6 @@ def listen():
     pytest_twisted.blockon(defer.gatherResults([p.stopListening() for p in ports if p.connected]))
 
 
-@defer.inlineCallbacks
-def waitFor(predicate, what, timeout=5.0):
-    """
-    Poll C{predicate} on the reactor until it holds.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout:g} s")
-        yield deferLater(_reactor(), 0.01, lambda: None)
-
-
 def descriptors():
     return len(os.listdir("/proc/self/fd"))
 
@@ -288,7 +275,7 @@ def test_twoShareOnePort(listen):
     listen(f"reuseport:{number}:interface=127.0.0.1", second)
     clients = [socket.create_connection(("127.0.0.1", number), timeout=5) for _ in range(32)]
     try:
-        yield waitFor(lambda: first.accepted + second.accepted == 32, "all accepted")
+        yield waitOnReactor(lambda: first.accepted + second.accepted == 32, 5.0, "all accepted")
     finally:
         for client in clients:
             client.close()
@@ -356,7 +343,7 @@ def test_ipv6Loopback(listen):
     other = _Accepting()
     listen(rf"reuseport:{number}:interface=\:\:1", other)
     with socket.create_connection(("::1", number), timeout=5):
-        yield waitFor(lambda: accepting.accepted + other.accepted == 1, "accepted")
+        yield waitOnReactor(lambda: accepting.accepted + other.accepted == 1, 5.0, "accepted")
 
 
 @needsReusePort

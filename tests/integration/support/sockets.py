@@ -1,55 +1,28 @@
 # -*- test-case-name: tests.integration.test_connections_kafka -*-
 """
-Client connections for the connection-hygiene tests: plain sockets from a
-chosen loopback source address, a non-blocking opener for thousands of them
-at once, what a client can observe of being closed, what the gateway holds
-(C{/status.json}, C{/readyz}, the sockets its process owns) and what Kafka
-holds.
+Client connections to a gateway as plain sockets: from a chosen loopback
+source address, thousands at once through a non-blocking opener, and what
+a client can observe of being closed.
 """
 
 import errno
-import json
-import os
-import re
 import resource
 import select
 import selectors
 import socket
-import struct
-import subprocess
 import time
-import urllib.error
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
-
-from devkafka import consume
-from tests.integration.faults import waitFor, waitForSize
 
 __all__ = [
-    "acceptedSockets",
-    "byPeer",
     "closeAll",
     "closedBy",
     "connectFrom",
-    "listenerStatus",
     "openMany",
     "peerName",
-    "proxyV1",
-    "proxyV2",
     "raiseOwnDescriptorLimit",
-    "readyz",
-    "records",
-    "refusedCounts",
+    "sendInRandomPieces",
     "sendUntilClosed",
-    "settledOpen",
-    "status",
     "stillOpen",
-    "waitForOpen",
 ]
-
-
-# Clients
 
 
 def connectFrom(port, source=None, host="127.0.0.1", timeout=10.0):
@@ -153,39 +126,6 @@ def raiseOwnDescriptorLimit():
     return soft
 
 
-def proxyV1(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
-    """
-    :return: a PROXY protocol v1 header for a TCP4 connection.
-    """
-    return b"PROXY TCP4 %s %s %d %d\r\n" % (
-        source.encode(),
-        destination.encode(),
-        sourcePort,
-        destinationPort,
-    )
-
-
-def proxyV2(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
-    """
-    :return: a PROXY protocol v2 header (binary) for a TCP4 connection
-        (version 2, command PROXY, AF_INET + STREAM).
-    """
-    addresses = (
-        socket.inet_aton(source)
-        + socket.inet_aton(destination)
-        + struct.pack("!HH", sourcePort, destinationPort)
-    )
-    return (
-        b"\r\n\r\n\x00\r\nQUIT\n"
-        + bytes([0x21, 0x11])
-        + struct.pack("!H", len(addresses))
-        + addresses
-    )
-
-
-# What a client sees
-
-
 def _closedNow(sock):
     """
     Read without waiting: L{True} if the peer closed (EOF) or reset.
@@ -261,154 +201,15 @@ def sendUntilClosed(sock, interval, limit):
     return sent, times, None
 
 
-# What the gateway holds
-
-
-def _get(process, path, timeout=5.0):
-    url = f"http://127.0.0.1:{process.httpPort}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def status(process):
+def sendInRandomPieces(sock, data, rng):
     """
-    :return: the gateway's C{/status.json}, parsed.
+    Write C{data} cut at random byte boundaries, with an occasional pause so
+    the pieces reach the gateway as separate reads.
     """
-    code, body = _get(process, "/status.json")
-    assert code == 200, (code, body)
-    return json.loads(body)
-
-
-def readyz(process):
-    """
-    :return: the status code of the gateway's C{/readyz}.
-    """
-    return _get(process, "/readyz")[0]
-
-
-def listenerStatus(process, name):
-    """
-    :return: one listener's entry of C{/status.json}.
-    """
-    (entry,) = [l for l in status(process)["listeners"] if l["name"] == name]
-    return entry
-
-
-def refusedCounts(process):
-    """
-    :return: C{gateway_connections_refused_total} from C{/metrics} (read
-        with C{prometheus_client}'s parser), by C{(listener, reason)}.
-    """
-    code, body = _get(process, "/metrics")
-    assert code == 200, (code, body)
-    return {
-        (sample.labels["listener"], sample.labels["reason"]): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-        if sample.name == "gateway_connections_refused_total"
-    }
-
-
-def waitForOpen(process, listener, expected, timeout=10.0):
-    """
-    Wait until the gateway counts C{expected} open connections on a
-    listener (a close counts once the gateway has seen it).
-
-    :return: the listener's C{/status.json} entry then.
-    """
-    seen = []
-
-    def reached():
-        seen[:] = [listenerStatus(process, listener)]
-        return seen[0]["connections"] == expected
-
-    waitFor(
-        reached, timeout, lambda: f"{expected} open connections (last: {seen[0]['connections']})"
-    )
-    return seen[0]
-
-
-def settledOpen(process, listener, quiet=1.0, timeout=20.0):
-    """
-    Wait until a listener's open connections have not changed for C{quiet}
-    seconds.
-
-    :return: that count.
-    """
-    seen = [None, time.monotonic()]
-
-    def settled():
-        now = listenerStatus(process, listener)["connections"]
-        if now != seen[0]:
-            seen[:] = [now, time.monotonic()]
-        return time.monotonic() - seen[1] >= quiet
-
-    waitFor(settled, timeout, lambda: f"open connections to settle (last: {seen[0]})")
-    return seen[0]
-
-
-_KEEPALIVE_TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?sec,\d+\)")
-_INODE = re.compile(r"\bino:(\d+)")
-
-
-def acceptedSockets(pid, port):
-    """
-    The established connections process C{pid} holds on its listening
-    C{port}, from the kernel's tables (C{ss}) and the process's descriptors
-    (C{/proc/PID/fd}).
-
-    :return: for each, the seconds left on its keepalive timer, or L{None}
-        when it has no keepalive timer.
-    """
-    output = subprocess.run(
-        ["ss", "-tnoeH", "state", "established", f"( sport = :{port} )"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout
-    owned = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            owned.add(target[8:-1])
-    timers = []
-    for line in output.splitlines():
-        inode = _INODE.search(line)
-        if inode is None or inode[1] not in owned:
-            continue
-        timer = _KEEPALIVE_TIMER.search(line)
-        timers.append(None if timer is None else int(timer[1] or 0) * 60 + int(timer[2]))
-    return timers
-
-
-# What Kafka holds
-
-
-def records(kafka, topic, count, timeout=30.0):
-    """
-    Wait until C{topic} holds exactly C{count} records (and no more arrive
-    for a second), then read them back.
-    """
-    size = waitForSize(kafka.bootstrap, topic, count, timeout)
-    assert size == count, f"{size} records in {topic}, expected {count}"
-    found = consume(kafka.bootstrap, topic, count=count, timeout=timeout)
-    assert len(found) == count
-    return found
-
-
-def byPeer(found):
-    """
-    :return: C{{gateway-peer header: [values in order]}}.
-    """
-    peers = {}
-    for record in found:
-        peer = dict(record.headers)["gateway-peer"].decode()
-        peers.setdefault(peer, []).append(record.value)
-    return peers
+    position = 0
+    while position < len(data):
+        size = rng.choice([1, 2, 3, 7, 50, 500, 4000])
+        sock.sendall(data[position : position + size])
+        position += size
+        if rng.random() < 0.02:
+            time.sleep(0.001)

@@ -20,6 +20,7 @@ from gateway.ops.http import HTTPService
 from gateway.registry import DEFAULT_BACKEND, FramingRegistry, loadBackends
 from gateway.router import DEFAULT_BUDGET, Router
 from gateway.server.descriptors import DEFAULT_RESERVE, DescriptorGuard, raiseDescriptorLimit
+from gateway.server.factory import listenerFactory
 from gateway.server.gate import ListenerGate
 from gateway.server.listener import (
     ListenerConfig,
@@ -219,7 +220,7 @@ class GatewayService(MultiService):
             descriptors=self.descriptors,
             proxied=endpoint.strip().lower().startswith("haproxy:"),
         )
-        listener = ListenerService(config, endpointObject, plugin.buildFactory(config))
+        listener = ListenerService(config, endpointObject, listenerFactory(plugin, config))
         listener.setServiceParent(self)
         self.listeners.append(listener)
         self.router.listeners.append(listener)

@@ -4,6 +4,7 @@ The C{netstring} and C{octet-counting} framings against the conformance kit,
 in their option variants, plus what is particular to each.
 """
 
+from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import NetstringReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -133,11 +134,12 @@ class NetstringConformance(FramingConformanceMixin, SynchronousTestCase):
         back message for message.
         """
         protocol, transport, sink = self.connect()
-        writer, writerTransport, _ = self.connect()
-        self.assertIsInstance(writer, NetstringReceiver)
+        writer, writerTransport = NetstringReceiver(), StringTransport()
+        writer.makeConnection(writerTransport)
         messages = [b"", b"a:b,c", b"\x00" * 20]
         for message in messages:
             writer.sendString(message)
+        self.assertEqual(b"".join(map(protocol.encodeFrame, messages)), writerTransport.value())
         protocol.dataReceived(writerTransport.value())
         self.assertEqual(sink.streams[0].messages, messages)
 

@@ -37,6 +37,7 @@ from gateway.framing.options import MAX_SIZE, OptionError, resolveOptions
 from gateway.logs import OncePerInterval
 from gateway.registry import loadFramings
 from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
+from gateway.server.factory import listenerFactory
 from gateway.server.gate import ListenerGate
 from gateway.server.hygiene import AGE_GRACE, MALFORMED_PROXY_HEADER
 from gateway.server.listener import ListenerConfig, ListenerService, ListenerStats
@@ -145,7 +146,7 @@ class Listener:
             descriptors=descriptors,
             proxied=endpoint.startswith("haproxy:"),
         )
-        self.factory = plugin.buildFactory(self.config)
+        self.factory = listenerFactory(plugin, self.config)
         self.proxyFactory = HAProxyWrappingFactory(self.factory)
 
     def connect(self, host="10.0.0.1", port=40000):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_base -*-
 """
 Testing framings: a recording sink, a way to connect one protocol to a fake
 transport, and L{FramingConformanceMixin}, the conformance kit every framing

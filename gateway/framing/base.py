@@ -273,7 +273,7 @@ class FramingProtocol(Protocol):
         self.paused = False
         if not self._delivering:
             FramingProtocol.dataReceived(self, b"")
-        if not self.paused:
+        if not self.paused and self.frameFailed is None:
             self.transport.resumeProducing()
 
     def stopProducing(self):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_plugin -*-
+# -*- test-case-name: tests.framing.test_base -*-
 """
 L{FramingPlugin}: the plugin object most framings need, naming a protocol
 class that is imported only when a listener uses it; and L{FramingFactory},

@@ -111,6 +111,7 @@ def allocations(count, real):
 
     from gateway.registry import loadFramings
     from gateway.router import Router
+    from gateway.server.factory import listenerFactory
     from gateway.service import DEFAULT_MAX_MESSAGE_SIZE
     from gateway.testing import connectFraming
 
@@ -154,7 +155,7 @@ def allocations(count, real):
 
     # (b) real accepted connections.
 
-    factory = plugin.buildFactory(config)
+    factory = listenerFactory(plugin, config)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     address = ("127.0.0.1", port.getHost().port)
     clientsSide = []

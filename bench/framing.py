@@ -4,7 +4,7 @@ Framing micro-benchmark (no Kafka, no sockets).
 Feeds one pre-built byte stream, cut into reads of several sizes, to each
 framing protocol connected to a L{StringTransport}, with a sink whose C{send}
 does nothing, and compares the gateway's protocols with the plain Twisted
-receivers they are built on, in the same run:
+receivers doing the same job, in the same run:
 
     lines:            gateway LinesProtocol   vs LineReceiver, LineOnlyReceiver
     length-prefixed:  gateway LengthPrefixedProtocol  vs Int32StringReceiver

@@ -8,7 +8,7 @@ import warnings
 
 from gateway.server.factory import (  # noqa: F401
     GatewayFactory,
-    listenerProtocol,
+    listenerFactory,
 )
 
 warnings.warn(

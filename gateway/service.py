@@ -19,6 +19,7 @@ from gateway.kafka.producer import KafkaProducerService
 from gateway.ops.http import HTTPService
 from gateway.router import Router
 from gateway.server.descriptors import DescriptorGuard, raiseDescriptorLimit
+from gateway.server.factory import listenerFactory
 from gateway.server.gate import ListenerGate
 from gateway.server.listener import (
     ListenerConfig,
@@ -250,7 +251,7 @@ class GatewayService(MultiService):
             proxied=listener.endpoint.strip().lower().startswith("haproxy:"),
         )
         endpoint = serverFromString(self.reactor, listener.endpoint)
-        service = ListenerService(config, endpoint, plugin.buildFactory(config))
+        service = ListenerService(config, endpoint, listenerFactory(plugin, config))
         service.setServiceParent(self)
         self.listeners.append(service)
         self.router.listeners.append(service)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_base -*-
 """
 Testing framings: a recording sink, a way to connect one protocol to a fake
 transport, and L{FramingConformanceMixin}, the conformance kit every framing
@@ -16,9 +16,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.framing.base import INCOMPLETE, TOO_LARGE
+from gateway.framing import INCOMPLETE, TOO_LARGE
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.interfaces import IFramingPlugin, IMessageSink, IMessageStream
+from gateway.server.factory import listenerFactory
 from gateway.server.listener import ListenerConfig
 
 __all__ = ["RecordingSink", "connectFraming", "FramingConformanceMixin"]
@@ -97,7 +98,7 @@ def connectFraming(
             options=resolved,
             clock=Clock() if clock is None else clock,
         )
-    factory = plugin.buildFactory(config)
+    factory = listenerFactory(plugin, config)
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", peerPort))
     protocol.makeConnection(transport)

@@ -1,9 +1,10 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_exports -*-
 """
 Framings: protocols that cut a client's byte stream into messages.
 
-Plugin authors build on L{FramedProtocolMixin} and report bad input with one
-of the reasons below (see C{docs/plugins.md}).
+This package's names are the plugin author's whole API (see
+C{docs/plugins.md}): subclass L{FramingProtocol}, write its C{parseFrames},
+declare options with L{FramingOption} and publish it with L{FramingPlugin}.
 """
 
 from gateway.framing.base import (
@@ -11,19 +12,40 @@ from gateway.framing.base import (
     MALFORMED_FRAME,
     MALFORMED_LENGTH,
     TOO_LARGE,
-    FramedProtocolMixin,
-    PauseableMixin,
+    FramingError,
+    FramingProtocol,
 )
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
+from gateway.framing.options import (
+    MAX_SIZE,
+    FramingOption,
+    OptionError,
+    boolean,
+    byteString,
+    choice,
+    integer,
+    unescape,
+)
+from gateway.framing.plugin import FramingFactory, FramingPlugin
 
 __all__ = [
-    "FramedProtocolMixin",
-    "PauseableMixin",
     "INCOMPLETE",
     "MALFORMED_FRAME",
     "MALFORMED_LENGTH",
+    "MAX_SIZE",
     "TOO_LARGE",
+    "FramingError",
+    "FramingFactory",
+    "FramingOption",
+    "FramingPlugin",
+    "FramingProtocol",
     "LengthPrefixedProtocol",
     "LinesProtocol",
+    "OptionError",
+    "boolean",
+    "byteString",
+    "choice",
+    "integer",
+    "unescape",
 ]

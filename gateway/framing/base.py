@@ -1,32 +1,37 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_base -*-
 """
-What every framing protocol shares: opening the connection's message stream,
-and the one policy for bad input.
+The one base every framing is built on: L{FramingProtocol}, a plain
+L{Protocol} that owns the buffer, pause and resume, re-entrancy, the size
+limit and the bad-input policy, so that a framing supplies only its parser
+(L{FramingProtocol.parseFrames}).
 
-The policy: a frame over the limit, a malformed length or frame, or a stream
-ending mid-frame is logged as one structured event (listener, peer,
-connection, reason, sizes) and counted per reason in the listener's stats;
-the connection is closed; nothing partial is published.  Skipping a bad frame
-and carrying on is not safe for every framing, so no framing does.
+Borrowing a Twisted receiver (C{LineReceiver}, C{IntNStringReceiver}) and
+replacing its C{dataReceived} couples a framing to the receiver's private
+buffers; here the loop that delivers frames is written once.
+
+The bad-input policy: a frame over the limit, a malformed length or frame,
+or a stream ending mid-frame is logged as one structured event (listener,
+peer, connection, reason, sizes) and counted per reason in the listener's
+stats; the connection is closed; nothing partial is published.  Skipping a
+bad frame and carrying on is not safe for every framing, so no framing does.
 """
 
+from types import MappingProxyType
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from gateway.addresses import formatAddress
-from gateway.server.hygiene import (
-    DESCRIPTORS,
-    MALFORMED_PROXY_HEADER,
-    ConnectionHygieneMixin,
-)
 
 __all__ = [
-    "FramedProtocolMixin",
-    "PauseableMixin",
-    "TOO_LARGE",
-    "MALFORMED_LENGTH",
-    "MALFORMED_FRAME",
+    "FramingError",
+    "FramingProtocol",
     "INCOMPLETE",
-    "MALFORMED_PROXY_HEADER",
+    "MALFORMED_FRAME",
+    "MALFORMED_LENGTH",
+    "TOO_LARGE",
 ]
 
 #: A frame's size, declared or seen so far, is over the limit.
@@ -39,17 +44,219 @@ MALFORMED_FRAME = "malformed-frame"
 INCOMPLETE = "incomplete"
 
 
-class PauseableMixin:
+class FramingError(Exception):
     """
-    Push-producer behaviour for framings not built on a Twisted receiver
-    that already has it (C{LineReceiver}, C{IntNStringReceiver}): pausing
-    stops reading I{and} stops delivering messages already buffered, and
-    resuming delivers them (C{dataReceived(b"")}) before reading again.
+    A parser found bad input.
 
+    :ivar reason: L{TOO_LARGE}, L{MALFORMED_LENGTH}, L{MALFORMED_FRAME} or a
+        framing's own short reason.
+    :ivar frames: the whole frames found before the bad one, in order: they
+        are published before the connection is closed.
+    :ivar consumed: the bytes those frames took, from the buffer's start.
+    :ivar sizes: numbers worth logging (C{size=}, C{buffered=}, ...).
+    """
+
+    def __init__(self, reason, frames=(), consumed=0, **sizes):
+        Exception.__init__(self, reason)
+        self.reason = reason
+        self.frames = frames
+        self.consumed = consumed
+        self.sizes = sizes
+
+
+@implementer(IPushProducer)
+class FramingProtocol(Protocol):
+    """
+    Cut a byte stream into messages with L{parseFrames}, deliver them to the
+    connection's message stream, and obey back-pressure.
+
+    What is the same for every connection of a listener lives on a subclass
+    made once per listener (L{listenerNamespace}): C{factory} (whose
+    C{config} is the listener's configuration), C{MAX_LENGTH}, C{options}
+    and the framing's own settings; a connection carries only its own state.
+
+    Push-producer rules: while paused the transport is paused and nothing is
+    delivered, not even frames already buffered; resuming delivers what is
+    buffered before reading more.  A pause, a resume or new bytes arriving
+    from inside a delivery are handled here: the running delivery carries
+    on, and nothing is delivered twice or out of order.
+
+    :ivar peer: the client's address as C{host:port}.
+    :ivar connectionId: a number unique within the listener.
+    :ivar frameFailed: the reason the connection was closed for bad input,
+        or L{None}.
     :ivar paused: whether delivery is paused.
     """
 
+    log = Logger()
+    factory = None
+    MAX_LENGTH = 16384
+    options = MappingProxyType({})
+    connectionId = 0
+    peer = "?"
+    frameFailed = None
     paused = False
+
+    #: Bytes received and not yet parsed into delivered frames.
+    _buffer = b""
+    #: Frames parsed and not yet delivered (paused in the middle of a read).
+    _pending = None
+    _delivering = False
+    _stream = None
+    _send = None
+
+    @classmethod
+    def listenerAttributes(cls, options):
+        """
+        The framing's settings derived from the listener's options, computed
+        once per listener and held by its class, not by each connection.
+
+        :param options: the listener's resolved options (every declared
+            option, and C{max-size}).
+        :return: class attributes, by name.
+        :rtype: L{dict}
+        """
+        return {}
+
+    @classmethod
+    def listenerNamespace(cls, factory):
+        """
+        The class attributes of this framing's subclass for one listener.
+
+        :param factory: the listener's factory; C{factory.config} is its
+            configuration (C{maxMessageSize}, C{options}, C{sink}, C{name},
+            C{stats}, C{clock}).
+        :rtype: L{dict}
+        """
+        config = factory.config
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__, "factory": factory}
+        if config is not None:
+            namespace["MAX_LENGTH"] = config.maxMessageSize
+            namespace["options"] = config.options
+            namespace.update(cls.listenerAttributes(config.options))
+        return namespace
+
+    @classmethod
+    def forListener(cls, factory):
+        """
+        :return: this framing's subclass for one listener (see
+            L{listenerNamespace}).
+        """
+        return type(cls.__name__, (cls,), cls.listenerNamespace(factory))
+
+    # What a framing supplies
+
+    def parseFrames(self, buffer, limit):
+        """
+        Find the whole frames at the start of C{buffer}.  Override.
+
+        Work on the whole buffer with C-level operations (C{bytes.split},
+        C{find}, C{struct.unpack_from} with offsets): this is the hot path.
+
+        :param buffer: the bytes received and not yet parsed (L{bytes}).
+        :param limit: the largest message allowed (C{MAX_LENGTH}).
+        :return: C{(frames, consumed)}: every whole message at the start of
+            C{buffer}, in order, and how many bytes they took; what is left
+            is the start of an incomplete frame (or nothing).
+        :raises FramingError: for bad input, including an incomplete frame
+            that can no longer become a valid one (e.g. already over the
+            limit), with the whole frames before it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement parseFrames")
+
+    def encodeFrame(self, payload):
+        """
+        Frame one payload as a client would send it (used to write replies,
+        such as acknowledgements, in the listener's own framing).
+
+        :param payload: the message.
+        :rtype: L{bytes}
+        :raises NotImplementedError: for a framing that cannot.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot encode a frame")
+
+    def bufferedByteCount(self):
+        """
+        :return: how many received bytes are not yet part of a whole message.
+        :rtype: L{int}
+        """
+        return len(self._buffer)
+
+    # The connection
+
+    def connectionMade(self):
+        """
+        Open the message stream carrying this connection's messages.
+        """
+        self.peer = formatAddress(self.transport.getPeer())
+        config = self.factory.config
+        self._stream = stream = config.sink.openStream(config.name, self.peer, self)
+        self._send = stream.send
+
+    def dataReceived(self, data):
+        """
+        Deliver every whole frame buffered, unless paused or already
+        delivering (a call from inside a delivery: the running delivery
+        picks the bytes up); keep the rest.
+        """
+        buffer = self._buffer
+        buffer = buffer + data if buffer else data
+        if self.paused or self._delivering or self.frameFailed is not None:
+            if self.frameFailed is None:
+                self._buffer = buffer
+            return
+        self._delivering = True
+        try:
+            if self._pending:
+                # Frames parsed before a pause come first.
+                self._buffer = buffer
+                pending, self._pending = self._pending, None
+                if not self._sendFrames(pending):
+                    return
+                buffer = self._buffer
+            parse = self.parseFrames
+            limit = self.MAX_LENGTH
+            while buffer:
+                try:
+                    frames, consumed = parse(buffer, limit)
+                    error = None
+                except FramingError as e:
+                    frames, consumed, error = e.frames, e.consumed, e
+                # Set before delivering: bytes arriving meanwhile append to it.
+                rest = self._buffer = buffer[consumed:] if consumed else buffer
+                if frames:
+                    send = self._send
+                    it = iter(frames)
+                    for frame in it:
+                        send(frame)
+                        if self.paused:
+                            # A bad frame after these is found again on resume.
+                            self._pending = list(it) or None
+                            return
+                if error is not None:
+                    self.frameError(error.reason, **error.sizes)
+                    return
+                buffer = self._buffer
+                if buffer is rest:
+                    return
+            self._buffer = buffer
+        finally:
+            self._delivering = False
+
+    def _sendFrames(self, frames):
+        """
+        Deliver parsed frames until paused.
+
+        :return: whether all were delivered.
+        """
+        send = self._send
+        it = iter(frames)
+        for frame in it:
+            send(frame)
+            if self.paused:
+                self._pending = list(it) or None
+                return False
+        return True
 
     def pauseProducing(self):
         """
@@ -60,11 +267,14 @@ class PauseableMixin:
 
     def resumeProducing(self):
         """
-        Read again, and deliver what was buffered while paused.
+        Deliver what was buffered while paused, then read again (unless a
+        delivery paused once more).
         """
         self.paused = False
-        self.transport.resumeProducing()
-        self.dataReceived(b"")
+        if not self._delivering:
+            FramingProtocol.dataReceived(self, b"")
+        if not self.paused and self.frameFailed is None:
+            self.transport.resumeProducing()
 
     def stopProducing(self):
         """
@@ -73,125 +283,64 @@ class PauseableMixin:
         self.paused = True
         self.transport.stopProducing()
 
-
-class FramedProtocolMixin(ConnectionHygieneMixin):
-    """
-    Mix into a protocol (usually a C{twisted.protocols.basic} receiver),
-    before it in the bases.
-
-    The factory (L{gateway.server.factory.GatewayFactory}) sets C{factory},
-    C{connectionId} and C{MAX_LENGTH} before the connection is made;
-    C{self.options} is the listener's resolved framing options.
-
-    The listener's connection hygiene (L{gateway.server.policy}) is applied
-    here too (L{ConnectionHygieneMixin}): the caps when the client's address
-    is known (at once, or after the PROXY header on a C{haproxy:} listener),
-    the idle timeout and the maximum age.
-
-    :ivar peer: the client's address as C{host:port}.
-    :ivar connectionId: a number unique within the listener.
-    :ivar frameFailed: the reason the connection was closed for bad input,
-        or L{None}.
-    """
-
-    log = Logger()
-    factory = None
-    connectionId = 0
-    peer = "?"
-    frameFailed = None
-    _stream = None
-    _gateHost = None
-
-    @property
-    def options(self):
+    def connectionLost(self, reason=connectionDone):
         """
-        The listener's resolved framing options.
+        Publish the whole messages still buffered (the connection may close
+        while paused: they were accepted from the client), count an
+        incomplete frame left over (it is not published), and close the
+        message stream.
         """
-        return self.factory.config.options
-
-    def connectionMade(self):
-        """
-        Count the connection, start its timers, and open the message stream
-        that carries its messages (on a C{haproxy:} listener, once the PROXY
-        header has named the real client).
-        """
-        config = self.factory.config
-        config.stats.accepted += 1
-        self.peer = formatAddress(self.transport.getPeer())
-        guard = config.descriptors
-        if guard is not None and not guard.opened():
-            # Accepted in the same batch as the one that filled the room
-            # (Twisted accepts several per read of the listening socket).
-            self._refuse(DESCRIPTORS, guard.capacity)
-            return
-        if config.proxied:
-            self._awaitProxyHeader()
-        else:
-            self._openStream()
-            if self._stream is None:
-                return  # refused by a cap, and closing
-        if config.gate is not None:
-            self._startTimers(config.gate.policy)
-
-    def _openStream(self):
-        config = self.factory.config
-        gate = config.gate
-        if gate is not None:
-            host = getattr(self.transport.getPeer(), "host", self.peer)
-            if not gate.admit(host, self.peer):
-                self.transport.loseConnection()
-                return
-            self._gateHost = host
-        self._stream = config.sink.openStream(config.name, self.peer, self)
-        self._send = self._stream.send
-        self.messageStreamOpened(self._send)
-
-    def messageStreamOpened(self, send):
-        """
-        Hook for protocols that bind C{send} into their own hot path.
-
-        :param send: the callable taking one message's bytes.
-        """
-
-    def connectionLost(self, reason):
-        """
-        Publish whole messages still buffered (the connection may close while
-        paused), close the message stream; an incomplete frame left in the
-        buffer is a bad-input event (it is not published).
-        """
-        if self.timeOut is not None:
-            self.setTimeout(None)
-        if self._ageCall is not None:
-            self._ageCall.cancel()
-            self._ageCall = None
-        config = self.factory.config
         stream = self._stream
-        if stream is not None:
+        if stream is None:
+            return
+        if self.frameFailed is None:
             self.publishBuffered()
             pending = self.bufferedByteCount()
             if pending and self.frameFailed is None:
-                self.frameError(INCOMPLETE, buffered=pending)
-            self._stream = None
-            stream.close()
-        config.stats.closed += 1
-        if config.descriptors is not None:
-            config.descriptors.closed()
-        if self._gateHost is not None:
-            config.gate.release(self._gateHost)
-            self._gateHost = None
+                self.incompleteAtClose(pending)
+        self._stream = None
+        stream.close()
 
     def publishBuffered(self):
         """
-        Publish the whole messages buffered while paused, without resuming
-        the transport: they were accepted from the client (the connection is
-        closing, or the gateway is stopping).
+        Publish every whole message buffered, paused or not, without
+        resuming the transport (the connection is closing).
         """
-        if self.frameFailed is None and getattr(self, "paused", False):
-            self.paused = False
-            try:
-                self.dataReceived(b"")
-            finally:
-                self.paused = True
+        pending, self._pending = self._pending, None
+        send = self._send
+        for frame in pending or ():
+            send(frame)
+        buffer = self._buffer
+        if not buffer:
+            return
+        try:
+            frames, consumed = self.parseFrames(buffer, self.MAX_LENGTH)
+            error = None
+        except FramingError as e:
+            frames, consumed, error = e.frames, e.consumed, e
+        self._buffer = buffer[consumed:] if consumed else buffer
+        for frame in frames:
+            send(frame)
+        if error is not None:
+            self.frameError(error.reason, **error.sizes)
+
+    def incompleteAtClose(self, buffered):
+        """
+        The connection closed with C{buffered} bytes that are not a whole
+        frame: count them as L{INCOMPLETE}.  A framing without frames
+        (C{chunks}) publishes them instead.
+        """
+        self.frameError(INCOMPLETE, buffered=buffered)
+
+    def takeBuffered(self):
+        """
+        :return: the bytes received and not parsed yet, which are dropped
+            from the buffer (for framings that publish them themselves).
+        """
+        buffer, self._buffer = self._buffer, b""
+        return buffer
+
+    # The bad-input policy
 
     def logFields(self):
         """
@@ -206,26 +355,21 @@ class FramedProtocolMixin(ConnectionHygieneMixin):
             "topic": getattr(config.sink, "topic", None),
         }
 
-    def bufferedByteCount(self):
-        """
-        :return: how many received bytes are not yet part of a whole message.
-        :rtype: L{int}
-        """
-        raise NotImplementedError()
-
     def frameError(self, reason, **sizes):
         """
         Apply the bad-input policy: log, count, close; only once per
-        connection.
+        connection.  Whatever is buffered is dropped.
 
         :param reason: L{TOO_LARGE}, L{MALFORMED_LENGTH}, L{MALFORMED_FRAME},
-            L{INCOMPLETE} or a plugin's own short reason.
+            L{INCOMPLETE} or a framing's own short reason.
         :param sizes: numbers worth logging, e.g. C{size=} (declared or seen)
             and C{buffered=}.
         """
         if self.frameFailed is not None:
             return
         self.frameFailed = reason
+        self._buffer = b""
+        self._pending = None
         counts = self.factory.config.stats.frameErrors
         counts[reason] += 1
         self.log.warn(

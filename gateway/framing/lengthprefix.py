@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_lengthprefix -*-
 """
 C{length-prefixed}: each message follows its length, an unsigned integer of
 1, 2, 4 or 8 bytes, big- or little-endian, that may count its own bytes.
@@ -6,9 +6,7 @@ C{length-prefixed}: each message follows its length, an unsigned integer of
 
 from struct import Struct
 
-from twisted.protocols.basic import IntNStringReceiver
-
-from gateway.framing.base import MALFORMED_LENGTH, FramedProtocolMixin
+from gateway.framing.base import MALFORMED_LENGTH, TOO_LARGE, FramingError, FramingProtocol
 
 __all__ = ["LengthPrefixedProtocol", "PREFIX_FORMATS"]
 
@@ -16,86 +14,68 @@ __all__ = ["LengthPrefixedProtocol", "PREFIX_FORMATS"]
 PREFIX_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-class LengthPrefixedProtocol(FramedProtocolMixin, IntNStringReceiver):
+class LengthPrefixedProtocol(FramingProtocol):
     """
-    An L{IntNStringReceiver} whose prefix is set per listener.
+    Length-prefixed messages, the prefix read with C{struct.unpack_from} at
+    an offset into the buffer and each message cut with one slice.
 
     Options: C{prefix-size} (1, 2, 4, 8), C{byte-order} (C{big},
     C{little}), C{includes-prefix} (the length counts the prefix's bytes).
 
-    It has its own C{dataReceived}, on the same single-buffer, offset-based
-    pattern as Twisted's, because Twisted's cannot subtract a self-counting
-    prefix; it also reads the prefix with C{unpack_from} instead of slicing.
+    A length over C{max-size} is C{too-large} and a self-counting length
+    smaller than the prefix is C{malformed-length}, both decided from the
+    prefix alone.
     """
 
     prefixLength = 4
     includesPrefix = False
+    structFormat = "!I"
     _prefix = Struct("!I")
 
-    def connectionMade(self):
+    @classmethod
+    def listenerAttributes(cls, options):
         """
-        Set the prefix from the listener's options.
+        The prefix's size, byte order and whether it counts itself.
         """
-        options = self.options
-        self.prefixLength = options.get("prefix-size", 4)
+        size = options.get("prefix-size", 4)
         order = "<" if options.get("byte-order", "big") == "little" else "!"
-        self.structFormat = order + PREFIX_FORMATS[self.prefixLength]
-        self._prefix = Struct(self.structFormat)
-        self.includesPrefix = options.get("includes-prefix", False)
-        FramedProtocolMixin.connectionMade(self)
+        structFormat = order + PREFIX_FORMATS[size]
+        return {
+            "prefixLength": size,
+            "structFormat": structFormat,
+            "_prefix": Struct(structFormat),
+            "includesPrefix": options.get("includes-prefix", False),
+        }
 
-    def stringReceived(self, string):
+    def parseFrames(self, buffer, limit):
         """
-        Publish one message.
+        Every whole message in C{buffer}.
         """
-        self._send(string)
-
-    _busyReceiving = False
-
-    def dataReceived(self, data):
-        """
-        Publish every complete message in the buffer unless paused; close the
-        connection on a length over the limit or below the prefix's own size.
-        """
-        if self.frameFailed:
-            return
-        if self._busyReceiving:
-            # Re-entered from a delivery (resumeProducing): the loop below
-            # carries on; keep what arrived for after it.
-            self._unprocessed += data
-            return
-        buffer = self._unprocessed + data if self._unprocessed else data
-        self._unprocessed = b""
+        frames = []
+        append = frames.append
         offset = 0
         size = len(buffer)
         prefixLength = self.prefixLength
         unpackFrom = self._prefix.unpack_from
         adjust = prefixLength if self.includesPrefix else 0
-        limit = self.MAX_LENGTH
-        send = self._send
-        self._busyReceiving = True
-        try:
-            while size - offset >= prefixLength and not self.paused:
-                (length,) = unpackFrom(buffer, offset)
-                length -= adjust
-                if length < 0:
-                    self.frameError(MALFORMED_LENGTH, declared=length + adjust)
-                    return
-                if length > limit:
-                    self.messageTooLarge(length)
-                    return
-                start = offset + prefixLength
-                end = start + length
-                if end > size:
-                    break
-                offset = end
-                send(buffer[start:end])
-            self._unprocessed = (buffer[offset:] if offset else buffer) + self._unprocessed
-        finally:
-            self._busyReceiving = False
+        while size - offset >= prefixLength:
+            (length,) = unpackFrom(buffer, offset)
+            length -= adjust
+            if length < 0:
+                raise FramingError(MALFORMED_LENGTH, frames, offset, declared=length + adjust)
+            if length > limit:
+                raise FramingError(TOO_LARGE, frames, offset, size=length)
+            start = offset + prefixLength
+            end = start + length
+            if end > size:
+                break
+            append(buffer[start:end])
+            offset = end
+        return frames, offset
 
-    def bufferedByteCount(self):
+    def encodeFrame(self, payload):
         """
-        :return: bytes of an incomplete prefix or message.
+        C{payload} after its length prefix.
         """
-        return len(self._unprocessed)
+        adjust = self.prefixLength if self.includesPrefix else 0
+        return self._prefix.pack(len(payload) + adjust) + payload

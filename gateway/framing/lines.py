@@ -1,106 +1,68 @@
-# -*- test-case-name: tests.framing.test_framing -*-
+# -*- test-case-name: tests.framing.test_lines -*-
 """
 C{lines}: each message ends with a delimiter (C{\\n} by default), which is
 not published.
 """
 
-from twisted.protocols.basic import LineReceiver
-
-from gateway.framing.base import FramedProtocolMixin
+from gateway.framing.base import TOO_LARGE, FramingError, FramingProtocol
 
 __all__ = ["LinesProtocol"]
 
+_CR = b"\r"
 
-class LinesProtocol(FramedProtocolMixin, LineReceiver):
+
+class LinesProtocol(FramingProtocol):
     """
-    L{LineReceiver} with a C{dataReceived} that splits a whole read at once.
+    Lines cut with one C{bytes.split} per read.
 
-    C{LineReceiver.dataReceived} splits off one line at a time and copies the
+    Twisted's C{LineReceiver} splits off one line at a time and copies the
     rest of the buffer each time, which is quadratic in the lines per read
-    (see C{bench/framing.py}); C{LineOnlyReceiver} splits once but ignores
-    pause.  This keeps C{LineReceiver}'s attributes, limits and
-    pause/resume (C{paused}, C{pauseProducing}, C{resumeProducing}) and
-    splits with one C{bytes.split} per read.  Raw mode is not supported.
+    (see C{bench/framing.py}); this splits a whole read at once, with one
+    C-level length check per read (the per-line check only runs when some
+    line is known to be too long).
 
     Options: C{delimiter} (bytes), C{strip-cr} (drop one C{\\r} before the
-    delimiter).
+    delimiter, which is then not counted against the limit).
+
+    A line over C{max-size} is C{too-large}, decided as soon as that many
+    bytes arrived without a delimiter.
     """
 
     delimiter = b"\n"
     stripCR = False
 
-    def connectionMade(self):
+    @classmethod
+    def listenerAttributes(cls, options):
         """
-        Take the delimiter and C{strip-cr} from the listener's options.
+        The delimiter and C{strip-cr}.
         """
-        options = self.options
-        self.delimiter = options.get("delimiter", self.delimiter)
-        self.stripCR = options.get("strip-cr", self.stripCR)
-        FramedProtocolMixin.connectionMade(self)
+        return {
+            "delimiter": options.get("delimiter", cls.delimiter),
+            "stripCR": options.get("strip-cr", cls.stripCR),
+        }
 
-    def lineReceived(self, line):
+    def parseFrames(self, buffer, limit):
         """
-        Publish one line (used by callers of the L{LineReceiver} API).
+        Every whole line in C{buffer}, without its delimiter.
         """
-        if self.stripCR and line.endswith(b"\r"):
-            line = line[:-1]
-        self._send(line)
-
-    def dataReceived(self, data):
-        """
-        Publish every complete line in the buffer, unless paused; keep the
-        rest, and close the connection when a line grows past C{MAX_LENGTH}.
-        """
-        if self.frameFailed:
-            return
-        if self._busyReceiving:
-            # Re-entered from a delivery (resumeProducing): the loop below
-            # carries on; keep what arrived for after it.
-            self._buffer += data
-            return
-        buffer = self._buffer + data if self._buffer else data
-        self._buffer = b""
-        if self.paused or not buffer:
-            self._buffer = buffer
-            return
         delimiter = self.delimiter
         lines = buffer.split(delimiter)
         rest = lines.pop()
-        limit = self.MAX_LENGTH
         if self.stripCR:
-            # One more byte is allowed for the \r that is not published.
-            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
-        # One C-level length check per read; the per-line check only runs
-        # when some line is known to be too long.
-        tooLong = bool(lines) and max(map(len, lines)) > limit
-        send = self._send
-        self._busyReceiving = True
-        try:
-            for index, line in enumerate(lines):
-                if tooLong and len(line) > limit:
-                    self._buffer = b""
-                    self.messageTooLarge(len(line))
-                    return
-                send(line)
-                if self.paused:
-                    # Keep the unsent lines as received (with any \r).
-                    remaining = buffer.split(delimiter)[index + 1 :]
-                    self._buffer = delimiter.join(remaining) + self._buffer
-                    return
-            rest += self._buffer
-            # The rest may end with the start of a multi-byte delimiter (and
-            # a \r), so it is too long only past the limit plus those bytes.
-            slack = len(delimiter) - 1 + (1 if self.stripCR else 0)
-            if len(rest) > limit + slack and delimiter not in rest:
-                self._buffer = b""
-                self.messageTooLarge(len(rest))
-                return
-            self._buffer = rest
-        finally:
-            self._busyReceiving = False
+            lines = [line[:-1] if line[-1:] == _CR else line for line in lines]
+        if lines and max(map(len, lines)) > limit:
+            index = next(i for i, line in enumerate(lines) if len(line) > limit)
+            raw = buffer.split(delimiter, index)[:index]
+            consumed = sum(map(len, raw)) + index * len(delimiter)
+            raise FramingError(TOO_LARGE, lines[:index], consumed, size=len(lines[index]))
+        # The rest may end with the start of a multi-byte delimiter (and a
+        # \r), so it is too long only past the limit plus those bytes.
+        if len(rest) > limit + len(delimiter) - 1 + self.stripCR:
+            raise FramingError(TOO_LARGE, lines, len(buffer) - len(rest), size=len(rest))
+        return lines, len(buffer) - len(rest)
 
-    def bufferedByteCount(self):
+    def encodeFrame(self, payload):
         """
-        :return: bytes of the incomplete last line.
+        C{payload} and the delimiter.
         """
-        return len(self._buffer)
+        return payload + self.delimiter

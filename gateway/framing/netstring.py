@@ -1,17 +1,15 @@
-# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_netstring -*-
 """
 C{netstring}: each message is a djb netstring, C{12:hello world!,}: its
 length in ASCII decimal, a colon, the message, a comma.
 """
 
-from twisted.protocols.basic import NetstringReceiver
-
 from gateway.framing.base import (
     MALFORMED_FRAME,
     MALFORMED_LENGTH,
     TOO_LARGE,
-    FramedProtocolMixin,
-    PauseableMixin,
+    FramingError,
+    FramingProtocol,
 )
 
 __all__ = ["NetstringProtocol"]
@@ -21,17 +19,23 @@ _COMMA = ord(",")
 _ZERO = ord("0")
 
 
-class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
+def _fail(reason, frames, offset, size, buffered):
     """
-    A L{NetstringReceiver} that honours pause and applies the gateway's
-    bad-input policy.
+    :return: the L{FramingError} for a bad netstring (or syslog frame) at
+        C{offset}, with C{buffered} bytes from it on and its declared size
+        (or L{None}).
+    """
+    sizes = {"buffered": buffered}
+    if size is not None:
+        sizes["size"] = size
+    return FramingError(reason, frames, offset, **sizes)
 
-    L{NetstringReceiver} is kept as the base for its attributes and
-    C{sendString}; its C{dataReceived} is replaced because it neither stops
-    delivering while paused nor says why a netstring is bad.  This one is on
-    the same single-buffer, offset-based pattern as the other framings: per
-    message one C{bytes.find} for the colon (searched only as far as the
-    limit's digits reach), one C{int} of the digits and one slice.
+
+class NetstringProtocol(FramingProtocol):
+    """
+    djb netstrings: per message one C{bytes.find} for the colon (searched
+    only as far as the limit's digits reach), one C{int} of the digits and
+    one slice.
 
     Bad input (see L{gateway.framing.base}):
 
@@ -44,36 +48,17 @@ class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
       - C{malformed-frame}: the byte after the message is not a comma.
 
     C{0:,} is an empty message.  No options besides C{max-size}.
-
-    :ivar paused: whether delivery is paused (see L{pauseProducing}).
     """
 
-    paused = False
-    _remainingData = b""
-
-    def stringReceived(self, string):
+    def parseFrames(self, buffer, limit):
         """
-        Publish one message (used by callers of the L{NetstringReceiver} API).
+        Every whole netstring in C{buffer}.
         """
-        self._send(string)
-
-    def dataReceived(self, data):
-        """
-        Publish every complete netstring in the buffer unless paused; close
-        the connection on a malformed or over-limit one.
-        """
-        if self.frameFailed:
-            return
-        buffer = self._remainingData + data if self._remainingData else data
-        # Emptied while delivering: resumeProducing from inside send (which
-        # calls dataReceived(b"")) then finds nothing, and this loop goes on.
-        self._remainingData = b""
+        frames = []
         size = len(buffer)
         offset = 0
-        limit = self.MAX_LENGTH
         maxDigits = len(str(limit))
-        send = self._send
-        while offset < size and not self.paused:
+        while offset < size:
             colon = buffer.find(_COLON, offset, offset + maxDigits + 1)
             if colon < 0:
                 # No colon yet: judge the digits seen so far.
@@ -81,47 +66,37 @@ class NetstringProtocol(PauseableMixin, FramedProtocolMixin, NetstringReceiver):
                     buffer[offset : offset + maxDigits + 1], limit, maxDigits
                 )
                 if error is not None:
-                    self._fail(*error, size - offset)
-                    return
+                    reason, declared = error
+                    raise _fail(reason, frames, offset, declared, size - offset)
                 break
             digits = buffer[offset:colon]
             if not digits.isdigit() or (buffer[offset] == _ZERO and colon > offset + 1):
-                self._fail(MALFORMED_LENGTH, None, size - offset)
-                return
+                raise _fail(MALFORMED_LENGTH, frames, offset, None, size - offset)
             length = int(digits)
             if length > limit:
-                self._fail(TOO_LARGE, length, size - offset)
-                return
+                raise _fail(TOO_LARGE, frames, offset, length, size - offset)
             start = colon + 1
             end = start + length
             if end >= size:
                 break
             if buffer[end] != _COMMA:
-                self._fail(MALFORMED_FRAME, length, size - offset)
-                return
+                raise _fail(MALFORMED_FRAME, frames, offset, length, size - offset)
+            frames.append(buffer[start:end])
             offset = end + 1
-            send(buffer[start:end])
-        self._remainingData = buffer[offset:] if offset else buffer
+        return frames, offset
 
-    def _fail(self, reason, size, buffered):
+    def encodeFrame(self, payload):
         """
-        Drop the buffer and apply the bad-input policy.
+        C{payload} as a netstring.
+        """
+        return b"%d:%s," % (len(payload), payload)
 
-        :param reason: the reason.
-        :param size: the message's declared size, or L{None}.
-        :param buffered: the bytes dropped, from the bad frame on.
+    def sendString(self, string):
         """
-        self._remainingData = b""
-        sizes = {"buffered": buffered}
-        if size is not None:
-            sizes["size"] = size
-        self.frameError(reason, **sizes)
-
-    def bufferedByteCount(self):
+        Send C{string} to the client as a netstring (as Twisted's
+        C{NetstringReceiver.sendString} does).
         """
-        :return: bytes of an incomplete length or netstring.
-        """
-        return len(self._remainingData)
+        self.transport.write(self.encodeFrame(string))
 
 
 def _judgeLengthStart(head, limit, maxDigits):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_octetcounting -*-
 """
 C{octet-counting}: syslog over TCP as RFC 6587 section 3.4.1 frames it,
 C{MSG-LEN SP SYSLOG-MSG}, where C{MSG-LEN} is the message's length in ASCII
@@ -10,14 +10,8 @@ rsyslog does, the first byte of each frame tells them apart: a digit starts
 an octet-counted frame, anything else a newline-terminated one.
 """
 
-from twisted.internet.protocol import Protocol
-
-from gateway.framing.base import (
-    MALFORMED_LENGTH,
-    TOO_LARGE,
-    FramedProtocolMixin,
-    PauseableMixin,
-)
+from gateway.framing.base import MALFORMED_LENGTH, TOO_LARGE, FramingProtocol
+from gateway.framing.netstring import _fail
 
 __all__ = ["OctetCountingProtocol"]
 
@@ -27,18 +21,11 @@ _ZERO = ord("0")
 _NINE = ord("9")
 
 
-class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
+class OctetCountingProtocol(FramingProtocol):
     """
     Syslog octet-counted frames, optionally mixed with newline-terminated
-    ones.
-
-    No receiver in C{twisted.protocols.basic} fits (a decimal length ended by
-    a space, and per frame a choice of two framings), so this is a plain
-    L{Protocol} with the single-buffer, offset-based C{dataReceived} of the
-    other framings (per message one C{bytes.find} for the space, searched
-    only as far as the limit's digits reach, one C{int} and one slice) and
-    L{LineReceiver}'s pause semantics: while C{paused} nothing is delivered,
-    and C{resumeProducing} delivers what was buffered.
+    ones: per message one C{bytes.find} for the space (searched only as far
+    as the limit's digits reach), one C{int} and one slice.
 
     Options: C{allow-newline} (also accept frames ended by C{LF}).
 
@@ -57,48 +44,36 @@ class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
     octet-counted frame from a sender that ends each frame with one) is
     skipped: nothing is published, as rsyslog discards empty lines.
 
-    :ivar paused: whether delivery is paused (see L{pauseProducing}).
     :ivar allowNewline: whether newline-terminated frames are accepted.
     """
 
-    paused = False
     allowNewline = False
-    _buffer = b""
 
-    def connectionMade(self):
+    @classmethod
+    def listenerAttributes(cls, options):
         """
-        Take C{allow-newline} from the listener's options.
+        C{allow-newline}.
         """
-        self.allowNewline = self.options.get("allow-newline", False)
-        FramedProtocolMixin.connectionMade(self)
+        return {"allowNewline": options.get("allow-newline", False)}
 
-    def dataReceived(self, data):
+    def parseFrames(self, buffer, limit):
         """
-        Publish every complete frame in the buffer unless paused; close the
-        connection on a malformed or over-limit one.
+        Every whole frame in C{buffer}.
         """
-        if self.frameFailed:
-            return
-        buffer = self._buffer + data if self._buffer else data
-        # Emptied while delivering: resumeProducing from inside send (which
-        # calls dataReceived(b"")) then finds nothing, and this loop goes on.
-        self._buffer = b""
+        frames = []
         size = len(buffer)
         offset = 0
-        limit = self.MAX_LENGTH
         maxDigits = len(str(limit))
         allowNewline = self.allowNewline
-        send = self._send
-        while offset < size and not self.paused:
+        while offset < size:
             if allowNewline and not _ZERO <= buffer[offset] <= _NINE:
                 end = buffer.find(_NEWLINE, offset, offset + limit + 1)
                 if end < 0:
                     if size - offset > limit:
-                        self._fail(TOO_LARGE, size - offset, size - offset)
-                        return
+                        raise _fail(TOO_LARGE, frames, offset, size - offset, size - offset)
                     break
                 if end > offset:
-                    send(buffer[offset:end])
+                    frames.append(buffer[offset:end])
                 offset = end + 1
                 continue
             space = buffer.find(_SPACE, offset, offset + maxDigits + 1)
@@ -106,44 +81,29 @@ class OctetCountingProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
                 # No space yet: judge the digits seen so far.
                 head = buffer[offset : offset + maxDigits + 1]
                 if not head.isdigit() or head[0] == _ZERO:
-                    self._fail(MALFORMED_LENGTH, None, size - offset)
-                    return
+                    raise _fail(MALFORMED_LENGTH, frames, offset, None, size - offset)
                 if len(head) > maxDigits or int(head) > limit:
-                    self._fail(TOO_LARGE, int(head), size - offset)
-                    return
+                    raise _fail(TOO_LARGE, frames, offset, int(head), size - offset)
                 break
             digits = buffer[offset:space]
             if not digits.isdigit() or buffer[offset] == _ZERO:
-                self._fail(MALFORMED_LENGTH, None, size - offset)
-                return
+                raise _fail(MALFORMED_LENGTH, frames, offset, None, size - offset)
             length = int(digits)
             if length > limit:
-                self._fail(TOO_LARGE, length, size - offset)
-                return
+                raise _fail(TOO_LARGE, frames, offset, length, size - offset)
             start = space + 1
             end = start + length
             if end > size:
                 break
+            frames.append(buffer[start:end])
             offset = end
-            send(buffer[start:end])
-        self._buffer = buffer[offset:] if offset else buffer
+        return frames, offset
 
-    def _fail(self, reason, size, buffered):
+    def encodeFrame(self, payload):
         """
-        Drop the buffer and apply the bad-input policy.
-
-        :param reason: the reason.
-        :param size: the message's declared or seen size, or L{None}.
-        :param buffered: the bytes dropped, from the bad frame on.
+        C{payload} as an octet-counted frame (which an empty payload cannot
+        be: RFC 6587 lengths start with a non-zero digit).
         """
-        self._buffer = b""
-        sizes = {"buffered": buffered}
-        if size is not None:
-            sizes["size"] = size
-        self.frameError(reason, **sizes)
-
-    def bufferedByteCount(self):
-        """
-        :return: bytes of an incomplete frame.
-        """
-        return len(self._buffer)
+        if not payload:
+            raise ValueError("an octet-counted frame cannot be empty")
+        return b"%d %s" % (len(payload), payload)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.framing.test_framing_varint_chunks -*-
+# -*- test-case-name: tests.framing.test_varint -*-
 """
 C{varint}: each message follows its length as a base-128 varint, the format
 of protobuf's C{writeDelimitedTo} / C{parseDelimitedFrom}.
@@ -20,11 +20,9 @@ Bad input:
    as protobuf's parsers accept it; it is only bounded by the 10 bytes.
 """
 
-from twisted.protocols.basic import IntNStringReceiver, StringTooLongError
+from gateway.framing.base import MALFORMED_LENGTH, TOO_LARGE, FramingError, FramingProtocol
 
-from gateway.framing.base import MALFORMED_LENGTH, FramedProtocolMixin
-
-__all__ = ["VarintProtocol", "encodeVarint", "MAX_VARINT_BYTES"]
+__all__ = ["VarintProtocol", "StringTooLongError", "encodeVarint", "MAX_VARINT_BYTES"]
 
 #: The most bytes a varint may have: 10 groups of 7 bits hold 64 bits.
 MAX_VARINT_BYTES = 10
@@ -48,29 +46,71 @@ def encodeVarint(value):
     return bytes(out)
 
 
-class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
+class StringTooLongError(ValueError):
     """
-    An L{IntNStringReceiver} whose length prefix is a varint.
-
-    It keeps C{IntNStringReceiver}'s single buffer (C{_unprocessed}) and its
-    pause/resume (C{paused}, C{pauseProducing}, and C{resumeProducing},
-    which delivers what is buffered), and has its own C{dataReceived}: one
-    pass over a whole read with an offset, a one-byte varint (messages under
-    128 bytes) read with one index, a two-byte one with two, longer ones with
-    a loop of at most 10 steps, one slice per message.
-
-    A C{resumeProducing} called from inside a delivery (a pause and a resume
-    within one C{send}) lets the running loop go on instead of delivering the
-    same buffer a second time.
+    A string too long for its length prefix was to be sent.
     """
 
-    _receiving = False
 
-    def stringReceived(self, string):
+class VarintProtocol(FramingProtocol):
+    """
+    Messages after their varint length: one pass over the buffer with an
+    offset, a one-byte varint (messages under 128 bytes) read with one
+    index, a two-byte one with two, longer ones with a loop of at most 10
+    steps, one slice per message.
+    """
+
+    def parseFrames(self, buffer, limit):
         """
-        Publish one message.
+        Every whole message in C{buffer}.
         """
-        self._send(string)
+        frames = []
+        append = frames.append
+        offset = 0
+        size = len(buffer)
+        while offset < size:
+            length = buffer[offset]
+            start = offset + 1
+            if length > 0x7F:
+                length &= 0x7F
+                if start < size and buffer[start] < 0x80:
+                    # Two bytes: messages under 16 KiB.
+                    length |= buffer[start] << 7
+                    start += 1
+                else:
+                    shift = 7
+                    while length <= limit and start < size:
+                        byte = buffer[start]
+                        start += 1
+                        if shift == 63 and byte > 1:
+                            # A 10th byte that continues, or bits past 64.
+                            raise FramingError(
+                                MALFORMED_LENGTH, frames, offset, prefixBytes=start - offset
+                            )
+                        length |= (byte & 0x7F) << shift
+                        if byte < 0x80:
+                            break
+                        shift += 7
+                    else:
+                        if length <= limit:
+                            # The varint goes on in a later read.
+                            break
+            if length > limit:
+                # Complete, or already over the limit with more to come:
+                # later bytes can only add to it.
+                raise FramingError(TOO_LARGE, frames, offset, size=length)
+            end = start + length
+            if end > size:
+                break
+            append(buffer[start:end])
+            offset = end
+        return frames, offset
+
+    def encodeFrame(self, payload):
+        """
+        C{payload} after its varint length.
+        """
+        return encodeVarint(len(payload)) + payload
 
     def sendString(self, string):
         """
@@ -78,91 +118,4 @@ class VarintProtocol(FramedProtocolMixin, IntNStringReceiver):
         """
         if len(string) >= 1 << 64:
             raise StringTooLongError("a varint length holds at most 2**64-1")
-        self.transport.write(encodeVarint(len(string)) + string)
-
-    def dataReceived(self, data):
-        """
-        Publish every complete message in the buffer unless paused; close the
-        connection on a malformed varint or a length over the limit.
-        """
-        if self.frameFailed:
-            return
-        if self._receiving:
-            # Re-entered from a send, e.g. by resumeProducing: the loop
-            # below goes on by itself and picks up these bytes when it ends.
-            self._unprocessed += data
-            return
-        buffer = self._unprocessed + data if self._unprocessed else data
-        self._unprocessed = b""
-        self._receiving = True
-        try:
-            offset = 0
-            size = len(buffer)
-            limit = self.MAX_LENGTH
-            send = self._send
-            while True:
-                while offset < size and not self.paused:
-                    length = buffer[offset]
-                    start = offset + 1
-                    if length > 0x7F:
-                        length &= 0x7F
-                        if start < size and buffer[start] < 0x80:
-                            # Two bytes: messages under 16 KiB.
-                            length |= buffer[start] << 7
-                            start += 1
-                        else:
-                            shift = 7
-                            while length <= limit and start < size:
-                                byte = buffer[start]
-                                start += 1
-                                if shift == 63 and byte > 1:
-                                    # A 10th byte that continues, or bits
-                                    # past 64.
-                                    self._refuse(MALFORMED_LENGTH, prefixBytes=start - offset)
-                                    return
-                                length |= (byte & 0x7F) << shift
-                                if byte < 0x80:
-                                    break
-                                shift += 7
-                            else:
-                                if length <= limit:
-                                    # The varint goes on in a later read.
-                                    break
-                    if length > limit:
-                        # Complete, or already over the limit with more to
-                        # come: later bytes can only add to it.
-                        self._refuse(None, size=length)
-                        return
-                    end = start + length
-                    if end > size:
-                        break
-                    send(buffer[start:end])
-                    offset = end
-                rest = buffer[offset:] if offset else buffer
-                late = self._unprocessed
-                if not late:
-                    self._unprocessed = rest
-                    return
-                buffer, offset, self._unprocessed = rest + late, 0, b""
-                size = len(buffer)
-        finally:
-            self._receiving = False
-
-    def _refuse(self, reason, size=None, **sizes):
-        """
-        Drop the buffer and apply the bad-input policy.
-
-        :param reason: a reason, or L{None} for a length over the limit.
-        :param size: the length, or what was read of it, when over the limit.
-        """
-        self._unprocessed = b""
-        if reason is None:
-            self.messageTooLarge(size)
-        else:
-            self.frameError(reason, **sizes)
-
-    def bufferedByteCount(self):
-        """
-        :return: bytes of an incomplete varint or message.
-        """
-        return len(self._unprocessed)
+        self.transport.write(self.encodeFrame(string))

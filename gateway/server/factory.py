@@ -1,90 +1,55 @@
 # -*- test-case-name: tests.server.test_factory -*-
 """
-The protocol factory every built-in framing uses: it hands each protocol its
-listener's configuration, limit and a connection number.
+The protocol factory of every listener: the framing plugin's protocol class,
+subclassed once per listener with what all its connections share (the
+factory, the size limit, the framing's settings) and the listener's
+connection hygiene (L{gateway.server.hygiene}) composed onto it.
 
-What is the same for every connection of a listener (the factory, the size
-limit, the byte counter) lives on a subclass of the framing's protocol made
-once per listener, not on each connection: a gateway holding 20,000 idle
-connections pays for it once.
+What is the same for every connection of a listener lives on that class,
+not on each connection: a gateway holding 20,000 idle connections pays for
+it once.
 """
 
-from itertools import count
+from gateway.framing.plugin import FramingFactory
+from gateway.server.hygiene import hygieneNamespace
 
-from twisted.internet.protocol import Factory
-
-__all__ = ["GatewayFactory", "listenerProtocol"]
+__all__ = ["GatewayFactory", "listenerFactory"]
 
 
-def listenerProtocol(protocol, factory):
+class GatewayFactory(FramingFactory):
     """
-    Subclass a framing protocol for one listener: class attributes
-    C{factory} and C{MAX_LENGTH}, and a C{dataReceived} that counts the
-    bytes read (and restarts the idle timer when the listener has one)
-    before the framing's own.
+    Build one framing protocol per client connection, with the listener's
+    connection hygiene.
 
-    :param protocol: the framing protocol class (a
-        L{gateway.framing.base.FramedProtocolMixin} subclass).
-    :param factory: the listener's L{GatewayFactory}.
-    :return: the subclass.
-    """
-    config = factory.config
-    stats = config.stats
-    frame = protocol.dataReceived
-    gate = config.gate
-    if gate is not None and gate.policy.idleTimeout is not None:
-
-        def dataReceived(self, data):
-            stats.bytesReceived += len(data)
-            self.resetTimeout()
-            frame(self, data)
-
-    else:
-
-        def dataReceived(self, data):
-            stats.bytesReceived += len(data)
-            frame(self, data)
-
-    return type(
-        protocol.__name__,
-        (protocol,),
-        {
-            "__module__": protocol.__module__,
-            "__doc__": protocol.__doc__,
-            "factory": factory,
-            "MAX_LENGTH": config.maxMessageSize,
-            "dataReceived": dataReceived,
-        },
-    )
-
-
-class GatewayFactory(Factory):
-    """
-    Build one framing protocol per client connection.
-
-    :ivar protocol: the framing protocol class.
+    :ivar protocol: the framing's protocol class.
     :ivar config: the listener's L{gateway.server.listener.ListenerConfig}.
     """
 
-    noisy = False
+    def listenerProtocol(self):
+        """
+        :return: the framing's class for this listener, with its hygiene.
+        """
+        protocol = self.protocol
+        namespace = protocol.listenerNamespace(self)
+        namespace.update(hygieneNamespace(protocol, self.config))
+        return type(protocol.__name__, (protocol,), namespace)
 
-    def __init__(self, protocol, config):
-        """
-        :param protocol: the framing protocol class (a
-            L{gateway.framing.base.FramedProtocolMixin} subclass).
-        :param config: the listener's L{gateway.server.listener.ListenerConfig}.
-        """
-        self.protocol = protocol
-        self.config = config
-        self._connectionIds = count(1)
-        self._listenerProtocol = None
 
-    def buildProtocol(self, addr):
-        """
-        Build a protocol for one connection, with the listener's limit.
-        """
-        if self._listenerProtocol is None:
-            self._listenerProtocol = listenerProtocol(self.protocol, self)
-        protocol = self._listenerProtocol()
-        protocol.connectionId = next(self._connectionIds)
-        return protocol
+def listenerFactory(plugin, config):
+    """
+    The protocol factory serving one listener.
+
+    A plugin with a C{protocolClass()} (every L{gateway.framing.FramingPlugin})
+    gets a L{GatewayFactory} of that class; any other
+    L{gateway.interfaces.IFramingPlugin} builds its own factory with
+    C{buildFactory}, used as it is (without the gateway's connection
+    hygiene).
+
+    :param plugin: the framing plugin.
+    :param config: the listener's L{gateway.server.listener.ListenerConfig}.
+    :return: an L{twisted.internet.interfaces.IProtocolFactory}.
+    """
+    protocolClass = getattr(plugin, "protocolClass", None)
+    if protocolClass is None:
+        return plugin.buildFactory(config)
+    return GatewayFactory(protocolClass(), config)

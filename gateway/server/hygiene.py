@@ -1,28 +1,34 @@
 # -*- test-case-name: tests.server.test_hygiene -*-
 """
-The per-connection side of connection hygiene (L{gateway.server.policy}), mixed
-into every framing protocol through
-L{gateway.framing.base.FramedProtocolMixin}: the idle timeout (Twisted's
-L{TimeoutMixin}), the graceful close at C{max-age}, refusals, and reading
-the client's address from a PROXY protocol header on C{haproxy:} listeners.
+Connection hygiene, composed by the server layer onto each listener's
+protocol class (L{gateway.server.factory}): counting connections and bytes,
+refusals (descriptor room, the gate's caps), reading the client's address
+from a PROXY protocol header on C{haproxy:} listeners, the idle timeout
+(never while the gateway paused the connection), the graceful close at
+C{max-age}, and spreading keepalive probes.
+
+A framing knows nothing of this: L{hygieneNamespace} returns the
+C{connectionMade}, C{dataReceived} and C{connectionLost} of one listener,
+chosen from its policy and wrapping the framing's own, so a listener
+without timers or PROXY header runs none of their code per read, and a
+connection holds only the timers it has (one attribute each).
 """
 
-import ipaddress
 import random
 import socket
 
-from twisted.protocols.policies import TimeoutMixin
+from twisted.internet.protocol import connectionDone
 
-import gateway.server.policy as connections
-from gateway.addresses import formatAddress
+from gateway.addresses import formatAddress, isIPAddress
 from gateway.compat.twisted import proxyHeaderRead
 from gateway.server.descriptors import DESCRIPTORS
+from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE
 
 __all__ = [
     "AGE_GRACE",
-    "ConnectionHygieneMixin",
     "DESCRIPTORS",
     "MALFORMED_PROXY_HEADER",
+    "hygieneNamespace",
 ]
 
 #: A C{haproxy:} listener's connection did not start with a valid PROXY
@@ -34,62 +40,134 @@ MALFORMED_PROXY_HEADER = "malformed-proxy-header"
 AGE_GRACE = 10.0
 
 
-def _isIPAddress(host):
+def _spreadKeepalive(transport, idle):
+    """
+    Give a connection's first keepalive probe a random delay between
+    C{idle} and 2 x C{idle} seconds.  Connections accepted together (a mass
+    reconnect) would otherwise probe together, every interval, and a burst
+    of probes larger than the network's queues drops enough of them to
+    abort healthy connections (seen on loopback with 100,000 clients:
+    C{netdev_max_backlog}).
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None or idle < 2:
+        return
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+        getHandle().setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle + random.randrange(idle + 1)
+        )
+    except (AttributeError, OSError, ValueError):
+        pass  # not a TCP socket
 
 
-class ConnectionHygieneMixin(TimeoutMixin):
+def hygieneNamespace(protocol, config):
     """
-    Timers, refusals and the PROXY header for
-    L{gateway.framing.base.FramedProtocolMixin}, which provides
-    C{factory}, C{peer}, C{_stream}, C{_openStream} and C{frameError}.
+    The methods and per-connection defaults that apply a listener's
+    connection hygiene to its framing protocol class.
+
+    :param protocol: the framing's protocol class (a
+        L{gateway.framing.FramingProtocol} subclass); its
+        C{connectionMade} (open the stream), C{dataReceived} and
+        C{connectionLost} are wrapped.
+    :param config: the listener's L{gateway.server.listener.ListenerConfig}.
+    :return: class attributes, by name.
+    :rtype: L{dict}
     """
+    stats = config.stats
+    gate = config.gate
+    guard = config.descriptors
+    policy = gate.policy if gate is not None else None
+    idle = policy.idleTimeout if policy is not None else None
+    maxAge = policy.maxAge if policy is not None else None
+    keepaliveIdle = policy.keepaliveIdle if policy is not None and policy.keepalive else None
+    proxied = config.proxied
+    frameMade = protocol.connectionMade
+    frameData = protocol.dataReceived
+    frameLost = protocol.connectionLost
 
-    _ageCall = None
+    def callLater(delay, function, *args):
+        clock = config.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        return clock.callLater(delay, function, *args)
 
-    def _startTimers(self, policy):
-        """
-        Start the idle and age timers, and spread the keepalive probes.
-        """
-        if policy.idleTimeout is not None:
-            self.setTimeout(policy.idleTimeout)
-        if policy.maxAge is not None:
-            self._ageCall = self.callLater(policy.maxAge, self._tooOld)
-        if policy.keepalive:
-            self._spreadKeepalive(policy.keepaliveIdle)
+    def refuse(self, reason, limit):
+        if gate is not None:
+            gate.refuse(reason, limit, self.peer)
+        else:
+            stats.refused[reason] += 1
+        self.transport.loseConnection()
 
-    def _spreadKeepalive(self, idle):
+    def admit(self):
         """
-        Give this connection's first keepalive probe a random delay between
-        C{idle} and 2 x C{idle} seconds.  Connections accepted together
-        (a mass reconnect) would otherwise probe together, every interval,
-        and a burst of probes larger than the network's queues drops enough
-        of them to abort healthy connections (seen on loopback with
-        100,000 clients: C{netdev_max_backlog}).
+        Apply the caps, then let the framing open the message stream.
+
+        :return: whether the connection was admitted.
         """
-        getHandle = getattr(self.transport, "getHandle", None)
-        if getHandle is None or idle < 2:
+        if gate is not None:
+            host = getattr(self.transport.getPeer(), "host", self.peer)
+            if not gate.admit(host, self.peer):
+                self.transport.loseConnection()
+                return False
+            self._gateHost = host
+        frameMade(self)
+        return True
+
+    def idleTimeout(self):
+        """
+        Nothing read for C{idle-timeout} seconds: close the connection,
+        unless it is silent because the gateway paused it.
+        """
+        if self.paused:
+            self._idleCall = callLater(idle, idleTimeout, self)
             return
-        try:
-            getHandle().setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle + random.randrange(idle + 1)
-            )
-        except (AttributeError, OSError, ValueError):
-            pass  # not a TCP socket
+        self._idleCall = None
+        gate.closing(IDLE_TIMEOUT, self.peer, idle)
+        self.transport.loseConnection()
 
-    def _awaitProxyHeader(self):
+    def tooOld(self):
         """
-        On a C{haproxy:} listener the client's address is known once the
-        wrapper (Twisted's C{HAProxyProtocolWrapper}, our transport) has read
-        the PROXY header: open the stream then, whether data follows the
-        header (our C{dataReceived} is called) or not (the wrapper's read is
-        watched, through its C{_proxyInfo}).
+        C{max-age} is reached: close gracefully.  Shutting down only the
+        write side shows the client an end of stream while what it already
+        sent is still read and published; the connection is closed when the
+        client closes its side, or after L{AGE_GRACE} seconds.
         """
-        self.dataReceived = self._afterProxyHeader
+        self._ageCall = None
+        gate.closing(MAX_AGE, self.peer, maxAge)
+        loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
+        if loseWriteConnection is None:
+            self.transport.loseConnection()
+            return
+        loseWriteConnection()
+        self._ageCall = callLater(AGE_GRACE, graceOver, self)
+
+    def graceOver(self):
+        self._ageCall = None
+        self.transport.loseConnection()
+
+    def headerRead(self):
+        """
+        The PROXY header has been read: the client's address is known.
+
+        :return: whether the connection was admitted.
+        """
+        del self._awaitingHeader
+        address = self.transport.getPeer()
+        self.peer = formatAddress(address)
+        if not isIPAddress(getattr(address, "host", None)):
+            # Twisted's v1 parser takes any word for an address.
+            self.frameError(MALFORMED_PROXY_HEADER)
+            return False
+        return admit(self)
+
+    def awaitHeader(self):
+        """
+        The wrapper (Twisted's C{HAProxyProtocolWrapper}, our transport)
+        passes on the bytes after the header: the stream opens at the first
+        of them (L{dataReceived}), or when the wrapper's read of a header
+        alone is seen here.
+        """
+        self._awaitingHeader = True
         wrapper = self.transport
         if proxyHeaderRead(wrapper) is None:
             return
@@ -104,77 +182,89 @@ class ConnectionHygieneMixin(TimeoutMixin):
                 return
             if proxyHeaderRead(wrapper):
                 del wrapper.dataReceived
-                self._proxyHeaderRead()
+                if self._awaitingHeader:
+                    headerRead(self)
             elif wrapper.disconnecting:
                 # The wrapper refused the header and is closing.
                 self.frameError(MALFORMED_PROXY_HEADER)
 
         wrapper.dataReceived = watchHeader
 
-    def _afterProxyHeader(self, data):
-        self._proxyHeaderRead()
-        if self._stream is not None:
-            self.dataReceived(data)
-
-    def _proxyHeaderRead(self):
-        if "dataReceived" not in self.__dict__:
-            return  # already done
-        del self.dataReceived
-        address = self.transport.getPeer()
-        self.peer = formatAddress(address)
-        if not _isIPAddress(getattr(address, "host", None)):
-            # Twisted's v1 parser takes any word for an address.
-            self.frameError(MALFORMED_PROXY_HEADER)
+    def connectionMade(self):
+        """
+        Count the connection; refuse it when the descriptor room or a cap
+        is exceeded; otherwise open its stream (after the PROXY header on a
+        C{haproxy:} listener) and start its timers.
+        """
+        stats.accepted += 1
+        self.peer = formatAddress(self.transport.getPeer())
+        if guard is not None and not guard.opened():
+            # Accepted in the same batch as the one that filled the room
+            # (Twisted accepts several per read of the listening socket).
+            refuse(self, DESCRIPTORS, guard.capacity)
             return
-        self._openStream()
-
-    def callLater(self, delay, function):
-        """
-        Schedule with the listener's clock (L{TimeoutMixin} uses this).
-        """
-        clock = self.factory.config.clock
-        if clock is None:
-            return TimeoutMixin.callLater(self, delay, function)
-        return clock.callLater(delay, function)
-
-    def timeoutConnection(self):
-        """
-        The client sent nothing for C{idle-timeout} seconds: close it, unless
-        it is silent because the gateway paused it.
-        """
-        if getattr(self, "paused", False):
-            # TimeoutMixin has dropped its timer before calling this.
-            self.setTimeout(self.timeOut)
+        if proxied:
+            awaitHeader(self)
+        elif not admit(self):
             return
-        gate = self.factory.config.gate
-        gate.closing(connections.IDLE_TIMEOUT, self.peer, gate.policy.idleTimeout)
-        self.transport.loseConnection()
+        if idle is not None:
+            self._idleCall = callLater(idle, idleTimeout, self)
+        if maxAge is not None:
+            self._ageCall = callLater(maxAge, tooOld, self)
+        if keepaliveIdle is not None:
+            _spreadKeepalive(self.transport, keepaliveIdle)
 
-    def _tooOld(self):
+    if proxied:
+
+        def dataReceived(self, data):
+            stats.bytesReceived += len(data)
+            call = self._idleCall
+            if call is not None:
+                call.reset(idle)
+            if self._awaitingHeader and not headerRead(self):
+                return
+            frameData(self, data)
+
+    elif idle is not None:
+
+        def dataReceived(self, data):
+            stats.bytesReceived += len(data)
+            call = self._idleCall
+            if call is not None:
+                call.reset(idle)
+            frameData(self, data)
+
+    else:
+
+        def dataReceived(self, data):
+            stats.bytesReceived += len(data)
+            frameData(self, data)
+
+    def connectionLost(self, reason=connectionDone):
         """
-        C{max-age} is reached: close gracefully.  Shutting down only the
-        write side shows the client an end of stream while what it already
-        sent is still read and published; the connection is closed when the
-        client closes its side, or after L{AGE_GRACE} seconds.
+        Cancel the timers, let the framing publish what it holds and close
+        its stream, and give back the descriptor and the gate's slot.
         """
-        self._ageCall = None
-        gate = self.factory.config.gate
-        gate.closing(connections.MAX_AGE, self.peer, gate.policy.maxAge)
-        loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
-        if loseWriteConnection is None:
-            self.transport.loseConnection()
-            return
-        loseWriteConnection()
-        self._ageCall = self.callLater(AGE_GRACE, self._graceOver)
+        if self._idleCall is not None:
+            self._idleCall.cancel()
+            self._idleCall = None
+        if self._ageCall is not None:
+            self._ageCall.cancel()
+            self._ageCall = None
+        frameLost(self, reason)
+        stats.closed += 1
+        if guard is not None:
+            guard.closed()
+        if self._gateHost is not None:
+            gate.release(self._gateHost)
+            self._gateHost = None
 
-    def _graceOver(self):
-        self._ageCall = None
-        self.transport.loseConnection()
-
-    def _refuse(self, reason, limit):
-        config = self.factory.config
-        if config.gate is not None:
-            config.gate.refuse(reason, limit, self.peer)
-        else:
-            config.stats.refused[reason] += 1
-        self.transport.loseConnection()
+    return {
+        "connectionMade": connectionMade,
+        "dataReceived": dataReceived,
+        "connectionLost": connectionLost,
+        "_idleCall": None,
+        "_ageCall": None,
+        "_gateHost": None,
+        "_awaitingHeader": False,
+    }

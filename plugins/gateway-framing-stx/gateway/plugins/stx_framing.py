@@ -9,8 +9,12 @@ An example of an out-of-tree framing plugin: the C{gateway-framing-stx}
 distribution installs only this module, into the C{gateway.plugins}
 namespace, where C{twistd gateway} finds it (see C{docs/plugins.md}).
 
+It shows the way for plugin authors: a subclass of
+L{gateway.framing.FramingProtocol} that supplies only its parser
+(C{parseFrames}), and imports nothing but C{gateway.framing}.
+
 Bad input, under the gateway's one policy
-(L{FramedProtocolMixin.frameError}): a byte between frames other than STX
+(L{gateway.framing.FramingProtocol.frameError}): a byte between frames other than STX
 (and the C{ignore} bytes), a bare STX inside a frame, or a DLE before any byte
 but STX, ETX or DLE is C{malformed-frame}; a message longer than C{max-size}
 once unescaped is C{too-large}, decided as soon as that many bytes of it
@@ -19,11 +23,15 @@ have arrived.
 
 import re
 
-from twisted.internet.protocol import Protocol
-
-from gateway.framing import MALFORMED_FRAME, FramedProtocolMixin, PauseableMixin
-from gateway.framing.options import FramingOption, unescape
-from gateway.registry import FramingPlugin
+from gateway.framing import (
+    MALFORMED_FRAME,
+    TOO_LARGE,
+    FramingError,
+    FramingOption,
+    FramingPlugin,
+    FramingProtocol,
+    unescape,
+)
 
 __all__ = ["STX", "ETX", "DLE", "STXProtocol", "frame", "ignoredBytes", "stx"]
 
@@ -85,254 +93,114 @@ def ignoredBytes(value):
     return value
 
 
-class STXProtocol(PauseableMixin, FramedProtocolMixin, Protocol):
+class STXProtocol(FramingProtocol):
     """
     STX/ETX framing with DLE escaping.
 
-    No C{twisted.protocols.basic} receiver fits (an escaped ETX is not a
-    delimiter), so this is a plain L{Protocol} with the same pause/resume
-    rule as C{LineReceiver}: while paused, nothing is delivered and what
-    arrives is kept; C{resumeProducing} delivers what was kept.
-
-    Reads are cut with C-level operations, never byte by byte: a read
-    without DLE by one C{bytes.split} (as C{lines} does), other frames by
-    one regular expression match each, unescaped with C{bytes.replace}.
-    Anything else (a frame cut across reads, bad input) goes through
-    L{_continueFrame}, which unescapes a frame piece by piece as it
-    arrives, so its size is known as soon as a read ends.
+    The base (L{FramingProtocol}) owns the buffer, pause and resume, and the
+    bad-input policy; this class supplies the parser, L{parseFrames}, and
+    L{encodeFrame}.  Reads are cut with C-level operations, never byte by
+    byte: a buffer without DLE by one C{bytes.split} (as C{lines} does),
+    other frames by one regular expression match each, unescaped with
+    C{bytes.replace}.  A frame that is not whole yet is judged as far as it
+    goes (its size so far, unescaped, and its bytes), so bad input is
+    refused as soon as it arrives.
 
     Option: C{ignore}, bytes a client may send between frames (keep-alives),
     which are skipped.
-
-    :ivar paused: whether the connection is paused.
     """
 
-    MAX_LENGTH = 16384
-    paused = False
     ignore = b""
 
-    #: Bytes received while paused (or while delivering), not parsed yet.
-    _unprocessed = b""
-    _busy = False
-    #: Inside a frame: its unescaped pieces so far, their total size, the
-    #: bytes received for it, and whether its last byte was an escaping DLE.
-    _inFrame = False
-    _parts = ()
-    _size = 0
-    _raw = 0
-    _escape = False
+    @classmethod
+    def listenerAttributes(cls, options):
+        """
+        The C{ignore} bytes, once per listener.
+        """
+        return {"ignore": options.get("ignore", b"")}
 
-    def connectionMade(self):
+    def parseFrames(self, buffer, limit):
         """
-        Take the C{ignore} bytes from the listener's options.
+        Every whole frame at the start of C{buffer}, unescaped.
         """
-        self.ignore = self.options.get("ignore", b"")
-        self._parts = []
-        FramedProtocolMixin.connectionMade(self)
-
-    def dataReceived(self, data):
-        """
-        Publish every complete message, unless paused; keep the rest.
-        """
-        if self.frameFailed:
-            return
-        if self._unprocessed or self.paused or self._busy:
-            self._unprocessed += data
-            if self.paused or self._busy:
-                return
-            data, self._unprocessed = self._unprocessed, b""
-        self._busy = True
-        try:
-            while data and not self.frameFailed:
-                # Bytes that arrived during a delivery come after the rest.
-                data = self._parse(data) + self._unprocessed
-                self._unprocessed = b""
-                if self.paused:
-                    self._unprocessed = data
-                    return
-        finally:
-            self._busy = False
-
-    def _parse(self, data):
-        """
-        Deliver the messages in C{data} until paused.
-
-        :return: the bytes not parsed because the connection was paused.
-        """
-        end = len(data)
-        pos = 0
-        trySplit = True
-        while pos < end:
-            if self.paused:
-                return data[pos:]
-            if self._inFrame:
-                pos = self._continueFrame(data, pos)
-            elif data[pos] != STX:
-                pos = self._skipIgnored(data, pos)
-            else:
-                reached = None
-                if trySplit:
-                    # Once per read, so that a read it does not fit costs
-                    # one try, not one per frame.
-                    trySplit = False
-                    if data.find(_DLE, pos) < 0:
-                        reached = self._splitFrames(data, pos)
-                if reached is None:
-                    reached = self._wholeFrames(data, pos)
-                if reached == pos:
-                    # Incomplete, malformed or too large: the careful way.
-                    self._inFrame = True
-                    self._raw = 1
-                    reached += 1
-                pos = reached
-            if pos < 0:
-                return b""
-        return b""
-
-    def _splitFrames(self, data, pos):
-        """
-        Deliver the frames of C{data[pos:]}, which starts with STX and holds
-        no DLE, with one C{split}, as C{lines} does; keep the last frame if
-        incomplete.
-
-        :return: where delivery stopped, or L{None} when the bytes are not
-            only well-formed frames within the limit.
-        """
-        chunk = data[pos:] if pos else data
-        frames = chunk.split(_ETX)
-        rest = frames.pop()
-        # Well-formed: every ETX but one at the very end is followed by STX,
-        # and there is no other STX.
-        whole = len(frames)
-        if chunk.count(_STX) != whole + bool(rest) or chunk.count(_ETX + _STX) != whole - 1 + bool(
-            rest
-        ):
-            return None
-        limit = self.MAX_LENGTH
-        messages = [frame[1:] for frame in frames]
-        if len(rest) > limit + 1 or (messages and max(map(len, messages)) > limit):
-            return None
-        send = self._send
-        for index, message in enumerate(messages):
-            send(message)
-            if self.paused:
-                return pos + sum(map(len, frames[: index + 1])) + index + 1
-        if rest:
-            self._inFrame = True
-            self._parts.append(rest[1:])
-            self._size = len(rest) - 1
-            self._raw = len(rest)
-        return len(data)
-
-    def _wholeFrames(self, data, pos):
-        """
-        Deliver well-formed, complete frames within the limit from
-        C{data[pos]} on, one regular expression match each.
-
-        :return: where the first other frame starts, or where delivery
-            stopped (paused).
-        """
+        frames, pos = [], 0
+        if buffer[:1] == _STX and _DLE not in buffer:
+            found = _splitFrames(buffer, limit)
+            if found is not None:
+                frames, pos = found
+        end = len(buffer)
         match = _FRAME.match
-        limit = self.MAX_LENGTH
-        send = self._send
-        while True:
-            frame = match(data, pos)
-            if frame is None:
-                return pos
-            message = frame[1]
-            if _DLE in message:
-                message = _unescape(message)
-            if len(message) > limit:
-                return pos
-            pos = frame.end()
-            send(message)
-            if self.paused:
-                return pos
+        while pos < end:
+            if buffer[pos] != STX:
+                pos = self._skipIgnored(buffer, pos, frames)
+                continue
+            frame = match(buffer, pos)
+            if frame is not None:
+                message = frame[1]
+                if _DLE in message:
+                    message = _unescape(message)
+                if len(message) <= limit:
+                    frames.append(message)
+                    pos = frame.end()
+                    continue
+            # Incomplete, malformed or too large: judge it as far as it goes.
+            stop = _TOKENS.match(buffer, pos + 1).end()
+            size = len(_unescape(buffer[pos + 1 : stop]))
+            if size > limit:
+                raise FramingError(TOO_LARGE, frames, pos, size=size)
+            if stop == end or (stop == end - 1 and buffer[stop] == DLE):
+                break  # the frame goes on in a later read (maybe after an escape)
+            # A bare STX, or a DLE escaping some other byte.
+            bad = buffer[stop + 1] if buffer[stop] == DLE else buffer[stop]
+            raise FramingError(MALFORMED_FRAME, frames, pos, byte=bad, size=size)
+        return frames, pos
 
-    def _continueFrame(self, data, pos):
-        """
-        Go on with the frame in progress (its STX already read): deliver it
-        if it ends in C{data}, keep its bytes unescaped if it does not, or
-        close the connection.
-
-        :return: where the next frame starts, the end of C{data}, or -1
-            after closing.
-        """
-        end = len(data)
-        if self._escape:
-            # The last read ended with an escaping DLE: this byte is literal.
-            if data[pos] not in _SPECIAL:
-                return self._fail(MALFORMED_FRAME, byte=data[pos], size=self._size)
-            self._escape = False
-            self._parts.append(data[pos : pos + 1])
-            self._size += 1
-            self._raw += 1
-            pos += 1
-        stop = _TOKENS.match(data, pos).end()
-        piece = _unescape(data[pos:stop])
-        size = self._size + len(piece)
-        if size > self.MAX_LENGTH:
-            return self._fail(None, size=size)
-        if stop < end and data[stop] == ETX:
-            self._parts.append(piece)
-            message = b"".join(self._parts)
-            self._parts = []
-            self._inFrame = False
-            self._size = self._raw = 0
-            self._send(message)
-            return stop + 1
-        if stop == end or (stop == end - 1 and data[stop] == DLE):
-            # The frame goes on in a later read (maybe after an escape).
-            self._parts.append(piece)
-            self._size = size
-            self._raw += end - pos
-            self._escape = stop < end
-            return end
-        # A bare STX, or a DLE escaping some other byte.
-        bad = data[stop + 1] if data[stop] == DLE else data[stop]
-        return self._fail(MALFORMED_FRAME, byte=bad, size=size)
-
-    def _skipIgnored(self, data, pos):
+    def _skipIgnored(self, buffer, pos, frames):
         """
         Between frames: skip C{ignore} bytes up to the next STX.
 
-        :return: where the next frame starts (or the end of C{data}), or -1
-            after closing the connection for another byte.
+        :return: where the next frame starts, or the end of C{buffer}.
+        :raises FramingError: for another byte.
         """
         if self.ignore:
-            start = data.find(_STX, pos)
-            stop = len(data) if start < 0 else start
-            stray = data[pos:stop].translate(None, self.ignore)
+            start = buffer.find(_STX, pos)
+            stop = len(buffer) if start < 0 else start
+            stray = buffer[pos:stop].translate(None, self.ignore)
             if not stray:
                 return stop
             byte = stray[0]
         else:
-            byte = data[pos]
-        return self._fail(MALFORMED_FRAME, byte=byte)
+            byte = buffer[pos]
+        raise FramingError(MALFORMED_FRAME, frames, pos, byte=byte)
 
-    def _fail(self, reason, **sizes):
+    def encodeFrame(self, payload):
         """
-        Drop what is buffered and apply the bad-input policy (C{too-large}
-        when C{reason} is L{None}).
+        C{payload} framed (see L{frame}).
+        """
+        return frame(payload)
 
-        :return: -1, for the callers' "closed" result.
-        """
-        self._parts = []
-        self._unprocessed = b""
-        self._raw = self._size = 0
-        self._inFrame = self._escape = False
-        if reason is None:
-            self.messageTooLarge(sizes["size"])
-        else:
-            self.frameError(reason, **sizes)
-        return -1
 
-    def bufferedByteCount(self):
-        """
-        :return: the bytes received of the frame in progress, plus those not
-            parsed yet (while paused).
-        """
-        return self._raw + len(self._unprocessed)
+def _splitFrames(buffer, limit):
+    """
+    Cut C{buffer}, which starts with STX and holds no DLE, with one
+    C{split}, as C{lines} does.
+
+    :return: C{(messages, consumed)}, or L{None} when the bytes are not only
+        well-formed frames within the limit (then the careful way decides).
+    """
+    parts = buffer.split(_ETX)
+    rest = parts.pop()
+    # Well-formed: every ETX but one at the very end is followed by STX,
+    # and there is no other STX.
+    whole = len(parts)
+    if buffer.count(_STX) != whole + bool(rest) or buffer.count(_ETX + _STX) != whole - 1 + bool(
+        rest
+    ):
+        return None
+    messages = [part[1:] for part in parts]
+    if messages and max(map(len, messages)) > limit:
+        return None
+    return messages, len(buffer) - len(rest)
 
 
 stx = FramingPlugin(

@@ -1,19 +1,12 @@
-# -*- test-case-name: tests.framing.test_framing_netstring_syslog -*-
+# -*- test-case-name: tests.framing.test_octetcounting -*-
 """
-The C{netstring} and C{octet-counting} framings against the conformance kit,
-in their option variants, plus what is particular to each.
+The C{octet-counting} framing (RFC 6587) against the conformance kit, alone
+and mixed with newline-terminated frames, plus what is particular to it.
 """
 
-from twisted.protocols.basic import NetstringReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing.base import (
-    INCOMPLETE,
-    MALFORMED_FRAME,
-    MALFORMED_LENGTH,
-    TOO_LARGE,
-)
-from gateway.framing.netstring import NetstringProtocol
+from gateway.framing import INCOMPLETE, MALFORMED_LENGTH, TOO_LARGE
 from gateway.framing.octetcounting import OctetCountingProtocol
 from gateway.registry import loadFramings
 from gateway.testing import FramingConformanceMixin, connectFraming
@@ -25,17 +18,12 @@ SYSLOG_SU = (
     b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
     b"\xef\xbb\xbf'su root' failed for lonvick on /dev/pts/8"
 )
+
+
 SYSLOG_EVNT = (
     b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
     b"%% It's time to make the do-nuts."
 )
-
-
-def netstring(message):
-    """
-    :return: C{message} as a netstring.
-    """
-    return b"%d:%s," % (len(message), message)
 
 
 def octetCounted(message):
@@ -53,128 +41,6 @@ def forNewlineFrame(message):
     """
     message = message.replace(b"\n", b"").lstrip(b"0123456789")
     return message or b"-"
-
-
-class NetstringConformance(FramingConformanceMixin, SynchronousTestCase):
-    """
-    C{netstring} with the kit's limit of 1024 bytes.
-    """
-
-    plugin = FRAMINGS["netstring"]
-    malformed = [
-        (b"1a:x,", MALFORMED_LENGTH),
-        (b"01:x,", MALFORMED_LENGTH),
-        (b":x,", MALFORMED_LENGTH),
-        (b"-1:x,", MALFORMED_LENGTH),
-        (b" 1:x,", MALFORMED_LENGTH),
-        (b"3:abcX", MALFORMED_FRAME),
-        (b"1025:", TOO_LARGE),
-        (b"99999", TOO_LARGE),
-    ]
-
-    def encode(self, messages):
-        return b"".join(map(netstring, messages))
-
-    def test_tooLargeFromDigitsAlone(self):
-        """
-        A length over the limit closes the connection as soon as its digits
-        exceed the limit, before the colon arrives, and nothing is kept.
-        """
-        protocol, transport, sink = self.connect()
-        for digit in b"102":
-            protocol.dataReceived(bytes([digit]))
-        self.assertFalse(transport.disconnecting)
-        protocol.dataReceived(b"5")
-        self.assertTrue(transport.disconnecting)
-        self.assertEqual(protocol.frameFailed, TOO_LARGE)
-        self.assertEqual(protocol.bufferedByteCount(), 0)
-
-    def test_tooManyDigits(self):
-        """
-        A length with more digits than the limit has is too large, even when
-        the limit's digit count is reached with leading digits below it.
-        """
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"10000")
-        self.assertEqual(protocol.frameFailed, TOO_LARGE)
-
-    def test_lengthAtLimit(self):
-        """
-        A netstring exactly as long as the limit is published.
-        """
-        protocol, transport, sink = self.connect()
-        message = b"m" * self.maxSize
-        protocol.dataReceived(netstring(message))
-        self.assertEqual(sink.streams[0].messages, [message])
-        self.assertFalse(transport.disconnecting)
-
-    def test_leadingZeroDecidedEarly(self):
-        """
-        C{0} followed by another digit is refused at once (only C{0:} may
-        start with a zero), without waiting for the colon.
-        """
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"0")
-        self.assertFalse(transport.disconnecting)
-        protocol.dataReceived(b"0")
-        self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
-
-    def test_emptyNetstringAlone(self):
-        """
-        C{0:,} is one empty message.
-        """
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"0:,")
-        self.assertEqual(sink.streams[0].messages, [b""])
-
-    def test_twistedEncodingRoundTrips(self):
-        """
-        What Twisted's own L{NetstringReceiver.sendString} writes is read
-        back message for message.
-        """
-        protocol, transport, sink = self.connect()
-        writer, writerTransport, _ = self.connect()
-        self.assertIsInstance(writer, NetstringReceiver)
-        messages = [b"", b"a:b,c", b"\x00" * 20]
-        for message in messages:
-            writer.sendString(message)
-        protocol.dataReceived(writerTransport.value())
-        self.assertEqual(sink.streams[0].messages, messages)
-
-
-class SmallLimitNetstringConformance(NetstringConformance):
-    """
-    C{netstring(max-size=100)}: the limit has three digits.
-    """
-
-    maxSize = 100
-    malformed = [
-        (b"101:", TOO_LARGE),
-        (b"1000", TOO_LARGE),
-        (b"3:abc;", MALFORMED_FRAME),
-        (b"1x", MALFORMED_LENGTH),
-    ]
-
-    def test_tooLargeFromDigitsAlone(self):
-        """
-        With a limit of 100, C{101} is too large before its colon arrives.
-        """
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"10")
-        self.assertFalse(transport.disconnecting)
-        protocol.dataReceived(b"1")
-        self.assertEqual(protocol.frameFailed, TOO_LARGE)
-
-    def test_tooManyDigits(self):
-        """
-        With a limit of 100, four digits are too large whatever they are.
-        """
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"0001")
-        self.assertEqual(protocol.frameFailed, MALFORMED_LENGTH)
-        protocol, transport, sink = self.connect()
-        protocol.dataReceived(b"1000")
-        self.assertEqual(protocol.frameFailed, TOO_LARGE)
 
 
 class OctetCountingConformance(FramingConformanceMixin, SynchronousTestCase):
@@ -376,20 +242,20 @@ class NewlineFirstConformance(MixedFramingConformance):
         return [b"first", b"a little longer second message", b"third"]
 
 
-class PluginDeclarationTests(SynchronousTestCase):
+class OctetCountingPluginTests(SynchronousTestCase):
     """
-    How the two framings are declared.
+    How the framing is declared.
     """
 
     def test_registered(self):
         """
-        Both framings are installed plugins naming their protocol classes.
+        The framing is an installed plugin naming its protocol class.
         """
-        self.assertIs(FRAMINGS["netstring"].buildFactory(None).protocol, NetstringProtocol)
         self.assertIs(
             FRAMINGS["octet-counting"].buildFactory(None).protocol,
             OctetCountingProtocol,
         )
+        self.assertIs(FRAMINGS["octet-counting"].protocolClass(), OctetCountingProtocol)
 
     def test_allowNewlineDefault(self):
         """

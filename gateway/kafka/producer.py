@@ -415,10 +415,11 @@ class KafkaProducerService(Service):
 
     def pending(self):
         """
-        :return: records not yet confirmed: the backlog plus the client's
-            queue (which may also count protocol requests).
+        :return: records not yet confirmed: those a client gave back (to
+            produce again), the backlog and the client's queue (which may
+            also count protocol requests).
         """
-        return len(self._backlog) + self._keeper.pendingCount()
+        return len(self._purged) + len(self._backlog) + self._keeper.pendingCount()
 
     def heldBytes(self):
         """
@@ -428,8 +429,10 @@ class KafkaProducerService(Service):
             statistics interval).
         """
         keeper = self._keeper
-        records = len(self._backlog) + keeper.pendingCount()
-        return self._backlog.bytes + keeper.pendingBytes() + records * RECORD_OVERHEAD
+        records = len(self._purged) + len(self._backlog) + keeper.pendingCount()
+        purgedBytes = sum(len(record.value or b"") for record in self._purged)
+        payloads = purgedBytes + self._backlog.bytes + keeper.pendingBytes()
+        return payloads + records * RECORD_OVERHEAD
 
     def bytesSent(self):
         """

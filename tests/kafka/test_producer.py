@@ -305,26 +305,6 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(self.values(), [b"slow", b"next", b"slow"])
         self.assertEqual((service.requeued, service.deadLettered), (1, 0))
 
-    def test_repeatedClientErrorLoggedOncePer30s(self):
-        """
-        The same client error repeated on every reconnect attempt is logged
-        once per 30 seconds, a different one at once.
-        """
-        self.makeService()
-        down = FakeKafkaError("_TRANSPORT", "connection refused")
-        for _i in range(5):
-            self.producer().reportError(down)
-        self.clock.advance(0.1)
-        self.clock.advance(10)
-        self.producer().reportError(down)
-        self.producer().reportError(FakeKafkaError("_ALL_BROKERS_DOWN"))
-        self.clock.advance(0.1)
-        self.clock.advance(30)
-        self.producer().reportError(down)
-        self.clock.advance(0.1)
-        codes = [e["code"] for e in self.events if "code" in e]
-        self.assertEqual(codes, ["_TRANSPORT", "_ALL_BROKERS_DOWN", "_TRANSPORT"])
-
     def test_fatalErrorRecreatesClient(self):
         """
         A fatal error recreates the client after the backoff delay, and what
@@ -370,6 +350,70 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.clock.pump([0.1] * 620)
         self.assertEqual(len(self.backend.producers), 2)
         self.assertEqual(self.values(), [b"waiting"])
+
+    def test_clientTypeErrorIsRefusal(self):
+        """
+        A L{TypeError} raised by the client's C{produce} (a bug in the client
+        or a record it cannot take) is handled like any other refusal: the
+        record is dead-lettered with the error's type and text, nothing is
+        raised to the caller (a protocol), and later records go through.
+        """
+        service = self.makeService()
+        self.producer().refusing[b"first"] = TypeError("a bytes-like object is required")
+        service.produce("t", b"first", b"k", [])
+        service.produce("t", b"second")
+        self.assertEqual((service.deadLettered, service.produced), (1, 1))
+        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"first"])
+        with open(self.deadPath) as f:
+            self.assertIn("TypeError: a bytes-like object is required", f.read())
+        self.assertEqual(self.values(), [b"second"])
+
+    def test_clientTypeErrorFromBacklogIsRefusal(self):
+        """
+        A L{TypeError} from the client while the backlog is moved into it
+        dead-letters that record only; the rest of the backlog follows.
+        """
+        service = self.makeService(capacity=1)
+        for value in (b"0", b"1", b"2"):
+            service.produce("t", value)
+        self.producer().refusing[b"1"] = TypeError("bad record")
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(service.deadLettered, 1)
+        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"1"])
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"0", b"2"])
+
+    def test_noClientBetweenFatalErrorAndRecreation(self):
+        """
+        Between a fatal error and the recreation there may be no client (a
+        recreation the backend refused): records offered then wait in the
+        backlog, clients are paused, and the new client produces them after
+        what the old one had not confirmed.
+        """
+        service = self.makeService()
+        service.produce("t", b"a")
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+        refuse = RuntimeError("resolver down")
+
+        def connect(config):
+            raise refuse
+
+        factory, self.backend._producerFactory = self.backend._producerFactory, connect
+        self.clock.advance(1.0)
+        self.assertFalse(service.hasClient())
+        service.produce("t", b"b")
+        service.produce("t", b"c")
+        self.assertEqual(self.observer.events, ["blocked", "blocked"])
+        self.assertEqual(service.pending(), 3)
+        self.backend._producerFactory = factory
+        self.clock.advance(2.0)
+        self.assertTrue(service.hasClient())
+        self.assertEqual(self.values(), [b"a", b"b", b"c"])
+        self.assertEqual(self.observer.events[-1], "unblocked")
+        self.assertEqual(service.recreations, 1)
 
     def test_badConfigurationFailsStart(self):
         """
@@ -467,6 +511,26 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.successResultOf(d)
         service.produce("t", b"late")
         self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"late"])
+
+    def test_stopWithoutClientSpoolsAtOnce(self):
+        """
+        Stopping while there is no client (its recreation was refused)
+        spools the backlog at once, without waiting for a drain deadline.
+        """
+        service = self.makeService()
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+
+        def connect(config):
+            raise RuntimeError("resolver down")
+
+        self.backend._producerFactory = connect
+        self.clock.advance(1.0)
+        service.produce("t", b"waiting")
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"waiting"])
 
     def test_noSpoolConfiguredLogsLoss(self):
         """

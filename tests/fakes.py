@@ -147,13 +147,16 @@ def fakeProducerFactory(capacity=1000):
 def fakeBackend(capacity=1000):
     """
     :return: the confluent backend on L{FakeProducer}s; the producers made
-        are in C{backend.producers}.
+        are in C{backend.producers}; while C{backend.refuse} is an exception,
+        creating a producer raises it.
     """
     from gateway.kafka.confluent import ConfluentBackend
 
     producers = []
 
     def factory(config):
+        if backend.refuse is not None:
+            raise backend.refuse
         producer = FakeProducer(config, capacity)
         producers.append(producer)
         return producer
@@ -164,4 +167,5 @@ def fakeBackend(capacity=1000):
 
     backend = FakeConfluentBackend(factory)
     backend.producers = producers
+    backend.refuse = None
     return backend

@@ -396,19 +396,14 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         service.produce("t", b"a")
         self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
         self.clock.advance(0.1)
-        refuse = RuntimeError("resolver down")
-
-        def connect(config):
-            raise refuse
-
-        factory, self.backend._producerFactory = self.backend._producerFactory, connect
+        self.backend.refuse = RuntimeError("resolver down")
         self.clock.advance(1.0)
         self.assertFalse(service.hasClient())
         service.produce("t", b"b")
         service.produce("t", b"c")
         self.assertEqual(self.observer.events, ["blocked", "blocked"])
         self.assertEqual(service.pending(), 3)
-        self.backend._producerFactory = factory
+        self.backend.refuse = None
         self.clock.advance(2.0)
         self.assertTrue(service.hasClient())
         self.assertEqual(self.values(), [b"a", b"b", b"c"])
@@ -520,11 +515,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         service = self.makeService()
         self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
         self.clock.advance(0.1)
-
-        def connect(config):
-            raise RuntimeError("resolver down")
-
-        self.backend._producerFactory = connect
+        self.backend.refuse = RuntimeError("resolver down")
         self.clock.advance(1.0)
         service.produce("t", b"waiting")
         d = service.stopService()

@@ -12,6 +12,11 @@ Nothing is silently lost and nothing blocks the reactor:
    again what the old one had not confirmed;
  - stopping drains within a deadline and spools what is left, which the next
    start produces first.
+
+The service is composed of small objects, each with one job: a
+L{ClientKeeper} (the client, its recreation and backoff, its figures), a
+L{Backlog} (records the client has not taken yet), L{DeadLetters} and the
+L{Spool}.
 """
 
 from twisted.application.internet import backoffPolicy

@@ -20,7 +20,7 @@ class _StubService:
 
     observer = None
 
-    def produce(self, topic, key, headers, value):
+    def produce(self, topic, value, key=None, headers=None):
         pass
 
 
@@ -45,11 +45,10 @@ def _deepSizes(protocol):
         ),
         ("peer string 'host:port'", sys.getsizeof(protocol.peer)),
         ("MessageStream (__slots__)", sys.getsizeof(stream)),
-        ("  send: functools.partial", sys.getsizeof(send)),
-        ("  its args tuple (topic, key, headers)", sys.getsizeof(send.args)),
-        ("  key bytes 'listener/peer'", sys.getsizeof(send.args[1])),
+        ("  its send, bound once (held by the protocol)", sys.getsizeof(send)),
+        ("  key bytes 'listener/peer'", sys.getsizeof(stream._key)),
     ]
-    headers = send.args[2]
+    headers = stream._headers
     if headers:
         rows.append(
             (

@@ -259,7 +259,7 @@ def _enqueueOnlyProducer():
 class StubProducer:
     """
     Stands in for librdkafka: C{produce()} is a Python no-op, so the gateway
-    path's own Python (router partial, service) can be timed apart.
+    path's own Python (message stream, service) can be timed apart.
     """
 
     def produce(self, topic, value, key=None, headers=None):

@@ -124,10 +124,23 @@ class IProducerClient(Interface):
     One live producer of a backend.
     """
 
-    def produce(topic, value, key, headers):
+    def produce(topic, value, key=None, headers=None):
         """
         Queue one record; never blocks.  The hot path.
 
+        Every C{produce} in the gateway (this one, the producer service's,
+        the message stream's call) takes its arguments in this order, which
+        is confluent-kafka's own, so that its C{Producer.produce} can be the
+        client's C{produce} with no Python call in between.  The service
+        passes a client C{headers} by keyword (confluent-kafka's fourth
+        positional argument is the partition).
+
+        :param topic: the topic's name.
+        :type topic: L{str}
+        :param value: the payload.
+        :type value: L{bytes}
+        :param key: the record's key, or L{None}.
+        :param headers: a list of C{(name, bytes)} pairs, or L{None}.
         :raises BufferError: when the backend's queue is full (the record was
             not taken).
         :raises Exception: when the record can never be produced (e.g. too

@@ -7,8 +7,6 @@ queue is full, every client is paused and listeners stop accepting; below
 the low-water mark they resume, and TCP's flow control does the rest.
 """
 
-from functools import partial
-
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,12 +37,9 @@ class MessageStream:
 
     Every record of a connection has the same key (listener and peer), so
     Kafka's partitioner puts them all on one partition, in order.
-
-    :ivar send: publish one payload; a C{partial} of the producer's
-        C{produce}, so the hot path is a single call.
     """
 
-    __slots__ = ("send", "_router", "_protocol")
+    __slots__ = ("_produce", "_topic", "_key", "_headers", "_router", "_protocol")
 
     def __init__(self, router, listener, peer, protocol):
         """
@@ -53,14 +48,23 @@ class MessageStream:
         :param peer: the client's address as C{host:port}.
         :param protocol: the connection's framing protocol.
         """
-        key = f"{listener}/{peer}".encode()
-        headers = None
+        self._key = f"{listener}/{peer}".encode()
+        self._headers = None
         if router.headers:
             # The listener's header is one object shared by its connections.
-            headers = [router.listenerHeader(listener), (PEER_HEADER, peer.encode())]
-        self.send = partial(router.producer.produce, router.topic, key, headers)
+            self._headers = [router.listenerHeader(listener), (PEER_HEADER, peer.encode())]
+        self._produce = router.producer.produce
+        self._topic = router.topic
         self._router = router
         self._protocol = protocol
+
+    def send(self, payload):
+        """
+        Publish one payload: the hot path, a single call to the producer's
+        C{produce} (see L{gateway.interfaces.IProducerClient.produce} for its
+        argument order).
+        """
+        self._produce(self._topic, payload, self._key, self._headers)
 
     def close(self):
         """

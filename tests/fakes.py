@@ -50,9 +50,9 @@ class FakeProducer:
 
     :ivar produced: every record accepted, in order.
     :ivar config: the configuration it was built with.
+    :ivar refusing: payload -> the exception C{produce} raises for it, as
+        a client with a bug would.
     """
-
-    instances = []
 
     def __init__(self, config, capacity=1000):
         self.config = config
@@ -64,9 +64,11 @@ class FakeProducer:
         self.clientErrors = []
         self.statistics = []
         self.brokerState = "UP"
-        FakeProducer.instances.append(self)
+        self.refusing = {}
 
     def produce(self, topic, value=None, key=None, headers=None):
+        if value in self.refusing:
+            raise self.refusing[value]
         if value is not None and len(value) > 100_000:
             raise RuntimeError("MSG_SIZE_TOO_LARGE")
         if len(self.queue) >= self.capacity:
@@ -145,13 +147,16 @@ def fakeProducerFactory(capacity=1000):
 def fakeBackend(capacity=1000):
     """
     :return: the confluent backend on L{FakeProducer}s; the producers made
-        are in C{backend.producers}.
+        are in C{backend.producers}; while C{backend.refuse} is an exception,
+        creating a producer raises it.
     """
     from gateway.kafka.confluent import ConfluentBackend
 
     producers = []
 
     def factory(config):
+        if backend.refuse is not None:
+            raise backend.refuse
         producer = FakeProducer(config, capacity)
         producers.append(producer)
         return producer
@@ -162,4 +167,5 @@ def fakeBackend(capacity=1000):
 
     backend = FakeConfluentBackend(factory)
     backend.producers = producers
+    backend.refuse = None
     return backend

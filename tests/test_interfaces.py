@@ -21,6 +21,7 @@ from zope.interface.verify import verifyObject
 
 import gateway
 from gateway import interfaces
+from gateway.kafka.client import NO_CLIENT
 from gateway.registry import loadBackends, loadFramings
 from gateway.service import GatewayService
 from gateway.testing import RecordingSink
@@ -88,6 +89,7 @@ def builtImplementations():
         (interfaces.IMessageStream, sink.openStream("l", "10.0.0.1:1", _Client())),
         (interfaces.IProducerEvents, service.producer),
         (interfaces.IProducerClient, backend.connect({}, service.producer, Clock())),
+        (interfaces.IProducerClient, NO_CLIENT),
     ]
     built += [(interfaces.IFramingPlugin, p) for p in loadFramings().values()]
     built += [(interfaces.IProducerBackend, b) for b in loadBackends().values()]

@@ -16,7 +16,7 @@ class RecordingProducerService:
         self.records = []
         self.observer = None
 
-    def produce(self, topic, key, headers, value):
+    def produce(self, topic, value, key=None, headers=None):
         self.records.append((topic, key, headers, value))
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.kafka.test_producer -*-
+# -*- test-case-name: tests.kafka.test_confluent -*-
 """
 The default producer backend: confluent-kafka (librdkafka).
 
@@ -14,6 +14,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from gateway.interfaces import IProducerBackend, IProducerClient
+from gateway.kafka.client import NO_CLIENT
 from gateway.kafka.records import DeliveryError, Record
 
 __all__ = ["ConfluentBackend", "ConfluentClient", "STATISTICS_INTERVAL_MS"]
@@ -88,7 +89,9 @@ class ConfluentClient:
     One C{confluent_kafka.Producer}.
 
     :ivar produce: the producer's own C{produce}, bound once: the hot path
-        goes straight into librdkafka.
+        goes straight into librdkafka (its arguments are in the order of
+        L{IProducerClient.produce}, which is confluent-kafka's); once closed,
+        L{NO_CLIENT}'s, which takes nothing.
     """
 
     def __init__(self, config, events, log, producerFactory=None):
@@ -164,7 +167,7 @@ class ConfluentClient:
     def close(self):
         self._producer.poll(0)
         self._producer = None
-        self.produce = None
+        self.produce = NO_CLIENT.produce
 
 
 @implementer(IPlugin, IProducerBackend)

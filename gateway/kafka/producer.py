@@ -12,9 +12,12 @@ Nothing is silently lost and nothing blocks the reactor:
    again what the old one had not confirmed;
  - stopping drains within a deadline and spools what is left, which the next
    start produces first.
-"""
 
-from collections import deque
+The service is composed of small objects, each with one job: a
+L{ClientKeeper} (the client, its recreation and backoff, its figures), a
+L{Backlog} (records the client has not taken yet), L{DeadLetters} and the
+L{Spool}.
+"""
 
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
@@ -24,10 +27,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IProducerEvents
-from gateway.kafka._figures import RECORD_OVERHEAD, ProducerFiguresMixin
-from gateway.kafka._recreation import RecreationMixin
+from gateway.kafka.backlog import Backlog
+from gateway.kafka.client import NO_CLIENT, ClientKeeper
 from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
-from gateway.kafka.records import Record, RecordFile
+from gateway.kafka.deadletters import SIZE_ERRORS, DeadLetters, judgeTooLarge
+from gateway.kafka.records import Record
 from gateway.kafka.spool import Spool
 
 __all__ = [
@@ -41,8 +45,10 @@ __all__ = [
 #: what was read.
 DEFAULT_DRAIN_TIMEOUT = 30.0
 
-#: Errors that mean a record (or the batch it was in) is too large.
-_SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "MessageSizeTooLarge"})
+#: Memory a held record costs besides its payload: librdkafka's message and
+#: buffers, measured at about 0.5 KiB a record (tests/integration/test_faults.py,
+#: broker frozen); counted so that the byte budget bounds memory.
+RECORD_OVERHEAD = 512
 
 
 class _NoObserver:
@@ -67,9 +73,10 @@ class _NoObserver:
 
 
 @implementer(IProducerEvents)
-class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
+class KafkaProducerService(Service):
     """
-    Own the process's one producer from start to drained stop.
+    Own the process's one producer from start to drained stop; its client
+    (creation, recreation, backoff) is kept by a L{ClientKeeper}.
 
     :ivar observer: told when the producer blocks or unblocks, when a record
         is refused for good, and after every poll (the L{gateway.router.Router}).
@@ -81,7 +88,6 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         file.
     :ivar requeued: records produced again (timeouts, recreation).
     :ivar spooled: records written to the spool at stop.
-    :ivar recreations: clients recreated (see L{RecreationMixin}).
     :ivar lastDeliveryTime: when a delivery was last seen confirmed.
     """
 
@@ -121,16 +127,23 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         self.pollInterval = pollInterval
         self.drainTimeout = drainTimeout
         self.spool = Spool(spoolPath) if spoolPath else None
-        self.deadLetters = RecordFile(deadLetterPath) if deadLetterPath else None
-        self.retryPolicy = retryPolicy or backoffPolicy(maxDelay=60.0)
-        self.recreateAfter = recreateAfter
+        self.deadLetters = DeadLetters(deadLetterPath)
         self.observer = _NoObserver()
         self.accepted = self.produced = self.failureReports = 0
-        self.deadLettered = self.requeued = self.spooled = 0
-        self.backlogBytes = 0
-        self._client = None
-        self._produce = None
-        self._backlog = deque()
+        self.requeued = self.spooled = 0
+        self._keeper = ClientKeeper(
+            backend,
+            self.config,
+            self,
+            clock,
+            retryPolicy or backoffPolicy(maxDelay=60.0),
+            recreateAfter,
+            self._replaced,
+        )
+        # The client's own C produce (the hot path), or NO_CLIENT's.
+        self._produce = NO_CLIENT.produce
+        self._started = False
+        self._backlog = Backlog()
         self._poller = None
         self._purged = []
         self._tooLarge = []
@@ -154,6 +167,7 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         """
         self._start()
         Service.startService(self)
+        self._keeper.start()
         self._poller = LoopingCall(self._poll)
         self._poller.clock = self.clock
         self._poller.start(self.pollInterval, now=False).addErrback(
@@ -161,21 +175,11 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         )
 
     def _start(self):
-        if self._client is None:
+        if not self._started:
             self._loadSpool()
-            self._connect()
-
-    def _connect(self):
-        try:
-            self._client = self.backend.connect(self.config, self, self.clock)
-        except Exception as e:
-            raise ValueError(f"cannot create the Kafka producer ({self.backend.name}): {e}") from e
-        self._produce = self._client.produce
-        self.log.info(
-            "Kafka producer created ({backend}) for {bootstrap}",
-            backend=self.backend.name,
-            bootstrap=self.config.get("bootstrap.servers"),
-        )
+            self._produce = self._keeper.connect().produce
+            self._started = True
+            self._stopped = False
 
     def _loadSpool(self):
         """
@@ -183,7 +187,7 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         """
         records = self.spool.load() if self.spool is not None else []
         for record in records:
-            self._queue(record)
+            self._backlog.hold(record)
         self.accepted += len(records)
         if records:
             self.log.info(
@@ -204,12 +208,10 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
-        if self._recreating is not None and self._recreating.active():
-            # Stopping while a recreation waits: do it now, so the drain and
-            # the spool see every record the old client held.
-            self._recreating.cancel()
-            self._recreate()
-        if self._client is None:
+        # A recreation waiting for its delay happens now, so the drain and
+        # the spool see every record the old client held.
+        self._keeper.stop()
+        if not self._started:
             return None
         done = Deferred()
         deadline = self.clock.seconds() + self.drainTimeout
@@ -220,7 +222,11 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
 
         def check():
             self._poll()
-            if self.pending() == 0 or self.clock.seconds() >= deadline:
+            if (
+                self.pending() == 0
+                or not self._keeper.hasClient()
+                or self.clock.seconds() >= deadline
+            ):
                 drainer.stop()
 
         drainer = LoopingCall(check)
@@ -229,17 +235,12 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         return done
 
     def _finishDrain(self):
-        client, self._client, self._produce = self._client, None, None
-        self._bytesSentBefore += client.bytesSent() or 0
-        if client.pendingCount():
-            client.purge()
-            while client.pendingCount():
-                client.poll()
-        client.close()
+        self._produce = NO_CLIENT.produce
+        self._keeper.close()
+        self._started = False
         self._stopped = True
-        left = self._purged + [Record(*r) for r in self._backlog]
-        self._purged, self._backlog = [], deque()
-        self.backlogBytes = 0
+        left = self._purged + self._backlog.takeAll()
+        self._purged = []
         self._saveLeft(left)
         delivered = self.delivered()
         self.log.info(
@@ -268,66 +269,61 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
 
     # The hot path
 
-    def produce(self, topic, key, headers, value):
+    def produce(self, topic, value, key=None, headers=None):
         """
-        Publish one record; never blocks, never drops.
+        Publish one record; never blocks, never drops.  The arguments are in
+        the order of L{IProducerClient.produce}.
 
         While a backlog exists every record joins it, which keeps each
-        connection's records in order.
+        connection's records in order.  A record the client does not take
+        (its queue is full, or there is no client: L{NO_CLIENT} takes
+        nothing) joins the backlog; one it refuses for good, whatever the
+        exception, is dead-lettered.
         """
         self.accepted += 1
         if self._backlog:
-            self._queue((topic, key, headers, value))
-            self.observer.producerBlocked()
+            self._hold(Record(topic, key, headers, value))
             return
         try:
             self._produce(topic, value, key, headers=headers)
         except BufferError:
-            self._queue((topic, key, headers, value))
-            self.observer.producerBlocked()
+            self._hold(Record(topic, key, headers, value))
             return
-        except TypeError:
-            if self._produce is None:
-                # Stopped or between clients: keep it for later.
-                return self._late(Record(topic, key, headers, value))
-            raise
         except Exception as e:
-            self._refused(Record(topic, key, headers, value), str(e))
+            self._refusedAtProduce(Record(topic, key, headers, value), e)
             return
         self.produced += 1
 
-    def _queue(self, record):
-        self._backlog.append(record)
-        self.backlogBytes += len(record[3] or b"")
-
-    def _late(self, record):
+    def _hold(self, record):
+        """
+        Keep a record the client did not take: in the backlog, with the
+        clients paused; once stopped (a connection closed after the drain
+        with whole messages still buffered), in the spool.
+        """
         if self._stopped:
-            # A connection closed after the drain with whole messages still
-            # buffered: they go straight to the spool.
             if self.spool is not None:
                 self.spool.append(record)
                 self.spooled += 1
             return
-        self._queue(record)
+        self._backlog.hold(record)
         self.observer.producerBlocked()
 
-    # Serving the client (its figures: L{ProducerFiguresMixin})
+    # Serving the client
 
     def _poll(self):
-        if self._client is not None:
-            self._client.poll()
+        keeper = self._keeper
+        if keeper.hasClient():
+            keeper.poll()
             if self._tooLarge:
                 self._judgeTooLarge()
-            if self._downSince is not None:
-                self._checkBrokersDown()
-            if self._purged and self._recreating is None:
+            if self._purged and not keeper.recreating():
                 self._requeue()
             self._pump()
             delivered = self.delivered()
             if delivered > self._lastDelivered:
                 self._lastDelivered = delivered
                 self.lastDeliveryTime = self.clock.seconds()
-                self._failedAttempts = 0
+                keeper.delivering()
             if self.spool is not None and self.spool.replaying and not self.pending():
                 self.spool.confirmed()
         self.observer.polled()
@@ -337,31 +333,30 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         Move the backlog into the client's queue as far as it fits.
         """
         backlog = self._backlog
-        if not backlog:
-            return
-        produce = self._produce
-        while backlog:
-            topic, key, headers, value = backlog[0]
-            try:
-                produce(topic, value, key, headers=headers)
-            except BufferError:
-                return
-            except Exception as e:
-                self._refused(Record(topic, key, headers, value), str(e))
-            else:
-                self.produced += 1
-            backlog.popleft()
-            self.backlogBytes -= len(value or b"")
-        self.observer.producerUnblocked()
+        if backlog:
+            self.produced += backlog.pump(self._produce, self._refusedAtProduce)
+            if not backlog:
+                self.observer.producerUnblocked()
+
+    def _refusedAtProduce(self, record, exception):
+        self.deadLetters.refuse(record, f"{type(exception).__name__}: {exception}")
+
+    def _replaced(self, client):
+        """
+        The keeper recreated the client (or failed to: L{NO_CLIENT}): produce
+        first what the old one had not confirmed.
+        """
+        self._produce = client.produce
+        if client is not NO_CLIENT:
+            self._requeue()
+            self._pump()
 
     def _requeue(self):
         """
         Records the old client gave up on go first, in their order.
         """
         purged, self._purged = self._purged, []
-        for record in reversed(purged):
-            self._backlog.appendleft(record)
-            self.backlogBytes += len(record.value or b"")
+        self._backlog.putBack(purged)
         self.requeued += len(purged)
 
     # IProducerEvents
@@ -377,39 +372,118 @@ class KafkaProducerService(ProducerFiguresMixin, RecreationMixin, Service):
         record = self.observer.restoreRecord(record)
         if error.purged or error.retriable:
             self._purged.append(record)
-        elif error.code in _SIZE_ERRORS:
+        elif error.code in SIZE_ERRORS:
             self._tooLarge.append((record, error))
         else:
             self._refuse(record, error)
 
+    def clientError(self, error):
+        """
+        See L{IProducerEvents.clientError}: the keeper logs it and recreates
+        the client if it must.
+        """
+        self._keeper.clientError(error)
+
     def _refuse(self, record, error):
-        self._refused(record, f"{error.code}: {error.text}")
+        self.deadLetters.refuse(record, f"{error.code}: {error.text}")
         self.observer.deliveryFailed(record, error)
 
     def _judgeTooLarge(self):
         """
-        The broker refuses a whole batch when one record in it is too large,
-        so its innocent batch-mates fail with it: refuse only the largest
-        record of what failed, and produce the others again (a batch with
-        several records too large loses one per round).
+        Refuse the culprit of a batch refused as too large; produce its
+        batch-mates again (see L{judgeTooLarge}).
         """
-        failed, self._tooLarge = self._tooLarge, []
-        largest = max(range(len(failed)), key=lambda i: len(failed[i][0].value or b""))
-        self._refuse(*failed.pop(largest))
-        self._purged.extend(record for record, _ in failed)
+        culprit, others = judgeTooLarge(self._tooLarge)
+        self._tooLarge = []
+        self._refuse(*culprit)
+        self._purged.extend(others)
 
-    def _refused(self, record, reason):
-        self.deadLettered += 1
-        if self.deadLetters is not None:
-            self.deadLetters.append([record], reason=reason)
-        self.log.error(
-            "Kafka refused a {size}-byte record for {topic}: {reason}; {where}",
-            size=len(record.value or b""),
-            topic=record.topic,
-            reason=reason,
-            where=(
-                f"written to {self.deadLetters.path}"
-                if self.deadLetters
-                else "no dead-letter file configured, dropped"
-            ),
-        )
+    # Figures: read by the router (budget), the health service, the metrics
+    # and the status page; never computed per message.
+
+    @property
+    def backlogBytes(self):
+        """
+        Payload bytes of the backlog.
+        """
+        return self._backlog.bytes
+
+    @property
+    def deadLettered(self):
+        """
+        Records refused for good (written to the dead-letter file).
+        """
+        return self.deadLetters.count
+
+    @property
+    def recreations(self):
+        """
+        Clients recreated after a fatal error or a long outage.
+        """
+        return self._keeper.recreations
+
+    def pending(self):
+        """
+        :return: records not yet confirmed: those a client gave back (to
+            produce again), the backlog and the client's queue (which may
+            also count protocol requests).
+        """
+        return len(self._purged) + len(self._backlog) + self._keeper.pendingCount()
+
+    def heldBytes(self):
+        """
+        :return: bytes held for records accepted and not yet confirmed:
+            their payloads plus L{RECORD_OVERHEAD} each, so the budget bounds
+            memory and not only payload (the client's figure lags by its
+            statistics interval).
+        """
+        keeper = self._keeper
+        records = len(self._purged) + len(self._backlog) + keeper.pendingCount()
+        purgedBytes = sum(len(record.value or b"") for record in self._purged)
+        payloads = purgedBytes + self._backlog.bytes + keeper.pendingBytes()
+        return payloads + records * RECORD_OVERHEAD
+
+    def bytesSent(self):
+        """
+        :return: bytes sent to Kafka by every client this service had, or
+            L{None} when the backend does not count them.
+        """
+        return self._keeper.bytesSent()
+
+    def hasClient(self):
+        """
+        :return: whether a client exists (started, not stopped, not between
+            a fatal error and its recreation).
+        """
+        return self._keeper.hasClient()
+
+    def latency(self):
+        """
+        :return: the client's delivery latency quantiles by stage, in
+            seconds (empty when the backend does not measure them).
+        """
+        return self._keeper.latency()
+
+    def brokersUp(self):
+        """
+        :return: brokers the client is connected to, or L{None} if unknown.
+        """
+        return self._keeper.brokersUp()
+
+    def status(self):
+        """
+        What the health service reads: brokers up, seconds since the last
+        confirmed delivery (L{None} before the first), records pending.
+
+        :rtype: L{dict}
+        """
+        age = None
+        if self.lastDeliveryTime is not None:
+            age = self.clock.seconds() - self.lastDeliveryTime
+        return {"brokersUp": self.brokersUp(), "lastDeliveryAge": age, "pending": self.pending()}
+
+    def delivered(self):
+        """
+        :return: records Kafka confirmed (exact once nothing is pending).
+        """
+        return self.produced - self.failureReports - self._keeper.pendingCount()

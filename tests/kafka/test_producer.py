@@ -92,7 +92,7 @@ class ProducerServiceMixin:
         self.deadPath = os.path.join(self.directory, "dead.jsonl")
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def makeService(self, capacity=1000, drainTimeout=30.0, start=True):
+    def makeService(self, capacity=1000, drainTimeout=30.0, start=True, recreateAfter=120.0):
         self.backend = fakeBackend(capacity)
         service = KafkaProducerService(
             self.backend,
@@ -103,6 +103,7 @@ class ProducerServiceMixin:
             spoolPath=self.spoolPath,
             deadLetterPath=self.deadPath,
             retryPolicy=lambda attempt: 2.0**attempt,
+            recreateAfter=recreateAfter,
         )
         service.observer = self.observer
         if start:
@@ -140,7 +141,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         C{produce} passes topic, value, key and headers to the client.
         """
         service = self.makeService()
-        service.produce("t", b"k", [("h", b"v")], b"payload")
+        service.produce("t", b"payload", b"k", [("h", b"v")])
         [message] = self.producer().produced
         self.assertEqual(
             (message.topic(), message.value(), message.key(), message.headers()),
@@ -154,7 +155,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService()
         for _i in range(10):
-            service.produce("t", None, None, b"m")
+            service.produce("t", b"m")
         self.assertEqual(self.producer().polls, 0)
         self.clock.advance(0.1)
         self.assertEqual(self.producer().polls, 1)
@@ -167,7 +168,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService(capacity=2)
         for i in range(5):
-            service.produce("t", None, None, b"%d" % i)
+            service.produce("t", b"%d" % i)
         self.assertEqual(self.observer.events, ["blocked"] * 3)
         self.assertEqual((service.pending(), service.backlogBytes), (5, 3))
         self.producer().confirm()
@@ -185,8 +186,8 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         up come from the statistics too.
         """
         service = self.makeService(capacity=1)
-        service.produce("t", None, None, b"queued")
-        service.produce("t", None, None, b"backlog!")
+        service.produce("t", b"queued")
+        service.produce("t", b"backlog!")
         self.assertIsNone(service.brokersUp())
         self.producer().reportStatistics()
         self.producer().poll(0)
@@ -237,8 +238,8 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         dead-letter file, counted and logged; the next record goes through.
         """
         service = self.makeService()
-        service.produce("t", b"k", [], b"x" * 200_000)
-        service.produce("t", None, None, b"ok")
+        service.produce("t", b"x" * 200_000, b"k", [])
+        service.produce("t", b"ok")
         self.assertEqual((service.deadLettered, service.produced), (1, 1))
         [record] = RecordFile(self.deadPath).read()
         self.assertEqual(record, Record("t", b"k", [], b"x" * 200_000))
@@ -250,7 +251,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         dead-letter file, with its reason.
         """
         service = self.makeService()
-        service.produce("t", None, None, b"doomed")
+        service.produce("t", b"doomed")
         self.producer().fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
         self.clock.advance(0.1)
         self.assertEqual(
@@ -268,7 +269,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService()
         for value in (b"small-1", b"x" * 5000, b"small-2"):
-            service.produce("t", None, None, value)
+            service.produce("t", value)
         tooLarge = FakeKafkaError("MSG_SIZE_TOO_LARGE")
         for _i in range(3):
             self.producer().fail(tooLarge)
@@ -285,7 +286,7 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         self.observer.restoreRecord = lambda record: record._replace(headers=[("h", b"v")])
         service = self.makeService()
-        service.produce("t", None, None, b"doomed")
+        service.produce("t", b"doomed")
         self.producer().fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
         self.clock.advance(0.1)
         [record] = RecordFile(self.deadPath).read()
@@ -297,32 +298,12 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         dropped or dead-lettered.
         """
         service = self.makeService()
-        service.produce("t", None, None, b"slow")
-        service.produce("t", None, None, b"next")
+        service.produce("t", b"slow")
+        service.produce("t", b"next")
         self.producer().fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
         self.clock.advance(0.1)
         self.assertEqual(self.values(), [b"slow", b"next", b"slow"])
         self.assertEqual((service.requeued, service.deadLettered), (1, 0))
-
-    def test_repeatedClientErrorLoggedOncePer30s(self):
-        """
-        The same client error repeated on every reconnect attempt is logged
-        once per 30 seconds, a different one at once.
-        """
-        self.makeService()
-        down = FakeKafkaError("_TRANSPORT", "connection refused")
-        for _i in range(5):
-            self.producer().reportError(down)
-        self.clock.advance(0.1)
-        self.clock.advance(10)
-        self.producer().reportError(down)
-        self.producer().reportError(FakeKafkaError("_ALL_BROKERS_DOWN"))
-        self.clock.advance(0.1)
-        self.clock.advance(30)
-        self.producer().reportError(down)
-        self.clock.advance(0.1)
-        codes = [e["code"] for e in self.events if "code" in e]
-        self.assertEqual(codes, ["_TRANSPORT", "_ALL_BROKERS_DOWN", "_TRANSPORT"])
 
     def test_fatalErrorRecreatesClient(self):
         """
@@ -332,12 +313,12 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService()
         for value in (b"a", b"b"):
-            service.produce("t", None, None, value)
+            service.produce("t", value)
         self.producer().confirm(1)
         self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
         self.clock.advance(0.1)
         self.assertEqual(len(self.backend.producers), 1)
-        service.produce("t", None, None, b"c")
+        service.produce("t", b"c")
         self.clock.advance(1.0)
         self.assertEqual(len(self.backend.producers), 2)
         # b was never confirmed and c was queued in the old client: both
@@ -352,9 +333,8 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         is recreated (after the backoff delay) and its unconfirmed records
         are produced again; a shorter outage recreates nothing.
         """
-        service = self.makeService()
-        service.recreateAfter = 60
-        service.produce("t", None, None, b"waiting")
+        service = self.makeService(recreateAfter=60)
+        service.produce("t", b"waiting")
         down = FakeKafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down")
         self.producer().brokerState = "DOWN"
         self.producer().reportError(down)
@@ -370,6 +350,65 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.clock.pump([0.1] * 620)
         self.assertEqual(len(self.backend.producers), 2)
         self.assertEqual(self.values(), [b"waiting"])
+
+    def test_clientTypeErrorIsRefusal(self):
+        """
+        A L{TypeError} raised by the client's C{produce} (a bug in the client
+        or a record it cannot take) is handled like any other refusal: the
+        record is dead-lettered with the error's type and text, nothing is
+        raised to the caller (a protocol), and later records go through.
+        """
+        service = self.makeService()
+        self.producer().refusing[b"first"] = TypeError("a bytes-like object is required")
+        service.produce("t", b"first", b"k", [])
+        service.produce("t", b"second")
+        self.assertEqual((service.deadLettered, service.produced), (1, 1))
+        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"first"])
+        with open(self.deadPath) as f:
+            self.assertIn("TypeError: a bytes-like object is required", f.read())
+        self.assertEqual(self.values(), [b"second"])
+
+    def test_clientTypeErrorFromBacklogIsRefusal(self):
+        """
+        A L{TypeError} from the client while the backlog is moved into it
+        dead-letters that record only; the rest of the backlog follows.
+        """
+        service = self.makeService(capacity=1)
+        for value in (b"0", b"1", b"2"):
+            service.produce("t", value)
+        self.producer().refusing[b"1"] = TypeError("bad record")
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(service.deadLettered, 1)
+        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"1"])
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"0", b"2"])
+
+    def test_noClientBetweenFatalErrorAndRecreation(self):
+        """
+        Between a fatal error and the recreation there may be no client (a
+        recreation the backend refused): records offered then wait in the
+        backlog, clients are paused, and the new client produces them after
+        what the old one had not confirmed.
+        """
+        service = self.makeService()
+        service.produce("t", b"a")
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+        self.backend.refuse = RuntimeError("resolver down")
+        self.clock.advance(1.0)
+        self.assertFalse(service.hasClient())
+        service.produce("t", b"b")
+        service.produce("t", b"c")
+        self.assertEqual(self.observer.events, ["blocked", "blocked"])
+        self.assertEqual(service.pending(), 3)
+        self.backend.refuse = None
+        self.clock.advance(2.0)
+        self.assertTrue(service.hasClient())
+        self.assertEqual(self.values(), [b"a", b"b", b"c"])
+        self.assertEqual(self.observer.events[-1], "unblocked")
+        self.assertEqual(service.recreations, 1)
 
     def test_badConfigurationFailsStart(self):
         """
@@ -399,7 +438,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         fires with nothing left and writes no spool.
         """
         service = self.makeService()
-        service.produce("t", None, None, b"a")
+        service.produce("t", b"a")
         d = service.stopService()
         self.assertNoResult(d)
         self.producer().confirm()
@@ -416,7 +455,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService(capacity=2, drainTimeout=1.0)
         for value in (b"1", b"2", b"3", b"4"):
-            service.produce("t", None, None, value)
+            service.produce("t", value)
         self.producer().confirm(1)
         self.clock.advance(0.1)
         d = service.stopService()
@@ -435,7 +474,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         """
         RecordFile(self.spoolPath).replace([Record("t", b"k", [("h", b"v")], b"old")])
         service = self.makeService()
-        service.produce("t", None, None, b"new")
+        service.produce("t", b"new")
         self.assertFalse(os.path.exists(self.spoolPath))
         self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
         self.clock.advance(0.1)
@@ -465,8 +504,24 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         d = service.stopService()
         self.clock.advance(0.1)
         self.successResultOf(d)
-        service.produce("t", None, None, b"late")
+        service.produce("t", b"late")
         self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"late"])
+
+    def test_stopWithoutClientSpoolsAtOnce(self):
+        """
+        Stopping while there is no client (its recreation was refused)
+        spools the backlog at once, without waiting for a drain deadline.
+        """
+        service = self.makeService()
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+        self.backend.refuse = RuntimeError("resolver down")
+        self.clock.advance(1.0)
+        service.produce("t", b"waiting")
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"waiting"])
 
     def test_noSpoolConfiguredLogsLoss(self):
         """
@@ -483,7 +538,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         )
         service.privilegedStartService()
         service.startService()
-        service.produce("t", None, None, b"x")
+        service.produce("t", b"x")
         d = service.stopService()
         self.clock.advance(0.1)
         self.assertEqual(self.successResultOf(d), 1)

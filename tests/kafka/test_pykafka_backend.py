@@ -631,7 +631,7 @@ class PurgeTests(BackendMixin, SynchronousTestCase):
         self.pool.autorun = True
         service.startService()
         for n in range(3):
-            service.produce("t", b"k", [], b"%d" % n)
+            service.produce("t", b"%d" % n, b"k", [])
         self.producer().deliver(2)
         stopped = service.stopService()
         self.reactor.advance(2)

@@ -84,6 +84,7 @@ def hygieneNamespace(protocol, config):
     frameMade = protocol.connectionMade
     frameData = protocol.dataReceived
     frameLost = protocol.connectionLost
+    frameResume = protocol.resumeProducing
 
     def callLater(delay, function, *args):
         clock = config.clock
@@ -199,8 +200,9 @@ def hygieneNamespace(protocol, config):
         stats.accepted += 1
         self.peer = formatAddress(self.transport.getPeer())
         if guard is not None and not guard.opened():
-            # Accepted in the same batch as the one that filled the room
-            # (Twisted accepts several per read of the listening socket).
+            # Over the room: listeners cap every accept batch to it, so only
+            # a port accepting without batches, or descriptors taken by
+            # something else since, gets here.
             refuse(self, DESCRIPTORS, guard.capacity)
             return
         if proxied:
@@ -240,6 +242,16 @@ def hygieneNamespace(protocol, config):
             stats.bytesReceived += len(data)
             frameData(self, data)
 
+    def resumeProducing(self):
+        """
+        The gateway lets the connection read again: its silence until now
+        was the gateway's doing, so the idle count starts over.
+        """
+        call = self._idleCall
+        if call is not None:
+            call.reset(idle)
+        frameResume(self)
+
     def connectionLost(self, reason=connectionDone):
         """
         Cancel the timers, let the framing publish what it holds and close
@@ -259,7 +271,7 @@ def hygieneNamespace(protocol, config):
             gate.release(self._gateHost)
             self._gateHost = None
 
-    return {
+    namespace = {
         "connectionMade": connectionMade,
         "dataReceived": dataReceived,
         "connectionLost": connectionLost,
@@ -268,3 +280,6 @@ def hygieneNamespace(protocol, config):
         "_gateHost": None,
         "_awaitingHeader": False,
     }
+    if idle is not None:
+        namespace["resumeProducing"] = resumeProducing
+    return namespace

@@ -155,7 +155,8 @@ class TimerTests(SynchronousTestCase):
     def test_idleAfterShortPause(self):
         """
         A connection paused for less than the idle timeout and then resumed
-        is closed once it has been silent for the timeout after resuming.
+        gets the whole timeout again from the resume: still open just before
+        it, closed at it.
         """
         listener = Listener({"idle-timeout": "5"})
         protocol, transport = listener.connect()
@@ -163,20 +164,28 @@ class TimerTests(SynchronousTestCase):
         protocol.pauseProducing()
         listener.clock.advance(2)
         protocol.resumeProducing()
-        listener.clock.advance(5)
+        listener.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.stats.closedBy, {IDLE_TIMEOUT: 1})
 
     def test_idleAfterLongPause(self):
         """
-        A connection paused for longer than the idle timeout is still closed
-        for idleness once resumed and silent for the timeout.
+        A connection paused for longer than the idle timeout is not closed
+        while paused, and once resumed gets the whole timeout from the
+        resume: still open just before it, closed at it.
         """
         listener = Listener({"idle-timeout": "5"})
         protocol, transport = listener.connect()
+        listener.clock.advance(2)
         protocol.pauseProducing()
-        listener.clock.advance(6)
+        listener.clock.advance(9)
+        self.assertFalse(transport.disconnecting)
         protocol.resumeProducing()
-        listener.clock.advance(60)
+        listener.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
 
     def test_maxAgeDespiteTraffic(self):

@@ -9,6 +9,7 @@ from zope.interface.verify import verifyObject
 
 from gateway.interfaces import IMessageSink, IMessageStream
 from gateway.router import LISTENER_HEADER, PEER_HEADER, Router
+from tests.support.listeners import RecordingListener
 
 
 class RecordingProducerService:
@@ -192,21 +193,6 @@ class BufferingClient(FakeClient):
         FakeClient.resumeProducing(self)
 
 
-class CountingListener:
-    """
-    A listener service recording why it was told to stop or start accepting.
-    """
-
-    def __init__(self):
-        self.calls = []
-
-    def pauseAccepting(self, reason):
-        self.calls.append(("pause", reason))
-
-    def resumeAccepting(self, reason):
-        self.calls.append(("resume", reason))
-
-
 class BudgetTests(SynchronousTestCase):
     """
     L{Router.polled}: the byte budget's water marks, checked every
@@ -218,7 +204,7 @@ class BudgetTests(SynchronousTestCase):
         self.router = Router(self.producer, "events", budget=1000, highWater=0.8, lowWater=0.5)
         self.client = BufferingClient()
         self.router.openStream("l", "h:1", self.client)
-        self.listener = CountingListener()
+        self.listener = RecordingListener()
         self.router.listeners.append(self.listener)
 
     def check(self, held):

@@ -102,6 +102,8 @@ class FramingProtocol(Protocol):
     #: Frames parsed and not yet delivered (paused in the middle of a read).
     _pending = None
     _delivering = False
+    #: Whether a read must only be buffered: paused, failed, or delivering.
+    _held = False
     _stream = None
     _send = None
 
@@ -195,23 +197,25 @@ class FramingProtocol(Protocol):
 
     def dataReceived(self, data):
         """
-        Deliver every whole frame buffered, unless paused or already
-        delivering (a call from inside a delivery: the running delivery
-        picks the bytes up); keep the rest.
+        Deliver every whole frame buffered, unless held (paused, failed, or
+        called from inside a delivery: the running delivery picks the bytes
+        up); keep the rest.
         """
-        buffer = self._buffer
-        buffer = buffer + data if buffer else data
-        if self.paused or self._delivering or self.frameFailed is not None:
+        if self._held:
             if self.frameFailed is None:
-                self._buffer = buffer
+                self._buffer += data
             return
-        self._delivering = True
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+        else:
+            buffer = data
+        self._held = self._delivering = True
         try:
-            if self._pending:
+            if self._pending is not None:
                 # Frames parsed before a pause come first.
                 self._buffer = buffer
-                pending, self._pending = self._pending, None
-                if not self._sendFrames(pending):
+                if not self._sendFrames(self._pending):
                     return
                 buffer = self._buffer
             parse = self.parseFrames
@@ -219,42 +223,41 @@ class FramingProtocol(Protocol):
             while buffer:
                 try:
                     frames, consumed = parse(buffer, limit)
-                    error = None
                 except FramingError as e:
-                    frames, consumed, error = e.frames, e.consumed, e
+                    self._buffer = buffer[e.consumed :]
+                    if self._sendFrames(e.frames):
+                        self.frameError(e.reason, **e.sizes)
+                    return
                 # Set before delivering: bytes arriving meanwhile append to it.
                 rest = self._buffer = buffer[consumed:] if consumed else buffer
                 if frames:
                     send = self._send
-                    it = iter(frames)
-                    for frame in it:
+                    unsent = iter(frames)
+                    for frame in unsent:
                         send(frame)
                         if self.paused:
-                            # A bad frame after these is found again on resume.
-                            self._pending = list(it) or None
+                            self._pending = list(unsent) or None
                             return
-                if error is not None:
-                    self.frameError(error.reason, **error.sizes)
-                    return
                 buffer = self._buffer
                 if buffer is rest:
                     return
-            self._buffer = buffer
         finally:
             self._delivering = False
+            self._held = self.paused or self.frameFailed is not None
 
     def _sendFrames(self, frames):
         """
-        Deliver parsed frames until paused.
+        Deliver parsed frames until paused; keep the rest.
 
         :return: whether all were delivered.
         """
+        self._pending = None
         send = self._send
-        it = iter(frames)
-        for frame in it:
+        unsent = iter(frames)
+        for frame in unsent:
             send(frame)
             if self.paused:
-                self._pending = list(it) or None
+                self._pending = list(unsent) or None
                 return False
         return True
 
@@ -262,7 +265,7 @@ class FramingProtocol(Protocol):
         """
         Stop reading, and stop delivering what is already buffered.
         """
-        self.paused = True
+        self.paused = self._held = True
         self.transport.pauseProducing()
 
     def resumeProducing(self):
@@ -272,6 +275,7 @@ class FramingProtocol(Protocol):
         """
         self.paused = False
         if not self._delivering:
+            self._held = self.frameFailed is not None
             FramingProtocol.dataReceived(self, b"")
         if not self.paused and self.frameFailed is None:
             self.transport.resumeProducing()
@@ -280,7 +284,7 @@ class FramingProtocol(Protocol):
         """
         Stop for good: no more reads, no more deliveries.
         """
-        self.paused = True
+        self.paused = self._held = True
         self.transport.stopProducing()
 
     def connectionLost(self, reason=connectionDone):
@@ -368,6 +372,7 @@ class FramingProtocol(Protocol):
         if self.frameFailed is not None:
             return
         self.frameFailed = reason
+        self._held = True
         self._buffer = b""
         self._pending = None
         counts = self.factory.config.stats.frameErrors

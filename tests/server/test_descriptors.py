@@ -25,6 +25,7 @@ from gateway.server.descriptors import (
     openDescriptors,
     raiseDescriptorLimit,
 )
+from tests.support.listeners import RecordingListener
 from tests.support.logs import captureLogs, eventsFrom
 
 NOFILE = resource.RLIMIT_NOFILE
@@ -174,21 +175,6 @@ class OpenDescriptorsTests(SynchronousTestCase):
             self.assertEqual(openDescriptors(), before + 1)
 
 
-class FakeListener:
-    """
-    Records C{pauseAccepting} and C{resumeAccepting} calls.
-    """
-
-    def __init__(self):
-        self.calls = []
-
-    def pauseAccepting(self, reason):
-        self.calls.append(("pause", reason))
-
-    def resumeAccepting(self, reason):
-        self.calls.append(("resume", reason))
-
-
 class DescriptorGuardTests(SynchronousTestCase):
     """
     L{DescriptorGuard}.
@@ -196,7 +182,7 @@ class DescriptorGuardTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.listeners = [FakeListener(), FakeListener()]
+        self.listeners = [RecordingListener(), RecordingListener()]
         self.publisher = LogPublisher()
         self.logs = descriptorLogs(self)
 
@@ -334,7 +320,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         """
         listeners = []
         guard = DescriptorGuard(listeners, self.clock, reserve=0, publisher=self.publisher)
-        late = FakeListener()
+        late = RecordingListener()
         listeners.append(late)
         guard.start(limit=1, inUse=0)
         self.addCleanup(guard.stop)
@@ -492,7 +478,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         By default the guard watches the global log publisher, where
         Twisted's ports log.
         """
-        listener = FakeListener()
+        listener = RecordingListener()
         guard = DescriptorGuard([listener], self.clock)
         guard.start(limit=100, inUse=0)
         self.addCleanup(guard.stop)

@@ -64,6 +64,14 @@ class FramingError(Exception):
         self.sizes = sizes
 
 
+class _Uncounted:
+    """
+    Stands in for the listener's stats outside a listener.
+    """
+
+    bytesReceived = 0
+
+
 @implementer(IPushProducer)
 class FramingProtocol(Protocol):
     """
@@ -104,6 +112,10 @@ class FramingProtocol(Protocol):
     _delivering = False
     #: Whether a read must only be buffered: paused, failed, or delivering.
     _held = False
+    #: Where the bytes read are counted: the listener's stats.  Counted here
+    #: rather than by a wrapper the server layer composes on, which cost a
+    #: Python call per read (about 0.1 us, measured with bench/framing.py).
+    _received = _Uncounted()
     _stream = None
     _send = None
 
@@ -133,6 +145,7 @@ class FramingProtocol(Protocol):
         config = factory.config
         namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__, "factory": factory}
         if config is not None:
+            namespace["_received"] = config.stats
             namespace["MAX_LENGTH"] = config.maxMessageSize
             namespace["options"] = config.options
             namespace.update(cls.listenerAttributes(config.options))
@@ -201,6 +214,7 @@ class FramingProtocol(Protocol):
         called from inside a delivery: the running delivery picks the bytes
         up); keep the rest.
         """
+        self._received.bytesReceived += len(data)
         if self._held:
             if self.frameFailed is None:
                 self._buffer += data
@@ -210,56 +224,71 @@ class FramingProtocol(Protocol):
             buffer += data
         else:
             buffer = data
+        try:
+            frames, consumed = self.parseFrames(buffer, self.MAX_LENGTH)
+        except FramingError as e:
+            self._buffer = buffer[e.consumed :]
+            self._deliver(e.frames, e)
+            return
+        rest = self._buffer = buffer[consumed:] if consumed else buffer
+        if not frames:
+            return
+        # The common delivery, written out here: _deliver has the rest.
         self._held = self._delivering = True
         try:
-            if self._pending is not None:
-                # Frames parsed before a pause come first.
-                self._buffer = buffer
-                if not self._sendFrames(self._pending):
-                    return
-                buffer = self._buffer
-            parse = self.parseFrames
-            limit = self.MAX_LENGTH
-            while buffer:
-                try:
-                    frames, consumed = parse(buffer, limit)
-                except FramingError as e:
-                    self._buffer = buffer[e.consumed :]
-                    if self._sendFrames(e.frames):
-                        self.frameError(e.reason, **e.sizes)
-                    return
-                # Set before delivering: bytes arriving meanwhile append to it.
-                rest = self._buffer = buffer[consumed:] if consumed else buffer
-                if frames:
-                    send = self._send
-                    unsent = iter(frames)
-                    for frame in unsent:
-                        send(frame)
-                        if self.paused:
-                            self._pending = list(unsent) or None
-                            return
-                buffer = self._buffer
-                if buffer is rest:
+            send = self._send
+            unsent = iter(frames)
+            for frame in unsent:
+                send(frame)
+                if self.paused:
+                    self._pending = list(unsent) or None
                     return
         finally:
             self._delivering = False
             self._held = self.paused or self.frameFailed is not None
+        if self._buffer is not rest and not self._held:
+            # Bytes arrived during the delivery: they may complete frames.
+            FramingProtocol.dataReceived(self, b"")
 
-    def _sendFrames(self, frames):
+    def _deliver(self, frames, rest):
         """
-        Deliver parsed frames until paused; keep the rest.
+        Deliver C{frames}, then whatever whole frames the bytes that arrive
+        meanwhile complete, until paused.
 
-        :return: whether all were delivered.
+        :param rest: the buffer as it was when C{frames} were parsed (bytes
+            arriving during the delivery replace it: parse again), L{None}
+            to parse what is buffered in any case, or the L{FramingError}
+            found after C{frames}.
         """
-        self._pending = None
-        send = self._send
-        unsent = iter(frames)
-        for frame in unsent:
-            send(frame)
-            if self.paused:
-                self._pending = list(unsent) or None
-                return False
-        return True
+        self._held = self._delivering = True
+        try:
+            send = self._send
+            while True:
+                unsent = iter(frames)
+                for frame in unsent:
+                    send(frame)
+                    if self.paused:
+                        # A bad frame after these is found again on resume.
+                        self._pending = list(unsent) or None
+                        return
+                if isinstance(rest, FramingError):
+                    self.frameError(rest.reason, **rest.sizes)
+                    return
+                buffer = self._buffer
+                if buffer is rest or not buffer:
+                    return
+                try:
+                    frames, consumed = self.parseFrames(buffer, self.MAX_LENGTH)
+                except FramingError as e:
+                    self._buffer = buffer[e.consumed :]
+                    frames, rest = e.frames, e
+                    continue
+                rest = self._buffer = buffer[consumed:] if consumed else buffer
+                if not frames:
+                    return
+        finally:
+            self._delivering = False
+            self._held = self.paused or self.frameFailed is not None
 
     def pauseProducing(self):
         """
@@ -276,7 +305,12 @@ class FramingProtocol(Protocol):
         self.paused = False
         if not self._delivering:
             self._held = self.frameFailed is not None
-            FramingProtocol.dataReceived(self, b"")
+            if not self._held:
+                pending, self._pending = self._pending, None
+                if pending:
+                    self._deliver(pending, None)
+                elif self._buffer:
+                    FramingProtocol.dataReceived(self, b"")
         if not self.paused and self.frameFailed is None:
             self.transport.resumeProducing()
 

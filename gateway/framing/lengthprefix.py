@@ -13,6 +13,9 @@ __all__ = ["LengthPrefixedProtocol", "PREFIX_FORMATS"]
 #: Prefix size to the struct code of an unsigned integer that size.
 PREFIX_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
+#: No whole message yet.
+_NOTHING = ((), 0)
+
 
 class LengthPrefixedProtocol(FramingProtocol):
     """
@@ -31,6 +34,8 @@ class LengthPrefixedProtocol(FramingProtocol):
     includesPrefix = False
     structFormat = "!I"
     _prefix = Struct("!I")
+    _unpackFrom = _prefix.unpack_from
+    _adjust = 0
 
     @classmethod
     def listenerAttributes(cls, options):
@@ -40,24 +45,29 @@ class LengthPrefixedProtocol(FramingProtocol):
         size = options.get("prefix-size", 4)
         order = "<" if options.get("byte-order", "big") == "little" else "!"
         structFormat = order + PREFIX_FORMATS[size]
+        includesPrefix = options.get("includes-prefix", False)
+        prefix = Struct(structFormat)
         return {
             "prefixLength": size,
             "structFormat": structFormat,
-            "_prefix": Struct(structFormat),
-            "includesPrefix": options.get("includes-prefix", False),
+            "_prefix": prefix,
+            "_unpackFrom": prefix.unpack_from,
+            "includesPrefix": includesPrefix,
+            "_adjust": size if includesPrefix else 0,
         }
 
     def parseFrames(self, buffer, limit):
         """
         Every whole message in C{buffer}.
         """
-        frames = []
-        append = frames.append
-        offset = 0
         size = len(buffer)
         prefixLength = self.prefixLength
-        unpackFrom = self._prefix.unpack_from
-        adjust = prefixLength if self.includesPrefix else 0
+        if size < prefixLength:
+            return _NOTHING
+        unpackFrom = self._unpackFrom
+        adjust = self._adjust
+        frames = []
+        offset = 0
         while size - offset >= prefixLength:
             (length,) = unpackFrom(buffer, offset)
             length -= adjust
@@ -69,7 +79,7 @@ class LengthPrefixedProtocol(FramingProtocol):
             end = start + length
             if end > size:
                 break
-            append(buffer[start:end])
+            frames.append(buffer[start:end])
             offset = end
         return frames, offset
 

@@ -9,6 +9,8 @@ from gateway.framing.base import TOO_LARGE, FramingError, FramingProtocol
 __all__ = ["LinesProtocol"]
 
 _CR = b"\r"
+#: No whole line yet.
+_NOTHING = ((), 0)
 
 
 class LinesProtocol(FramingProtocol):
@@ -30,35 +32,47 @@ class LinesProtocol(FramingProtocol):
 
     delimiter = b"\n"
     stripCR = False
+    _slack = 0
 
     @classmethod
     def listenerAttributes(cls, options):
         """
-        The delimiter and C{strip-cr}.
+        The delimiter, C{strip-cr}, and the longest incomplete line that can
+        still become one within the limit (see L{parseFrames}).
         """
+        delimiter = options.get("delimiter", cls.delimiter)
+        stripCR = options.get("strip-cr", cls.stripCR)
         return {
-            "delimiter": options.get("delimiter", cls.delimiter),
-            "stripCR": options.get("strip-cr", cls.stripCR),
+            "delimiter": delimiter,
+            "stripCR": stripCR,
+            # The rest may end with the start of a multi-byte delimiter (and
+            # a \r), so it is too long only past the limit plus those bytes.
+            "_slack": len(delimiter) - 1 + stripCR,
         }
 
     def parseFrames(self, buffer, limit):
         """
-        Every whole line in C{buffer}, without its delimiter.
+        Every whole line in C{buffer}, without its delimiter.  A buffer no
+        longer than the limit cannot hold a line over it, so the lengths are
+        only looked at in longer ones.
         """
         delimiter = self.delimiter
         lines = buffer.split(delimiter)
         rest = lines.pop()
+        if not lines:
+            if len(rest) > limit + self._slack:
+                raise FramingError(TOO_LARGE, size=len(rest))
+            return _NOTHING
         if self.stripCR:
             lines = [line[:-1] if line[-1:] == _CR else line for line in lines]
-        if lines and max(map(len, lines)) > limit:
-            index = next(i for i, line in enumerate(lines) if len(line) > limit)
-            raw = buffer.split(delimiter, index)[:index]
-            consumed = sum(map(len, raw)) + index * len(delimiter)
-            raise FramingError(TOO_LARGE, lines[:index], consumed, size=len(lines[index]))
-        # The rest may end with the start of a multi-byte delimiter (and a
-        # \r), so it is too long only past the limit plus those bytes.
-        if len(rest) > limit + len(delimiter) - 1 + self.stripCR:
-            raise FramingError(TOO_LARGE, lines, len(buffer) - len(rest), size=len(rest))
+        if len(buffer) > limit:
+            if max(map(len, lines)) > limit:
+                index = next(i for i, line in enumerate(lines) if len(line) > limit)
+                raw = buffer.split(delimiter, index)[:index]
+                consumed = sum(map(len, raw)) + index * len(delimiter)
+                raise FramingError(TOO_LARGE, lines[:index], consumed, size=len(lines[index]))
+            if len(rest) > limit + self._slack:
+                raise FramingError(TOO_LARGE, lines, len(buffer) - len(rest), size=len(rest))
         return lines, len(buffer) - len(rest)
 
     def encodeFrame(self, payload):

@@ -7,15 +7,17 @@ themselves fail when they should, or a broken wait would pass a broken test.
 import os
 from unittest import mock
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
-from twisted.protocols.haproxy import _v1parser, _v2parser
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import waiting
 from tests.support.files import temporaryDirectory
 from tests.support.logs import captureLogs, eventsFrom
-from tests.support.proxy import proxyV1, proxyV2
+from tests.support.proxy import proxyV1, proxyV2, proxyWrappingFactory
 from tests.support.waiting import DEADLINE, Poll, sleepOnReactor, waitFor, waitOnReactor
 
 
@@ -181,8 +183,21 @@ class CaptureLogsTests(SynchronousTestCase):
 
 class ProxyHeaderTests(SynchronousTestCase):
     """
-    L{proxyV1} and L{proxyV2} build headers Twisted's own parsers read back.
+    L{proxyV1} and L{proxyV2} build headers Twisted's own PROXY wrapper
+    reads back (L{proxyWrappingFactory}).
     """
+
+    def parsed(self, header):
+        """
+        :return: the client's and the proxy's addresses, as the wrapper of
+            a C{haproxy:} port reads them from C{header}.
+        """
+        wrapper = proxyWrappingFactory(Factory.forProtocol(Protocol)).buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 1)
+        )
+        wrapper.makeConnection(StringTransport())
+        wrapper.dataReceived(header)
+        return wrapper.getPeer(), wrapper.getHost()
 
     def test_v1(self):
         """
@@ -190,9 +205,9 @@ class ProxyHeaderTests(SynchronousTestCase):
         """
         header = proxyV1("203.0.113.7", 5555)
         self.assertEqual(header, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 9000\r\n")
-        info = _v1parser.V1Parser.parse(header[:-2])
-        self.assertEqual((info.source.host, info.source.port), ("203.0.113.7", 5555))
-        self.assertEqual((info.destination.host, info.destination.port), ("127.0.0.1", 9000))
+        source, destination = self.parsed(header)
+        self.assertEqual((source.host, source.port), ("203.0.113.7", 5555))
+        self.assertEqual((destination.host, destination.port), ("127.0.0.1", 9000))
 
     def test_v2(self):
         """
@@ -200,9 +215,9 @@ class ProxyHeaderTests(SynchronousTestCase):
         TCP over IPv4, and the two addresses and ports.
         """
         header = proxyV2("198.51.100.9", 4444, "10.0.0.1", 8080)
-        info = _v2parser.V2Parser.parse(header)
-        self.assertEqual((info.source.host, info.source.port), ("198.51.100.9", 4444))
-        self.assertEqual((info.destination.host, info.destination.port), ("10.0.0.1", 8080))
+        source, destination = self.parsed(header)
+        self.assertEqual((source.host, source.port), ("198.51.100.9", 4444))
+        self.assertEqual((destination.host, destination.port), ("10.0.0.1", 8080))
 
 
 class TemporaryDirectoryTests(SynchronousTestCase):

@@ -3,18 +3,10 @@ Helpers shared by the server tests: a listener built as the service builds
 one, on a L{Clock} and a L{RecordingSink}; PROXY headers; log capture.
 """
 
-import socket
-import struct
-
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import (
-    EventLoggingObserver,
-    StringTransport,
-)
-from twisted.logger import globalLogPublisher
-from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from gateway.framing.options import MAX_SIZE, resolveOptions
@@ -27,6 +19,8 @@ from gateway.server.policy import (
     splitOptions,
 )
 from gateway.testing import RecordingSink
+from tests.support.logs import captureLogs, eventsFrom
+from tests.support.proxy import proxyV2, proxyWrappingFactory
 
 __all__ = ["FRAMINGS", "PROXY_V1", "proxyV2", "lose", "captureLogs", "eventsFrom", "Listener"]
 
@@ -37,51 +31,11 @@ FRAMINGS = loadFramings()
 PROXY_V1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 9000\r\n"
 
 
-def proxyV2(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
-    """
-    A binary PROXY v2 header for a TCP over IPv4 connection.
-
-    :return: the header's bytes.
-    """
-    addresses = (
-        socket.inet_aton(source)
-        + socket.inet_aton(destination)
-        + struct.pack("!HH", sourcePort, destinationPort)
-    )
-    # Signature, version 2 + PROXY command, AF_INET + STREAM, length.
-    return (
-        b"\r\n\r\n\x00\r\nQUIT\n"
-        + bytes([0x21, 0x11])
-        + struct.pack("!H", len(addresses))
-        + addresses
-    )
-
-
 def lose(protocol):
     """
     Tell a protocol (or a PROXY wrapper) that its connection closed.
     """
     protocol.connectionLost(Failure(ConnectionDone()))
-
-
-def captureLogs(testCase):
-    """
-    :return: the events logged to the global publisher during the test.
-    """
-    return EventLoggingObserver.createWithCleanup(testCase, globalLogPublisher)
-
-
-def eventsFrom(events, namespace, level=None):
-    """
-    :return: the events whose namespace starts with C{namespace} (and of
-        that level, when given).
-    """
-    return [
-        e
-        for e in events
-        if e.get("log_namespace", "").startswith(namespace)
-        and (level is None or e["log_level"].name == level)
-    ]
 
 
 class Listener:
@@ -122,7 +76,7 @@ class Listener:
             proxied=endpoint.startswith("haproxy:"),
         )
         self.factory = listenerFactory(plugin, self.config)
-        self.proxyFactory = HAProxyWrappingFactory(self.factory)
+        self.proxyFactory = proxyWrappingFactory(self.factory)
 
     def connect(self, host="10.0.0.1", port=40000):
         """

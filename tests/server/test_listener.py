@@ -16,7 +16,6 @@ import select
 import socket
 import struct
 import sys
-import time
 from unittest import SkipTest
 
 from twisted.internet import defer, error, tcp
@@ -37,6 +36,7 @@ from gateway.server.gate import ListenerGate
 from gateway.server.listener import ListenerConfig, ListenerService, ListenerStats
 from gateway.server.policy import ConnectionPolicy
 from gateway.testing import RecordingSink
+from tests.support.waiting import waitFor
 
 LINES = loadFramings()["lines"]
 
@@ -52,17 +52,6 @@ def acceptQueue(listening):
     """
     info = listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
     return struct.unpack_from("8B6I", info)[12]
-
-
-def waitFor(condition, what):
-    """
-    Poll C{condition} until it is true, or fail after L{DEADLINE} seconds.
-    """
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def waitReadable(skt):
@@ -190,7 +179,9 @@ class Gateway:
         Wait until C{count} connections wait in the listener's accept queue.
         """
         listening = self.services[listener].port.socket
-        waitFor(lambda: acceptQueue(listening) == count, f"{count} connections queued")
+        waitFor(
+            lambda: acceptQueue(listening) == count, DEADLINE, f"{count} connections queued", 0.001
+        )
 
     def queued(self, listener):
         return acceptQueue(self.services[listener].port.socket)
@@ -522,7 +513,7 @@ class CompatTests(SynchronousTestCase):
             client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.clients.append(client)
             client.connect(self.port.socket.getsockname())
-        waitFor(lambda: acceptQueue(self.port.socket) == count, f"{count} queued")
+        waitFor(lambda: acceptQueue(self.port.socket) == count, DEADLINE, f"{count} queued", 0.001)
 
     def test_batchReadAtStartAndGrown(self):
         """

@@ -8,7 +8,7 @@ bytes.
 import socket
 import struct
 
-__all__ = ["proxyV1", "proxyV2"]
+__all__ = ["proxyWrappingFactory", "proxyV1", "proxyV2"]
 
 #: The v2 signature, then version 2 + command PROXY, AF_INET + STREAM.
 _V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -37,3 +37,23 @@ def proxyV2(source, sourcePort, destination="127.0.0.1", destinationPort=9000):
         + struct.pack("!HH", sourcePort, destinationPort)
     )
     return _V2_SIGNATURE + _V2_PROXY_TCP4 + struct.pack("!H", len(addresses)) + addresses
+
+
+def proxyWrappingFactory(factory):
+    """
+    Wrap a factory as a C{haproxy:} endpoint's port wraps it: its protocols
+    read a PROXY header first.  Twisted's wrapping factory is private; this
+    gets it through the public L{proxyEndpoint}.
+    """
+    from twisted.internet.defer import succeed
+    from twisted.protocols.haproxy import proxyEndpoint
+
+    listened = []
+
+    class Endpoint:
+        def listen(self, wrapped):
+            listened.append(wrapped)
+            return succeed(None)
+
+    proxyEndpoint(Endpoint()).listen(factory)
+    return listened[0]

@@ -11,7 +11,7 @@ import uuid
 
 from confluent_kafka import Producer
 
-from devkafka import DevKafka, consume, probeMetadata
+from devkafka import DevKafka, consume, freePort, probeMetadata
 
 from .conftest import devkafkaHome
 
@@ -25,12 +25,6 @@ def _produce(bootstrap, topic, values, headers=None):
     for i, value in enumerate(values):
         producer.produce(topic, value, key=b"k%d" % i, headers=headers)
     assert producer.flush(30) == 0
-
-
-def _freePort():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cli(request, *args, env=None, timeout=180):
@@ -122,7 +116,7 @@ def test_cliCycle(request, tmp_path):
     prints the records; ``stop --wipe`` deletes the data.
     """
     home = str(_sharedJarsHome(request, tmp_path))
-    port = _freePort()
+    port = freePort()
     where = ["--home", home, "--name", "cli"]
     started = _cli(request, "start", *where, "--port", str(port))
     assert started.returncode == 0, started.stderr

@@ -7,7 +7,7 @@ Jars come from Maven Central (see ``pom.xml``), are cached under
 Command line: ``python -m devkafka --help``; docs: ``docs/devkafka.md``.
 """
 
-from ._broker import DevKafka
+from ._broker import DevKafka, freePort
 from ._consume import Record, consume, iterRecords
 from ._fetch import VERSIONS, DevKafkaError, defaultHome, resolveVersion
 from ._probe import ClusterInfo, ProbeError, probeMetadata
@@ -21,6 +21,7 @@ __all__ = [
     "Record",
     "consume",
     "defaultHome",
+    "freePort",
     "iterRecords",
     "probeMetadata",
     "resolveVersion",

@@ -9,6 +9,7 @@ test restarting a killed broker) finds its port, version, pid and data there.
 import base64
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 from ._fetch import DevKafkaError, defaultHome, fetchJars, findJava, jarDir, resolveVersion
 from ._probe import ProbeError, probeMetadata
 
-__all__ = ["DevKafka"]
+__all__ = ["DevKafka", "freePort"]
 
 _HOST = "127.0.0.1"
 _HEAP = "-Xmx512m -Xms256m"
@@ -40,10 +41,46 @@ _JVM = [
 ]
 
 
-def _freePort():
+#: Where free ports are looked for: below the kernel's ephemeral range.
+_LOWEST_PORT = 10000
+
+
+def _ephemeralLow():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def freePort(rng=random):
+    """
+    A loopback port nothing holds, for a broker to listen on.
+
+    It is chosen below the kernel's ephemeral range: a port bound to 0 and
+    released is an ephemeral one, which any outgoing connection may take
+    before the broker binds it (seen on a busy machine: "already in use");
+    a port below the range can only be taken by another listener.
+
+    :param rng: a L{random.Random} (the module's by default).
+    :return: the port.
+    """
+    high = _ephemeralLow()
+    if high > _LOWEST_PORT + 100:
+        for _ in range(200):
+            port = rng.randrange(_LOWEST_PORT, high)
+            with socket.socket() as sock:
+                try:
+                    sock.bind((_HOST, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind((_HOST, 0))
         return sock.getsockname()[1]
+
+
+_freePort = freePort
 
 
 def _portFree(port):

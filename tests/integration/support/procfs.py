@@ -13,7 +13,9 @@ import time
 
 __all__ = [
     "MemorySampler",
+    "acceptQueue",
     "acceptedSockets",
+    "pendingSignals",
     "socketInodes",
     "socketsTo",
     "tcpConnections",
@@ -25,6 +27,8 @@ _KEEPALIVE_TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?se
 _INODE = re.compile(r"\bino:(\d+)")
 #: C{st} of an established connection in C{/proc/net/tcp}.
 _ESTABLISHED = "01"
+#: C{st} of a listening socket.
+_LISTEN = "0A"
 
 
 def socketInodes(pid):
@@ -90,6 +94,36 @@ def unreadBytes(gatewayPid, clients):
         elif remote in ports:  # the gateway's end: not yet read
             total += rx
     return total
+
+
+def acceptQueue(port):
+    """
+    Connections the kernel has completed on a listening C{port} that nobody
+    has accepted yet (a listening socket's receive queue in
+    C{/proc/net/tcp} is its accept queue).
+
+    :return: their number, or L{None} if nothing listens on C{port}.
+    """
+    for local, _, state, _, rx, _ in tcpConnections():
+        if state == _LISTEN and local == port:
+            return rx
+    return None
+
+
+def pendingSignals(pid):
+    """
+    The signals sent to process C{pid} that it has not handled yet (held
+    while it is stopped, for example), from C{ShdPnd} and C{SigPnd} in
+    C{/proc/PID/status}.
+
+    :return: the set of signal numbers.
+    """
+    mask = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("ShdPnd:", "SigPnd:")):
+                mask |= int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
 
 
 def acceptedSockets(pid, port):

@@ -16,6 +16,7 @@ __all__ = [
     "acceptQueue",
     "acceptedSockets",
     "pendingSignals",
+    "stopped",
     "socketInodes",
     "socketsTo",
     "tcpConnections",
@@ -124,6 +125,22 @@ def pendingSignals(pid):
             if line.startswith(("ShdPnd:", "SigPnd:")):
                 mask |= int(line.split()[1], 16)
     return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def stopped(pid):
+    """
+    :return: whether every thread of process C{pid} is stopped (state C{T}
+        in C{/proc/PID/task/*/stat}): none of them can take a signal until
+        it runs again, so one sent now stays pending.
+    """
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            continue  # a thread that has just exited
+    return bool(states) and all(state == "T" for state in states)
 
 
 def acceptedSockets(pid, port):

@@ -451,15 +451,14 @@ def test_keepaliveIdleOnAcceptedSockets(kafka, gateway):
     tuned = [connectFrom(tunedPort) for _ in range(3)]
     off = connectFrom(offPort)
     try:
-        waitFor(
-            lambda: (
-                len(acceptedSockets(pid, tunedPort)) == 3
-                and len(acceptedSockets(pid, offPort)) == 1
-            ),
-            5.0,
-            "the gateway to accept 4 sockets",
-        )
+        # Counted once connectionMade, which sets the options, has returned
+        # (the socket is the gateway's a moment before: seen by ss then, it
+        # has no timer yet).
+        waitForOpen(process, "lines", 3, timeout=DEADLINE)
+        waitForOpen(process, "lines-2", 1, timeout=DEADLINE)
+        assert len(acceptedSockets(pid, offPort)) == 1
         timers = acceptedSockets(pid, tunedPort)
+        assert len(timers) == 3
         assert all(left is not None and 25 < left <= 66 for left in timers), timers
         assert acceptedSockets(pid, offPort) == [None]
     finally:

@@ -24,7 +24,11 @@ __all__ = [
     "vmRSS",
 ]
 
-_KEEPALIVE_TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?sec,\d+\)")
+#: C{ss} writes a timer as C{1min4sec}, C{32sec}, C{450ms}, and a whole
+#: minute as C{1min} alone.
+_KEEPALIVE_TIMER = re.compile(
+    r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec|\d+ms)?,\d+\)"
+)
 _INODE = re.compile(r"\bino:(\d+)")
 #: C{st} of an established connection in C{/proc/net/tcp}.
 _ESTABLISHED = "01"
@@ -166,7 +170,7 @@ def acceptedSockets(pid, port):
         if inode is None or inode[1] not in owned:
             continue
         timer = _KEEPALIVE_TIMER.search(line)
-        timers.append(None if timer is None else int(timer[1] or 0) * 60 + int(timer[2]))
+        timers.append(None if timer is None else int(timer[1] or 0) * 60 + int(timer[2] or 0))
     return timers
 
 

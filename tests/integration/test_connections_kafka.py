@@ -13,11 +13,12 @@ connections held at once by one gateway process.
 import os
 import re
 import resource
-import select
 import signal
 import socket
 import time
+from bisect import bisect_right
 from collections import Counter
+from itertools import accumulate
 
 import pytest
 import pytest_twisted
@@ -33,8 +34,10 @@ from tests.integration.support.http import (
 from tests.integration.support.process import CLEAN_EXIT, Gateways, waitForLog
 from tests.integration.support.procfs import acceptedSockets, socketsTo
 from tests.integration.support.sockets import (
+    SteadySender,
     closeAll,
     closedBy,
+    closeTimes,
     connectFrom,
     openMany,
     peerName,
@@ -42,9 +45,9 @@ from tests.integration.support.sockets import (
     sendUntilClosed,
     stillOpen,
 )
-from tests.integration.support.topics import byPeer, newTopic, records, waitForSize
+from tests.integration.support.topics import byPeer, newTopic, records
 from tests.support.proxy import proxyV1, proxyV2
-from tests.support.waiting import sleepOnReactor, waitFor
+from tests.support.waiting import DEADLINE, sleepOnReactor, waitFor
 
 #: Seconds a refused client may take to see its connection closed.
 REFUSAL = 5.0
@@ -177,98 +180,192 @@ def test_maxPerAddress(kafka, gateway):
         closeAll(clients)
 
 
+#: The idle timeout (seconds) and max-age (seconds) the timer tests set.
+IDLE = 1.5
+MAX_AGE = 2.0
+
+#: Slack between two readings of the same clock (C{time.time}, which
+#: Twisted's reactor times its calls on) by the test and by the gateway:
+#: rounding, not scheduling.
+SAME_CLOCK = 0.01
+
+#: Seconds between a steady client's lines, and between the test's looks
+#: at C{/status.json} while it sends.
+SEND_EVERY = 0.05
+LOOK_EVERY = 0.1
+
+
+def idleFigures(process, listener):
+    """
+    :return: C{(the gateway's clock, bytes read, connections closed for
+        idleness)} of a listener, from one C{/status.json}: all three read
+        on the gateway's reactor at the same moment.
+    """
+    snapshot = status(process)
+    [entry] = [e for e in snapshot["listeners"] if e["name"] == listener]
+    return snapshot["time"], entry["bytesReceived"], entry["closedBy"].get("idle-timeout", 0)
+
+
+def keptWhileSending(process, listener, idleBefore, accepted):
+    """
+    Watch a steady client's listener on the gateway's own figures until they
+    prove that the idle timer is restarted by every read, or until the
+    gateway closes the client for idleness.
+
+    The proof is a stretch of at least 2 x L{IDLE} of the gateway's clock
+    whose looks are less than L{IDLE} / 2 apart, each with more bytes read
+    than the one before, at the end of which the client is still open: a
+    gateway that read from it in every half timeout had no reason to close
+    it.  A look delayed by a busy machine (the test's or the gateway's)
+    starts a new stretch instead of counting.
+
+    :param idleBefore: connections closed for idleness on the listener
+        before this client.
+    :param accepted: the listener's accepted count once this client is.
+    :return: L{True} once proven; L{False} if the gateway closed the client
+        for idleness after a silence it may have seen (a stalled sender or
+        gateway), so the caller tries again.
+    :raises AssertionError: if the gateway closed it less than L{IDLE} after
+        a read the looks show.
+    """
+    waitFor(
+        lambda: listenerStatus(process, listener)["accepted"] == accepted,
+        DEADLINE,
+        f"{listener} to accept connection {accepted}",
+    )
+    looks = [idleFigures(process, listener)]
+    stretch = looks[-1][0]
+    while True:
+        time.sleep(LOOK_EVERY)
+        now, read, closed = idleFigures(process, listener)
+        if closed > idleBefore:
+            if len(looks) >= 2:
+                (t0, read0, _), (_, read1, _) = looks[-2:]
+                assert not (read1 > read0 and now - t0 < IDLE - SAME_CLOCK), (
+                    f"closed for idleness by {now:.3f} s of the gateway's clock "
+                    f"although it read from the client after {t0:.3f} s"
+                )
+            return False
+        previous, previousRead, _ = looks[-1]
+        if not (now - previous < IDLE / 2 and read > previousRead):
+            stretch = now
+        looks.append((now, read, closed))
+        if now - stretch >= 2 * IDLE:
+            return True
+
+
 def test_idleTimeout(kafka, gateway):
     """
-    With C{idle-timeout=1.5}: a silent client is closed between 1.0 and 4 s
-    after it connected; a client sending a line every 0.5 s is still open
-    after 3.5 s and all its lines arrive; a client that sends two whole
-    lines and then half a line is closed for idleness, its whole lines are
-    published and the half line is not (it is an incomplete frame).
+    With C{idle-timeout=1.5}, timed on the clock the gateway runs its timers
+    on: a silent client is closed, and never seen closed sooner than 1.5 s
+    after the test started connecting it; a client that sends two whole
+    lines and then half a line likewise, counting from its write; its whole
+    lines are published and the half line is not (an incomplete frame).
+
+    A client writing a line every 50 ms from a thread of its own, on a
+    second listener, stays open through a stretch of 3 s in which the
+    gateway's own figures show a read in every 0.75 s; if a stalled machine
+    made it silent long enough to be closed, that is allowed only if no read
+    is seen less than 1.5 s before the close, and a new client tries again.
+    Every line the gateway read is in Kafka once, in order.
     """
     topic = newTopic(kafka)
-    process = gateway(
-        "--topic", topic, "--listen", "lines(idle-timeout=1.5)=tcp:0:interface=127.0.0.1"
-    )
-    port = process.ports["lines"]
-    silent = connectFrom(port)
-    silentSince = time.monotonic()
-    half = connectFrom(port)
+    listen = f"lines(idle-timeout={IDLE:g})=tcp:0:interface=127.0.0.1"
+    process = gateway("--topic", topic, "--listen", listen, "--listen", listen, listeners=2)
+    silentSince = time.time()
+    silent = connectFrom(process.ports["lines"])
+    half = connectFrom(process.ports["lines"])
+    halfSince = time.time()
     half.sendall(b"whole 1\nwhole 2\nhalf a li")
-    halfSince = time.monotonic()
-    chatty = connectFrom(port)
-    names = {"chatty": peerName(chatty), "half": peerName(half)}
-    sent = []
+    names = {"half": peerName(half)}
+    steady = []
     try:
-        closedAt = {}
-        watched = {silent: "silent", half: "half"}
-        deadline = time.monotonic() + 3.5
-        nextLine = time.monotonic()
-        while (now := time.monotonic()) < deadline:
-            if now >= nextLine:
-                line = b"chatty %d" % len(sent)
-                chatty.sendall(line + b"\n")
-                sent.append(line)
-                nextLine += 0.5
-            readable, _, _ = select.select(
-                list(watched), [], [], max(0.0, min(nextLine, deadline) - now)
-            )
-            for sock in readable:
-                if not stillOpen(sock):
-                    closedAt[watched.pop(sock)] = time.monotonic()
-        assert set(closedAt) == {"silent", "half"}, closedAt
-        silentAfter = closedAt["silent"] - silentSince
-        halfAfter = closedAt["half"] - halfSince
-        print(f"silent closed after {silentAfter:.2f} s, half line after {halfAfter:.2f} s")
-        assert 1.0 <= silentAfter <= 4.0
-        assert 1.0 <= halfAfter <= 4.0
-        assert stillOpen(chatty)
-        chatty.close()
-        found = byPeer(records(kafka, topic, len(sent) + 2))
-        assert found == {
-            names["chatty"]: sent,
-            names["half"]: [b"whole 1", b"whole 2"],
-        }
-        entry = listenerStatus(process, "lines")
+        silentAt, halfAt = closeTimes([silent, half], DEADLINE)
+        print(
+            f"silent seen closed {silentAt - silentSince:.2f} s after connecting, "
+            f"half line {halfAt - halfSince:.2f} s after its write"
+        )
+        assert silentAt - silentSince >= IDLE - SAME_CLOCK
+        assert halfAt - halfSince >= IDLE - SAME_CLOCK
+        entry = waitForOpen(process, "lines", 0, timeout=DEADLINE)
         assert entry["closedBy"] == {"idle-timeout": 2}
         assert entry["frameErrors"] == {"incomplete": 1}
-        log = process.log()
-        assert re.search(r"lines: closing 127\.0\.0\.1:\d+ \(idle-timeout, 1\.5 s\)", log)
+        closing = r"lines: closing 127\.0\.0\.1:\d+ \(idle-timeout, 1\.5 s\)"
+        assert re.search(closing, process.log())
+
+        deadline = time.monotonic() + 2 * DEADLINE
+        while True:
+            sock = connectFrom(process.ports["lines-2"])
+            sender = SteadySender(sock, b"steady %d" % len(steady), SEND_EVERY).start()
+            steady.append((peerName(sock), sender))
+            if keptWhileSending(process, "lines-2", len(steady) - 1, len(steady)):
+                break
+            sender.stop()
+            sock.close()
+            assert time.monotonic() < deadline, (
+                f"{len(steady)} steady clients closed for idleness, each after "
+                "a silence the gateway may have seen: no stretch of steady reads"
+            )
+        sender.stop()
+        assert sender.error is None, sender.error
+        sock.close()
+        waitForOpen(process, "lines-2", 0, timeout=DEADLINE)
+        assert listenerStatus(process, "lines-2")["closedBy"] == (
+            {"idle-timeout": len(steady) - 1} if len(steady) > 1 else {}
+        )
+        read = status(process)["producer"]["accepted"]
+        found = byPeer(records(kafka, topic, read))
+        print(f"{len(steady)} steady clients; {read} lines read")
+        assert found.pop(names["half"]) == [b"whole 1", b"whole 2"]
+        *stalled, (name, last) = steady
+        assert found.pop(name) == last.sent
+        for name, sender in stalled:
+            got = found.pop(name, [])
+            assert got == sender.sent[: len(got)]
+        assert found == {}
     finally:
-        closeAll([silent, half, chatty])
-
-
-#: Lines written this close to the moment the client saw the close may have
-#: crossed it: the gateway stops reading when it closes, and what the kernel
-#: holds unread for it then is never read (the client gets a reset).
-CROSSING = 0.25
+        for _, sender in steady:
+            sender.stop()
+            sender.sock.close()
+        closeAll([silent, half])
 
 
 def test_maxAge(kafka, gateway):
     """
-    With C{max-age=2}, a client writing a line every 20 ms is closed about
-    2 s after it connected (seen between 1.5 and 5 s); Kafka holds a prefix
-    of its lines, in order, once each, and that prefix has every line
-    written more than 0.25 s before the close was seen.
+    With C{max-age=2}, a client writing a line every 20 ms is shown an end
+    of stream, never seen sooner than 2 s after the test started connecting
+    it (on the clock the gateway times it with); the close is counted and
+    logged as max-age.  Every line within the bytes the gateway counts as
+    read from it (C{bytesReceived}, once the connection is gone) is in
+    Kafka, in order, once each, and nothing else: what the client wrote
+    then is a prefix of what it wrote.
     """
     topic = newTopic(kafka, partitions=1)
-    process = gateway("--topic", topic, "--listen", "lines(max-age=2)=tcp:0:interface=127.0.0.1")
+    process = gateway(
+        "--topic", topic, "--listen", f"lines(max-age={MAX_AGE:g})=tcp:0:interface=127.0.0.1"
+    )
+    since = time.time()
     sock = connectFrom(process.ports["lines"])
     name = peerName(sock)
     try:
-        sent, times, after = sendUntilClosed(sock, 0.02, 10.0)
+        sent, _, after = sendUntilClosed(sock, 0.02, DEADLINE)
+        seen = time.time()
     finally:
         sock.close()
-    assert after is not None and 1.5 <= after <= 5.0, after
-    surely = sum(1 for t in times if t < after - CROSSING)
-    entry = waitForOpen(process, "lines", 0)
-    delivered = waitForSize(kafka.bootstrap, topic, surely, 30.0)
-    found = byPeer(records(kafka, topic, delivered))
+    assert after is not None, f"not closed in {DEADLINE:g} s"
+    assert seen - since >= MAX_AGE - SAME_CLOCK, seen - since
+    entry = waitForOpen(process, "lines", 0, timeout=DEADLINE)
+    ends = list(accumulate(len(line) + 1 for line in sent))
+    read = entry["bytesReceived"]
+    assert 0 < read <= ends[-1], (read, ends[-1])
+    whole = bisect_right(ends, read)
+    found = byPeer(records(kafka, topic, whole))
     print(
-        f"closed {after:.2f} s after connecting; {len(sent)} lines written, "
-        f"{delivered} in Kafka, {surely} surely before the close"
+        f"closed seen {seen - since:.2f} s after connecting; {len(sent)} lines "
+        f"written, {read} bytes read by the gateway: {whole} whole lines"
     )
-    assert found == {name: sent[:delivered]}
-    assert surely <= delivered <= len(sent)
+    assert found == {name: sent[:whole]}
+    assert status(process)["producer"]["accepted"] == whole
     assert entry["closedBy"] == {"max-age": 1}
     assert re.search(r"lines: closing 127\.0\.0\.1:\d+ \(max-age, 2 s\)", process.log())
 
@@ -354,15 +451,14 @@ def test_keepaliveIdleOnAcceptedSockets(kafka, gateway):
     tuned = [connectFrom(tunedPort) for _ in range(3)]
     off = connectFrom(offPort)
     try:
-        waitFor(
-            lambda: (
-                len(acceptedSockets(pid, tunedPort)) == 3
-                and len(acceptedSockets(pid, offPort)) == 1
-            ),
-            5.0,
-            "the gateway to accept 4 sockets",
-        )
+        # Counted once connectionMade, which sets the options, has returned
+        # (the socket is the gateway's a moment before: seen by ss then, it
+        # has no timer yet).
+        waitForOpen(process, "lines", 3, timeout=DEADLINE)
+        waitForOpen(process, "lines-2", 1, timeout=DEADLINE)
+        assert len(acceptedSockets(pid, offPort)) == 1
         timers = acceptedSockets(pid, tunedPort)
+        assert len(timers) == 3
         assert all(left is not None and 25 < left <= 66 for left in timers), timers
         assert acceptedSockets(pid, offPort) == [None]
     finally:

@@ -14,13 +14,13 @@ import json
 import os
 import resource
 import socket
-import time
 from http.client import HTTPConnection
 
 from devkafka import consume
 from tests.integration.support.process import CLEAN_EXIT, GatewayProcess
-from tests.integration.support.topics import TopicSize, newTopic, waitForStableSize
-from tests.support.waiting import waitFor
+from tests.integration.support.procfs import acceptedSockets, acceptQueue
+from tests.integration.support.topics import TopicSize, newTopic
+from tests.support.waiting import DEADLINE, waitFor
 
 #: The gateway's hard descriptor limit in this test: small, so a few hundred
 #: clients reach it.
@@ -64,16 +64,6 @@ def closedByGateway(sock, wait=0.0):
         return True
 
 
-def stableSize(size, timeout=60.0):
-    """
-    Wait until the topic stops growing for two seconds.
-
-    :param size: the topic's L{TopicSize}.
-    :return: its number of records then.
-    """
-    return waitForStableSize(size.bootstrap, size.topic, 2.0, timeout)
-
-
 def distinctClients(records):
     return {record.value.split(b"-")[1] for record in records}
 
@@ -114,15 +104,42 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
         # idle HTTP connections; in life, more Kafka brokers, scrapes...).
         for _ in range(10):
             clients.append((socket.create_connection(("127.0.0.1", gateway.httpPort)), -1))
-        time.sleep(1)
         http, clients = clients, []
+        waitFor(
+            lambda: len(acceptedSockets(gateway.process.pid, gateway.httpPort)) == 10,
+            DEADLINE,
+            "the gateway to hold the 10 HTTP connections",
+        )
+
+        def snapshot():
+            # A new connection would find no descriptor free: ask on one of
+            # the HTTP connections held open since the start.
+            connection = HTTPConnection("127.0.0.1", gateway.httpPort)
+            connection.sock = http[0][0]
+            connection.sock.settimeout(30)
+            connection.request("GET", "/status.json")
+            return json.loads(connection.getresponse().read())
+
+        def listener():
+            [lines] = snapshot()["listeners"]
+            return lines
+
         for number in range(LIMIT + 60):
             sock = connectAndSend(port, b"first-%d\n" % number)
             if sock is not None:
                 clients.append((sock, number))
-        time.sleep(2)
-        # The connections pending when accept failed were closed by
-        # Twisted's recovery; the gateway then stopped accepting.
+        # The gateway answers only after the accept that failed, and
+        # Twisted's recovery closing the connections pending then, are
+        # over; its room is then what it holds, so it has stopped accepting.
+        atLimit = waitFor(
+            lambda: (
+                (s := snapshot())["descriptors"]["acceptErrors"] and s["descriptors"]["full"] and s
+            ),
+            DEADLINE,
+            "an accept to fail and the gateway to stop accepting",
+        )
+        [atLimitLines] = atLimit["listeners"]
+        assert atLimitLines["accepting"] is False
         closedAtOnce = [number for sock, number in clients if closedByGateway(sock)]
         clients = [(s, n) for s, n in clients if n not in closedAtOnce]
         assert closedAtOnce, "the limit was never reached"
@@ -130,21 +147,34 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
         assert log.count(ACCEPT_FAILED) == 1, log
         assert "room lowered to" in log
         assert len(os.listdir(f"/proc/{gateway.process.pid}/fd")) <= LIMIT
-        # Clients arriving now wait in the backlog: not closed.
+        # Clients arriving now wait in the backlog: the kernel holds them
+        # for the gateway, which (answering after they connected) has
+        # accepted none of them, and closed none.
+        waitingBefore = acceptQueue(port)
         for number in range(1000, 1020):
             sock = connectAndSend(port, b"first-%d\n" % number)
             assert sock is not None
             clients.append((sock, number))
-        time.sleep(1)
+        assert acceptQueue(port) == waitingBefore + 20
+        later = listener()
+        assert (later["accepted"], later["refused"]) == (
+            atLimitLines["accepted"],
+            atLimitLines["refused"],
+        )
         assert not [n for s, n in clients if closedByGateway(s)]
 
-        # Those accepted published their first line; the others wait.
+        # Those accepted published their first line (the gateway delivered
+        # one record per connection it accepted); the others wait.
+        waitFor(
+            lambda: (s := snapshot())["producer"]["delivered"] == s["listeners"][0]["accepted"],
+            DEADLINE,
+            "a record delivered per accepted connection",
+        )
         size = TopicSize(kafka.bootstrap, topic)
-        stableSize(size)
         first = consume(kafka.bootstrap, topic, size(), timeout=60)
         accepted = distinctClients(first)
+        assert len(first) == len(accepted) == atLimitLines["accepted"]
         assert LIMIT - 40 < len(accepted) < LIMIT
-        assert len(first) == len(accepted)
         waiting = len(clients) - len(accepted)
         assert waiting >= 20
 
@@ -157,16 +187,6 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
         # would refuse, and lose, the ones over it).
         leaving = {number for _, number in clients[:40]}
         assert leaving <= {int(n) for n in accepted}
-
-        def listener():
-            # A new connection would find no descriptor free: ask on one of
-            # the HTTP connections held open since the start.
-            connection = HTTPConnection("127.0.0.1", gateway.httpPort)
-            connection.sock = http[0][0]
-            connection.sock.settimeout(30)
-            connection.request("GET", "/status.json")
-            [lines] = json.loads(connection.getresponse().read())["listeners"]
-            return lines
 
         before = listener()
         for sock, _number in clients[:40]:
@@ -185,7 +205,12 @@ def test_acceptFailsAndRecovers(kafka, tmp_path):
             "closes freed the room: their lines are lost"
         )
         expected = 2 * len(accepted) + 2 * min(40, waiting)
-        assert stableSize(size) == expected, gateway.log()[-6000:]
+        waitFor(
+            lambda: snapshot()["producer"]["delivered"] == expected,
+            DEADLINE,
+            f"{expected} records delivered",
+        )
+        assert size() == expected, gateway.log()[-6000:]
         size.close()
         records = consume(kafka.bootstrap, topic, expected, timeout=60)
         values = [record.value for record in records]

@@ -26,9 +26,9 @@ import pytest
 from devkafka import consume
 from tests.integration.support.http import get
 from tests.integration.support.process import CLEAN_EXIT, TWISTD, GatewayProcess, producerStopped
-from tests.integration.support.procfs import socketsTo
+from tests.integration.support.procfs import pendingSignals, socketsTo, stopped
 from tests.integration.support.topics import newTopic, topicSize
-from tests.support.waiting import waitFor
+from tests.support.waiting import DEADLINE, waitFor
 
 #: A worker's relayed "Kafka producer stopped" line in the parent's log.
 WORKER_STOPPED = re.compile(r"\[worker-(\d+)\] .*Kafka producer stopped: (\d+) records delivered")
@@ -542,7 +542,8 @@ def test_interruptStopsWithoutErrors(kafka, workers):
     """
     Ctrl-C in the terminal (SIGINT to the group's whole process group) stops
     the group cleanly: every worker drains and no error is logged.  Worker 2
-    is held (SIGSTOP) until the group's own stop has reached it, so the
+    is stopped (SIGSTOP, every thread of it, as C{/proc} shows) before the
+    Ctrl-C and held until the group's own SIGTERM is pending in it, so the
     SIGINT and the group's SIGTERM meet in it every time, as they can on a
     busy machine.
     """
@@ -551,9 +552,18 @@ def test_interruptStopsWithoutErrors(kafka, workers):
     assert os.getpgid(parent) == parent
     os.kill(child, signal.SIGSTOP)
     try:
+        # Stopped for good before the Ctrl-C: a thread still running would
+        # take the group's SIGTERM and leave it to run when continued.
+        waitFor(lambda: stopped(child), DEADLINE, f"worker 2 (pid {child}) to stop")
         os.killpg(parent, signal.SIGINT)
         waitFor(lambda: OWN_STOPPED.search(group.log()), 30, "worker 1 to drain")
-        time.sleep(0.5)
+        # The group's SIGTERM has reached worker 2 (held, unhandled, while
+        # it is stopped) before it runs again.
+        waitFor(
+            lambda: signal.SIGTERM in pendingSignals(child),
+            DEADLINE,
+            f"the group's SIGTERM pending in worker 2 (pid {child})",
+        )
     finally:
         os.kill(child, signal.SIGCONT)
     assert group.process.process.wait(60) in CLEAN_EXIT + (-signal.SIGINT,)

@@ -13,7 +13,10 @@ import time
 
 __all__ = [
     "MemorySampler",
+    "acceptQueue",
     "acceptedSockets",
+    "pendingSignals",
+    "stopped",
     "socketInodes",
     "socketsTo",
     "tcpConnections",
@@ -21,10 +24,16 @@ __all__ = [
     "vmRSS",
 ]
 
-_KEEPALIVE_TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?sec,\d+\)")
+#: C{ss} writes a timer as C{1min4sec}, C{32sec}, C{450ms}, and a whole
+#: minute as C{1min} alone.
+_KEEPALIVE_TIMER = re.compile(
+    r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec|\d+ms)?,\d+\)"
+)
 _INODE = re.compile(r"\bino:(\d+)")
 #: C{st} of an established connection in C{/proc/net/tcp}.
 _ESTABLISHED = "01"
+#: C{st} of a listening socket.
+_LISTEN = "0A"
 
 
 def socketInodes(pid):
@@ -92,6 +101,52 @@ def unreadBytes(gatewayPid, clients):
     return total
 
 
+def acceptQueue(port):
+    """
+    Connections the kernel has completed on a listening C{port} that nobody
+    has accepted yet (a listening socket's receive queue in
+    C{/proc/net/tcp} is its accept queue).
+
+    :return: their number, or L{None} if nothing listens on C{port}.
+    """
+    for local, _, state, _, rx, _ in tcpConnections():
+        if state == _LISTEN and local == port:
+            return rx
+    return None
+
+
+def pendingSignals(pid):
+    """
+    The signals sent to process C{pid} that it has not handled yet (held
+    while it is stopped, for example), from C{ShdPnd} and C{SigPnd} in
+    C{/proc/PID/status}.
+
+    :return: the set of signal numbers.
+    """
+    mask = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("ShdPnd:", "SigPnd:")):
+                mask |= int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def stopped(pid):
+    """
+    :return: whether every thread of process C{pid} is stopped (state C{T}
+        in C{/proc/PID/task/*/stat}): none of them can take a signal until
+        it runs again, so one sent now stays pending.
+    """
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            continue  # a thread that has just exited
+    return bool(states) and all(state == "T" for state in states)
+
+
 def acceptedSockets(pid, port):
     """
     The established connections process C{pid} holds on its listening
@@ -115,7 +170,7 @@ def acceptedSockets(pid, port):
         if inode is None or inode[1] not in owned:
             continue
         timer = _KEEPALIVE_TIMER.search(line)
-        timers.append(None if timer is None else int(timer[1] or 0) * 60 + int(timer[2]))
+        timers.append(None if timer is None else int(timer[1] or 0) * 60 + int(timer[2] or 0))
     return timers
 
 

@@ -10,16 +10,19 @@ import resource
 import select
 import selectors
 import socket
+import threading
 import time
 
 __all__ = [
     "closeAll",
     "closedBy",
+    "closeTimes",
     "connectFrom",
     "openMany",
     "peerName",
     "raiseOwnDescriptorLimit",
     "sendInRandomPieces",
+    "SteadySender",
     "sendUntilClosed",
     "stillOpen",
 ]
@@ -176,6 +179,31 @@ def closedBy(sockets, timeout, expect=None, settle=0.5):
                 closed.add(i)
 
 
+def closeTimes(sockets, timeout):
+    """
+    Wait until the gateway has closed every one of C{sockets}.
+
+    :return: for each, in order, C{time.time()} read just after its close
+        was seen: never earlier than the gateway's close, whatever delays
+        this process.  C{time.time} is the clock Twisted's reactor runs its
+        timers on.
+    :raises AssertionError: if some are still open after C{timeout}
+        seconds.
+    """
+    seen = [None] * len(sockets)
+    deadline = time.monotonic() + timeout
+    while None in seen:
+        pending = [i for i, when in enumerate(seen) if when is None]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"connections {pending} still open after {timeout:g} s")
+        readable, _, _ = select.select([sockets[i] for i in pending], [], [], min(remaining, 0.1))
+        for i in pending:
+            if sockets[i] in readable and _closedNow(sockets[i]):
+                seen[i] = time.time()
+    return seen
+
+
 def sendUntilClosed(sock, interval, limit):
     """
     Send numbered lines (C{busy NNNNNN}) every C{interval} seconds until the
@@ -213,3 +241,58 @@ def sendInRandomPieces(sock, data, rng):
         position += size
         if rng.random() < 0.02:
             time.sleep(0.001)
+
+
+class SteadySender:
+    """
+    A client writing a numbered line every C{interval} seconds on a thread
+    of its own, so its writes do not wait for what the test does meanwhile
+    (HTTP requests, selects).  It stops when told to or when the gateway
+    closes the connection.
+
+    :ivar sock: the connected socket.
+    :ivar sent: the lines whose write returned, in order.
+    :ivar error: the error that ended the writes, or L{None}.
+    """
+
+    def __init__(self, sock, prefix, interval):
+        """
+        :param prefix: the start of every line (the line number follows).
+        """
+        self.sock = sock
+        self.prefix = prefix
+        self.interval = interval
+        self.sent = []
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        """
+        Start writing.
+
+        :return: C{self}.
+        """
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            line = b"%s %06d" % (self.prefix, len(self.sent))
+            try:
+                self.sock.sendall(line + b"\n")
+            except OSError as e:
+                self.error = e
+                return
+            self.sent.append(line)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        """
+        Stop writing, and wait until the last write has returned.
+
+        :return: the lines sent.
+        """
+        self._stop.set()
+        self._thread.join()
+        return self.sent

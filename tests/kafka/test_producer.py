@@ -427,6 +427,76 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertIn("lingr.ms", str(error))
 
 
+class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
+    """
+    Records held by the service (backlog, spool) keep every field, and the
+    counters and status figures are exact.
+    """
+
+    def test_backlogKeepsFields(self):
+        """
+        A record the client's full queue refused, and one produced while a
+        backlog exists, reach the client later with their topic, key and
+        headers.
+        """
+        service = self.makeService(capacity=1)
+        service.produce("t", b"first")
+        service.produce("u", b"refused", b"k1", [("h", b"1")])
+        service.produce("w", b"queued", b"k2", [("h", b"2")])
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(
+            [(m.topic(), m.key(), m.headers(), m.value()) for m in self.producer().produced],
+            [
+                ("t", None, None, b"first"),
+                ("u", b"k1", [("h", b"1")], b"refused"),
+                ("w", b"k2", [("h", b"2")], b"queued"),
+            ],
+        )
+
+    def test_spooledRecordsCounted(self):
+        """
+        Records loaded from the spool count as accepted, with those produced
+        afterwards.
+        """
+        RecordFile(self.spoolPath).replace(
+            [Record("t", None, [], b"a"), Record("t", None, [], b"b")]
+        )
+        service = self.makeService()
+        service.produce("t", b"new")
+        self.assertEqual(service.accepted, 3)
+
+    def test_lateRecordsCounted(self):
+        """
+        Each record appended to the spool after the drain counts once as
+        spooled.
+        """
+        service = self.makeService()
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        service.produce("t", b"late", b"k", [("h", b"v")])
+        service.produce("t", b"later")
+        self.assertEqual(service.spooled, 2)
+        [late, later] = RecordFile(self.spoolPath).read()
+        self.assertEqual((late.key, late.headers, later.value), (b"k", [("h", b"v")], b"later"))
+
+    def test_lastDeliveryAge(self):
+        """
+        The status gives no delivery age before the first confirmed
+        delivery, then the seconds since the poll that saw it.
+        """
+        service = self.makeService()
+        self.assertIsNone(service.status()["lastDeliveryAge"])
+        service.produce("t", b"a")
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.clock.advance(2.0)
+        self.assertAlmostEqual(service.status()["lastDeliveryAge"], 2.0)
+
+
 class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
     """
     Stopping, the spool, and the next start.

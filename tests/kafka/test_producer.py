@@ -537,6 +537,25 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         [summary] = [e for e in self.events if "left" in e]
         self.assertEqual((summary["delivered"], summary["left"]), (1, 3))
 
+    def test_drainDeadline(self):
+        """
+        The drain still polls just before its deadline and ends at it; the
+        start and the end of the drain are logged with the records pending,
+        and the summary with what was spooled and dead-lettered.
+        """
+        service = self.makeService(drainTimeout=1.0)
+        for value in (b"1", b"2"):
+            service.produce("t", value)
+        d = service.stopService()
+        self.clock.advance(0.99)
+        self.assertNoResult(d)
+        self.clock.advance(0.01)
+        self.assertEqual(self.successResultOf(d), 2)
+        [start] = [e for e in self.events if "pending" in e]
+        [summary] = [e for e in self.events if "left" in e]
+        self.assertEqual(start["pending"], 2)
+        self.assertEqual((summary["left"], summary["spooled"], summary["deadLettered"]), (2, 2, 0))
+
     def test_nextStartProducesSpoolFirst(self):
         """
         The next start produces the spool before anything new, and removes
@@ -612,4 +631,5 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         d = service.stopService()
         self.clock.advance(0.1)
         self.assertEqual(self.successResultOf(d), 1)
-        self.assertTrue(any("lost" in e.get("log_format", "") for e in self.events))
+        [lost] = [e for e in self.events if "lost" in e.get("log_format", "")]
+        self.assertEqual((lost["log_level"].name, lost["count"]), ("error", 1))

@@ -456,6 +456,71 @@ class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
             ],
         )
 
+    def test_producedBeforeStart(self):
+        """
+        A record produced before the service starts waits in the backlog
+        (the clients are told to pause), not in the spool, and goes to the
+        client once it exists.
+        """
+        service = self.makeService(start=False)
+        service.produce("t", b"early")
+        self.assertEqual((service.spooled, self.observer.events), (0, ["blocked"]))
+        service.privilegedStartService()
+        service.startService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"early"])
+
+    def test_stopUnstarted(self):
+        """
+        Stopping a service that never started has nothing to drain.
+        """
+        service = self.makeService(start=False)
+        self.assertIsNone(service.stopService())
+
+    def test_pollLoopFailureLogged(self):
+        """
+        An exception escaping a poll stops the poll loop and is logged as a
+        failure, with the exception.
+        """
+
+        class Broken(RecordingObserver):
+            def polled(self):
+                raise ZeroDivisionError()
+
+        service = self.makeService()
+        service.observer = Broken()
+        self.clock.advance(0.1)
+        [event] = [e for e in self.events if "log_failure" in e]
+        self.assertIsInstance(event["log_failure"].value, ZeroDivisionError)
+        self.assertEqual(event["log_level"].name, "critical")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_noTimersLeftAfterDrain(self):
+        """
+        Once drained, the service leaves no timer on the clock: the poll
+        loop stopped with the drain.
+        """
+        service = self.makeService()
+        service.produce("t", b"a")
+        d = service.stopService()
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tooLargeInSuccessivePolls(self):
+        """
+        Records refused as too large in two successive polls are each
+        dead-lettered.
+        """
+        service = self.makeService()
+        for value in (b"a" * 10, b"b" * 10):
+            service.produce("t", value)
+        for _ in range(2):
+            self.producer().fail(FakeKafkaError("MSG_SIZE_TOO_LARGE"))
+            self.clock.advance(0.1)
+        self.assertEqual(service.deadLettered, 2)
+
     def test_spooledRecordsCounted(self):
         """
         Records loaded from the spool count as accepted, with those produced
@@ -467,6 +532,8 @@ class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
         service = self.makeService()
         service.produce("t", b"new")
         self.assertEqual(service.accepted, 3)
+        [loaded] = [e for e in self.events if "path" in e]
+        self.assertEqual((loaded["count"], loaded["path"]), (2, self.spoolPath))
 
     def test_lateRecordsCounted(self):
         """
@@ -568,6 +635,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
         self.clock.advance(0.1)
         self.assertEqual(self.values(), [b"old", b"new"])
+        self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
         self.assertEqual(self.producer().produced[0].headers(), [("h", b"v")])
         self.producer().confirm()
         self.clock.advance(0.1)

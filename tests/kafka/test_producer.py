@@ -11,7 +11,7 @@ import tempfile
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.producer import (
@@ -360,10 +360,11 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService()
         self.producer().refusing[b"first"] = TypeError("a bytes-like object is required")
-        service.produce("t", b"first", b"k", [])
+        service.produce("t", b"first", b"k", [("h", b"v")])
         service.produce("t", b"second")
         self.assertEqual((service.deadLettered, service.produced), (1, 1))
-        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"first"])
+        [dead] = RecordFile(self.deadPath).read()
+        self.assertEqual((dead.key, dead.headers, dead.value), (b"k", [("h", b"v")], b"first"))
         with open(self.deadPath) as f:
             self.assertIn("TypeError: a bytes-like object is required", f.read())
         self.assertEqual(self.values(), [b"second"])
@@ -521,6 +522,19 @@ class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
             self.clock.advance(0.1)
         self.assertEqual(service.deadLettered, 2)
 
+    def test_requeuedCounted(self):
+        """
+        Records the client gave up on (retriable failures) in two polls are
+        both counted as produced again.
+        """
+        service = self.makeService()
+        for value in (b"a", b"b"):
+            service.produce("t", value)
+        for _ in range(2):
+            self.producer().fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+            self.clock.advance(0.1)
+        self.assertEqual(service.requeued, 2)
+
     def test_spooledRecordsCounted(self):
         """
         Records loaded from the spool count as accepted, with those produced
@@ -534,6 +548,9 @@ class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.accepted, 3)
         [loaded] = [e for e in self.events if "path" in e]
         self.assertEqual((loaded["count"], loaded["path"]), (2, self.spoolPath))
+        line = formatEvent(loaded)
+        self.assertNotIn("Unable to format", line)
+        self.assertIn(self.spoolPath, line)
 
     def test_lateRecordsCounted(self):
         """

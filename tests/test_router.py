@@ -4,12 +4,15 @@ Tests for L{Router}: the record each connection produces, and
 back-pressure across connections.
 """
 
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from gateway.interfaces import IMessageSink, IMessageStream
+from gateway.kafka.records import DeliveryError, Record
 from gateway.router import LISTENER_HEADER, PEER_HEADER, Router
 from tests.support.listeners import RecordingListener
+from tests.support.logs import captureLogs, eventsFrom
 
 
 class RecordingProducerService:
@@ -90,6 +93,110 @@ class RouterTests(SynchronousTestCase):
         plain = Router(RecordingProducerService(), "t", headers=False)
         self.assertIs(plain.restoreRecord(bare), bare)
 
+    def test_restoreRecordListenerWithSlash(self):
+        """
+        A listener whose name holds a C{/} gets its whole name back: the key
+        is split at its last C{/}, since a peer's C{host:port} never holds
+        one.
+        """
+        bare = Record("t", b"edge/lines/10.0.0.1:5000", [], b"v")
+        self.assertEqual(
+            self.router.restoreRecord(bare).headers,
+            [(LISTENER_HEADER, b"edge/lines"), (PEER_HEADER, b"10.0.0.1:5000")],
+        )
+
+    def test_listenerHeaderShared(self):
+        """
+        The connections of one listener share one C{gateway-listener} header
+        object (made once per listener, not per connection); another
+        listener gets its own.
+        """
+        first = self.router.openStream("lines", "h:1", FakeClient())
+        second = self.router.openStream("lines", "h:2", FakeClient())
+        other = self.router.openStream("netstring", "h:3", FakeClient())
+        for stream in (first, second, other):
+            stream.send(b"x")
+        [one, two, three] = [headers[0] for (_, _, headers, _) in self.producer.records]
+        self.assertIs(one, two)
+        self.assertEqual(three, (LISTENER_HEADER, b"netstring"))
+
+    def test_closeTwice(self):
+        """
+        Closing a stream a second time is harmless, and the other
+        connections are still paused and resumed.
+        """
+        client, other = FakeClient(), FakeClient()
+        stream = self.router.openStream("l", "h:1", client)
+        self.router.openStream("l", "h:2", other)
+        stream.close()
+        stream.close()
+        self.router.producerBlocked()
+        self.assertEqual((client.state, other.state), ("producing", "paused"))
+
+    def test_waterMarksChecked(self):
+        """
+        The water marks must satisfy M{0 < lowWater < highWater <= 1}: a
+        high-water mark of exactly 1 is accepted, a low-water mark of 0, equal
+        marks or a high-water mark over 1 are refused.
+        """
+        producer = RecordingProducerService()
+        self.assertEqual(Router(producer, "t", lowWater=0.5, highWater=1).highWater, 1)
+        for low, high in [(0, 0.8), (0.5, 0.5), (0.5, 1.5), (0.9, 0.8)]:
+            with self.assertRaises(ValueError):
+                Router(producer, "t", lowWater=low, highWater=high)
+
+    def test_deliveryFailedNamesTheClient(self):
+        """
+        A record Kafka refused for good is logged as a warning naming its
+        peer, its listener and the error code; a record without headers is
+        logged with C{?} for both, and undecodable bytes do not stop it.
+        """
+        events = captureLogs(self)
+        record = Record(
+            "t", b"k", [(LISTENER_HEADER, b"lines"), (PEER_HEADER, b"10.0.0.1:5")], b"v"
+        )
+        self.router.deliveryFailed(record, DeliveryError("MSG_SIZE_TOO_LARGE", "too large"))
+        self.router.deliveryFailed(
+            Record("t", b"k", None, b"v"), DeliveryError("TOPIC_AUTHORIZATION_FAILED", "no")
+        )
+        self.router.deliveryFailed(
+            Record("t", b"k", [(PEER_HEADER, b"\xff"), (LISTENER_HEADER, b"\xfe")], b"v"),
+            DeliveryError("X", "x"),
+        )
+        warnings = eventsFrom(events, "gateway.router", "warn")
+        self.assertEqual(
+            [(e["peer"], e["listener"], e["reason"]) for e in warnings],
+            [
+                ("10.0.0.1:5", "lines", "MSG_SIZE_TOO_LARGE"),
+                ("?", "?", "TOPIC_AUTHORIZATION_FAILED"),
+                ("\ufffd", "\ufffd", "X"),
+            ],
+        )
+        line = formatEvent(warnings[0])
+        self.assertIn("10.0.0.1:5", line)
+        self.assertIn("lines", line)
+
+    def test_pauseAndResumeLogged(self):
+        """
+        Pausing is a warning and resuming an info event, each carrying the
+        number of client connections and why, and rendering both.
+        """
+        events = captureLogs(self)
+        for i in range(3):
+            self.router.openStream("l", f"h:{i}", FakeClient())
+        self.router.producerBlocked()
+        self.router.producerUnblocked()
+        [paused] = eventsFrom(events, "gateway.router", "warn")
+        [resumed] = eventsFrom(events, "gateway.router", "info")
+        self.assertEqual(
+            (paused["count"], paused["why"], resumed["count"], resumed["why"]),
+            (3, "the producer's queue is full", 3, "the producer's backlog is in its queue"),
+        )
+        self.assertIn("3", formatEvent(paused))
+        self.assertIn("the producer's queue is full", formatEvent(paused))
+        self.assertIn("3", formatEvent(resumed))
+        self.assertIn("the producer's backlog is in its queue", formatEvent(resumed))
+
     def test_withoutHeaders(self):
         """
         A router told not to add headers sends records without any, keyed
@@ -153,6 +260,20 @@ class RouterTests(SynchronousTestCase):
         self.router.stopReading()
         self.router.producerUnblocked()
         self.assertEqual(client.state, "paused")
+
+    def test_stoppedRouterStaysPaused(self):
+        """
+        Once the gateway stops reading, the router reports itself paused, a
+        connection opened afterwards starts paused, and the producer
+        blocking does not pause (or log) anything again.
+        """
+        events = captureLogs(self)
+        self.router.stopReading()
+        late = FakeClient()
+        self.router.openStream("l", "h:2", late)
+        self.router.producerBlocked()
+        self.assertEqual((self.router.paused, late.state), (True, "paused"))
+        self.assertEqual(eventsFrom(events, "gateway.router"), [])
 
 
 class HeldProducer:
@@ -272,6 +393,21 @@ class BudgetTests(SynchronousTestCase):
             (self.router.paused, self.client.state, self.client.resumes), (False, "producing", 1)
         )
         self.assertEqual(self.listener.calls, [("pause", "budget"), ("resume", "budget")])
+
+    def test_budgetCrossingsLogged(self):
+        """
+        Crossing the high-water mark logs why with the bytes held and the
+        mark; falling under the low-water mark logs the bytes held.
+        """
+        events = captureLogs(self)
+        self.check(901)
+        self.check(499)
+        [paused] = eventsFrom(events, "gateway.router", "warn")
+        [resumed] = eventsFrom(events, "gateway.router", "info")
+        self.assertIn("901 bytes held", paused["why"])
+        self.assertIn("80%", paused["why"])
+        self.assertIn("499 bytes held", resumed["why"])
+        self.assertIn("50%", resumed["why"])
 
     def test_bufferedBytesCount(self):
         """

@@ -9,11 +9,13 @@ L{FramingPlugin}.
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.python.reflect import ObjectNotFound
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.framing import (
+    INCOMPLETE,
     MALFORMED_FRAME,
     TOO_LARGE,
     FramingError,
@@ -22,6 +24,7 @@ from gateway.framing import (
     FramingProtocol,
 )
 from gateway.testing import FramingConformanceMixin, RecordingSink, connectFraming
+from tests.support.logs import captureLogs, eventsFrom
 
 
 class CommaProtocol(FramingProtocol):
@@ -66,6 +69,14 @@ class CommaConformance(FramingConformanceMixin, SynchronousTestCase):
         return st.lists(clean, max_size=20)
 
 
+class TopicSink(RecordingSink):
+    """
+    A recording sink with a topic, as the router has.
+    """
+
+    topic = "events"
+
+
 class FramingProtocolTests(SynchronousTestCase):
     """
     What the base does besides what the kit checks.
@@ -73,6 +84,238 @@ class FramingProtocolTests(SynchronousTestCase):
 
     def connect(self, **kwargs):
         return connectFraming(comma, **kwargs)
+
+    def pausingOn(self, protocol, stream, payload):
+        """
+        Make the connection's deliveries pause it right after C{payload}.
+        """
+
+        def sendThenPause(message):
+            stream.send(message)
+            if message == payload:
+                protocol.pauseProducing()
+
+        protocol._send = sendThenPause
+
+    def test_badInputEvent(self):
+        """
+        Bad input is logged as one warning carrying the listener, the peer,
+        the connection's number, the topic, the reason, the limit, the sizes
+        the parser gave and how many connections of the listener were closed
+        for that reason; the event renders.
+        """
+        events = captureLogs(self)
+        sink = TopicSink()
+        first = self.connect(sink=sink, name="edge", maxMessageSize=10)[0]
+        config = first.factory.config
+        second = connectFraming(comma, config=config)[0]
+        first.dataReceived(b"ab!,")
+        second.dataReceived(b"01234567890,")
+        [one, two] = eventsFrom(events, __name__, "warn")
+        fields = ("listener", "peer", "connection", "topic", "reason", "limit", "size", "total")
+        self.assertEqual(
+            [tuple(e[k] for k in fields) for e in (one, two)],
+            [
+                (
+                    "edge",
+                    "127.0.0.1:40000",
+                    first.connectionId,
+                    "events",
+                    MALFORMED_FRAME,
+                    10,
+                    3,
+                    1,
+                ),
+                ("edge", "127.0.0.1:40000", second.connectionId, "events", TOO_LARGE, 10, 11, 1),
+            ],
+        )
+        self.assertEqual(one["sizes"], "size 3")
+        line = formatEvent(one)
+        self.assertNotIn("Unable to format", line)
+        for part in ("edge", "127.0.0.1:40000", MALFORMED_FRAME, "10", "size 3"):
+            self.assertIn(part, line)
+
+    def test_badInputCountedPerListener(self):
+        """
+        Each connection closed for the same reason adds one to the
+        listener's count, and the event carries the running total.
+        """
+        events = captureLogs(self)
+        first = self.connect()[0]
+        second = connectFraming(comma, config=first.factory.config)[0]
+        first.dataReceived(b"!")
+        second.dataReceived(b"!")
+        self.assertEqual(first.factory.config.stats.frameErrors[MALFORMED_FRAME], 2)
+        self.assertEqual([e["total"] for e in eventsFrom(events, __name__)], [1, 2])
+
+    def test_incompleteAtCloseEvent(self):
+        """
+        A connection closed in the middle of a frame is counted as
+        L{INCOMPLETE}, with the bytes it left buffered.
+        """
+        events = captureLogs(self)
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"a,bcd")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        [event] = eventsFrom(events, __name__)
+        self.assertEqual((event["reason"], event["buffered"]), (INCOMPLETE, 3))
+        self.assertEqual(sink.streams[0].messages, [b"a"])
+        self.assertTrue(sink.streams[0].closed)
+
+    def test_messageTooLarge(self):
+        """
+        C{messageTooLarge}, for framings that find an oversized frame
+        themselves, closes the connection for L{TOO_LARGE} with the size.
+        """
+        events = captureLogs(self)
+        protocol, transport, sink = self.connect()
+        protocol.messageTooLarge(5000)
+        [event] = eventsFrom(events, __name__)
+        self.assertEqual(
+            (protocol.frameFailed, event["reason"], event["size"]), (TOO_LARGE, TOO_LARGE, 5000)
+        )
+        self.assertTrue(transport.disconnecting)
+
+    def test_frameErrorOutsideDelivery(self):
+        """
+        Bad input found outside a delivery (a malformed PROXY header, found
+        by the server layer) holds the connection all the same: bytes read
+        afterwards are neither delivered nor buffered, even once resumed.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.frameError("malformed-proxy-header")
+        protocol.dataReceived(b"a,b")
+        protocol.resumeProducing()
+        protocol.dataReceived(b"c,")
+        self.assertEqual((sink.streams[0].messages, protocol.bufferedByteCount()), ([], 0))
+
+    def test_resumeAfterFailure(self):
+        """
+        A connection closed for bad input and then resumed (the router
+        resumes every client) delivers nothing more.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"a,!")
+        protocol.resumeProducing()
+        protocol.dataReceived(b"b,")
+        self.assertEqual(sink.streams[0].messages, [b"a"])
+
+    def test_pausedInsideDeliveryHoldsLaterBytes(self):
+        """
+        Bytes read after a delivery paused the connection are buffered, not
+        delivered, until it is resumed; then everything comes in order.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        self.pausingOn(protocol, stream, b"a")
+        protocol.dataReceived(b"a,b,")
+        protocol.dataReceived(b"c,")
+        self.assertEqual(stream.messages, [b"a"])
+        protocol._send = stream.send
+        protocol.resumeProducing()
+        self.assertEqual(stream.messages, [b"a", b"b", b"c"])
+
+    def test_resumeDeliversPendingThenBuffered(self):
+        """
+        Resuming delivers the frames held by the pause, then those the bytes
+        read meanwhile complete, each once: bytes read later deliver only
+        their own frames.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        self.pausingOn(protocol, stream, b"a")
+        protocol.dataReceived(b"a,b,")
+        protocol.dataReceived(b"c,d,e")
+        protocol._send = stream.send
+        protocol.resumeProducing()
+        self.assertEqual(
+            (stream.messages, protocol.bufferedByteCount()), ([b"a", b"b", b"c", b"d"], 1)
+        )
+        protocol.dataReceived(b",")
+        self.assertEqual(stream.messages, [b"a", b"b", b"c", b"d", b"e"])
+
+    def test_bytesArrivingInsideResumedDelivery(self):
+        """
+        Bytes read from inside the delivery that resuming starts are parsed
+        after the frames being delivered, in order.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        self.pausingOn(protocol, stream, b"a")
+        protocol.dataReceived(b"a,b,c,")
+
+        def sendThenReceive(payload):
+            stream.send(payload)
+            if payload == b"b":
+                protocol.dataReceived(b"d,")
+
+        protocol._send = sendThenReceive
+        protocol.resumeProducing()
+        self.assertEqual(stream.messages, [b"a", b"b", b"c", b"d"])
+
+    def test_badInputAfterPausedResume(self):
+        """
+        Bad input found while resuming, after a frame whose delivery pauses
+        again, keeps the bytes from the bad frame on buffered; the next
+        resume closes the connection for it.
+        """
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        self.pausingOn(protocol, stream, b"a")
+        protocol.dataReceived(b"a,b,")
+        protocol.dataReceived(b"c,d!")
+        self.pausingOn(protocol, stream, b"c")
+        protocol.resumeProducing()
+        self.assertEqual((stream.messages, protocol.bufferedByteCount()), ([b"a", b"b", b"c"], 2))
+        protocol.resumeProducing()
+        self.assertEqual(protocol.frameFailed, MALFORMED_FRAME)
+        self.assertEqual(stream.messages, [b"a", b"b", b"c"])
+
+    def test_closedWhilePausedPublishesPending(self):
+        """
+        A connection closed while a pause holds parsed frames publishes
+        them, then the whole frames still buffered; bad input after them is
+        counted with its reason and sizes.
+        """
+        events = captureLogs(self)
+        protocol, transport, sink = self.connect()
+        stream = sink.streams[0]
+        self.pausingOn(protocol, stream, b"a")
+        protocol.dataReceived(b"a,b,")
+        protocol.dataReceived(b"c,d!")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(stream.messages, [b"a", b"b", b"c"])
+        self.assertEqual(dict(protocol.factory.config.stats.frameErrors), {MALFORMED_FRAME: 1})
+        [event] = eventsFrom(events, __name__)
+        self.assertEqual((event["reason"], event["size"]), (MALFORMED_FRAME, 2))
+
+    def test_takeBuffered(self):
+        """
+        C{takeBuffered} returns the bytes not parsed yet and leaves nothing
+        buffered.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"a,bc")
+        self.assertEqual((protocol.takeBuffered(), protocol.bufferedByteCount()), (b"bc", 0))
+
+    def test_framingErrorReason(self):
+        """
+        A L{FramingError}'s message is its reason, so a traceback names it.
+        """
+        self.assertEqual(str(FramingError(TOO_LARGE, size=3)), TOO_LARGE)
+
+    def test_unimplementedNamesTheFraming(self):
+        """
+        A framing missing C{parseFrames} or C{encodeFrame} is named by the
+        error.
+        """
+
+        class Half(FramingProtocol):
+            pass
+
+        for call in (lambda: Half().parseFrames(b"", 1), lambda: Half().encodeFrame(b"")):
+            error = self.assertRaises(NotImplementedError, call)
+            self.assertIn("Half", str(error))
 
     def test_framesBeforeErrorPublished(self):
         """
@@ -197,6 +440,11 @@ class FramingFactoryTests(SynchronousTestCase):
         self.assertIs(type(first), type(second))
         self.assertEqual(type(first).__dict__["MAX_LENGTH"], 77)
         self.assertIs(type(first).__dict__["factory"], factory)
+        self.assertIs(type(first).options, config.options)
+        self.assertEqual(
+            (type(first).__module__, type(first).__doc__),
+            (CommaProtocol.__module__, CommaProtocol.__doc__),
+        )
         self.assertEqual((first.connectionId, second.connectionId), (1, 2))
         first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 1)))
         first.dataReceived(b"x,")

@@ -6,7 +6,7 @@ plus C{strip-cr} and its frame encoding.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing import TOO_LARGE
+from gateway.framing import TOO_LARGE, FramingError
 from gateway.registry import loadFramings
 from gateway.testing import FramingConformanceMixin, connectFraming
 
@@ -79,3 +79,100 @@ class StripCRTests(SynchronousTestCase):
         protocol, transport, sink = connectFraming(FRAMINGS["lines"], options={"strip-cr": "true"})
         protocol.dataReceived(b"dos\r\nunix\n\rin\rside\r\r\n")
         self.assertEqual(sink.streams[0].messages, [b"dos", b"unix", b"\rin\rside\r"])
+
+
+class LinesLimitTests(SynchronousTestCase):
+    """
+    Where C{lines} draws the limit, and what its L{FramingError}s carry:
+    the whole lines before the bad one and the bytes they took, so the base
+    publishes exactly those.
+    """
+
+    def connect(self, **options):
+        return connectFraming(FRAMINGS["lines"], options=options, maxMessageSize=10)
+
+    def parseError(self, protocol, buffer):
+        """
+        :return: the L{FramingError} parsing C{buffer} raises, as
+            C{(reason, frames, consumed, sizes)}.
+        """
+        error = self.assertRaises(FramingError, protocol.parseFrames, buffer, protocol.MAX_LENGTH)
+        return error.reason, list(error.frames), error.consumed, error.sizes
+
+    def test_tooLongWithoutDelimiter(self):
+        """
+        A lone incomplete line over the limit is refused with its size.
+        """
+        protocol, transport, sink = self.connect()
+        self.assertEqual(self.parseError(protocol, b"z" * 11), (TOO_LARGE, [], 0, {"size": 11}))
+
+    def test_tooLongLineAfterLines(self):
+        """
+        A line over the limit after whole lines (one exactly at the limit)
+        is refused with its size; the lines before it and the bytes they
+        took, delimiters included, come with the error.
+        """
+        protocol, transport, sink = self.connect(delimiter="\\r\\n")
+        buffer = b"a b\r\n" + b"c" * 10 + b"\r\n" + b"d" * 11 + b"\r\nnext\r\n"
+        self.assertEqual(
+            self.parseError(protocol, buffer),
+            (TOO_LARGE, [b"a b", b"c" * 10], 17, {"size": 11}),
+        )
+
+    def test_tooLongRestAfterLines(self):
+        """
+        Whole lines followed, in the same read, by an incomplete line
+        already over the limit: the lines are published, then the
+        connection is closed for the rest, with its size.
+        """
+        protocol, transport, sink = self.connect()
+        self.assertEqual(
+            self.parseError(protocol, b"ok\nfine\n" + b"z" * 11),
+            (TOO_LARGE, [b"ok", b"fine"], 8, {"size": 11}),
+        )
+        protocol.dataReceived(b"ok\nfine\n" + b"z" * 11)
+        self.assertEqual(
+            (sink.streams[0].messages, protocol.frameFailed), ([b"ok", b"fine"], TOO_LARGE)
+        )
+
+    def test_restAtLimitAfterLines(self):
+        """
+        After whole lines, an incomplete line of exactly the limit may still
+        end: it is kept, and published when its delimiter comes.
+        """
+        protocol, transport, sink = self.connect()
+        protocol.dataReceived(b"ok\n" + b"z" * 10)
+        protocol.dataReceived(b"\n")
+        self.assertEqual(
+            (sink.streams[0].messages, protocol.frameFailed), ([b"ok", b"z" * 10], None)
+        )
+
+    def test_delimiterSplitAfterLineAtLimit(self):
+        """
+        A line of exactly the limit whose two-byte delimiter is cut after
+        its first byte is not refused, whether other lines came before it
+        in the read or not.
+        """
+        for before in (b"", b"ok\r\n"):
+            protocol, transport, sink = self.connect(delimiter="\\r\\n")
+            protocol.dataReceived(before + b"z" * 10 + b"\r")
+            protocol.dataReceived(b"\n")
+            self.assertEqual(sink.streams[0].messages, before[:2].split() + [b"z" * 10])
+            self.assertIsNone(protocol.frameFailed)
+
+    def test_stripCRLineAtLimit(self):
+        """
+        With C{strip-cr}, a line of exactly the limit whose C{\\r\\n} is cut
+        after the C{\\r} is not refused: the C{\\r} does not count.
+        """
+        protocol, transport, sink = self.connect(**{"strip-cr": "true"})
+        protocol.dataReceived(b"z" * 10 + b"\r")
+        protocol.dataReceived(b"\n")
+        self.assertEqual((sink.streams[0].messages, protocol.frameFailed), ([b"z" * 10], None))
+
+    def test_encodeFrame(self):
+        """
+        A frame is the payload and the listener's delimiter.
+        """
+        protocol, transport, sink = self.connect(delimiter="\\r\\n")
+        self.assertEqual(protocol.encodeFrame(b"x"), b"x\r\n")

@@ -11,7 +11,7 @@ import tempfile
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.producer import (
@@ -360,10 +360,11 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         """
         service = self.makeService()
         self.producer().refusing[b"first"] = TypeError("a bytes-like object is required")
-        service.produce("t", b"first", b"k", [])
+        service.produce("t", b"first", b"k", [("h", b"v")])
         service.produce("t", b"second")
         self.assertEqual((service.deadLettered, service.produced), (1, 1))
-        self.assertEqual([r.value for r in RecordFile(self.deadPath).read()], [b"first"])
+        [dead] = RecordFile(self.deadPath).read()
+        self.assertEqual((dead.key, dead.headers, dead.value), (b"k", [("h", b"v")], b"first"))
         with open(self.deadPath) as f:
             self.assertIn("TypeError: a bytes-like object is required", f.read())
         self.assertEqual(self.values(), [b"second"])
@@ -427,6 +428,159 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertIn("lingr.ms", str(error))
 
 
+class HeldRecordTests(ProducerServiceMixin, SynchronousTestCase):
+    """
+    Records held by the service (backlog, spool) keep every field, and the
+    counters and status figures are exact.
+    """
+
+    def test_backlogKeepsFields(self):
+        """
+        A record the client's full queue refused, and one produced while a
+        backlog exists, reach the client later with their topic, key and
+        headers.
+        """
+        service = self.makeService(capacity=1)
+        service.produce("t", b"first")
+        service.produce("u", b"refused", b"k1", [("h", b"1")])
+        service.produce("w", b"queued", b"k2", [("h", b"2")])
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.assertEqual(
+            [(m.topic(), m.key(), m.headers(), m.value()) for m in self.producer().produced],
+            [
+                ("t", None, None, b"first"),
+                ("u", b"k1", [("h", b"1")], b"refused"),
+                ("w", b"k2", [("h", b"2")], b"queued"),
+            ],
+        )
+
+    def test_producedBeforeStart(self):
+        """
+        A record produced before the service starts waits in the backlog
+        (the clients are told to pause), not in the spool, and goes to the
+        client once it exists.
+        """
+        service = self.makeService(start=False)
+        service.produce("t", b"early")
+        self.assertEqual((service.spooled, self.observer.events), (0, ["blocked"]))
+        service.privilegedStartService()
+        service.startService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(), [b"early"])
+
+    def test_stopUnstarted(self):
+        """
+        Stopping a service that never started has nothing to drain.
+        """
+        service = self.makeService(start=False)
+        self.assertIsNone(service.stopService())
+
+    def test_pollLoopFailureLogged(self):
+        """
+        An exception escaping a poll stops the poll loop and is logged as a
+        failure, with the exception.
+        """
+
+        class Broken(RecordingObserver):
+            def polled(self):
+                raise ZeroDivisionError()
+
+        service = self.makeService()
+        service.observer = Broken()
+        self.clock.advance(0.1)
+        [event] = [e for e in self.events if "log_failure" in e]
+        self.assertIsInstance(event["log_failure"].value, ZeroDivisionError)
+        self.assertEqual(event["log_level"].name, "critical")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_noTimersLeftAfterDrain(self):
+        """
+        Once drained, the service leaves no timer on the clock: the poll
+        loop stopped with the drain.
+        """
+        service = self.makeService()
+        service.produce("t", b"a")
+        d = service.stopService()
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tooLargeInSuccessivePolls(self):
+        """
+        Records refused as too large in two successive polls are each
+        dead-lettered.
+        """
+        service = self.makeService()
+        for value in (b"a" * 10, b"b" * 10):
+            service.produce("t", value)
+        for _ in range(2):
+            self.producer().fail(FakeKafkaError("MSG_SIZE_TOO_LARGE"))
+            self.clock.advance(0.1)
+        self.assertEqual(service.deadLettered, 2)
+
+    def test_requeuedCounted(self):
+        """
+        Records the client gave up on (retriable failures) in two polls are
+        both counted as produced again.
+        """
+        service = self.makeService()
+        for value in (b"a", b"b"):
+            service.produce("t", value)
+        for _ in range(2):
+            self.producer().fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+            self.clock.advance(0.1)
+        self.assertEqual(service.requeued, 2)
+
+    def test_spooledRecordsCounted(self):
+        """
+        Records loaded from the spool count as accepted, with those produced
+        afterwards.
+        """
+        RecordFile(self.spoolPath).replace(
+            [Record("t", None, [], b"a"), Record("t", None, [], b"b")]
+        )
+        service = self.makeService()
+        service.produce("t", b"new")
+        self.assertEqual(service.accepted, 3)
+        [loaded] = [e for e in self.events if "path" in e]
+        self.assertEqual((loaded["count"], loaded["path"]), (2, self.spoolPath))
+        line = formatEvent(loaded)
+        self.assertNotIn("Unable to format", line)
+        self.assertIn(self.spoolPath, line)
+
+    def test_lateRecordsCounted(self):
+        """
+        Each record appended to the spool after the drain counts once as
+        spooled.
+        """
+        service = self.makeService()
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.successResultOf(d)
+        service.produce("t", b"late", b"k", [("h", b"v")])
+        service.produce("t", b"later")
+        self.assertEqual(service.spooled, 2)
+        [late, later] = RecordFile(self.spoolPath).read()
+        self.assertEqual((late.key, late.headers, later.value), (b"k", [("h", b"v")], b"later"))
+
+    def test_lastDeliveryAge(self):
+        """
+        The status gives no delivery age before the first confirmed
+        delivery, then the seconds since the poll that saw it.
+        """
+        service = self.makeService()
+        self.assertIsNone(service.status()["lastDeliveryAge"])
+        service.produce("t", b"a")
+        self.producer().confirm()
+        self.clock.advance(0.1)
+        self.clock.advance(2.0)
+        self.assertAlmostEqual(service.status()["lastDeliveryAge"], 2.0)
+
+
 class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
     """
     Stopping, the spool, and the next start.
@@ -467,6 +621,25 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         [summary] = [e for e in self.events if "left" in e]
         self.assertEqual((summary["delivered"], summary["left"]), (1, 3))
 
+    def test_drainDeadline(self):
+        """
+        The drain still polls just before its deadline and ends at it; the
+        start and the end of the drain are logged with the records pending,
+        and the summary with what was spooled and dead-lettered.
+        """
+        service = self.makeService(drainTimeout=1.0)
+        for value in (b"1", b"2"):
+            service.produce("t", value)
+        d = service.stopService()
+        self.clock.advance(0.99)
+        self.assertNoResult(d)
+        self.clock.advance(0.01)
+        self.assertEqual(self.successResultOf(d), 2)
+        [start] = [e for e in self.events if "pending" in e]
+        [summary] = [e for e in self.events if "left" in e]
+        self.assertEqual(start["pending"], 2)
+        self.assertEqual((summary["left"], summary["spooled"], summary["deadLettered"]), (2, 2, 0))
+
     def test_nextStartProducesSpoolFirst(self):
         """
         The next start produces the spool before anything new, and removes
@@ -479,6 +652,7 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
         self.clock.advance(0.1)
         self.assertEqual(self.values(), [b"old", b"new"])
+        self.assertTrue(os.path.exists(self.spoolPath + ".replaying"))
         self.assertEqual(self.producer().produced[0].headers(), [("h", b"v")])
         self.producer().confirm()
         self.clock.advance(0.1)
@@ -542,4 +716,5 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         d = service.stopService()
         self.clock.advance(0.1)
         self.assertEqual(self.successResultOf(d), 1)
-        self.assertTrue(any("lost" in e.get("log_format", "") for e in self.events))
+        [lost] = [e for e in self.events if "lost" in e.get("log_format", "")]
+        self.assertEqual((lost["log_level"].name, lost["count"]), ("error", 1))

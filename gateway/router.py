@@ -17,11 +17,14 @@ __all__ = [
     "MessageStream",
     "LISTENER_HEADER",
     "PEER_HEADER",
+    "CLIENT_CERT_HEADER",
     "DEFAULT_BUDGET",
 ]
 
 LISTENER_HEADER = "gateway-listener"
 PEER_HEADER = "gateway-peer"
+#: The verified client certificate's subject (L{gateway.server.tls}).
+CLIENT_CERT_HEADER = "gateway-client-cert"
 
 #: Why listeners stop accepting while clients are paused.
 BUDGET = "budget"
@@ -53,6 +56,9 @@ class MessageStream:
         if router.headers:
             # The listener's header is one object shared by its connections.
             self._headers = [router.listenerHeader(listener), (PEER_HEADER, peer.encode())]
+        subject = getattr(protocol, "clientSubject", None)
+        if subject is not None:
+            self._headers = [*(self._headers or ()), (CLIENT_CERT_HEADER, subject)]
         self._produce = router.producer.produce
         self._topic = router.topic
         self._router = router

@@ -26,6 +26,7 @@ from gateway.server.listener import (
     ListenerService,
     ListenerStats,
 )
+from gateway.server.tls import CertificateReloader, ServerTLS, tlsFactory
 from gateway.settings import (
     DEFAULT_BACKEND,
     DEFAULT_BOOTSTRAP_SERVERS,
@@ -60,6 +61,8 @@ class GatewayService(MultiService):
     :ivar workerIndex: this process's number among the gateway's workers
         (1 when there is one process).
     :ivar workerCount: how many worker processes share the listeners.
+    :ivar certificates: the L{CertificateReloader} of the TLS listeners, or
+        L{None} when there is none.
     """
 
     log = Logger()
@@ -178,6 +181,7 @@ class GatewayService(MultiService):
             self.descriptors = DescriptorGuard(
                 self.listeners, reactor, reserve=settings.reserveDescriptors
             )
+        self.certificates = None
         self._registryLogged = False
         self._limitRaised = False
         for listener in settings.listeners:
@@ -249,13 +253,29 @@ class GatewayService(MultiService):
             gate=ListenerGate(name, listener.policy, stats, self.reactor),
             descriptors=self.descriptors,
             proxied=listener.endpoint.strip().lower().startswith("haproxy:"),
+            tls=listener.tls,
         )
         endpoint = serverFromString(self.reactor, listener.endpoint)
-        service = ListenerService(config, endpoint, listenerFactory(plugin, config))
+        factory = listenerFactory(plugin, config)
+        if listener.tls is not None:
+            factory = tlsFactory(self._serverTLS(name, listener.tls), factory, self.reactor)
+        service = ListenerService(config, endpoint, factory)
         service.setServiceParent(self)
         self.listeners.append(service)
         self.router.listeners.append(service)
         return service
+
+    def _serverTLS(self, name, settings):
+        """
+        :return: a TLS listener's L{ServerTLS}, reloaded on C{SIGHUP} by
+            C{self.certificates} (made with the first).
+        """
+        if self.certificates is None:
+            self.certificates = CertificateReloader(self.reactor)
+            self.certificates.setServiceParent(self)
+        tls = ServerTLS(name, settings)
+        self.certificates.listeners.append(tls)
+        return tls
 
     def registry(self):
         """

@@ -19,6 +19,7 @@ from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loa
 from gateway.router import DEFAULT_BUDGET
 from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.server.policy import ConnectionPolicy, splitOptions
+from gateway.server.tls import TLSSettings, splitTLSOptions
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -87,6 +88,7 @@ class ListenerSettings:
     :ivar name: the listener's name, or L{None} for the framing's.
     :ivar options: the framing's options, coerced, with C{max-size}.
     :ivar policy: the L{ConnectionPolicy}.
+    :ivar tls: the L{TLSSettings}, or L{None} for plain TCP.
     """
 
     framing: str
@@ -95,6 +97,7 @@ class ListenerSettings:
     name: str
     options: dict
     policy: ConnectionPolicy
+    tls: TLSSettings = None
 
 
 @dataclass(frozen=True)
@@ -265,12 +268,14 @@ class SettingsCheck:
         """
         plugin = self.registry.get(framing)
         given, connection = splitOptions(dict(options or {}))
+        tls, given = splitTLSOptions(given)
         if maxMessageSize is not None:
             given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
         checkEndpoint(endpoint, "malformed endpoint")
-        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy)
+        tls = TLSSettings.fromOptions(tls)
+        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls)
 
     def workers(self, settings):
         """

@@ -12,6 +12,7 @@ it once.
 
 from gateway.framing.plugin import FramingFactory
 from gateway.server.hygiene import hygieneNamespace
+from gateway.server.tls import tlsProtocol
 
 __all__ = ["GatewayFactory", "listenerFactory"]
 
@@ -27,9 +28,12 @@ class GatewayFactory(FramingFactory):
 
     def listenerProtocol(self):
         """
-        :return: the framing's class for this listener, with its hygiene.
+        :return: the framing's class for this listener, with its hygiene
+            (and its TLS handshake, on a TLS listener).
         """
         protocol = self.protocol
+        if getattr(self.config, "tls", None) is not None:
+            protocol = tlsProtocol(protocol, self.config)
         namespace = protocol.listenerNamespace(self)
         namespace.update(hygieneNamespace(protocol, self.config))
         return type(protocol.__name__, (protocol,), namespace)

@@ -87,6 +87,8 @@ class ListenerConfig:
     :ivar proxied: whether connections start with a PROXY protocol header
         (a C{haproxy:} endpoint): the client's address is known only once
         it has been read.
+    :ivar tls: the L{gateway.server.tls.TLSSettings} of a TLS listener, or
+        L{None}.
     """
 
     name: str
@@ -100,6 +102,7 @@ class ListenerConfig:
     gate: object = None
     descriptors: object = None
     proxied: bool = False
+    tls: object = None
 
 
 def listenNow(endpoint, factory, description):

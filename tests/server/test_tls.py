@@ -1,0 +1,537 @@
+# -*- test-case-name: tests.server.test_tls -*-
+"""
+Tests for L{gateway.server.tls}: TLS listener options, the handshake before
+the stream opens, mutual TLS, the client certificate's subject, refused
+handshakes, reloading, and pausing through TLS.  Clients and servers talk
+through Twisted's memory TLS over L{twisted.test.iosim}, with certificates
+made by C{trustme}.
+"""
+
+import signal
+
+import trustme
+from cryptography import x509
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    PrivateCertificate,
+    TLSVersion,
+    optionsForClientTLS,
+)
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.filepath import FilePath
+from twisted.test.iosim import FakeTransport, connect
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway.framing.options import OptionError, resolveOptions
+from gateway.router import CLIENT_CERT_HEADER, PEER_HEADER, Router
+from gateway.server.factory import listenerFactory
+from gateway.server.gate import ListenerGate
+from gateway.server.listener import ListenerConfig, ListenerStats
+from gateway.server.policy import ConnectionPolicy
+from gateway.server.tls import (
+    TLS_HANDSHAKE,
+    CertificateReloader,
+    ServerTLS,
+    TLSSettings,
+    splitTLSOptions,
+    tlsFactory,
+)
+from gateway.testing import RecordingSink
+from tests.server.helpers import FRAMINGS, captureLogs
+
+
+def logged(logs, text):
+    """
+    :return: the events captured whose format contains C{text}.
+    """
+    return [event for event in logs if text in (event.get("log_format") or "")]
+
+
+class PausableTransport(FakeTransport):
+    """
+    An iosim transport that remembers whether it was paused.
+    """
+
+    paused = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+
+class Received(Protocol):
+    """
+    A client protocol keeping what it reads and why it was closed.
+    """
+
+    def __init__(self):
+        self.data = b""
+        self.reason = None
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        self.reason = reason
+
+
+class Certificates:
+    """
+    A CA and PEM files of a server certificate, another server certificate
+    and a client certificate, written to a test's temporary directory.
+    """
+
+    def __init__(self, case):
+        self.ca = trustme.CA()
+        self.other = trustme.CA()
+        self.dir = FilePath(case.mktemp())
+        self.dir.makedirs()
+        self.server = self.ca.issue_cert("localhost")
+        self.cert = self.write("server.pem", self.server.cert_chain_pems[0].bytes())
+        self.key = self.write("server.key", self.server.private_key_pem.bytes())
+        self.both = self.write("both.pem", self.server.private_key_and_cert_chain_pem.bytes())
+        self.caFile = self.write("ca.pem", self.ca.cert_pem.bytes())
+        self.client = self.ca.issue_cert("client.example", common_name="client.example")
+
+    def write(self, name, data):
+        path = self.dir.child(name)
+        path.setContent(data)
+        return path.path
+
+    def clientOptions(self, certificate=None, ca=None, **kwargs):
+        """
+        :return: a client's TLS connection creator trusting C{ca} (the
+            test CA by default), presenting C{certificate} (a trustme
+            certificate) if given.
+        """
+        ca = ca or self.ca
+        if certificate is not None:
+            kwargs["clientCertificate"] = PrivateCertificate.loadPEM(
+                certificate.private_key_and_cert_chain_pem.bytes()
+            )
+        return optionsForClientTLS(
+            "localhost", trustRoot=Certificate.loadPEM(ca.cert_pem.bytes()), **kwargs
+        )
+
+
+class TLSListener:
+    """
+    A TLS listener's factory built as the service builds it, on a L{Clock}
+    and a L{RecordingSink} (or a given sink).
+    """
+
+    def __init__(self, settings, sink=None):
+        plugin = FRAMINGS["lines"]
+        resolved = resolveOptions(plugin, {}, 1024)
+        self.clock = Clock()
+        self.stats = ListenerStats()
+        self.sink = sink if sink is not None else RecordingSink()
+        self.config = ListenerConfig(
+            name="secure",
+            framing="lines",
+            endpoint="tcp:0",
+            sink=self.sink,
+            maxMessageSize=1024,
+            options=resolved,
+            clock=self.clock,
+            stats=self.stats,
+            gate=ListenerGate("secure", ConnectionPolicy(), self.stats, self.clock),
+            tls=settings,
+        )
+        self.tls = ServerTLS("secure", settings)
+        self.factory = tlsFactory(self.tls, listenerFactory(plugin, self.config), self.clock)
+
+    def connect(self, clientCreator):
+        """
+        Connect a client speaking TLS with C{clientCreator}.
+
+        :return: C{(client, server, pump, serverTransport)}; C{client} is
+            the client's L{Received} protocol, C{server} the gateway's
+            framing protocol.
+        """
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        serverWrapper = self.factory.buildProtocol(address)
+        client = Received()
+        clientWrapper = TLSMemoryBIOFactory(
+            clientCreator, True, Factory.forProtocol(lambda: client), clock=self.clock
+        ).buildProtocol(address)
+        serverTransport = PausableTransport(serverWrapper, isServer=True, peerAddress=address)
+        clientTransport = FakeTransport(clientWrapper, isServer=False)
+        pump = connect(
+            serverWrapper, serverTransport, clientWrapper, clientTransport, clock=self.clock
+        )
+        return client, serverWrapper.wrappedProtocol, pump, serverTransport, clientWrapper
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{TLSSettings.fromOptions} and L{splitTLSOptions}.
+    """
+
+    def setUp(self):
+        self.files = Certificates(self)
+
+    def test_split(self):
+        """
+        TLS options are told apart from the framing's and connection options.
+        """
+        self.assertEqual(
+            splitTLSOptions({"tls-cert": "a", "max-size": "9", "tls-client-ca": "b"}),
+            ({"tls-cert": "a", "tls-client-ca": "b"}, {"max-size": "9"}),
+        )
+
+    def test_none(self):
+        """
+        Without TLS options a listener is plain TCP.
+        """
+        self.assertIsNone(TLSSettings.fromOptions({}))
+
+    def test_keyDefaultsToCertFile(self):
+        """
+        The key may be in the certificate's file; the defaults are TLS 1.2
+        and no client certificates.
+        """
+        settings = TLSSettings.fromOptions({"tls-cert": self.files.both})
+        self.assertEqual(settings.key, self.files.both)
+        self.assertEqual(settings.minVersion, "1.2")
+        self.assertFalse(settings.mutual)
+
+    def test_needsCert(self):
+        """
+        Another TLS option without C{tls-cert} is refused, naming it.
+        """
+        e = self.assertRaises(OptionError, TLSSettings.fromOptions, {"tls-key": self.files.key})
+        self.assertIn("tls-key needs tls-cert=FILE", str(e))
+
+    def test_missingFile(self):
+        """
+        A file that cannot be read is refused, naming the option and file.
+        """
+        e = self.assertRaises(
+            OptionError,
+            TLSSettings.fromOptions,
+            {"tls-cert": self.files.cert, "tls-key": "/nonexistent/key.pem"},
+        )
+        self.assertEqual(
+            str(e), "listener option tls-key='/nonexistent/key.pem': No such file or directory"
+        )
+
+    def test_notACertificate(self):
+        """
+        A certificate file holding no certificate is refused.
+        """
+        e = self.assertRaises(
+            OptionError,
+            TLSSettings.fromOptions,
+            {"tls-cert": self.files.key, "tls-key": self.files.key},
+        )
+        self.assertIn("tls-cert=", str(e))
+        self.assertIn("no PEM certificate", str(e))
+
+    def test_keyMismatch(self):
+        """
+        A key that is not the certificate's is refused at start.
+        """
+        otherKey = self.files.write(
+            "other.key", self.files.ca.issue_cert("localhost").private_key_pem.bytes()
+        )
+        e = self.assertRaises(
+            OptionError,
+            TLSSettings.fromOptions,
+            {"tls-cert": self.files.cert, "tls-key": otherKey},
+        )
+        self.assertIn("does not match tls-cert", str(e))
+
+    def test_minVersion(self):
+        """
+        C{tls-min-version} takes 1.2 or 1.3 only.
+        """
+        e = self.assertRaises(
+            OptionError,
+            TLSSettings.fromOptions,
+            {"tls-cert": self.files.both, "tls-min-version": "1.1"},
+        )
+        self.assertIn("tls-min-version='1.1'", str(e))
+
+    def test_noRenegotiation(self):
+        """
+        The context refuses renegotiation.
+        """
+        from OpenSSL import SSL
+
+        context = TLSSettings.fromOptions({"tls-cert": self.files.both}).context()
+        self.assertTrue(context.set_options(0) & SSL.OP_NO_RENEGOTIATION)
+
+
+class HandshakeTests(SynchronousTestCase):
+    """
+    Connections of a TLS listener.
+    """
+
+    def setUp(self):
+        self.files = Certificates(self)
+
+    def listener(self, **options):
+        options.setdefault("tls-cert", self.files.cert)
+        options.setdefault("tls-key", self.files.key)
+        return TLSListener(TLSSettings.fromOptions(options))
+
+    def test_linesOverTLS(self):
+        """
+        Lines sent over TLS reach the sink; the stream opened after the
+        handshake, without a client subject.
+        """
+        listener = self.listener()
+        client, server, pump, _, wrapper = listener.connect(self.files.clientOptions())
+        self.assertEqual(len(listener.sink.streams), 1)
+        self.assertIsNone(server.clientSubject)
+        wrapper.write(b"one\ntwo\n")
+        pump.flush()
+        self.assertEqual([m for _, m in listener.sink.messages], [b"one", b"two"])
+        self.assertEqual(listener.stats.bytesReceived, 8)
+
+    def test_streamOpensAfterHandshake(self):
+        """
+        Until the handshake completes no stream is open.
+        """
+        listener = self.listener()
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        wrapper = listener.factory.buildProtocol(address)
+        wrapper.makeConnection(FakeTransport(wrapper, isServer=True, peerAddress=address))
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.accepted, 1)
+
+    def test_mutualTLSSubject(self):
+        """
+        With C{tls-client-ca}, a client certificate issued by that CA is
+        accepted and its subject is the protocol's C{clientSubject}.
+        """
+        listener = self.listener(**{"tls-client-ca": self.files.caFile})
+        client, server, pump, _, wrapper = listener.connect(
+            self.files.clientOptions(self.files.client)
+        )
+        expected = (
+            x509.load_pem_x509_certificate(self.files.client.cert_chain_pems[0].bytes())
+            .subject.rfc4514_string()
+            .encode()
+        )
+        self.assertIn(b"CN=client.example", expected)
+        self.assertEqual(server.clientSubject, expected)
+        wrapper.write(b"hello\n")
+        pump.flush()
+        self.assertEqual([m for _, m in listener.sink.messages], [b"hello"])
+
+    def assertRefused(self, listener, client, server, logs, error):
+        """
+        The handshake failed: no stream, counted and logged once.
+        """
+        self.assertEqual(listener.sink.streams, [])
+        self.assertIsNotNone(client.reason)
+        self.assertEqual(listener.stats.refused[TLS_HANDSHAKE], 1)
+        [event] = logged(logs, "TLS handshake")
+        self.assertIn(error, event["error"])
+
+    def test_mutualTLSWithoutCertificate(self):
+        """
+        A client without a certificate is refused by a mutual TLS listener.
+        """
+        listener = self.listener(**{"tls-client-ca": self.files.caFile})
+        logs = captureLogs(self)
+        client, server, pump, _, wrapper = listener.connect(self.files.clientOptions())
+        wrapper.write(b"sneaky\n")
+        pump.flush()
+        self.assertRefused(listener, client, server, logs, "certificate")
+        self.assertEqual(listener.sink.messages, [])
+
+    def test_mutualTLSOtherCA(self):
+        """
+        A client certificate from another CA is refused.
+        """
+        listener = self.listener(**{"tls-client-ca": self.files.caFile})
+        stranger = self.files.other.issue_cert("client.example")
+        logs = captureLogs(self)
+        client, server, pump, _, _ = listener.connect(self.files.clientOptions(stranger))
+        pump.flush()
+        self.assertRefused(listener, client, server, logs, "certificate")
+
+    def test_oldVersionRefused(self):
+        """
+        A client offering at most TLS 1.1 is refused by the server (whose
+        alert the client gets), even when the client's library allows 1.1.
+        """
+        listener = self.listener()
+        old = CertificateOptions(
+            insecurelyLowerMinimumTo=TLSVersion.TLSv1_0,
+            lowerMaximumSecurityTo=TLSVersion.TLSv1_1,
+        )
+        old.getContext().set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+        logs = captureLogs(self)
+        client, server, pump, _, _ = listener.connect(old)
+        pump.flush()
+        self.assertRefused(listener, client, server, logs, "unsupported protocol")
+
+    def test_minVersion13(self):
+        """
+        C{tls-min-version=1.3} refuses a TLS 1.2 client.
+        """
+        listener = self.listener(**{"tls-min-version": "1.3"})
+        twelve = optionsForClientTLS(
+            "localhost",
+            trustRoot=Certificate.loadPEM(self.files.ca.cert_pem.bytes()),
+            extraCertificateOptions={"lowerMaximumSecurityTo": TLSVersion.TLSv1_2},
+        )
+        logs = captureLogs(self)
+        client, server, pump, _, _ = listener.connect(twelve)
+        pump.flush()
+        self.assertRefused(listener, client, server, logs, "unsupported protocol")
+
+    def test_pauseThroughTLS(self):
+        """
+        Pausing the framing protocol pauses the TCP transport under TLS.
+        """
+        listener = self.listener()
+        client, server, pump, transport, _ = listener.connect(self.files.clientOptions())
+        server.pauseProducing()
+        self.assertTrue(transport.paused)
+        server.resumeProducing()
+        self.assertFalse(transport.paused)
+
+    def test_reload(self):
+        """
+        After a reload, a connection made before keeps working and a new
+        one gets the new certificate.
+        """
+        listener = self.listener()
+        before, _, pumpBefore, _, writerBefore = listener.connect(self.files.clientOptions())
+        newCA = trustme.CA()
+        renewed = newCA.issue_cert("localhost")
+        self.files.write("server.pem", renewed.cert_chain_pems[0].bytes())
+        self.files.write("server.key", renewed.private_key_pem.bytes())
+        logs = captureLogs(self)
+        self.assertTrue(listener.tls.reload())
+        self.assertEqual(len(logged(logs, "TLS certificate reloaded")), 1)
+        writerBefore.write(b"still here\n")
+        pumpBefore.flush()
+        self.assertEqual([m for _, m in listener.sink.messages], [b"still here"])
+        after, _, pumpAfter, _, writerAfter = listener.connect(self.files.clientOptions(ca=newCA))
+        self.assertEqual(
+            writerAfter.getPeerCertificate().to_cryptography().serial_number,
+            x509.load_pem_x509_certificate(renewed.cert_chain_pems[0].bytes()).serial_number,
+        )
+        writerAfter.write(b"new\n")
+        pumpAfter.flush()
+        self.assertEqual([m for _, m in listener.sink.messages], [b"still here", b"new"])
+
+    def test_reloadBrokenFilesKeepsOld(self):
+        """
+        Files that no longer load are logged; the old certificate stays.
+        """
+        listener = self.listener()
+        self.files.write("server.key", b"garbage")
+        logs = captureLogs(self)
+        self.assertFalse(listener.tls.reload())
+        [event] = logged(logs, "not reloaded")
+        self.assertIn("tls-key=", event["error"])
+        client, _, pump, _, writer = listener.connect(self.files.clientOptions())
+        writer.write(b"ok\n")
+        pump.flush()
+        self.assertEqual([m for _, m in listener.sink.messages], [b"ok"])
+
+
+class FakeSignals:
+    """
+    Stands in for the L{signal} module.
+    """
+
+    SIGHUP = signal.SIGHUP
+
+    def __init__(self):
+        self.handlers = {signal.SIGHUP: signal.SIG_DFL}
+
+    def signal(self, number, handler):
+        previous, self.handlers[number] = self.handlers[number], handler
+        return previous
+
+
+class ImmediateReactor:
+    """
+    Runs what it is given to call from a thread at once.
+    """
+
+    def callFromThread(self, function, *args):
+        function(*args)
+
+
+class ReloaderTests(SynchronousTestCase):
+    """
+    L{CertificateReloader}.
+    """
+
+    def test_sighupReloads(self):
+        """
+        While running, C{SIGHUP} reloads every listener; stopping restores
+        the previous handler.
+        """
+        signals = FakeSignals()
+        reloader = CertificateReloader(ImmediateReactor(), signals)
+        reloaded = []
+
+        class Listener:
+            def reload(self):
+                reloaded.append(self)
+                return True
+
+        reloader.listeners = [Listener(), Listener()]
+        reloader.startService()
+        signals.handlers[signal.SIGHUP](signal.SIGHUP, None)
+        self.assertEqual(reloaded, reloader.listeners)
+        reloader.stopService()
+        self.assertIs(signals.handlers[signal.SIGHUP], signal.SIG_DFL)
+
+    def test_noListenersNoHandler(self):
+        """
+        Without TLS listeners C{SIGHUP} is left alone.
+        """
+        signals = FakeSignals()
+        reloader = CertificateReloader(ImmediateReactor(), signals)
+        reloader.startService()
+        self.assertIs(signals.handlers[signal.SIGHUP], signal.SIG_DFL)
+
+
+class HeaderTests(SynchronousTestCase):
+    """
+    The client certificate's subject in every record's headers.
+    """
+
+    class Producer:
+        def __init__(self):
+            self.records = []
+            self.observer = None
+
+        def produce(self, topic, value, key=None, headers=None):
+            self.records.append(headers)
+
+    class Client:
+        clientSubject = b"CN=client.example"
+
+    def test_header(self):
+        """
+        A stream of a verified client carries C{gateway-client-cert} after
+        the provenance headers, and alone with headers turned off.
+        """
+        for headers, expected in [
+            (True, [(PEER_HEADER, b"10.0.0.1:5"), (CLIENT_CERT_HEADER, b"CN=client.example")]),
+            (False, [(CLIENT_CERT_HEADER, b"CN=client.example")]),
+        ]:
+            producer = self.Producer()
+            router = Router(producer, "t", headers=headers)
+            router.openStream("secure", "10.0.0.1:5", self.Client()).send(b"x")
+            [sent] = producer.records
+            self.assertEqual(sent[-len(expected) :], expected)
+            self.assertEqual(len(sent), 3 if headers else 1)

@@ -12,6 +12,7 @@ from twisted.python import usage
 from gateway.framing.options import OptionError, parseListen
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
+from gateway.server.tls import TLS_OPTIONS
 from gateway.server.workers import WorkerGroup, parentWatch
 from gateway.service import GatewayService
 from gateway.settings import (
@@ -304,10 +305,22 @@ def describeFramings(registry):
         "Connection options, for every framing (e.g. "
         "lines(max-per-address=100,idle-timeout=300)=tcp:9000):"
     )
-    for option in CONNECTION_OPTIONS:
-        default = "none" if option.default is None else option.default
-        lines.append(f"  {option.name}={option.kind}  {option.help} [default: {default}]")
+    lines.extend(_optionLine(option) for option in CONNECTION_OPTIONS)
+    lines.append("")
+    lines.append(
+        "TLS options, for every framing (e.g. lines(tls-cert=cert.pem,tls-key=key.pem)=tcp:6514; "
+        "SIGHUP reloads the files):"
+    )
+    lines.extend(_optionLine(option) for option in TLS_OPTIONS)
     return "\n".join(lines) + "\n"
+
+
+def _optionLine(option):
+    """
+    One listener option's line in the help.
+    """
+    default = "none" if option.default is None else option.default
+    return f"  {option.name}={option.kind}  {option.help} [default: {default}]"
 
 
 def makeService(options):

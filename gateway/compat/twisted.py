@@ -65,9 +65,11 @@ def proxyHeaderRead(wrapper):
     (its private C{_proxyInfo} is set once it has).
 
     :return: L{True} or L{False}, or L{None} when C{wrapper} is not such a
-        wrapper (or the attribute is gone).
+        wrapper (or the attribute is gone).  A wrapper's own attribute only:
+        Twisted's protocol wrappers (TLS) pass unknown names on to their
+        transport, which may be the PROXY wrapper.
     """
-    if not hasattr(wrapper, "_proxyInfo"):
+    if "_proxyInfo" not in getattr(wrapper, "__dict__", ()):
         return None
     return wrapper._proxyInfo is not None
 

@@ -22,6 +22,7 @@ from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING
 from gateway.ops.kafkaconnections import KafkaConnectionCounter, gatewayKafkaConnections
 from gateway.server.descriptors import DESCRIPTORS
 from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
+from gateway.server.tls import TLS_HANDSHAKE
 
 __all__ = [
     "FRAME_ERROR_REASONS",
@@ -164,6 +165,8 @@ class GatewayCollector(Collector):
             closed.add_metric([name], stats.closed)
             for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS, DESCRIPTORS):
                 refused.add_metric([name, reason], stats.refused[reason])
+            if getattr(listener.config, "tls", None) is not None:
+                refused.add_metric([name, TLS_HANDSHAKE], stats.refused[TLS_HANDSHAKE])
             for reason in (IDLE_TIMEOUT, MAX_AGE):
                 closedBy.add_metric([name, reason], stats.closedBy[reason])
             accepting.add_metric([name], int(listener.accepting))

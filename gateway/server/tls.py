@@ -15,8 +15,9 @@ preference (Twisted's L{CertificateOptions}).  A listener's connections
 open their message stream when the handshake completes, so the verified
 client certificate's subject (RFC 4514, e.g. C{CN=host,O=Example}) goes
 into every record's C{gateway-client-cert} header, and no byte is read
-before the client is verified.  A connection that closes before its
-handshake completes is counted as refused with reason C{tls-handshake}.
+before the client is verified.  A connection whose handshake fails (old
+version, no or untrusted client certificate, not TLS at all) is counted as
+refused with reason C{tls-handshake}.
 
 C{SIGHUP} reloads every listener's certificate, key, chain and CA files:
 connections already open keep the context they were made with; new ones
@@ -360,10 +361,10 @@ def tlsProtocol(protocol, config, interval=10.0):
 
     def connectionLost(self, reason=connectionDone):
         """
-        Count a connection admitted and lost before its handshake
-        completed.
+        Count a connection whose handshake failed (a TLS error, not a close
+        by the client or by the gateway's caps and timers).
         """
-        if self._tlsAdmitted and not self._tlsDone:
+        if not self._tlsDone and reason.check(SSL.Error):
             stats.refused[TLS_HANDSHAKE] += 1
             counts = failures.event(TLS_HANDSHAKE) if failures is not None else None
             if counts is not None:

@@ -19,7 +19,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from tests.integration.support.http import listenerStatus
+from tests.integration.support.http import listenerStatus, refusedCounts
 from tests.integration.support.process import CLEAN_EXIT, Gateways, waitForLog
 from tests.integration.support.topics import newTopic, records
 from tests.support.waiting import DEADLINE, waitFor
@@ -157,6 +157,7 @@ def test_mutualTLS(kafka, files, gateway):
         assert b"CN=client.example" in headers(record)["gateway-client-cert"]
     waitForLog(process, r"lines: TLS handshake with 127\.0\.0\.1:\d+ failed", DEADLINE)
     assert listenerStatus(process, "lines")["refused"] == {"tls-handshake": 1}
+    assert refusedCounts(process)[("lines", "tls-handshake")] == 1
     assert process.stop() in CLEAN_EXIT
 
 

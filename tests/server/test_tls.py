@@ -12,6 +12,7 @@ import signal
 import trustme
 from cryptography import x509
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import (
     Certificate,
@@ -22,6 +23,7 @@ from twisted.internet.ssl import (
 )
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
@@ -535,3 +537,162 @@ class HeaderTests(SynchronousTestCase):
             [sent] = producer.records
             self.assertEqual(sent[-len(expected) :], expected)
             self.assertEqual(len(sent), 3 if headers else 1)
+
+
+class CompositionTests(SynchronousTestCase):
+    """
+    TLS listeners in the command line and the service tree.
+    """
+
+    def setUp(self):
+        self.files = Certificates(self)
+
+    def test_usageError(self):
+        """
+        A TLS file that cannot be read is a one-line usage error naming the
+        listener and the option.
+        """
+        from twisted.python.usage import UsageError
+
+        from gateway.tap import Options
+
+        e = self.assertRaises(
+            UsageError,
+            Options().parseOptions,
+            ["--topic", "t", "--listen", "lines(tls-cert=/nonexistent.pem)=tcp:9000"],
+        )
+        self.assertEqual(
+            str(e),
+            "--listen lines...=tcp:9000: listener option "
+            "tls-cert='/nonexistent.pem': No such file or directory",
+        )
+
+    def test_workersShareTLSListeners(self):
+        """
+        TLS options work with the C{reuseport:} endpoints of C{--workers}:
+        every worker loads the same files.
+        """
+        from gateway.tap import Options
+
+        options = Options()
+        options.parseOptions(
+            [
+                "--topic",
+                "t",
+                "--workers",
+                "2",
+                "--listen",
+                f"lines(tls-cert={self.files.both})=reuseport:9000",
+            ]
+        )
+        [listener] = options["settings"].listeners
+        self.assertEqual(listener.tls.cert, self.files.both)
+
+    def test_service(self):
+        """
+        The service wraps a TLS listener's factory in TLS and reloads its
+        files on C{SIGHUP}; a plain listener is left alone.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from gateway.service import GatewayService
+        from tests.fakes import fakeBackend
+
+        service = GatewayService(
+            topic="t",
+            reactor=MemoryReactorClock(),
+            backend=fakeBackend(),
+            spoolPath=None,
+            deadLetterPath=None,
+        )
+        plain = service.addListener("lines", "tcp:0")
+        self.assertIsNone(service.certificates)
+        secure = service.addListener("lines", "tcp:0", options={"tls-cert": self.files.both})
+        self.assertIsInstance(secure.factory, TLSMemoryBIOFactory)
+        self.assertNotIsInstance(plain.factory, TLSMemoryBIOFactory)
+        self.assertIn(service.certificates, list(service))
+        [tls] = service.certificates.listeners
+        self.assertEqual(tls.settings.cert, self.files.both)
+
+
+class HygieneTests(SynchronousTestCase):
+    """
+    TLS with the listener's connection hygiene: PROXY header, idle timer,
+    descriptor room.
+    """
+
+    def setUp(self):
+        self.files = Certificates(self)
+
+    def test_proxyThenTLS(self):
+        """
+        On a C{haproxy:} listener the PROXY header comes before the TLS
+        bytes: the stream opens with the proxied client's address once
+        both are done.
+        """
+        from tests.support.proxy import proxyWrappingFactory
+
+        settings = TLSSettings.fromOptions({"tls-cert": self.files.both})
+        listener = TLSListener(settings)
+        plugin = FRAMINGS["lines"]
+        listener.config = config = ListenerConfig(
+            **{**vars(listener.config), "endpoint": "haproxy:tcp:0", "proxied": True}
+        )
+        listener.factory = proxyWrappingFactory(
+            tlsFactory(listener.tls, listenerFactory(plugin, config), listener.clock)
+        )
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        proxy = listener.factory.buildProtocol(address)
+        client = Received()
+        clientWrapper = TLSMemoryBIOFactory(
+            self.files.clientOptions(), True, Factory.forProtocol(lambda: client), listener.clock
+        ).buildProtocol(address)
+        serverTransport = FakeTransport(proxy, isServer=True, peerAddress=address)
+        proxy.makeConnection(serverTransport)
+        proxy.dataReceived(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 9000\r\n")
+        pump = connect(
+            proxy,
+            serverTransport,
+            clientWrapper,
+            FakeTransport(clientWrapper, isServer=False),
+            clock=listener.clock,
+            greet=False,
+        )
+        pump.flush()
+        clientWrapper.write(b"behind a proxy\n")
+        pump.flush()
+        self.assertEqual(listener.sink.messages, [("203.0.113.7:5555", b"behind a proxy")])
+
+    def test_idleDuringHandshake(self):
+        """
+        A client that connects and never completes its handshake is closed
+        by C{idle-timeout}, counted as such and not as a failed handshake.
+        """
+        settings = TLSSettings.fromOptions({"tls-cert": self.files.both})
+        listener = TLSListener(settings)
+        listener.config = config = ListenerConfig(
+            **{
+                **vars(listener.config),
+                "gate": ListenerGate(
+                    "secure",
+                    ConnectionPolicy(idleTimeout=5.0),
+                    listener.stats,
+                    listener.clock,
+                ),
+            }
+        )
+        listener.factory = tlsFactory(
+            listener.tls, listenerFactory(FRAMINGS["lines"], config), listener.clock
+        )
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        wrapper = listener.factory.buildProtocol(address)
+        transport = FakeTransport(wrapper, isServer=True, peerAddress=address)
+        wrapper.makeConnection(transport)
+        wrapper.dataReceived(b"\x16\x03\x01")  # the start of a ClientHello
+        listener.clock.advance(5.0)
+        self.assertTrue(transport.disconnecting)
+        wrapper.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(listener.stats.closedBy["idle-timeout"], 1)
+        self.assertEqual(listener.stats.refused[TLS_HANDSHAKE], 0)
+        self.assertEqual(listener.stats.open, 0)
+        self.assertEqual(listener.sink.streams, [])

@@ -44,6 +44,7 @@ from gateway.server.tls import (
 )
 from gateway.testing import RecordingSink
 from tests.server.helpers import FRAMINGS, captureLogs
+from tests.support.files import temporaryDirectory
 
 
 def logged(logs, text):
@@ -92,8 +93,7 @@ class Certificates:
     def __init__(self, case):
         self.ca = trustme.CA()
         self.other = trustme.CA()
-        self.dir = FilePath(case.mktemp())
-        self.dir.makedirs()
+        self.dir = FilePath(temporaryDirectory(case))
         self.server = self.ca.issue_cert("localhost")
         self.cert = self.write("server.pem", self.server.cert_chain_pems[0].bytes())
         self.key = self.write("server.key", self.server.private_key_pem.bytes())

@@ -344,7 +344,7 @@ def makeService(options):
         return service
     group = MultiService()
     service.setServiceParent(group)
-    WorkerGroup(
+    workers = WorkerGroup(
         reactor,
         options.arguments,
         count,
@@ -352,5 +352,9 @@ def makeService(options):
         options["spool"],
         options["dead-letter"],
         options["drain-timeout"],
-    ).setServiceParent(group)
+    )
+    workers.setServiceParent(group)
+    if service.certificates is not None:
+        # One SIGHUP to the twistd process reloads every worker's TLS files.
+        service.certificates.forwardTo.append(workers.signalWorkers)
     return group

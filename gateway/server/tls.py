@@ -398,6 +398,9 @@ class CertificateReloader(Service):
     Reload every TLS listener's files on C{SIGHUP} while running.
 
     :ivar listeners: the L{ServerTLS} of each TLS listener.
+    :ivar forwardTo: callables given C{"HUP"} on each C{SIGHUP}, e.g. the
+        L{gateway.server.workers.WorkerGroup}'s C{signalWorkers}, so one
+        signal to the C{twistd} process reloads every worker.
     """
 
     log = Logger()
@@ -409,6 +412,7 @@ class CertificateReloader(Service):
         :param signals: the L{signal} module, or a stand-in for tests.
         """
         self.listeners = []
+        self.forwardTo = []
         self._reactor = reactor
         self._signals = signals
         self._previous = None
@@ -435,11 +439,14 @@ class CertificateReloader(Service):
 
     def reload(self):
         """
-        Reload every listener's files.
+        Reload every listener's files, and pass the signal on.
 
         :return: how many listeners use new files now.
         """
         self.log.info(
             "SIGHUP: reloading the TLS files of {count} listeners", count=len(self.listeners)
         )
-        return sum(tls.reload() for tls in self.listeners)
+        reloaded = sum(tls.reload() for tls in self.listeners)
+        for forward in self.forwardTo:
+            forward("HUP")
+        return reloaded

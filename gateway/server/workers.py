@@ -221,6 +221,16 @@ class WorkerGroup(ProcessMonitor):
                 env=dict(os.environ),
             )
 
+    def signalWorkers(self, name):
+        """
+        Send a signal to every worker running now.
+
+        :param name: the signal's name without C{SIG}, e.g. C{"HUP"}.
+        """
+        for protocol in list(self.protocols.values()):
+            if protocol.transport is not None:
+                protocol.transport.signalProcess(name)
+
     def startService(self):
         """
         Start every worker.

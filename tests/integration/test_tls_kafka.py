@@ -7,9 +7,10 @@ Kafka broker, and every record read back.
 Lines over TLS; mutual TLS with the client certificate's subject in the
 C{gateway-client-cert} header, and a client without a certificate refused;
 a TLS 1.1 client refused by the server; a certificate reloaded on SIGHUP
-while a connection made before keeps working.
+while a connection made before keeps working; TLS across C{--workers 2}.
 """
 
+import random
 import signal
 import socket
 import ssl
@@ -20,8 +21,9 @@ import trustme
 from cryptography import x509
 
 from tests.integration.support.http import listenerStatus, refusedCounts
-from tests.integration.support.process import CLEAN_EXIT, Gateways, waitForLog
+from tests.integration.support.process import CLEAN_EXIT, GatewayProcess, Gateways, waitForLog
 from tests.integration.support.topics import newTopic, records
+from tests.integration.test_workers_kafka import getStatus, pickPorts
 from tests.support.waiting import DEADLINE, waitFor
 
 
@@ -213,3 +215,65 @@ def test_sighupReload(kafka, files, gateway, tmp_path):
         before.close()
     waitFor(lambda: process.process.poll() is None, 1.0, "the gateway still running")
     assert process.stop() in CLEAN_EXIT
+
+
+def test_workers(kafka, files, tmp_path):
+    """
+    With C{--workers 2} on a shared C{reuseport:} port, both workers serve
+    TLS clients and every line is read back; one SIGHUP to the C{twistd}
+    process reloads both workers, after which every new connection gets the
+    new certificate.
+    """
+    topic = newTopic(kafka)
+    port, http = pickPorts(random.Random())
+    options = f"tls-cert={files.cert},tls-key={files.key}"
+    process = GatewayProcess(
+        tmp_path,
+        [
+            "--bootstrap-servers",
+            kafka.bootstrap,
+            "--topic",
+            topic,
+            "--spool",
+            "none",
+            "--dead-letter",
+            "none",
+            "--workers",
+            "2",
+            "--listen",
+            f"lines({options})=reuseport:{port}:interface=127.0.0.1",
+            "--http",
+            f"tcp:{http}:interface=127.0.0.1",
+        ],
+    )
+    try:
+        process.start(listeners=1)
+        for index in (0, 1):
+            waitFor(lambda index=index: getStatus(http + index), DEADLINE, "worker answers")
+
+        def accepted():
+            return [getStatus(http + i)["listeners"][0]["accepted"] for i in (0, 1)]
+
+        sent = 0
+        context = files.context(certificate=False)
+        while not all(accepted()) and sent < 200:
+            with connect(port, context) as sock:
+                sock.sendall(b"line %d\n" % sent)
+            sent += 1
+        assert all(accepted()), accepted()
+        found = records(kafka, topic, sent)
+        assert sorted(r.value for r in found) == sorted(b"line %d" % n for n in range(sent))
+
+        newCA = trustme.CA()
+        serial = files.issue(newCA)
+        newCAFile = files.write("new-ca.pem", newCA.cert_pem.bytes())
+        process.process.send_signal(signal.SIGHUP)
+        waitForLog(process, r"\[worker-2\] .*lines: TLS certificate reloaded", DEADLINE)
+        waitForLog(process, r"(?m)^(?!.*\[worker-2\]).*lines: TLS certificate reloaded", DEADLINE)
+        newContext = files.context(newCAFile, certificate=False)
+        for _ in range(20):
+            with connect(port, newContext) as sock:
+                served = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True))
+                assert served.serial_number == serial
+    finally:
+        assert process.stop() in CLEAN_EXIT

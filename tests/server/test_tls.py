@@ -588,6 +588,44 @@ class CompositionTests(SynchronousTestCase):
         [listener] = options["settings"].listeners
         self.assertEqual(listener.tls.cert, self.files.both)
 
+    def test_workersGetSIGHUP(self):
+        """
+        With C{--workers}, worker 1 passes each C{SIGHUP} on to the other
+        workers, which reload their own files.
+        """
+        from gateway.tap import Options, makeService
+
+        options = Options()
+        options.parseOptions(
+            [
+                "--topic",
+                "t",
+                "--workers",
+                "2",
+                "--http",
+                "none",
+                "--listen",
+                f"lines(tls-cert={self.files.both})=reuseport:9000",
+            ]
+        )
+        gateway, group = list(makeService(options))
+        self.assertEqual(gateway.certificates.forwardTo, [group.signalWorkers])
+        signalled = []
+
+        class Transport:
+            def signalProcess(self, name):
+                signalled.append(name)
+
+        class Running:
+            transport = Transport()
+
+        class Starting:
+            transport = None
+
+        group.protocols = {"worker-2": Running(), "worker-3": Starting()}
+        gateway.certificates.reload()
+        self.assertEqual(signalled, ["HUP"])
+
     def test_service(self):
         """
         The service wraps a TLS listener's factory in TLS and reloads its

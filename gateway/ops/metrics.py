@@ -21,8 +21,8 @@ from gateway.framing import INCOMPLETE, MALFORMED_FRAME, MALFORMED_LENGTH, TOO_L
 from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING
 from gateway.ops.kafkaconnections import KafkaConnectionCounter, gatewayKafkaConnections
 from gateway.server.descriptors import DESCRIPTORS
+from gateway.server.handshake import TLS_HANDSHAKE
 from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
-from gateway.server.tls import TLS_HANDSHAKE
 
 __all__ = [
     "FRAME_ERROR_REASONS",

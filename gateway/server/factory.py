@@ -11,8 +11,8 @@ it once.
 """
 
 from gateway.framing.plugin import FramingFactory
+from gateway.server.handshake import tlsProtocol
 from gateway.server.hygiene import hygieneNamespace
-from gateway.server.tls import tlsProtocol
 
 __all__ = ["GatewayFactory", "listenerFactory"]
 

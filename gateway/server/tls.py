@@ -12,12 +12,10 @@ context to reload it and to wrap the endpoints the gateway already has.
 
 Defaults: TLS 1.2 at least, renegotiation refused, server cipher
 preference (Twisted's L{CertificateOptions}).  A listener's connections
-open their message stream when the handshake completes, so the verified
-client certificate's subject (RFC 4514, e.g. C{CN=host,O=Example}) goes
-into every record's C{gateway-client-cert} header, and no byte is read
-before the client is verified.  A connection whose handshake fails (old
-version, no or untrusted client certificate, not TLS at all) is counted as
-refused with reason C{tls-handshake}.
+open their message stream when the handshake completes
+(L{gateway.server.handshake}), so the verified client certificate's subject
+(RFC 4514, e.g. C{CN=host,O=Example}) goes into every record's
+C{gateway-client-cert} header.
 
 C{SIGHUP} reloads every listener's certificate, key, chain and CA files:
 connections already open keep the context they were made with; new ones
@@ -32,29 +30,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL, crypto
 from twisted.application.service import Service
-from twisted.internet.interfaces import IHandshakeListener, IOpenSSLServerConnectionCreator
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from zope.interface import classImplements, implementer
+from zope.interface import implementer
 
 from gateway.framing.options import FramingOption, OptionError, choice
-from gateway.logs import OncePerInterval
 
 __all__ = [
-    "TLS_HANDSHAKE",
     "TLS_OPTIONS",
     "CertificateReloader",
     "ServerTLS",
     "TLSSettings",
     "splitTLSOptions",
     "tlsFactory",
-    "tlsProtocol",
 ]
-
-#: The refusal reason of a connection closed before its handshake completed.
-TLS_HANDSHAKE = "tls-handshake"
 
 _VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 
@@ -308,89 +299,6 @@ def tlsFactory(tls, factory, clock=None):
         protocols.
     """
     return TLSMemoryBIOFactory(tls, False, factory, clock=clock)
-
-
-def peerSubject(transport):
-    """
-    :return: the RFC 4514 subject of the verified client certificate, as
-        L{bytes}, or L{None} when the client sent none.
-    """
-    certificate = transport.getPeerCertificate()
-    if certificate is None:
-        return None
-    return certificate.to_cryptography().subject.rfc4514_string().encode()
-
-
-def tlsProtocol(protocol, config, interval=10.0):
-    """
-    The framing protocol class of a TLS listener: the stream opens when the
-    handshake completes (and the listener's hygiene admitted the
-    connection), carrying the client certificate's subject.
-
-    :param protocol: the framing's protocol class.
-    :param config: the listener's L{gateway.server.listener.ListenerConfig}.
-    :param interval: seconds between handshake-failure log lines at most.
-    :return: a subclass of C{protocol} providing L{IHandshakeListener}.
-    """
-    frameMade = protocol.connectionMade
-    frameLost = protocol.connectionLost
-    stats = config.stats
-    failures = OncePerInterval(config.clock, interval) if config.clock is not None else None
-    log = Logger(namespace=__name__)
-
-    def openStream(self):
-        frameMade(self)
-
-    def connectionMade(self):
-        """
-        Admitted: open the stream once the handshake has completed.
-        """
-        self._tlsAdmitted = True
-        if self._tlsDone:
-            openStream(self)
-
-    def handshakeCompleted(self):
-        """
-        The client is verified: remember its certificate's subject, and
-        open the stream if the connection was admitted.
-        """
-        self._tlsDone = True
-        self.clientSubject = peerSubject(self.transport)
-        if self._tlsAdmitted:
-            openStream(self)
-
-    def connectionLost(self, reason=connectionDone):
-        """
-        Count a connection whose handshake failed (a TLS error, not a close
-        by the client or by the gateway's caps and timers).
-        """
-        if not self._tlsDone and reason.check(SSL.Error):
-            stats.refused[TLS_HANDSHAKE] += 1
-            counts = failures.event(TLS_HANDSHAKE) if failures is not None else None
-            if counts is not None:
-                log.warn(
-                    "{listener}: TLS handshake with {peer} failed: {error}; "
-                    "{count} such since the last such line",
-                    listener=config.name,
-                    peer=self.peer,
-                    error=reason.getErrorMessage(),
-                    count=counts[TLS_HANDSHAKE],
-                )
-        frameLost(self, reason)
-
-    namespace = {
-        "__module__": protocol.__module__,
-        "__doc__": protocol.__doc__,
-        "connectionMade": connectionMade,
-        "handshakeCompleted": handshakeCompleted,
-        "connectionLost": connectionLost,
-        "clientSubject": None,
-        "_tlsAdmitted": False,
-        "_tlsDone": False,
-    }
-    subclass = type(protocol.__name__, (protocol,), namespace)
-    classImplements(subclass, IHandshakeListener)
-    return subclass
 
 
 class CertificateReloader(Service):

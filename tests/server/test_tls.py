@@ -32,10 +32,10 @@ from gateway.framing.options import OptionError, resolveOptions
 from gateway.router import CLIENT_CERT_HEADER, PEER_HEADER, Router
 from gateway.server.factory import listenerFactory
 from gateway.server.gate import ListenerGate
+from gateway.server.handshake import TLS_HANDSHAKE
 from gateway.server.listener import ListenerConfig, ListenerStats
 from gateway.server.policy import ConnectionPolicy
 from gateway.server.tls import (
-    TLS_HANDSHAKE,
     CertificateReloader,
     ServerTLS,
     TLSSettings,

@@ -19,6 +19,7 @@ wrapper doing only that cost a Python call per read.
 import random
 import socket
 
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import connectionDone
 
 from gateway.addresses import formatAddress, isIPAddress
@@ -138,7 +139,12 @@ def hygieneNamespace(protocol, config):
         self._ageCall = None
         gate.closing(MAX_AGE, self.peer, maxAge)
         loseWriteConnection = getattr(self.transport, "loseWriteConnection", None)
-        if loseWriteConnection is None:
+        if ISSLTransport.providedBy(self.transport):
+            # TLS's end of stream is its close_notify, which the client may
+            # answer after sending the rest (TCP's half-close under TLS
+            # would look like a truncation attack to the client).
+            loseWriteConnection = self.transport.loseConnection
+        elif loseWriteConnection is None:
             self.transport.loseConnection()
             return
         loseWriteConnection()
@@ -146,7 +152,10 @@ def hygieneNamespace(protocol, config):
 
     def graceOver(self):
         self._ageCall = None
-        self.transport.loseConnection()
+        if ISSLTransport.providedBy(self.transport):
+            self.transport.abortConnection()  # TLS is already closing
+        else:
+            self.transport.loseConnection()
 
     def headerRead(self):
         """

@@ -701,6 +701,51 @@ class HygieneTests(SynchronousTestCase):
         pump.flush()
         self.assertEqual(listener.sink.messages, [("203.0.113.7:5555", b"behind a proxy")])
 
+    def ageListener(self):
+        """
+        :return: a TLS listener with C{max-age=5}.
+        """
+        listener = TLSListener(TLSSettings.fromOptions({"tls-cert": self.files.both}))
+        gate = ListenerGate("secure", ConnectionPolicy(maxAge=5.0), listener.stats, listener.clock)
+        listener.config = config = ListenerConfig(**{**vars(listener.config), "gate": gate})
+        listener.factory = tlsFactory(
+            listener.tls, listenerFactory(FRAMINGS["lines"], config), listener.clock
+        )
+        return listener
+
+    def test_maxAgeClosesTLS(self):
+        """
+        At C{max-age} a TLS connection gets TLS's own end of stream (a
+        close_notify, which Twisted's client answers): closed cleanly, with
+        everything sent before it published.
+        """
+        listener = self.ageListener()
+        client, server, pump, transport, writer = listener.connect(self.files.clientOptions())
+        writer.write(b"before\n")
+        pump.flush()
+        listener.clock.advance(5.0)
+        pump.flush()
+        self.assertTrue(transport.disconnecting)
+        client.reason.trap(ConnectionDone)
+        self.assertEqual(listener.stats.closedBy["max-age"], 1)
+        self.assertEqual([m for _, m in listener.sink.messages], [b"before"])
+
+    def test_maxAgeGraceOverTLS(self):
+        """
+        A TLS client that never answers the close_notify is cut off
+        L{AGE_GRACE} seconds later.
+        """
+        from gateway.server.hygiene import AGE_GRACE
+
+        listener = self.ageListener()
+        client, server, pump, transport, writer = listener.connect(self.files.clientOptions())
+        listener.clock.advance(5.0)
+        self.assertFalse(transport.disconnecting)
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        listener.clock.advance(AGE_GRACE)
+        self.assertEqual(aborted, [True])
+
     def test_idleDuringHandshake(self):
         """
         A client that connects and never completes its handshake is closed

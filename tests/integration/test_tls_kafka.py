@@ -79,12 +79,13 @@ class Files:
         return context
 
 
-def connect(port, context):
+def connect(port, context, **keywords):
     """
+    :param keywords: C{wrap_socket}'s.
     :return: a TLS client socket to the gateway, handshake done.
     """
     raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-    return context.wrap_socket(raw, server_hostname="localhost")
+    return context.wrap_socket(raw, server_hostname="localhost", **keywords)
 
 
 @pytest.fixture
@@ -277,3 +278,22 @@ def test_workers(kafka, files, tmp_path):
                 assert served.serial_number == serial
     finally:
         assert process.stop() in CLEAN_EXIT
+
+
+def test_maxAgeOverTLS(kafka, files, gateway):
+    """
+    At C{max-age} a TLS client reads a clean end of stream (TLS's
+    close_notify, not a TCP close that its library calls a truncation), and
+    what it sent before is in Kafka.
+    """
+    topic = newTopic(kafka)
+    options = f"tls-cert={files.cert},tls-key={files.key},max-age=2"
+    process = gateway("--topic", topic, "--listen", f"lines({options})=tcp:0:interface=127.0.0.1")
+    context = files.context(certificate=False)
+    # A TCP close without close_notify then raises SSLEOFError.
+    with connect(process.ports["lines"], context, suppress_ragged_eofs=False) as sock:
+        sock.sendall(b"before the end\n")
+        assert sock.recv(1) == b""
+    assert [r.value for r in records(kafka, topic, 1)] == [b"before the end"]
+    waitForLog(process, r"lines: closing 127\.0\.0\.1:\d+ \(max-age, 2 s\)", DEADLINE)
+    assert process.stop() in CLEAN_EXIT

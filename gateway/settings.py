@@ -274,7 +274,7 @@ class SettingsCheck:
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
         checkEndpoint(endpoint, "malformed endpoint")
-        tls = TLSSettings.fromOptions(tls)
+        tls = TLSSettings.fromOptions(tls, endpoint)
         return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls)
 
     def workers(self, settings):

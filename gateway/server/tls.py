@@ -157,17 +157,25 @@ class TLSSettings:
     minVersion: str = "1.2"
 
     @classmethod
-    def fromOptions(cls, given):
+    def fromOptions(cls, given, endpoint=""):
         """
         Check a listener's TLS options and load their files once, so a
         missing file or a key that does not match is refused at start.
 
         :param given: TLS option name to value.
+        :param endpoint: the listener's endpoint description: not one that
+            speaks TLS itself (C{ssl:}), which would encrypt twice.
         :return: the settings, or L{None} when no TLS option is given.
         :raises OptionError: naming the option.
         """
         if not given:
             return None
+        kind = endpoint.strip().lower().removeprefix("haproxy:").partition(":")[0]
+        if kind in ("ssl", "tls"):
+            raise OptionError(
+                f"listener option {sorted(given)[0]} on the {kind}: endpoint "
+                f"{endpoint!r} would encrypt twice; listen on tcp: (or reuseport:) instead"
+            )
         values = {}
         for name, option in _DECLARED.items():
             value = given.get(name)

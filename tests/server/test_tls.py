@@ -250,6 +250,24 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertIn("does not match tls-cert", str(e))
 
+    def test_notOnSSLEndpoint(self):
+        """
+        TLS options on an endpoint that already speaks TLS are refused.
+        """
+        e = self.assertRaises(
+            OptionError,
+            TLSSettings.fromOptions,
+            {"tls-cert": self.files.both},
+            "haproxy:ssl:6514:privateKey=k.pem",
+        )
+        self.assertEqual(
+            str(e),
+            "listener option tls-cert on the ssl: endpoint "
+            "'haproxy:ssl:6514:privateKey=k.pem' would encrypt twice; "
+            "listen on tcp: (or reuseport:) instead",
+        )
+        self.assertIsNotNone(TLSSettings.fromOptions({"tls-cert": self.files.both}, "tcp:6514"))
+
     def test_minVersion(self):
         """
         C{tls-min-version} takes 1.2 or 1.3 only.

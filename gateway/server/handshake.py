@@ -55,16 +55,13 @@ def tlsProtocol(protocol, config, interval=10.0):
     failures = OncePerInterval(config.clock, interval) if config.clock is not None else None
     log = Logger(namespace=__name__)
 
-    def openStream(self):
-        frameMade(self)
-
     def connectionMade(self):
         """
         Admitted: open the stream once the handshake has completed.
         """
         self._tlsAdmitted = True
         if self._tlsDone:
-            openStream(self)
+            frameMade(self)
 
     def handshakeCompleted(self):
         """
@@ -74,7 +71,7 @@ def tlsProtocol(protocol, config, interval=10.0):
         self._tlsDone = True
         self.clientSubject = peerSubject(self.transport)
         if self._tlsAdmitted:
-            openStream(self)
+            frameMade(self)
 
     def connectionLost(self, reason=connectionDone):
         """

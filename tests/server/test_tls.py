@@ -797,3 +797,43 @@ class HygieneTests(SynchronousTestCase):
         self.assertEqual(listener.stats.refused[TLS_HANDSHAKE], 0)
         self.assertEqual(listener.stats.open, 0)
         self.assertEqual(listener.sink.streams, [])
+
+    def test_descriptorsCountedAtAccept(self):
+        """
+        A TLS connection holds a descriptor from its TCP accept, before its
+        handshake: past the room it is refused as C{descriptors} at once,
+        not counted as a failed handshake, and gives its descriptor back.
+        """
+        from types import SimpleNamespace
+
+        from twisted.logger import LogPublisher
+
+        from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
+
+        port = SimpleNamespace(
+            pauseAccepting=lambda reason: None,
+            resumeAccepting=lambda reason: None,
+            limitAcceptBatch=lambda count: None,
+        )
+        guard = DescriptorGuard([port], Clock(), reserve=0, publisher=LogPublisher())
+        guard.start(limit=1, inUse=0)
+        self.addCleanup(guard.stop)
+        listener = TLSListener(TLSSettings.fromOptions({"tls-cert": self.files.both}))
+        listener.config = config = ListenerConfig(
+            **{**vars(listener.config), "descriptors": guard}
+        )
+        listener.factory = tlsFactory(
+            listener.tls, listenerFactory(FRAMINGS["lines"], config), listener.clock
+        )
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        first = listener.factory.buildProtocol(address)
+        first.makeConnection(FakeTransport(first, isServer=True, peerAddress=address))
+        self.assertEqual(guard.open, 1)
+        second = listener.factory.buildProtocol(address)
+        transport = FakeTransport(second, isServer=True, peerAddress=address)
+        second.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
+        second.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(listener.stats.refused[DESCRIPTORS], 1)
+        self.assertEqual(listener.stats.refused[TLS_HANDSHAKE], 0)
+        self.assertEqual(guard.open, 1)

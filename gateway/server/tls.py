@@ -126,13 +126,13 @@ def _certificates(option, path):
     return certificates
 
 
-def _privateKey(option, path):
+def _privateKey(option, path, hint=""):
     data = _read(option, path)
     try:
         key = load_pem_private_key(data, password=None)
     except (TypeError, ValueError) as e:
         raise OptionError(
-            f"listener option {option}={path!r}: no unencrypted PEM private key in it ({e})"
+            f"listener option {option}={path!r}: no unencrypted PEM private key in it{hint} ({e})"
         ) from e
     return key
 
@@ -218,7 +218,11 @@ class TLSSettings:
         leaf, *chain = _certificates("tls-cert", self.cert)
         if self.chain is not None:
             chain += _certificates("tls-chain", self.chain)
-        key = _privateKey("tls-key", self.key)
+        if self.key == self.cert:
+            # No tls-key given: the key must be in the certificate's file.
+            key = _privateKey("tls-cert", self.key, " (or give tls-key=FILE)")
+        else:
+            key = _privateKey("tls-key", self.key)
         mutual = {}
         if self.clientCA is not None:
             mutual = {

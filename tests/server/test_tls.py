@@ -204,6 +204,18 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(settings.minVersion, "1.2")
         self.assertFalse(settings.mutual)
 
+    def test_keyNotInCertFile(self):
+        """
+        Without C{tls-key}, a certificate file holding no key is refused
+        with a hint.
+        """
+        e = self.assertRaises(OptionError, TLSSettings.fromOptions, {"tls-cert": self.files.cert})
+        self.assertIn(
+            f"listener option tls-cert={self.files.cert!r}: no unencrypted PEM private key "
+            "in it (or give tls-key=FILE)",
+            str(e),
+        )
+
     def test_needsCert(self):
         """
         Another TLS option without C{tls-cert} is refused, naming it.

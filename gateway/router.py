@@ -59,6 +59,7 @@ class MessageStream:
         subject = getattr(protocol, "clientSubject", None)
         if subject is not None:
             self._headers = [*(self._headers or ()), (CLIENT_CERT_HEADER, subject)]
+            router.clientSubjects[self._key] = subject
         self._produce = router.producer.produce
         self._topic = router.topic
         self._router = router
@@ -77,6 +78,7 @@ class MessageStream:
         Forget the connection's protocol: it is no longer paused or resumed.
         """
         self._router.clients.pop(self._protocol, None)
+        self._router.clientSubjects.pop(self._key, None)
 
 
 @implementer(IMessageSink)
@@ -132,6 +134,8 @@ class Router:
         self._overBudget = False
         self._polls = 0
         self._listenerHeaders = {}
+        #: Open connections' verified client certificate subjects, by key.
+        self.clientSubjects = {}
         producer.observer = self
 
     def openStream(self, listener, peer, producer):
@@ -216,14 +220,17 @@ class Router:
         """
         Give a record reported back without headers (confluent-kafka's
         delivery reports carry none) the headers this router gave it, from
-        its key (C{LISTENER/PEER}).
+        its key (C{LISTENER/PEER}), and C{gateway-client-cert} while its
+        connection is open.
         """
-        if record.headers or not self.headers or not record.key:
+        if record.headers or not record.key:
             return record
+        subject = self.clientSubjects.get(record.key)
+        headers = [] if subject is None else [(CLIENT_CERT_HEADER, subject)]
         listener, sep, peer = record.key.rpartition(b"/")
-        if not sep:
-            return record
-        return record._replace(headers=[(LISTENER_HEADER, listener), (PEER_HEADER, peer)])
+        if self.headers and sep:
+            headers[:0] = [(LISTENER_HEADER, listener), (PEER_HEADER, peer)]
+        return record._replace(headers=headers) if headers else record
 
     def deliveryFailed(self, record, error):
         """

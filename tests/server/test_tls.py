@@ -568,6 +568,27 @@ class HeaderTests(SynchronousTestCase):
             self.assertEqual(sent[-len(expected) :], expected)
             self.assertEqual(len(sent), 3 if headers else 1)
 
+    def test_restoredWhileOpen(self):
+        """
+        A record handed back without headers (confluent-kafka's delivery
+        reports) gets C{gateway-client-cert} back from its key while its
+        connection is open, with headers on or off; not after it closed.
+        """
+        from gateway.kafka.records import Record
+
+        for headers, before in [(True, [(PEER_HEADER, b"10.0.0.1:5")]), (False, [])]:
+            router = Router(self.Producer(), "t", headers=headers)
+            stream = router.openStream("secure", "10.0.0.1:5", self.Client())
+            bare = Record("t", b"secure/10.0.0.1:5", [], b"v")
+            restored = router.restoreRecord(bare).headers
+            self.assertEqual(
+                restored[-len(before) - 1 :],
+                [*before, (CLIENT_CERT_HEADER, b"CN=client.example")],
+            )
+            stream.close()
+            self.assertNotIn(CLIENT_CERT_HEADER, dict(router.restoreRecord(bare).headers))
+            self.assertEqual(router.clientSubjects, {})
+
 
 class CompositionTests(SynchronousTestCase):
     """

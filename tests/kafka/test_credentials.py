@@ -4,6 +4,10 @@ Secret Kafka properties: which names are secrets, reading them from files
 and the environment, and keeping them off workers' command lines.
 """
 
+import os
+import shutil
+import tempfile
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.credentials import (
@@ -64,7 +68,9 @@ class ReadTests(SynchronousTestCase):
         """
         The file's content, one trailing line end removed, is the value.
         """
-        path = self.mktemp()
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "password")
         with open(path, "w") as f:
             f.write(PASSWORD + "\r\n")
         self.assertEqual(readOptionFile(f"sasl.password={path}"), ("sasl.password", PASSWORD))

@@ -214,3 +214,23 @@ class TlsSettingsTests(SynchronousTestCase):
         endpoint = factory(MemoryReactor(), "127.0.0.1", 9093, 3.0)
         self.assertIsInstance(endpoint, _WrapperEndpoint)
         self.assertIs(securityFromConfig({}).endpointFactory(tcpEndpoint), tcpEndpoint)
+
+
+class PykafkaTests(SynchronousTestCase):
+    """
+    The pykafka backend speaks plain text only.
+    """
+
+    def test_refused(self):
+        """
+        SASL settings are refused by name, with the backend to use instead,
+        and without the password.
+        """
+        from gateway.kafka._pykafka import translateConfig
+
+        error = self.assertRaises(
+            ValueError, translateConfig, dict(SASL, **{"bootstrap.servers": "h:9092"})
+        )
+        self.assertIn("security.protocol=SASL_PLAINTEXT", str(error))
+        self.assertIn("use --kafka-backend confluent", str(error))
+        self.assertNotIn(PASSWORD, str(error))

@@ -16,6 +16,7 @@ Pure functions and one small state object; nothing here does I/O.
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 __all__ = ["MECHANISMS", "ScramClient", "ScramError"]
@@ -115,7 +116,9 @@ class ScramClient:
             raise ScramError(f"SCRAM server-first-message lacks {e.args[0]}=") from None
         if not (nonce.startswith(self._nonce) and len(nonce) > len(self._nonce)):
             raise ScramError("SCRAM server nonce does not extend the client nonce")
-        if not iterations.isdigit() or not (MIN_ITERATIONS <= int(iterations) <= MAX_ITERATIONS):
+        if not re.fullmatch(r"[0-9]{1,9}", iterations) or not (
+            MIN_ITERATIONS <= int(iterations) <= MAX_ITERATIONS
+        ):
             raise ScramError(
                 f"SCRAM iteration count {iterations[:12]!r} is outside "
                 f"{MIN_ITERATIONS}..{MAX_ITERATIONS}"

@@ -163,3 +163,54 @@ class MisbehavingServerTests(SynchronousTestCase):
         final = client.final(SERVER_FIRST)
         proof = base64.b64decode(final.rpartition(b"p=")[2])
         self.assertEqual(len(proof), 64)
+
+
+class RobustnessTests(SynchronousTestCase):
+    """
+    Whatever a server sends, the client fails only with L{ScramError}.
+    """
+
+    def test_anyServerFirst(self):
+        """
+        Random server-first-messages (some close to real ones) raise only
+        L{ScramError}, or give a final message.
+        """
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        nearReal = st.builds(
+            lambda r, s, i: f"r={NONCE}{r},s={s},i={i}".encode(),
+            st.text(max_size=8),
+            st.text(max_size=12),
+            st.text(max_size=8),
+        )
+
+        @settings(max_examples=200, deadline=None)
+        @given(st.one_of(st.binary(max_size=64), nearReal))
+        def check(serverFirst):
+            try:
+                rfcClient().final(serverFirst)
+            except ScramError:
+                pass
+
+        check()
+
+    def test_anyServerFinal(self):
+        """
+        Random server-final-messages raise only L{ScramError}.
+        """
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        client = rfcClient()
+        client.final(SERVER_FIRST)
+
+        @settings(max_examples=200, deadline=None)
+        @given(st.binary(max_size=64))
+        def check(serverFinal):
+            try:
+                client.verify(serverFinal)
+            except ScramError:
+                pass
+
+        check()

@@ -293,3 +293,28 @@ class SaslCodecTests(SynchronousTestCase):
             decodeSaslAuthenticateResponse,
             struct.pack(">ihhi", 4, 0, -1, 100) + b"short",
         )
+
+
+class SaslDecodeRobustnessTests(SynchronousTestCase):
+    """
+    Random replies fail the SASL decoders only with L{MalformedResponse}.
+    """
+
+    def test_anyReply(self):
+        """
+        Whatever the bytes, each decoder returns or raises
+        L{MalformedResponse}.
+        """
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.binary(max_size=40))
+        def check(payload):
+            for decode in (decodeSaslHandshakeResponse, decodeSaslAuthenticateResponse):
+                try:
+                    decode(payload)
+                except MalformedResponse:
+                    pass
+
+        check()

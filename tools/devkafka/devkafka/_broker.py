@@ -23,6 +23,7 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from ._certs import certificatesIn
 from ._fetch import DevKafkaError, defaultHome, fetchJars, findJava, jarDir, resolveVersion
 from ._probe import ProbeError, probeMetadata
 from ._security import (
@@ -182,8 +183,9 @@ class DevKafka:
         self._logMarks = {}
         self.secured = secured
         self.users = dict(users or DEFAULT_USERS)
-        #: The certificates of a secured broker, once started.
-        self.certificates = None
+        #: The certificates of a secured broker, once started (or of the
+        #: one already running).
+        self.certificates = certificatesIn(self.runDir / "certs") if secured else None
         #: The bootstrap port: the requested one, else the last one used.
         self.port = port or self._readState().get("port")
         #: A secured broker's listener name to port.

@@ -11,7 +11,10 @@ import ipaddress
 from collections import namedtuple
 from pathlib import Path
 
-__all__ = ["Certificates", "makeCertificates"]
+__all__ = ["Certificates", "certificatesIn", "makeCertificates"]
+
+_FILES = ("ca.pem", "broker.pem", "client.pem", "client.key", "client-enc.key")
+_KEY_PASSWORD = "client-key-password"
 
 
 class Certificates(
@@ -58,7 +61,16 @@ def _issue(subject, key, issuer, issuerKey, ca=False, names=()):
     return builder.sign(issuerKey, hashes.SHA256())
 
 
-def makeCertificates(directory, clientKeyPassword="client-key-password"):
+def certificatesIn(directory, clientKeyPassword=_KEY_PASSWORD):
+    """
+    :return: the L{Certificates} L{makeCertificates} wrote in C{directory}
+        before, or L{None} if it holds none.
+    """
+    paths = Certificates(*(Path(directory) / name for name in _FILES), clientKeyPassword)
+    return paths if all(path.is_file() for path in paths[:5]) else None
+
+
+def makeCertificates(directory, clientKeyPassword=_KEY_PASSWORD):
     """
     Write a CA, a broker certificate and a client certificate under
     C{directory}.
@@ -88,13 +100,7 @@ def makeCertificates(directory, clientKeyPassword="client-key-password"):
     clientKey = ec.generate_private_key(ec.SECP256R1())
     clientCert = _issue("kafka-gateway", clientKey, "devkafka test CA", caKey)
 
-    paths = Certificates(
-        *(
-            directory / name
-            for name in ("ca.pem", "broker.pem", "client.pem", "client.key", "client-enc.key")
-        ),
-        clientKeyPassword,
-    )
+    paths = Certificates(*(directory / name for name in _FILES), clientKeyPassword)
     paths.ca.write_bytes(caCert.public_bytes(pem))
     paths.broker.write_bytes(
         brokerKey.private_bytes(pem, pkcs8, plain) + brokerCert.public_bytes(pem)

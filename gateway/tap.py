@@ -277,10 +277,12 @@ class Options(usage.Options):
             )
         except SettingsError as e:
             raise usage.UsageError(self._explain(e)) from e
-        try:
-            self.workerArguments = workerSecrets(self.arguments, self["kafka-options"])
-        except ValueError as e:
-            raise usage.UsageError(str(e)) from None
+        self.workerArguments = (self.arguments, {})
+        if self["workers"] > 1:
+            try:
+                self.workerArguments = workerSecrets(self.arguments, self["kafka-options"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
     def _explain(self, error):
         """

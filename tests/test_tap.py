@@ -211,6 +211,8 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
     """
 
     PASSWORD = "tap-secret-password"
+    #: Two workers: the options they are started with are computed.
+    WORKERS = ["--topic", "t", "--listen", "lines=reuseport:9000", "--workers", "2"]
     SASL = [
         "--kafka-option",
         "security.protocol=SASL_PLAINTEXT",
@@ -239,7 +241,9 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         path = os.path.join(directory, "pw")
         with open(path, "w") as f:
             f.write(self.PASSWORD + "\n")
-        options = self.parse(*VALID, *self.SASL, "--kafka-option-file", f"sasl.password={path}")
+        options = self.parse(
+            *self.WORKERS, *self.SASL, "--kafka-option-file", f"sasl.password={path}"
+        )
         self.assertEqual(options["kafka-options"]["sasl.password"], self.PASSWORD)
         self.assertEqual(options.inlineSecrets, [])
         arguments, environment = options.workerArguments
@@ -277,7 +281,7 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         reaches the workers through their environment.
         """
         options = self.parse(
-            *VALID, *self.SASL, "--kafka-option", f"sasl.password={self.PASSWORD}"
+            *self.WORKERS, *self.SASL, "--kafka-option", f"sasl.password={self.PASSWORD}"
         )
         self.assertEqual(options.inlineSecrets, ["sasl.password"])
         arguments, environment = options.workerArguments

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from gateway.framing.options import MAX_SIZE
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService
+from gateway.kafka.security import securityFromConfig
 from gateway.ops.http import HTTPService
 from gateway.router import Router
 from gateway.server.descriptors import DescriptorGuard, raiseDescriptorLimit
@@ -167,6 +168,7 @@ class GatewayService(MultiService):
                 retryPolicy=backoffPolicy(
                     initialDelay=0.5, maxDelay=max(healthInterval, 1.0), factor=2
                 ),
+                security=securityFromConfig(settings.config),
             )
             self.health.addObserver(self.router.healthChanged)
             self.health.setServiceParent(self)

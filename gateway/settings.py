@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
 from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
+from gateway.kafka.security import securityFromConfig
 from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loadBackends
 from gateway.router import DEFAULT_BUDGET
 from gateway.server.descriptors import DEFAULT_RESERVE
@@ -216,6 +217,7 @@ class SettingsCheck:
             backend = self.backends[backend]
         config = producerConfig(bootstrapServers, kafkaOptions, maxMessageSize, budget)
         try:
+            securityFromConfig(config)
             backend.checkConfig(config)
         except SettingsError:
             raise

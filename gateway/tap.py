@@ -7,9 +7,11 @@ with C{.tac} files (through L{gateway.service.GatewayService}).
 import sys
 
 from twisted.application.service import MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from gateway.framing.options import OptionError, parseListen
+from gateway.kafka.credentials import isSecret, readOptionEnv, readOptionFile, workerSecrets
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
 from gateway.server.tls import TLS_OPTIONS
@@ -171,6 +173,8 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["kafka-options"] = {}
+        #: Secret properties given with --kafka-option (visible in ps).
+        self.inlineSecrets = []
         self._failed = False
 
     def parseOptions(self, options=None):
@@ -210,6 +214,30 @@ class Options(usage.Options):
                 f"--kafka-option {value!r}: expected KEY=VALUE, e.g. linger.ms=20"
             )
         self["kafka-options"][key.strip()] = setting.strip()
+        if isSecret(key.strip()):
+            self.inlineSecrets.append(key.strip())
+
+    def opt_kafka_option_file(self, value):
+        """
+        KEY=PATH: the property KEY is the file's content, e.g.
+        sasl.password=/run/secrets/kafka (repeatable; for secrets).
+        """
+        try:
+            key, setting = readOptionFile(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["kafka-options"][key] = setting
+
+    def opt_kafka_option_env(self, value):
+        """
+        KEY=VARIABLE: the property KEY is the environment variable's value,
+        e.g. sasl.password=KAFKA_PASSWORD (repeatable; for secrets).
+        """
+        try:
+            key, setting = readOptionEnv(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["kafka-options"][key] = setting
 
     def postOptions(self):
         """
@@ -250,6 +278,12 @@ class Options(usage.Options):
             )
         except SettingsError as e:
             raise usage.UsageError(self._explain(e)) from e
+        self.workerArguments = (self.arguments, {})
+        if self["workers"] > 1:
+            try:
+                self.workerArguments = workerSecrets(self.arguments, self["kafka-options"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
     def _explain(self, error):
         """
@@ -333,6 +367,12 @@ def makeService(options):
     """
     from twisted.internet import reactor
 
+    if options.inlineSecrets and options["worker-index"] == 1:
+        Logger().warn(
+            "--kafka-option {names}: a secret on the command line is visible to every "
+            "user (ps); give it with --kafka-option-file or --kafka-option-env",
+            names=", ".join(options.inlineSecrets),
+        )
     service = GatewayService.fromSettings(options["settings"], reactor)
     count, index = options["workers"], options["worker-index"]
     if count == 1:
@@ -344,14 +384,16 @@ def makeService(options):
         return service
     group = MultiService()
     service.setServiceParent(group)
+    arguments, environment = options.workerArguments
     workers = WorkerGroup(
         reactor,
-        options.arguments,
+        arguments,
         count,
         options["http"],
         options["spool"],
         options["dead-letter"],
         options["drain-timeout"],
+        environment,
     )
     workers.setServiceParent(group)
     if service.certificates is not None:

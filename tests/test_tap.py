@@ -202,3 +202,105 @@ class OptionsTests(SynchronousTestCase):
         options = Options()
         self.assertRaises(UsageError, options.parseOptions, ["-t", "t"])
         self.assertEqual(len(options.getUsage().splitlines()), 1)
+
+
+class KafkaSecretOptionsTests(SynchronousTestCase):
+    """
+    C{--kafka-option-file}, C{--kafka-option-env} and secrets on the command
+    line.
+    """
+
+    PASSWORD = "tap-secret-password"
+    #: Two workers: the options they are started with are computed.
+    WORKERS = ["--topic", "t", "--listen", "lines=reuseport:9000", "--workers", "2"]
+    SASL = [
+        "--kafka-option",
+        "security.protocol=SASL_PLAINTEXT",
+        "--kafka-option",
+        "sasl.mechanism=PLAIN",
+        "--kafka-option",
+        "sasl.username=alice",
+    ]
+
+    def parse(self, *args):
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_file(self):
+        """
+        C{--kafka-option-file KEY=PATH} reads the property from the file; the
+        workers' command line names the file, not the password.
+        """
+        import os
+        import shutil
+        import tempfile
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "pw")
+        with open(path, "w") as f:
+            f.write(self.PASSWORD + "\n")
+        options = self.parse(
+            *self.WORKERS, *self.SASL, "--kafka-option-file", f"sasl.password={path}"
+        )
+        self.assertEqual(options["kafka-options"]["sasl.password"], self.PASSWORD)
+        self.assertEqual(options.inlineSecrets, [])
+        arguments, environment = options.workerArguments
+        self.assertNotIn(self.PASSWORD, " ".join(arguments))
+        self.assertEqual(environment, {})
+
+    def test_env(self):
+        """
+        C{--kafka-option-env KEY=VARIABLE} reads the property from the
+        environment; an unset variable is a usage error naming it.
+        """
+        import os
+
+        os.environ["KSEC_TEST_PASSWORD"] = self.PASSWORD
+        self.addCleanup(os.environ.pop, "KSEC_TEST_PASSWORD")
+        options = self.parse(
+            *VALID, *self.SASL, "--kafka-option-env", "sasl.password=KSEC_TEST_PASSWORD"
+        )
+        self.assertEqual(options["kafka-options"]["sasl.password"], self.PASSWORD)
+        error = self.assertRaises(
+            UsageError,
+            self.parse,
+            *VALID,
+            "--kafka-option-env",
+            "sasl.password=KSEC_TEST_UNSET",
+        )
+        self.assertEqual(
+            str(error),
+            "--kafka-option-env sasl.password=KSEC_TEST_UNSET: KSEC_TEST_UNSET is not set",
+        )
+
+    def test_inline(self):
+        """
+        A secret given with C{--kafka-option} is noted (for a warning) and
+        reaches the workers through their environment.
+        """
+        options = self.parse(
+            *self.WORKERS, *self.SASL, "--kafka-option", f"sasl.password={self.PASSWORD}"
+        )
+        self.assertEqual(options.inlineSecrets, ["sasl.password"])
+        arguments, environment = options.workerArguments
+        self.assertNotIn(self.PASSWORD, " ".join(arguments))
+        self.assertEqual(environment, {"GATEWAY_KAFKA_SECRET_SASL_PASSWORD": self.PASSWORD})
+
+    def test_badSecurityNoSecret(self):
+        """
+        A refused security setting is a one-line usage error that does not
+        show the password.
+        """
+        error = self.assertRaises(
+            UsageError,
+            self.parse,
+            *VALID,
+            "--kafka-option",
+            "security.protocol=SASL_SSL",
+            "--kafka-option",
+            f"sasl.password={self.PASSWORD}",
+        )
+        self.assertIn("needs sasl.mechanism", str(error))
+        self.assertNotIn(self.PASSWORD, str(error))

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.kafka.test_probe -*-
 """
 A minimal Kafka client protocol for health probes: ApiVersions v0 over one
-connection, replies matched to requests by correlation id.
+connection (after SASL authentication, L{gateway.kafka.sasl}, when the
+cluster asks for it), replies matched to requests by correlation id.
 
 ApiVersions is the cheapest request a broker serves and every Kafka from
 0.10 to 4.x answers version 0, so the same probe works against any cluster
@@ -139,6 +140,30 @@ class KafkaProbeProtocol(Int32StringReceiver):
             L{ProbeTimeout}, L{ProbeConnectionLost} or L{ProbeError}.
             Cancelling it forgets the request; a late reply is dropped.
         """
+
+        def result(answer):
+            latency, (correlationId, errorCode, apiKeys) = answer
+            return ProbeResult(latency, correlationId, errorCode, apiKeys)
+
+        d = self.request(
+            lambda correlationId: encodeApiVersionsRequest(correlationId, self.clientId),
+            decodeApiVersionsResponse,
+            timeout,
+        )
+        return d.addCallback(result)
+
+    def request(self, encode, decode, timeout=None):
+        """
+        Send one request and wait for its reply.
+
+        :param encode: a callable taking the correlation id and returning the
+            request (size prefix excluded).
+        :param decode: a callable taking the reply (size prefix excluded) and
+            returning what it means, or raising L{MalformedResponse}.
+        :param timeout: as for L{probe}.
+        :return: a L{Deferred} firing with C{(latency, decode(reply))}, or
+            failing as L{probe}'s does.
+        """
         if not self.connected or self._closing:
             return fail(ProbeConnectionLost(f"not connected to {self.peer}"))
         self._nextId = self._nextId % _MAX_CORRELATION_ID + 1
@@ -147,8 +172,8 @@ class KafkaProbeProtocol(Int32StringReceiver):
         timer = self.clock.callLater(
             self.timeout if timeout is None else timeout, self._timedOut, correlationId
         )
-        self._pending[correlationId] = (d, timer, self.clock.seconds())
-        self.sendString(encodeApiVersionsRequest(correlationId, self.clientId))
+        self._pending[correlationId] = (d, timer, self.clock.seconds(), decode)
+        self.sendString(encode(correlationId))
         return d
 
     @property
@@ -176,10 +201,10 @@ class KafkaProbeProtocol(Int32StringReceiver):
                 correlationId=correlationId,
             )
             return
-        d, timer, sentAt = entry
+        d, timer, sentAt, decode = entry
         timer.cancel()
         try:
-            _, errorCode, apiKeys = decodeApiVersionsResponse(payload)
+            answer = decode(payload)
         except MalformedResponse as malformed:
             e = ProbeError(str(malformed))
             d.errback(e)
@@ -189,7 +214,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
                 error=str(e),
             )
             return
-        d.callback(ProbeResult(now - sentAt, correlationId, errorCode, apiKeys))
+        d.callback((now - sentAt, answer))
 
     def lengthLimitExceeded(self, length):
         """
@@ -216,7 +241,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
         )
         pending, self._pending = self._pending, {}
         self._abandoned.clear()
-        for d, timer, _ in pending.values():
+        for d, timer, _, _ in pending.values():
             timer.cancel()
             d.errback(error)
         if self.factory is not None:
@@ -242,7 +267,7 @@ class KafkaProbeProtocol(Int32StringReceiver):
             self.transport.loseConnection()
 
     def _timedOut(self, correlationId):
-        d, timer, sentAt = self._pending.pop(correlationId)
+        d, timer, sentAt, _ = self._pending.pop(correlationId)
         waited = self.clock.seconds() - sentAt
         self.log.info(
             "Kafka probe: no reply from {peer} in {waited:.3f} s; closing the connection",

@@ -3,8 +3,9 @@
 L{BrokerHealthService}: is the live path to Kafka working?
 
 One persistent connection per bootstrap broker, each owned by a
-C{ClientService} that reconnects with backoff, carries an ApiVersions probe
-every C{interval} seconds; the producer's own figures complete the picture.
+C{ClientService} that reconnects with backoff, secured as the producer's
+(TLS, SASL: L{gateway.kafka.security}), carries an ApiVersions probe every
+C{interval} seconds; the producer's own figures complete the picture.
 The result is C{starting}, C{ready}, C{degraded} or C{down}; the rules and
 thresholds are in C{docs/health.md}.
 """
@@ -24,6 +25,7 @@ from twisted.python.failure import Failure
 from gateway.addresses import formatHostPort
 from gateway.kafka._guard import GuardedEndpoint
 from gateway.kafka._probe import DEFAULT_TIMEOUT, KafkaProbeFactory, ProbeError
+from gateway.kafka.sasl import AuthenticationFailed, authenticate
 
 __all__ = [
     "BrokerHealthService",
@@ -141,6 +143,7 @@ class BrokerHealthService(MultiService):
         deliveryAgeThreshold=30.0,
         retryPolicy=None,
         endpointFactory=None,
+        security=None,
     ):
         """
         :param reactor: an L{IReactorTCP} and L{IReactorTime}: connections,
@@ -163,7 +166,11 @@ class BrokerHealthService(MultiService):
             L{None} means C{backoffPolicy(0.5, 30, 2)}.
         :param endpointFactory: a callable taking C{(reactor, host, port,
             timeout)} and returning an L{IStreamClientEndpoint}, e.g. for
-            TLS; L{None} means L{tcpEndpoint}.
+            TLS; L{None} means L{tcpEndpoint}, wrapped in TLS when
+            C{security} asks for it.
+        :param security: a L{gateway.kafka.security.KafkaSecurity}: each
+            connection authenticates with its SASL credentials before its
+            first probe; L{None}: plain text, no SASL.
         :raises ValueError: for a bad bootstrap list, or an interval or
             probe timeout that is not positive.
         """
@@ -185,7 +192,11 @@ class BrokerHealthService(MultiService):
         self._loop = None
         if retryPolicy is None:
             retryPolicy = backoffPolicy(initialDelay=0.5, maxDelay=30, factor=2)
-        endpointFactory = endpointFactory or tcpEndpoint
+        self._security = security
+        if endpointFactory is None:
+            endpointFactory = (
+                tcpEndpoint if security is None else security.endpointFactory(tcpEndpoint)
+            )
         self.brokers = {}
         for host, port in parseBootstrap(bootstrap):
             name = formatHostPort(host, port)
@@ -289,7 +300,7 @@ class BrokerHealthService(MultiService):
             protocol.abort()
             return failure
 
-        return self._probe(broker, protocol).addCallbacks(accepted, rejected)
+        return self._probe(broker, protocol, first=True).addCallbacks(accepted, rejected)
 
     def _round(self):
         try:
@@ -307,9 +318,15 @@ class BrokerHealthService(MultiService):
         except Exception:
             self.log.failure("Kafka health round failed")
 
-    def _probe(self, broker, protocol):
+    def _probe(self, broker, protocol, first=False):
         broker.inFlight = True
-        return protocol.probe().addBoth(self._probed, broker)
+        security = self._security
+        if first and security is not None and security.sasl:
+            d = authenticate(protocol, security.mechanism, security.username, security.password)
+            d.addCallback(lambda _: protocol.probe())
+        else:
+            d = protocol.probe()
+        return d.addBoth(self._probed, broker)
 
     def _probed(self, result, broker):
         broker.inFlight = False
@@ -318,6 +335,11 @@ class BrokerHealthService(MultiService):
         if not isinstance(result, Failure) and result.errorCode:
             result = Failure(ProbeError(f"ApiVersions error code {result.errorCode}"))
         if isinstance(result, Failure):
+            if result.check(AuthenticationFailed) and broker.error != result.getErrorMessage():
+                # Retrying cannot help: say so once, not at every reconnection.
+                self.log.error(
+                    "Kafka health: {broker}: {error}", broker=broker.name, error=result.value
+                )
             self._brokerDown(broker, result.getErrorMessage())
             broker.probesFailed += 1
             self.probesFailed += 1

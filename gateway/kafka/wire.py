@@ -20,6 +20,13 @@ big-endian, every message preceded by its INT32 size:
 
 ApiVersions is the cheapest request a broker serves (no topic, no log, no
 authorisation) and every Kafka from 0.10 to 4.x answers version 0.
+
+SASL (the probe's authentication, see L{gateway.kafka.sasl}) adds
+SaslHandshake v1 (C{mechanism STRING} -> C{error_code INT16, mechanisms
+ARRAY of STRING}) and SaslAuthenticate v0/v1 (C{auth_bytes BYTES} ->
+C{error_code INT16, error_message NULLABLE_STRING, auth_bytes BYTES}, v1
+then C{session_lifetime_ms INT64}); a STRING is an INT16 size and UTF-8
+bytes, BYTES an INT32 size and bytes.
 """
 
 import struct
@@ -28,15 +35,21 @@ from collections import namedtuple
 __all__ = [
     "API_METADATA",
     "API_PRODUCE",
+    "API_SASL_AUTHENTICATE",
+    "API_SASL_HANDSHAKE",
     "API_VERSIONS",
     "ApiVersions",
     "MalformedResponse",
     "blockingCall",
     "correlationIdOf",
     "decodeApiVersionsResponse",
+    "decodeSaslAuthenticateResponse",
+    "decodeSaslHandshakeResponse",
     "encodeApiVersionsRequest",
     "encodeEmptyProduceRequest",
     "encodeRequest",
+    "encodeSaslAuthenticateRequest",
+    "encodeSaslHandshakeRequest",
     "framed",
     "versionRange",
 ]
@@ -45,10 +58,15 @@ __all__ = [
 API_PRODUCE = 0
 #: Kafka's api_key for Metadata.
 API_METADATA = 3
+#: Kafka's api_key for SaslHandshake.
+API_SASL_HANDSHAKE = 17
 #: Kafka's api_key for ApiVersions.
 API_VERSIONS = 18
+#: Kafka's api_key for SaslAuthenticate.
+API_SASL_AUTHENTICATE = 36
 
 _SIZE = struct.Struct(">i")
+_INT16 = struct.Struct(">h")
 _HEADER = struct.Struct(">hhih")
 _REPLY_HEAD = struct.Struct(">ihi")
 _API_KEY = struct.Struct(">hhh")
@@ -140,6 +158,92 @@ def decodeApiVersionsResponse(payload):
         _API_KEY.unpack_from(payload, _REPLY_HEAD.size + i * _API_KEY.size) for i in range(count)
     )
     return ApiVersions(correlationId, errorCode, apiKeys)
+
+
+def encodeSaslHandshakeRequest(correlationId, clientId, mechanism):
+    """
+    Encode a SaslHandshake v1 request naming C{mechanism}, size prefix
+    excluded.
+    """
+    name = mechanism.encode("utf-8")
+    body = _INT16.pack(len(name)) + name
+    return encodeRequest(API_SASL_HANDSHAKE, 1, correlationId, clientId, body)
+
+
+def encodeSaslAuthenticateRequest(correlationId, clientId, authBytes, version=1):
+    """
+    Encode a SaslAuthenticate request (v0 or v1: the same body) carrying
+    C{authBytes}, size prefix excluded.
+    """
+    body = _SIZE.pack(len(authBytes)) + authBytes
+    return encodeRequest(API_SASL_AUTHENTICATE, version, correlationId, clientId, body)
+
+
+class _Reader:
+    """
+    Read Kafka's primitive types off a response, failing with
+    L{MalformedResponse} naming C{what}.
+    """
+
+    def __init__(self, payload, what):
+        self.payload, self.what, self.offset = payload, what, 0
+
+    def take(self, format):
+        try:
+            values = format.unpack_from(self.payload, self.offset)
+        except struct.error as e:
+            raise MalformedResponse(
+                f"malformed {self.what} reply ({len(self.payload)} bytes): {e}"
+            ) from e
+        self.offset += format.size
+        return values[0] if len(values) == 1 else values
+
+    def raw(self, size):
+        if size < 0 or self.offset + size > len(self.payload):
+            raise MalformedResponse(
+                f"{self.what} reply announces {size} bytes at offset {self.offset} "
+                f"of {len(self.payload)}"
+            )
+        self.offset += size
+        return self.payload[self.offset - size : self.offset]
+
+    def string(self, nullable=False):
+        size = self.take(_INT16)
+        if size == -1 and nullable:
+            return None
+        return self.raw(size).decode("utf-8", "replace")
+
+
+def decodeSaslHandshakeResponse(payload):
+    """
+    Decode a SaslHandshake v0/v1 response, size prefix excluded.
+
+    :return: C{(correlationId, errorCode, mechanisms)}, the mechanisms the
+        broker's listener enables as a tuple of names.
+    :raises MalformedResponse: if the bytes are not such a response.
+    """
+    reader = _Reader(payload, "SaslHandshake")
+    correlationId, errorCode, count = reader.take(_REPLY_HEAD)
+    if count < 0 or count > len(payload):
+        raise MalformedResponse(f"SaslHandshake reply announces {count} mechanisms")
+    return correlationId, errorCode, tuple(reader.string() for _ in range(count))
+
+
+def decodeSaslAuthenticateResponse(payload):
+    """
+    Decode a SaslAuthenticate v0/v1 response, size prefix excluded
+    (v1's session lifetime is ignored).
+
+    :return: C{(correlationId, errorCode, errorMessage, authBytes)}; the
+        message may be L{None}.
+    :raises MalformedResponse: if the bytes are not such a response.
+    """
+    reader = _Reader(payload, "SaslAuthenticate")
+    correlationId = reader.take(_SIZE)
+    errorCode = reader.take(_INT16)
+    message = reader.string(nullable=True)
+    authBytes = reader.raw(reader.take(_SIZE))
+    return correlationId, errorCode, message, authBytes
 
 
 def versionRange(apiKeys, apiKey):

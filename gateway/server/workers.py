@@ -199,7 +199,9 @@ class WorkerGroup(ProcessMonitor):
     every one has drained and exited.
     """
 
-    def __init__(self, reactor, arguments, count, http, spool, deadLetter, drainTimeout):
+    def __init__(
+        self, reactor, arguments, count, http, spool, deadLetter, drainTimeout, environment=None
+    ):
         """
         :param reactor: the reactor (processes and time).
         :param arguments: the parent's C{gateway} options.
@@ -209,6 +211,8 @@ class WorkerGroup(ProcessMonitor):
         :param deadLetter: the parent's dead-letter path, or L{None}.
         :param drainTimeout: each worker's drain timeout: a worker is killed
             only if it has not exited well after it.
+        :param environment: variables added to the environment the workers
+            inherit (secrets kept off their command lines).
         """
         ProcessMonitor.__init__(self, reactor)
         self.log = _RelayedLevels(Logger())
@@ -218,7 +222,7 @@ class WorkerGroup(ProcessMonitor):
             self.addProcess(
                 f"worker-{index}",
                 workerArguments(arguments, index, count, http, spool, deadLetter),
-                env=dict(os.environ),
+                env={**os.environ, **(environment or {})},
             )
 
     def signalWorkers(self, name):

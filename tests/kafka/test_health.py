@@ -22,7 +22,9 @@ from gateway.kafka.health import (
     BrokerHealthService,
     parseBootstrap,
 )
+from gateway.kafka.security import securityFromConfig
 from tests.kafka.test_probe import FakeBroker
+from tests.kafka.test_sasl import FakeSaslBroker
 
 A, B = 9092, 9093
 
@@ -38,6 +40,9 @@ class FakeNetwork:
     :ivar links: every connection made, as dicts with C{port}, C{broker},
         C{pump} and C{server} (the broker's transport).
     """
+
+    #: What answers on the other side of each connection.
+    brokerClass = FakeBroker
 
     def __init__(self, reactor):
         self.reactor = reactor
@@ -74,7 +79,7 @@ class FakeNetwork:
                 factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
             elif port not in self.blackholed:
                 client = factory.buildProtocol(IPv4Address("TCP", host, port))
-                broker = FakeBroker()
+                broker = self.brokerClass()
                 broker.answering = port not in self.silent
                 broker.errorCode = self.errorCodes.get(port, 0)
                 server = iosim.makeFakeServer(broker)
@@ -635,6 +640,48 @@ class LifecycleTests(HealthTestsMixin, SynchronousTestCase):
         self.network.settle()
         self.assertEqual(service.state, READY)
         self.assertEqual(self.network.attempts(A), 2)
+
+
+class SaslTests(HealthTestsMixin, SynchronousTestCase):
+    """
+    Connections that authenticate with SASL before their first probe.
+    """
+
+    def makeSecured(self, password):
+        config = {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "alice",
+            "sasl.password": password,
+        }
+        self.makeService(start=False, security=securityFromConfig(config))
+        self.network.brokerClass = FakeSaslBroker
+        self.service.startService()
+        self.network.settle()
+
+    def test_authenticated(self):
+        """
+        With the right password the connection authenticates, then probes:
+        the state is ready.
+        """
+        self.makeSecured("alice-secret")
+        self.rounds()
+        self.assertEqual(self.service.state, READY)
+        self.assertEqual(self.network.links[0]["broker"].apiKeys[:2], [(17, 1), (36, 0)])
+
+    def test_wrongPasswordOnce(self):
+        """
+        A wrong password makes the state down with the broker's reason,
+        logged as one error however often the probe reconnects.
+        """
+        self.makeSecured("wrong")
+        self.rounds(5)
+        self.assertEqual(self.service.state, DOWN)
+        self.assertIn("authentication as 'alice' failed", self.service.reason)
+        self.assertGreater(self.network.attempts(A), 3)
+        errors = [e for e in self.events if e["log_level"].name == "error"]
+        self.assertEqual(len(errors), 1)
+        self.assertNotIn("wrong", str(errors[0]["error"]))
 
 
 class BootstrapTests(SynchronousTestCase):

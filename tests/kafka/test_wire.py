@@ -13,15 +13,21 @@ from twisted.trial.unittest import SynchronousTestCase
 from gateway.kafka.wire import (
     API_METADATA,
     API_PRODUCE,
+    API_SASL_AUTHENTICATE,
+    API_SASL_HANDSHAKE,
     API_VERSIONS,
     ApiVersions,
     MalformedResponse,
     blockingCall,
     correlationIdOf,
     decodeApiVersionsResponse,
+    decodeSaslAuthenticateResponse,
+    decodeSaslHandshakeResponse,
     encodeApiVersionsRequest,
     encodeEmptyProduceRequest,
     encodeRequest,
+    encodeSaslAuthenticateRequest,
+    encodeSaslHandshakeRequest,
     framed,
     versionRange,
 )
@@ -227,3 +233,88 @@ class BlockingCallTests(SynchronousTestCase):
         self.assertRaises(
             MalformedResponse, blockingCall, FakeSocket(b"\x00\x00\x00\x02ab"), b"r", 1
         )
+
+
+class SaslCodecTests(SynchronousTestCase):
+    """
+    SaslHandshake v1 and SaslAuthenticate v0 as the protocol guide lays
+    them out.
+    """
+
+    def test_handshakeRequest(self):
+        """
+        A SaslHandshake v1 request carries the mechanism as a STRING.
+        """
+        request = encodeSaslHandshakeRequest(7, b"probe", "SCRAM-SHA-256")
+        self.assertEqual(
+            parseRequest(request),
+            (API_SASL_HANDSHAKE, 1, 7, b"probe", b"\x00\x0dSCRAM-SHA-256"),
+        )
+
+    def test_authenticateRequest(self):
+        """
+        A SaslAuthenticate request carries the token as BYTES.
+        """
+        request = encodeSaslAuthenticateRequest(8, b"probe", b"\x00u\x00p", version=0)
+        self.assertEqual(
+            parseRequest(request),
+            (API_SASL_AUTHENTICATE, 0, 8, b"probe", b"\x00\x00\x00\x04\x00u\x00p"),
+        )
+
+    def test_handshakeResponse(self):
+        """
+        The error code and the mechanisms enabled are read.
+        """
+        reply = struct.pack(">ihi", 3, 33, 2) + b"\x00\x05PLAIN" + b"\x00\x0dSCRAM-SHA-512"
+        self.assertEqual(decodeSaslHandshakeResponse(reply), (3, 33, ("PLAIN", "SCRAM-SHA-512")))
+
+    def test_authenticateResponse(self):
+        """
+        The error code, the nullable message and the token are read; v1's
+        session lifetime after them is ignored.
+        """
+        ok = struct.pack(">ihhi", 4, 0, -1, 3) + b"v=x" + struct.pack(">q", 0)
+        self.assertEqual(decodeSaslAuthenticateResponse(ok), (4, 0, None, b"v=x"))
+        failed = struct.pack(">ihh", 5, 58, 6) + b"denied" + struct.pack(">i", 0)
+        self.assertEqual(decodeSaslAuthenticateResponse(failed), (5, 58, "denied", b""))
+
+    def test_truncated(self):
+        """
+        Replies cut short are malformed, not crashes.
+        """
+        self.assertRaises(MalformedResponse, decodeSaslHandshakeResponse, b"\x00\x00")
+        self.assertRaises(
+            MalformedResponse,
+            decodeSaslHandshakeResponse,
+            struct.pack(">ihi", 3, 0, 1) + b"\x00\x09PLA",
+        )
+        self.assertRaises(
+            MalformedResponse,
+            decodeSaslAuthenticateResponse,
+            struct.pack(">ihhi", 4, 0, -1, 100) + b"short",
+        )
+
+
+class SaslDecodeRobustnessTests(SynchronousTestCase):
+    """
+    Random replies fail the SASL decoders only with L{MalformedResponse}.
+    """
+
+    def test_anyReply(self):
+        """
+        Whatever the bytes, each decoder returns or raises
+        L{MalformedResponse}.
+        """
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.binary(max_size=40))
+        def check(payload):
+            for decode in (decodeSaslHandshakeResponse, decodeSaslAuthenticateResponse):
+                try:
+                    decode(payload)
+                except MalformedResponse:
+                    pass
+
+        check()

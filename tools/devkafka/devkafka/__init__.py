@@ -8,12 +8,14 @@ Command line: ``python -m devkafka --help``; docs: ``docs/devkafka.md``.
 """
 
 from ._broker import DevKafka, freePort
+from ._certs import Certificates, makeCertificates
 from ._consume import Record, consume, iterRecords
 from ._fetch import VERSIONS, DevKafkaError, defaultHome, resolveVersion
 from ._probe import ClusterInfo, ProbeError, probeMetadata
 
 __all__ = [
     "VERSIONS",
+    "Certificates",
     "ClusterInfo",
     "DevKafka",
     "DevKafkaError",
@@ -23,6 +25,7 @@ __all__ = [
     "defaultHome",
     "freePort",
     "iterRecords",
+    "makeCertificates",
     "probeMetadata",
     "resolveVersion",
 ]

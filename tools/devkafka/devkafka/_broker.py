@@ -23,8 +23,16 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from ._certs import certificatesIn
 from ._fetch import DevKafkaError, defaultHome, fetchJars, findJava, jarDir, resolveVersion
 from ._probe import ProbeError, probeMetadata
+from ._security import (
+    DEFAULT_USERS,
+    SECURE_LISTENERS,
+    applyProperties,
+    scramArguments,
+    secureProperties,
+)
 
 __all__ = ["DevKafka", "freePort"]
 
@@ -141,13 +149,28 @@ class DevKafka:
     :param runRoot: the folder holding run folders; ``None`` means
         ``<home>/run``. Tests put it under a temporary folder and keep the
         jars in the shared cache.
+    :param secured: also open SASL_PLAINTEXT, SSL (mutual TLS) and SASL_SSL
+        listeners (see :mod:`devkafka._security`); SCRAM users are created
+        when the storage is formatted, so a broker formatted unsecured
+        knows only PLAIN users.
+    :param users: user name to password for the SASL listeners (default:
+        ``gateway``/``gateway-secret``).
 
     :ivar version: the full Kafka version.
     :ivar runDir: ``<runRoot>/<name>``: config, data, pid file and logs.
     :ivar logPath: the broker's log file.
     """
 
-    def __init__(self, version="4", home=None, name="default", port=None, runRoot=None):
+    def __init__(
+        self,
+        version="4",
+        home=None,
+        name="default",
+        port=None,
+        runRoot=None,
+        secured=False,
+        users=None,
+    ):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise DevKafkaError(f"bad broker name {name!r}: use letters, digits, _ . -")
         self.version = resolveVersion(version)
@@ -158,8 +181,15 @@ class DevKafka:
         self._requestedPort = port
         self._process = None
         self._logMarks = {}
+        self.secured = secured
+        self.users = dict(users or DEFAULT_USERS)
+        #: The certificates of a secured broker, once started (or of the
+        #: one already running).
+        self.certificates = certificatesIn(self.runDir / "certs") if secured else None
         #: The bootstrap port: the requested one, else the last one used.
         self.port = port or self._readState().get("port")
+        #: A secured broker's listener name to port.
+        self.securePorts = dict(self._readState().get("securePorts") or {})
 
     def __repr__(self):
         return f"<DevKafka {self.name} kafka {self.version} at {self.bootstrap}>"
@@ -185,6 +215,14 @@ class DevKafka:
     @property
     def _dataDir(self):
         return self.runDir / "data"
+
+    def bootstrapFor(self, listener):
+        """
+        ``127.0.0.1:PORT`` of a secured broker's listener.
+
+        :param listener: ``SASL_PLAINTEXT``, ``SSL`` or ``SASL_SSL``.
+        """
+        return f"{_HOST}:{self.securePorts[listener]}"
 
     def _readState(self):
         try:
@@ -258,6 +296,14 @@ class DevKafka:
             controller = _freePort()
             while controller == port:
                 controller = _freePort()
+        taken = {port, controller}
+        self.securePorts = {}
+        for listener in SECURE_LISTENERS if self.secured else ():
+            chosen = (state.get("securePorts") or {}).get(listener)
+            while not chosen or chosen in taken or not _portFree(chosen):
+                chosen = _freePort()
+            taken.add(chosen)
+            self.securePorts[listener] = chosen
         return port, controller
 
     def _writeConfig(self, controllerPort):
@@ -265,6 +311,10 @@ class DevKafka:
         config = string.Template(template).substitute(
             port=self.port, controller_port=controllerPort, data_dir=self._dataDir
         )
+        if self.secured:
+            ports = dict(self.securePorts, PLAINTEXT=self.port, CONTROLLER=controllerPort)
+            properties, self.certificates = secureProperties(_HOST, ports, self.users, self.runDir)
+            config = applyProperties(config, properties)
         (self.runDir / "server.properties").write_text(config)
         name = self._logConfigName()
         (self.runDir / name).write_text(resources.files(__package__).joinpath(name).read_text())
@@ -301,6 +351,7 @@ class DevKafka:
             clusterId,
             "-c",
             str(self.runDir / "server.properties"),
+            *(scramArguments(self.users) if self.secured else ()),
         )
         done = subprocess.run(
             command,
@@ -359,6 +410,7 @@ class DevKafka:
             port=self.port,
             controllerPort=controllerPort,
             clusterId=clusterId,
+            securePorts=self.securePorts,
         )
         heap = os.environ.get("KAFKA_HEAP_OPTS") or _HEAP
         command = self._javaCommand(

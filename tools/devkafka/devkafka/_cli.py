@@ -54,8 +54,13 @@ def _start(args):
         # --port 0 asks for any free port.
         port = None if args.port == 0 else (args.port or broker.port or _DEFAULT_PORT)
         version = args.kafka or broker.savedVersion() or "4"
-        broker = DevKafka(version, home=args.home, name=args.name, port=port)
-    print(broker.start(timeout=args.timeout, log=_say), flush=True)
+        broker = DevKafka(version, home=args.home, name=args.name, port=port, secured=args.secured)
+    bootstrap = broker.start(timeout=args.timeout, log=_say)
+    for listener, port in sorted(broker.securePorts.items()):
+        _say(f"{listener} listener on 127.0.0.1:{port}")
+    if broker.certificates is not None:
+        _say(f"certificates in {broker.certificates.ca.parent}; users: {', '.join(broker.users)}")
+    print(bootstrap, flush=True)
     return 0
 
 
@@ -159,6 +164,12 @@ def _parser():
         type=float,
         default=90.0,
         help="seconds to wait for the broker to answer (default: 90)",
+    )
+    start.add_argument(
+        "--secured",
+        action="store_true",
+        help="also open SASL_PLAINTEXT, SSL (mutual TLS) and SASL_SSL listeners, "
+        "user gateway / gateway-secret (when first formatted)",
     )
     start.set_defaults(run=_start)
 

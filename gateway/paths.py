@@ -37,10 +37,10 @@ def directoryProblem(directory, access=os.access):
         return f"directory {directory} does not exist"
     if not os.path.isdir(directory):
         return f"{directory} is not a directory"
-    if not access(directory, os.W_OK | os.X_OK):
-        return f"directory {directory} is not writable"
     if _readOnly(directory):
         return f"directory {directory} is on a read-only file system"
+    if not access(directory, os.W_OK | os.X_OK):
+        return f"directory {directory} is not writable"
     return None
 
 
@@ -124,8 +124,8 @@ def logFileProblem(twistdOptions, access=os.access):
 
 def _readOnly(directory):
     """
-    Whether C{directory}'s file system is mounted read-only (which
-    L{os.access} says as root too, but check: C{statvfs} is exact).
+    Whether C{directory}'s file system is mounted read-only (checked first:
+    L{os.access} only says "not writable").
     """
     try:
         return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)

@@ -319,7 +319,11 @@ def test_diskFull(tmp_path):
                     "/readyz to say the disk is full",
                 )
                 os.remove(filler)
-                waitFor(deadLetters.exists, DEADLINE, "the held record written")
+                waitFor(
+                    lambda: scrape(gateway)[("gateway_dead_letters_held", ())] == 0,
+                    DEADLINE,
+                    "the held record written once there is room",
+                )
                 sock.sendall(b"".join(b"%06d %s\n" % (i, b"x" * 100) for i in range(sent)))
                 waitFor(
                     lambda: scrape(gateway)[("gateway_messages_received_total", ())] == sent + 1,
@@ -343,6 +347,7 @@ def test_diskFull(tmp_path):
             assert (delivered, left, dead) == (0, sent, 1), log[-3000:]
             assert 0 < spooled < sent and spooled + unkept == sent, log[-3000:]
             assert len(inSpool) == spooled
+            assert len(RecordFile(deadLetters).read()) == 1
             assert [r.value for r in inSpool] == [
                 b"%06d %s" % (i, b"x" * 100) for i in range(spooled)
             ]

@@ -13,11 +13,18 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from gateway.kafka.records import RecordFile
 from gateway.registry import loadBackends
-from tests.integration.support.brokers import brokerUp, frozen, ownBroker
+from tests.integration.support.brokers import AuthorizingKafka, brokerUp, frozen, ownBroker
 from tests.integration.support.clients import Clients, Sequences, assertDelivered, readSpool
 from tests.integration.support.process import (
     CLEAN_EXIT,
@@ -28,7 +35,13 @@ from tests.integration.support.process import (
     waitForLog,
 )
 from tests.integration.support.procfs import MemorySampler, unreadBytes, vmRSS
-from tests.integration.support.topics import newTopic, readAll, waitForSize, waitForStableSize
+from tests.integration.support.topics import (
+    newTopic,
+    readAll,
+    topicSize,
+    waitForSize,
+    waitForStableSize,
+)
 from tests.support.waiting import DEADLINE, waitFor
 
 MiB = 1024 * 1024
@@ -490,3 +503,61 @@ def test_topicDeletedMidStream(kafka, tmp_path):
         if clients is not None:
             clients.close()
         stopGateway(gateway)
+
+
+def test_producerNotAuthorised(request, tmp_path):
+    """
+    The broker denies the gateway's principal WRITE on the topic (an ACL):
+    every record is refused for good and written to the dead-letter file
+    with the broker's reason, none is lost, nothing is retried forever, and
+    the stop is clean with exact counts.
+    """
+    with ownBroker(request, tmp_path, "4", name="acl", kind=AuthorizingKafka) as broker:
+        topic = newTopic(broker)
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        deny = AclBinding(
+            ResourceType.TOPIC,
+            topic,
+            ResourcePatternType.LITERAL,
+            "User:ANONYMOUS",
+            "*",
+            AclOperation.WRITE,
+            AclPermissionType.DENY,
+        )
+        for future in admin.create_acls([deny]).values():
+            future.result(30)
+        gateway = linesGateway(tmp_path, broker.bootstrap, topic, "--health-interval", "1")
+        try:
+            gateway.start(1)
+            waitForLog(gateway, READY, 30)
+            sent = 100
+            with gateway.connect("lines") as sock:
+                sock.sendall(b"".join(b"%03d %09d x\n" % (0, i) for i in range(sent)))
+                deadLetters = RecordFile(tmp_path / "gateway-dead-letter.jsonl")
+                waitFor(
+                    lambda: deadLetters.exists() and len(deadLetters.read()) == sent,
+                    DEADLINE,
+                    "every record dead-lettered",
+                )
+            assert gateway.stop() in CLEAN_EXIT
+            log = gateway.log()
+            reasons = Counter(
+                json.loads(line)["reason"].split(":")[0] for line in open(deadLetters.path)
+            )
+            inKafka = topicSize(broker.bootstrap, topic)
+            report(
+                "producer not authorised",
+                sent=sent,
+                inKafka=inKafka,
+                deadLettered=sum(reasons.values()),
+                reasons=dict(reasons),
+                stopped=producerStopped(log),
+            )
+            assert inKafka == 0
+            assert producerStopped(log) == [(0, 0, 0, sent)], log[-3000:]
+            assert [r.value for r in deadLetters.read()] == [
+                b"%03d %09d x" % (0, i) for i in range(sent)
+            ]
+            assert set(reasons) == {"TOPIC_AUTHORIZATION_FAILED"}, reasons
+        finally:
+            stopGateway(gateway)

@@ -6,7 +6,15 @@ Python API that C{.tac} files and C{gateway.tap.makeService} share.
 The producer is the first child, the health service the second, and the
 listeners come after them: C{MultiService} stops children in reverse order,
 so listeners stop accepting before the producer drains.
+
+A stop that could not keep every record (the spool or the dead-letter file
+could not be written) says how many in its last log line and, under
+C{twistd}, makes the process exit with L{EXIT_UNKEPT} (see
+L{exitWithStatus}).
 """
+
+import os
+import sys
 
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import MultiService
@@ -42,11 +50,17 @@ from gateway.settings import (
 )
 
 __all__ = [
+    "EXIT_UNKEPT",
     "GatewayService",
+    "exitWithStatus",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_SPOOL",
     "DEFAULT_DEAD_LETTER",
 ]
+
+#: The exit status of a process whose stop lost records it could not write
+#: to the spool or the dead-letter file.
+EXIT_UNKEPT = 3
 
 
 class GatewayService(MultiService):
@@ -64,6 +78,7 @@ class GatewayService(MultiService):
     :ivar workerCount: how many worker processes share the listeners.
     :ivar certificates: the L{CertificateReloader} of the TLS listeners, or
         L{None} when there is none.
+    :ivar exitStatus: 0, or L{EXIT_UNKEPT} once a stop lost records.
     """
 
     log = Logger()
@@ -186,6 +201,7 @@ class GatewayService(MultiService):
         self.certificates = None
         self._registryLogged = False
         self._limitRaised = False
+        self.exitStatus = 0
         for listener in settings.listeners:
             self.addCheckedListener(listener)
 
@@ -316,7 +332,14 @@ class GatewayService(MultiService):
         if self.descriptors is not None:
             self.descriptors.stop()
         self.router.stopReading()
-        return MultiService.stopService(self)
+        stopped = MultiService.stopService(self)
+        stopped.addCallback(self._stopped)
+        return stopped
+
+    def _stopped(self, result):
+        if self.producer.unkept:
+            self.exitStatus = EXIT_UNKEPT
+        return result
 
     def _raiseDescriptorLimit(self):
         if self.descriptors is not None and not self._limitRaised:
@@ -335,3 +358,27 @@ class GatewayService(MultiService):
             suffix += 1
             name = f"{framing}-{suffix}"
         return name
+
+
+def exitWithStatus(reactor, service, exit=os._exit):
+    """
+    Make the process exit with C{service.exitStatus} once the reactor has
+    shut down, when it is not 0: twistd itself exits 0 (or by the signal
+    that stopped it) whatever its services did.
+
+    The log is written unbuffered by twistd's log file, and the standard
+    streams are flushed first; twistd's pidfile stays (twistd removes a
+    stale one at the next start).
+
+    :param reactor: the reactor that runs C{service}.
+    :param service: a L{GatewayService}.
+    :param exit: L{os._exit}.
+    """
+
+    def atShutdown():
+        if service.exitStatus:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            exit(service.exitStatus)
+
+    reactor.addSystemEventTrigger("after", "shutdown", atShutdown)

@@ -16,6 +16,7 @@ from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
 from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
 from gateway.kafka.security import securityFromConfig
+from gateway.paths import fileProblem, unixSocketPath
 from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loadBackends
 from gateway.router import DEFAULT_BUDGET
 from gateway.server.descriptors import DEFAULT_RESERVE
@@ -225,6 +226,9 @@ class SettingsCheck:
             raise SettingsError("kafkaOptions", str(e)) from e
         if http is not None:
             checkEndpoint(http, "malformed HTTP endpoint")
+            checkSocketPath(http, "http")
+        checkWritable("spoolPath", "--spool", spoolPath)
+        checkWritable("deadLetterPath", "--dead-letter", deadLetterPath)
         if reserveDescriptors is not None and (
             isinstance(reserveDescriptors, bool)
             or not isinstance(reserveDescriptors, int)
@@ -276,6 +280,7 @@ class SettingsCheck:
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
         checkEndpoint(endpoint, "malformed endpoint")
+        checkSocketPath(endpoint, "endpoint")
         tls = TLSSettings.fromOptions(tls, endpoint)
         return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls)
 
@@ -359,6 +364,40 @@ def checkEndpoint(description, problem):
     except Exception as e:
         setting = "http" if "HTTP" in problem else "endpoint"
         raise SettingsError(setting, f"{problem} {description!r}: {e}") from e
+
+
+def checkWritable(setting, option, path):
+    """
+    Refuse a file the gateway will write (the spool, the dead-letter file)
+    where it cannot: a missing directory, no write permission, a read-only
+    file system.
+
+    :param setting: the setting's name, for L{SettingsError}.
+    :param option: the command line's option, named in the message.
+    :param path: the file's path, or L{None} (none is written).
+    :raises SettingsError: naming the option and the path.
+    """
+    if path is None:
+        return
+    problem = fileProblem(path)
+    if problem is not None:
+        raise SettingsError(setting, f"{option} {path}: cannot write there: {problem}")
+
+
+def checkSocketPath(description, setting):
+    """
+    Refuse a C{unix:} endpoint whose socket cannot be created.
+
+    :param description: an endpoint description that parses.
+    :param setting: C{"endpoint"} or C{"http"}, for L{SettingsError}.
+    :raises SettingsError: naming the endpoint and the directory.
+    """
+    path = unixSocketPath(description)
+    problem = None if path is None else fileProblem(path)
+    if problem is not None:
+        raise SettingsError(
+            setting, f"endpoint {description!r}: cannot create the socket {path}: {problem}"
+        )
 
 
 def _positive(what, value):

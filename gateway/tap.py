@@ -12,11 +12,12 @@ from twisted.python import usage
 
 from gateway.framing.options import OptionError, parseListen
 from gateway.kafka.credentials import isSecret, readOptionEnv, readOptionFile, workerSecrets
+from gateway.paths import logFileProblem
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
 from gateway.server.tls import TLS_OPTIONS
 from gateway.server.workers import WorkerGroup, parentWatch
-from gateway.service import GatewayService
+from gateway.service import GatewayService, exitWithStatus
 from gateway.settings import (
     DEFAULT_BACKEND,
     DEFAULT_BOOTSTRAP_SERVERS,
@@ -254,6 +255,9 @@ class Options(usage.Options):
         for name in ("spool", "dead-letter", "http"):
             if self[name].lower() in ("", "none"):
                 self[name] = None
+        problem = logFileProblem(self.parent)
+        if problem is not None:
+            raise usage.UsageError(problem)
         try:
             self["settings"] = checkSettings(
                 [
@@ -374,6 +378,7 @@ def makeService(options):
             names=", ".join(options.inlineSecrets),
         )
     service = GatewayService.fromSettings(options["settings"], reactor)
+    exitWithStatus(reactor, service)
     count, index = options["workers"], options["worker-index"]
     if count == 1:
         return service

@@ -3,14 +3,17 @@
 Tests for L{GatewayService}, the public assembly API, on a memory reactor.
 """
 
+import os
+
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka import KafkaProducerService
 from gateway.registry import FramingError
 from gateway.server.listener import ListenerService
-from gateway.service import GatewayService
+from gateway.service import EXIT_UNKEPT, GatewayService, exitWithStatus
 from tests.fakes import fakeBackend
+from tests.support.files import temporaryDirectory
 
 
 class GatewayServiceTests(SynchronousTestCase):
@@ -145,6 +148,46 @@ class GatewayServiceTests(SynchronousTestCase):
         self.reactor.advance(0.1)
         self.successResultOf(d)
         self.assertEqual(self.backend.producers[0].produced[0].value(), b"hello")
+
+    def test_exitStatusAfterRecordsLost(self):
+        """
+        A stop that could not keep records (the spool's directory removed)
+        sets L{GatewayService.exitStatus} to L{EXIT_UNKEPT}; a clean stop
+        leaves it at 0.
+        """
+        directory = os.path.join(temporaryDirectory(self), "spool")
+        os.mkdir(directory)
+        gateway = self.makeGateway(spoolPath=os.path.join(directory, "s.jsonl"), drainTimeout=0.5)
+        gateway.privilegedStartService()
+        gateway.startService()
+        gateway.producer.produce("t", b"x")
+        os.rmdir(directory)
+        d = gateway.stopService()
+        self.reactor.pump([0.1] * 10)
+        self.successResultOf(d)
+        self.assertEqual((gateway.producer.unkept, gateway.exitStatus), (1, EXIT_UNKEPT))
+        clean = self.makeGateway()
+        clean.privilegedStartService()
+        clean.startService()
+        d = clean.stopService()
+        self.reactor.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(clean.exitStatus, 0)
+
+    def test_exitWithStatus(self):
+        """
+        L{exitWithStatus} exits with the service's status after the
+        reactor's shutdown, and does nothing when it is 0.
+        """
+        gateway = self.makeGateway()
+        exits = []
+        exitWithStatus(self.reactor, gateway, exit=exits.append)
+        [(trigger, args, kwargs)] = self.reactor.triggers["after"]["shutdown"]
+        trigger()
+        self.assertEqual(exits, [])
+        gateway.exitStatus = EXIT_UNKEPT
+        trigger()
+        self.assertEqual(exits, [EXIT_UNKEPT])
 
     def test_stopPublishesWholeMessagesOfPausedClients(self):
         """

@@ -5,6 +5,7 @@ and the Python API share, and the plugin scans it saves.
 """
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ from gateway.settings import (
 )
 from gateway.tap import Options, makeService
 from tests.fakes import fakeBackend
+from tests.support.files import temporaryDirectory
 
 
 class ScanCounter:
@@ -118,6 +120,35 @@ class CheckSettingsTests(SynchronousTestCase):
         error = self.assertRaises(SettingsError, self.check, **kwargs)
         self.assertEqual((error.setting, error.listener), (setting, listener))
         return str(error)
+
+    def test_unwritablePathsRefused(self):
+        """
+        A spool, dead-letter file or C{unix:} socket (of a listener or of
+        the HTTP endpoints) in a directory that does not exist is refused,
+        naming the option or endpoint and the path; L{None} (no file) is not
+        checked.
+        """
+        missing = os.path.join(temporaryDirectory(self), "gone")
+        spool = os.path.join(missing, "spool.jsonl")
+        self.assertEqual(
+            self.assertRefused("spoolPath", spoolPath=spool),
+            f"--spool {spool}: cannot write there: directory {missing} does not exist",
+        )
+        self.assertEqual(
+            self.assertRefused("deadLetterPath", deadLetterPath=spool),
+            f"--dead-letter {spool}: cannot write there: directory {missing} does not exist",
+        )
+        socket = os.path.join(missing, "gw.sock")
+        message = self.assertRefused(
+            "endpoint", 0, listeners=[{"framing": "lines", "endpoint": f"unix:{socket}"}]
+        )
+        self.assertEqual(
+            message,
+            f"endpoint 'unix:{socket}': cannot create the socket {socket}: "
+            f"directory {missing} does not exist",
+        )
+        self.assertIn(socket, self.assertRefused("http", http=f"unix:{socket}"))
+        self.check(spoolPath=None, deadLetterPath=None)
 
     def test_checked(self):
         """

@@ -3,12 +3,15 @@
 Tests for the C{twistd gateway} command line.
 """
 
+import os
+
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.framing.options import ListenSpec
 from gateway.service import DEFAULT_MAX_MESSAGE_SIZE
 from gateway.tap import Options
+from tests.support.files import temporaryDirectory
 
 VALID = ["--topic", "t", "--listen", "lines=tcp:9000"]
 
@@ -304,3 +307,23 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         )
         self.assertIn("needs sasl.mechanism", str(error))
         self.assertNotIn(self.PASSWORD, str(error))
+class LogFileCheckTests(SynchronousTestCase):
+    """
+    The gateway checks twistd's C{--logfile} before twistd opens it.
+    """
+
+    def test_missingDirectoryRefused(self):
+        """
+        A C{--logfile} in a missing directory is a usage error naming the
+        option and the path, before the settings are checked.
+        """
+        from twisted.scripts.twistd import ServerOptions
+
+        path = os.path.join(temporaryDirectory(self), "gone", "twistd.log")
+        twistd = ServerOptions()
+        error = self.assertRaises(
+            UsageError, twistd.parseOptions, ["-n", f"--logfile={path}", "gateway", *VALID]
+        )
+        self.assertIn(f"--logfile {path}: cannot write there", str(error))
+        twistd = ServerOptions()
+        twistd.parseOptions(["-n", "--logfile=-", "gateway", *VALID])

@@ -2,12 +2,14 @@
 """
 Records Kafka refused for good: judged (only the culprit of a batch refused
 as too large), written to the dead-letter file with the reason, counted and
-logged, so that no record is ever dropped silently.
+logged, so that no record is ever dropped silently: a record the file
+cannot take stays in memory, counted, until it can.
 """
 
 from twisted.logger import Logger
 
 from gateway.kafka.records import RecordFile
+from gateway.logs import OncePerInterval
 
 __all__ = ["DeadLetters", "SIZE_ERRORS", "judgeTooLarge"]
 
@@ -37,34 +39,84 @@ class DeadLetters:
     """
     Where records refused for good go.
 
+    A record the file cannot take (its directory removed, the disk full,
+    permissions changed) stays in memory, counted in L{held}, and is written
+    at the next refusal, at the next L{retry} (the producer tries every few
+    seconds) or at stop; the failure is logged once per interval.
+
     :ivar file: the dead-letter L{RecordFile}, or L{None} to only log.
     :ivar count: records refused so far.
+    :ivar held: C{(record, reason)} refused and not written yet, oldest
+        first.
+    :ivar error: why the last write failed, while records are held.
     """
 
     log = Logger()
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, clock=None):
         """
         :param path: the dead-letter file; L{None} only logs refusals.
+        :param clock: an L{IReactorTime}, to log write failures once per
+            interval (the global reactor's when L{None}).
         """
         self.file = RecordFile(path) if path else None
         self.count = 0
+        self.held = []
+        self.error = None
+        self._failures = OncePerInterval(clock) if clock is not None else None
 
     def refuse(self, record, reason):
         """
-        Write C{record} to the file with C{reason}, count it and log it.
+        Write C{record} to the file with C{reason} (or keep it until the file
+        can be written), count it and log it.
         """
         self.count += 1
         if self.file is not None:
-            self.file.append([record], reason=reason)
+            self.held.append((record, reason))
+            self.retry()
         self.log.error(
             "Kafka refused a {size}-byte record for {topic}: {reason}; {where}",
             size=len(record.value or b""),
             topic=record.topic,
             reason=reason,
-            where=(
-                f"written to {self.file.path}"
-                if self.file is not None
-                else "no dead-letter file configured, dropped"
-            ),
+            where=self._where(),
         )
+
+    def retry(self):
+        """
+        Write the held records, oldest first, as far as the file takes them.
+
+        :return: whether none is held any more.
+        """
+        while self.held:
+            record, reason = self.held[0]
+            try:
+                self.file.append([record], reason=reason)
+            except OSError as e:
+                self.error = f"cannot write {self.file.path}: {e}"
+                self._logFailure()
+                return False
+            self.held.pop(0)
+        if self.error is not None:
+            self.log.info("dead-letter file {path} written again", path=self.file.path)
+            self.error = None
+        return True
+
+    def _where(self):
+        if self.file is None:
+            return "no dead-letter file configured, dropped"
+        if self.held:
+            return f"kept in memory ({len(self.held)} held): {self.error}"
+        return f"written to {self.file.path}"
+
+    def _logFailure(self):
+        if self._failures is None:
+            from twisted.internet import reactor
+
+            self._failures = OncePerInterval(reactor)
+        if self._failures.event("failed") is not None:
+            self.log.error(
+                "{error}; {held} refused records kept in memory until it can be written",
+                error=self.error,
+                held=len(self.held),
+            )

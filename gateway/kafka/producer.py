@@ -30,9 +30,9 @@ from gateway.interfaces import IProducerEvents
 from gateway.kafka.backlog import Backlog
 from gateway.kafka.client import NO_CLIENT, ClientKeeper
 from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
-from gateway.kafka.deadletters import SIZE_ERRORS, DeadLetters, judgeTooLarge
+from gateway.kafka.deadletters import SIZE_ERRORS, judgeTooLarge
 from gateway.kafka.records import Record
-from gateway.kafka.spool import Spool
+from gateway.kafka.storage import Storage
 
 __all__ = [
     "KafkaProducerService",
@@ -87,7 +87,9 @@ class KafkaProducerService(Service):
     :ivar deadLettered: records refused for good, written to the dead-letter
         file.
     :ivar requeued: records produced again (timeouts, recreation).
-    :ivar spooled: records written to the spool at stop.
+    :ivar storage: the L{Storage}: the spool (L{spool}) and the
+        dead-letter file (L{deadLetters}), and what could not be written to
+        them.
     :ivar lastDeliveryTime: when a delivery was last seen confirmed.
     """
 
@@ -126,11 +128,12 @@ class KafkaProducerService(Service):
         self.clock = clock
         self.pollInterval = pollInterval
         self.drainTimeout = drainTimeout
-        self.spool = Spool(spoolPath) if spoolPath else None
-        self.deadLetters = DeadLetters(deadLetterPath)
+        self.storage = Storage(spoolPath, deadLetterPath, clock)
+        self.spool = self.storage.spool
+        self.deadLetters = self.storage.deadLetters
         self.observer = _NoObserver()
         self.accepted = self.produced = self.failureReports = 0
-        self.requeued = self.spooled = 0
+        self.requeued = 0
         self._keeper = ClientKeeper(
             backend,
             self.config,
@@ -148,6 +151,7 @@ class KafkaProducerService(Service):
         self._purged = []
         self._tooLarge = []
         self._stopped = False
+        self._leftAtStop = 0
         self._lastDelivered = 0
         self.lastDeliveryTime = None
 
@@ -185,7 +189,7 @@ class KafkaProducerService(Service):
         """
         Put spooled records at the head of the backlog.
         """
-        records = self.spool.load() if self.spool is not None else []
+        records = self.storage.load()
         for record in records:
             self._backlog.hold(record)
         self.accepted += len(records)
@@ -229,9 +233,20 @@ class KafkaProducerService(Service):
             ):
                 drainer.stop()
 
+        def finish(_):
+            try:
+                left = self._finishDrain()
+            except Exception:
+                # Never a stop that does not end: whatever failed is logged
+                # and the records still held are counted as not kept.
+                self.log.failure("the Kafka producer's stop failed")
+                left = self._leftAtStop or self.pending()
+                self.storage.notKept(left, "the stop failed")
+            done.callback(left)
+
         drainer = LoopingCall(check)
         drainer.clock = self.clock
-        drainer.start(self.pollInterval).addCallback(lambda _: done.callback(self._finishDrain()))
+        drainer.start(self.pollInterval).addBoth(finish)
         return done
 
     def _finishDrain(self):
@@ -241,31 +256,30 @@ class KafkaProducerService(Service):
         self._stopped = True
         left = self._purged + self._backlog.takeAll()
         self._purged = []
-        self._saveLeft(left)
+        self._leftAtStop = len(left)
+        self.storage.save(left)
+        why = self.storage.finish()
         delivered = self.delivered()
-        self.log.info(
+        line = (
             "Kafka producer stopped: {delivered} records delivered, {left} not "
-            "delivered ({spooled} spooled), {deadLettered} dead-lettered",
+            "delivered ({spooled} spooled), {deadLettered} dead-lettered"
+        )
+        figures = dict(
             delivered=delivered,
             left=len(left),
             spooled=self.spooled,
             deadLettered=self.deadLettered,
         )
-        return len(left)
-
-    def _saveLeft(self, records):
-        if not records:
-            if self.spool is not None:
-                self.spool.confirmed()
-            return
-        if self.spool is None:
+        if why is not None:
             self.log.error(
-                "{count} records not delivered and no spool configured: lost",
-                count=len(records),
+                line + ", {unkept} could not be kept ({why}): lost",
+                unkept=self.unkept,
+                why=why,
+                **figures,
             )
-            return
-        self.spool.save(records)
-        self.spooled += len(records)
+        else:
+            self.log.info(line, **figures)
+        return len(left)
 
     # The hot path
 
@@ -301,9 +315,7 @@ class KafkaProducerService(Service):
         with whole messages still buffered), in the spool.
         """
         if self._stopped:
-            if self.spool is not None:
-                self.spool.append(record)
-                self.spooled += 1
+            self.storage.append(record)
             return
         self._backlog.hold(record)
         self.observer.producerBlocked()
@@ -325,7 +337,8 @@ class KafkaProducerService(Service):
                 self.lastDeliveryTime = self.clock.seconds()
                 keeper.delivering()
             if self.spool is not None and self.spool.replaying and not self.pending():
-                self.spool.confirmed()
+                self.storage.confirmed()
+        self.storage.poll()
         self.observer.polled()
 
     def _pump(self):
@@ -407,6 +420,30 @@ class KafkaProducerService(Service):
         Payload bytes of the backlog.
         """
         return self._backlog.bytes
+
+    @property
+    def spooled(self):
+        """
+        Records written to the spool at or after stop.
+        """
+        return self.storage.spooled
+
+    @property
+    def unkept(self):
+        """
+        Records neither delivered nor written to the spool or the
+        dead-letter file when the service stopped (the files could not be
+        written): lost, and said so in the last log line.
+        """
+        return self.storage.unkept
+
+    @property
+    def storageProblems(self):
+        """
+        Why the spool or the dead-letter file cannot be written, as of the
+        last check; empty when they can.
+        """
+        return self.storage.problems
 
     @property
     def deadLettered(self):

@@ -5,7 +5,10 @@ files that keep records the gateway could not deliver (the spool, produced
 first at the next start, and the dead-letter file, kept for a human).
 
 The files are JSON lines, one record each, with binary fields in base64, so
-they survive any payload and can be read with standard tools.
+they survive any payload and can be read with standard tools.  Each line
+names its format (L{FORMAT}); a line without one is format 0, the same
+fields, written before formats were numbered.  A write either adds whole
+lines or none (a full disk leaves no half line), and says how many it kept.
 """
 
 import json
@@ -15,7 +18,13 @@ from base64 import b64decode, b64encode
 from collections import namedtuple
 from dataclasses import dataclass
 
-__all__ = ["Record", "DeliveryError", "RecordFile"]
+from gateway.paths import fileProblem
+
+__all__ = ["FORMAT", "Record", "DeliveryError", "RecordFile", "PartlyWritten"]
+
+#: The format of the lines this gateway writes; it reads this one and every
+#: older one (see C{docs/guarantees.md}, "On-disk formats").
+FORMAT = 1
 
 #: One Kafka record as the gateway holds it; C{headers} is a list of
 #: C{(name, bytes)} pairs.
@@ -44,6 +53,23 @@ class DeliveryError:
     allBrokersDown: bool = False
 
 
+class PartlyWritten(OSError):
+    """
+    A write failed after C{kept} whole records were written (maybe none).
+
+    :ivar kept: records written in full, the first C{kept} of those given.
+    :ivar error: the L{OSError} that stopped the write.
+    """
+
+    def __init__(self, kept, error):
+        OSError.__init__(self, error.errno, error.strerror)
+        self.kept = kept
+        self.error = error
+
+    def __str__(self):
+        return str(self.error)
+
+
 def _encode(data):
     return None if data is None else b64encode(data).decode("ascii")
 
@@ -59,11 +85,17 @@ class RecordFile:
     :ivar path: where it lives.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, write=os.write):
+        """
+        :param path: the file's path.
+        :param write: L{os.write} (a test can make the disk fill up).
+        """
         self.path = os.fspath(path)
+        self._write = write
 
     def _line(self, record, reason):
         entry = {
+            "format": FORMAT,
             "topic": record.topic,
             "key": _encode(record.key),
             "headers": [[name, _encode(value)] for name, value in record.headers or ()],
@@ -72,37 +104,77 @@ class RecordFile:
         }
         if reason is not None:
             entry["reason"] = reason
-        return json.dumps(entry, separators=(",", ":")) + "\n"
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
 
     def append(self, records, reason=None):
         """
-        Add records at the end and flush them to the disk.
+        Add records at the end and flush them to the disk: all of them, or
+        none (the file is cut back to where it was).
 
         :param records: L{Record}s.
         :param reason: why they are here (kept with each line).
+        :raises OSError: when they could not all be written.
         """
-        with open(self.path, "a", encoding="utf-8") as f:
-            for record in records:
-                f.write(self._line(record, reason))
-            f.flush()
-            os.fsync(f.fileno())
+        data = b"".join(self._line(record, reason) for record in records)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                _writeAll(fd, data, self._write)
+                os.fsync(fd)
+            except OSError:
+                _cut(fd, start)
+                raise
+        finally:
+            os.close(fd)
 
     def replace(self, records, reason=None):
         """
-        Make the file hold exactly these records (atomically: a crash leaves
-        the old or the new file, never half of one); no records removes it.
+        Make the file hold these records (atomically: a crash leaves the old
+        or the new file, never half of one); no records removes it.
+
+        When the disk fills up, the file holds the first records that fit
+        (whole lines) and L{PartlyWritten} says how many.
+
+        :return: how many records the file holds.
+        :raises PartlyWritten: when not all of them could be written.
         """
         records = list(records)
         if not records:
             self.remove()
-            return
+            return 0
         temporary = self.path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
+        kept, end = 0, 0
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise PartlyWritten(0, e) from e
+        failure = None
+        try:
             for record in records:
-                f.write(self._line(record, reason))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path)
+                line = self._line(record, reason)
+                try:
+                    _writeAll(fd, line, self._write)
+                except OSError as e:
+                    failure = e
+                    _cut(fd, end)
+                    break
+                kept, end = kept + 1, end + len(line)
+            os.fsync(fd)
+        except OSError as e:
+            failure, kept = e, 0
+        finally:
+            os.close(fd)
+        try:
+            if kept:
+                os.replace(temporary, self.path)
+            else:
+                os.remove(temporary)
+        except OSError as e:
+            failure, kept = e, 0
+        if failure is not None:
+            raise PartlyWritten(kept, failure) from failure
+        return kept
 
     def read(self):
         """
@@ -120,6 +192,11 @@ class RecordFile:
                     continue
                 try:
                     entry = json.loads(line)
+                    if entry.get("format", 0) > FORMAT:
+                        raise ValueError(
+                            f"format {entry['format']} is newer than this gateway "
+                            f"reads (up to {FORMAT})"
+                        )
                     records.append(
                         Record(
                             entry["topic"],
@@ -131,6 +208,12 @@ class RecordFile:
                 except (ValueError, KeyError, TypeError) as e:
                     raise ValueError(f"{self.path}:{number}: not a record: {e}") from e
         return records
+
+    def problem(self):
+        """
+        :return: why the file cannot be written now, or L{None}.
+        """
+        return fileProblem(self.path)
 
     def exists(self):
         return os.path.exists(self.path)
@@ -152,3 +235,19 @@ class RecordFile:
         """
         os.replace(self.path, path)
         return RecordFile(path)
+
+
+def _writeAll(fd, data, write):
+    view = memoryview(data)
+    while view:
+        view = view[write(fd, view) :]
+
+
+def _cut(fd, size):
+    """
+    Remove what a failed write left after C{size} bytes (a half line).
+    """
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass

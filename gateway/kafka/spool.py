@@ -55,10 +55,23 @@ class Spool:
         """
         Keep the records left at stop (replacing the replaying copy, whose
         records are either delivered or among these).
+
+        :return: how many were written.
+        :raises gateway.kafka.records.PartlyWritten: when only the first
+            C{kept} could be (a full disk, a directory removed); the
+            replaying copy then stays, so its records are produced again
+            rather than lost.
         """
-        self._file.replace(records)
+        kept = self._file.replace(records)
         self._replayingFile.remove()
         self.replaying = False
+        return kept
+
+    def problem(self):
+        """
+        :return: why the spool cannot be written now, or L{None}.
+        """
+        return self._file.problem()
 
     def append(self, record):
         """

@@ -29,6 +29,7 @@ __all__ = [
     "GatewayCollector",
     "HEALTH_STATES",
     "STOPPING",
+    "STORAGE",
     "readiness",
 ]
 
@@ -38,6 +39,10 @@ HEALTH_STATES = (STARTING, READY, DEGRADED, DOWN)
 #: The gateway's state once it has begun to stop (it drains to Kafka).
 STOPPING = "stopping"
 
+#: The gateway's state while the spool or the dead-letter file cannot be
+#: written: records it should keep would be lost.
+STORAGE = "storage"
+
 #: Frame error reasons every listener reports, at 0 until they happen.
 FRAME_ERROR_REASONS = (TOO_LARGE, MALFORMED_LENGTH, MALFORMED_FRAME, INCOMPLETE)
 
@@ -46,8 +51,9 @@ def readiness(gateway):
     """
     Decide whether the gateway should receive traffic, and say why.
 
-    The rules, in order: a gateway that is stopping is not ready; every
-    listener must be listening; then the health service decides (its state
+    The rules, in order: a gateway that is stopping is not ready, nor one
+    that cannot write its spool or dead-letter file; every listener must
+    be listening; then the health service decides (its state
     and reason are reported as they are).  Without a health service the
     gateway is ready when the producer has a Kafka client.
 
@@ -56,6 +62,9 @@ def readiness(gateway):
     """
     if gateway.router.stopped:
         return False, STOPPING, "the gateway is stopping and draining to Kafka"
+    problems = gateway.producer.storageProblems
+    if problems:
+        return False, STORAGE, "; ".join(problems)
     idle = [listener.name for listener in gateway.listeners if listener.port is None]
     if idle:
         return False, DOWN, "not listening: " + ", ".join(idle)
@@ -223,6 +232,16 @@ class GatewayCollector(Collector):
         )
         yield counter(
             "gateway_messages_spooled", "Records written to the spool at stop.", producer.spooled
+        )
+        yield gauge(
+            "gateway_dead_letters_held",
+            "Refused records kept in memory: the dead-letter file could not be written.",
+            len(producer.deadLetters.held),
+        )
+        yield gauge(
+            "gateway_storage_writable",
+            "1 when the spool and the dead-letter file could be written at the last check.",
+            int(not producer.storageProblems),
         )
         yield counter(
             "gateway_messages_requeued",

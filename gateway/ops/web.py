@@ -124,6 +124,8 @@ def statusSnapshot(collector, uptime, now):
             "failed": producer.failureReports,
             "deadLettered": producer.deadLettered,
             "spooled": producer.spooled,
+            "deadLettersHeld": len(producer.deadLetters.held),
+            "storageProblems": list(producer.storageProblems),
             "requeued": producer.requeued,
             "recreations": producer.recreations,
             "brokersUp": producer.brokersUp(),

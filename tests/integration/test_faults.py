@@ -7,13 +7,24 @@ the broker cannot confirm.  Every test reads Kafka back and checks each
 connection's sequence numbers exactly (see C{docs/guarantees.md}).
 """
 
+import json
 import os
 import time
+from collections import Counter
 
 import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
+from gateway.kafka.records import RecordFile
 from gateway.registry import loadBackends
-from tests.integration.support.brokers import brokerUp, frozen, ownBroker
+from tests.integration.support.brokers import AuthorizingKafka, brokerUp, frozen, ownBroker
 from tests.integration.support.clients import Clients, Sequences, assertDelivered, readSpool
 from tests.integration.support.process import (
     CLEAN_EXIT,
@@ -24,7 +35,13 @@ from tests.integration.support.process import (
     waitForLog,
 )
 from tests.integration.support.procfs import MemorySampler, unreadBytes, vmRSS
-from tests.integration.support.topics import newTopic, readAll, waitForSize, waitForStableSize
+from tests.integration.support.topics import (
+    newTopic,
+    readAll,
+    topicSize,
+    waitForSize,
+    waitForStableSize,
+)
 from tests.support.waiting import DEADLINE, waitFor
 
 MiB = 1024 * 1024
@@ -196,7 +213,7 @@ RSS_MARGIN = 24 * MiB
 
 def test_brokerFrozenMemoryBounded(request, tmp_path):
     """
-    While the broker is frozen (SIGSTOP) for 20 s under 100 clients, the
+    While the broker is frozen (SIGSTOP) for 30 s under 100 clients, the
     gateway's resident memory stays within its idle size plus the 16 MiB
     budget plus a fixed margin (L{RSS_MARGIN}), the clients are paused, and
     after SIGCONT every message arrives exactly once, in order.
@@ -228,7 +245,7 @@ def test_brokerFrozenMemoryBounded(request, tmp_path):
             with frozen(broker):
                 frozenAt = clients.totalSent()
                 readBefore = clients.bytesSent() - unreadBytes(pid, clients.clients)
-                time.sleep(20)
+                time.sleep(30)
                 # Paused by now on an idle machine; a busy one may take
                 # longer to fill the budget, which is no failure.
                 paused = waitForLog(
@@ -408,3 +425,139 @@ def test_stoppedWhileBrokerFrozen(request, tmp_path):
                 clients.close()
             stopGateway(gateway)
             stopGateway(again)
+
+
+def test_topicDeletedMidStream(kafka, tmp_path):
+    """
+    The topic is deleted while 10 clients stream into it: the broker (its
+    default C{auto.create.topics.enable}) creates it again when the
+    producer asks for it, and the gateway goes on delivering into the new
+    topic without a restart.  What the old topic held is gone with it
+    (Kafka's doing); from each connection's first record in the new topic
+    on, every sequence number arrives once, in order.  No record is lost
+    by the gateway: each was confirmed by Kafka (into the old topic or the
+    new one) or, refused while the topic was missing, dead-lettered with
+    its reason.
+    """
+    topic = newTopic(kafka)
+    gateway = linesGateway(tmp_path, kafka.bootstrap, topic, "--health-interval", "1")
+    clients = None
+    try:
+        gateway.start(1)
+        waitForLog(gateway, READY, 30)
+        clients = Clients(gateway, 10, size=100, rate=100).start()
+        time.sleep(3)
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        atDeletion = clients.sent()
+        for future in admin.delete_topics([topic]).values():
+            future.result(30)
+        deleted = time.monotonic()
+        waitFor(lambda: topic in admin.list_topics(timeout=10).topics, 60, "the topic again")
+        recreatedAfter = time.monotonic() - deleted
+        time.sleep(5)
+        sent = clients.finish()
+        clients.close()
+        total = sum(sent.values())
+        inKafka = waitForStableSize(kafka.bootstrap, topic, 3.0, 120)
+        assert gateway.stop() in CLEAN_EXIT
+        log = gateway.log()
+        found = Sequences(readAll(kafka.bootstrap, topic, inKafka))
+        firsts = {c: min(s) for c, s in found.byClient.items()}
+        tails = {c: sent[c] - firsts.get(c, sent[c]) for c in sent}
+        [(delivered, left, spooled, dead)] = producerStopped(log)
+        deadLetters = RecordFile(tmp_path / "gateway-dead-letter.jsonl")
+        reasons = (
+            Counter(
+                json.loads(line)["reason"].split(":")[0]
+                for line in open(deadLetters.path)
+                if line.strip()
+            )
+            if dead
+            else Counter()
+        )
+        report(
+            "topic deleted mid-stream",
+            sent=total,
+            sentBeforeDeletion=sum(atDeletion.values()),
+            topicBackAfter=f"{recreatedAfter:.1f}s",
+            inNewTopic=inKafka,
+            deletedWithTheOldTopic=delivered - inKafka,
+            duplicates=sum(n for d in found.duplicates().values() for n in d.values()),
+            delivered=delivered,
+            deadLettered=dead,
+            reasons=dict(reasons),
+            recreations=log.count("Kafka producer created") - 1,
+        )
+        assert left == 0 and spooled == 0, log[-3000:]
+        assert found.duplicates() == {}
+        # Every connection reached the new topic, and from its first record
+        # there on, nothing is missing.
+        assert set(found.byClient) == set(sent)
+        for client, sequences in found.byClient.items():
+            assert sequences == list(range(firsts[client], sent[client])), client
+        assert inKafka == sum(tails.values())
+        # Confirmed (old topic or new) or dead-lettered: none unaccounted.
+        assert delivered + dead == total, (delivered, dead, total)
+        assert sum(reasons.values()) == dead
+    finally:
+        if clients is not None:
+            clients.close()
+        stopGateway(gateway)
+
+
+def test_producerNotAuthorised(request, tmp_path):
+    """
+    The broker denies the gateway's principal WRITE on the topic (an ACL):
+    every record is refused for good and written to the dead-letter file
+    with the broker's reason, none is lost, nothing is retried forever, and
+    the stop is clean with exact counts.
+    """
+    with ownBroker(request, tmp_path, "4", name="acl", kind=AuthorizingKafka) as broker:
+        topic = newTopic(broker)
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        deny = AclBinding(
+            ResourceType.TOPIC,
+            topic,
+            ResourcePatternType.LITERAL,
+            "User:ANONYMOUS",
+            "*",
+            AclOperation.WRITE,
+            AclPermissionType.DENY,
+        )
+        for future in admin.create_acls([deny]).values():
+            future.result(30)
+        gateway = linesGateway(tmp_path, broker.bootstrap, topic, "--health-interval", "1")
+        try:
+            gateway.start(1)
+            waitForLog(gateway, READY, 30)
+            sent = 100
+            with gateway.connect("lines") as sock:
+                sock.sendall(b"".join(b"%03d %09d x\n" % (0, i) for i in range(sent)))
+                deadLetters = RecordFile(tmp_path / "gateway-dead-letter.jsonl")
+                waitFor(
+                    lambda: deadLetters.exists() and len(deadLetters.read()) == sent,
+                    DEADLINE,
+                    "every record dead-lettered",
+                )
+            assert gateway.stop() in CLEAN_EXIT
+            log = gateway.log()
+            reasons = Counter(
+                json.loads(line)["reason"].split(":")[0] for line in open(deadLetters.path)
+            )
+            inKafka = topicSize(broker.bootstrap, topic)
+            report(
+                "producer not authorised",
+                sent=sent,
+                inKafka=inKafka,
+                deadLettered=sum(reasons.values()),
+                reasons=dict(reasons),
+                stopped=producerStopped(log),
+            )
+            assert inKafka == 0
+            assert producerStopped(log) == [(0, 0, 0, sent)], log[-3000:]
+            assert [r.value for r in deadLetters.read()] == [
+                b"%03d %09d x" % (0, i) for i in range(sent)
+            ]
+            assert set(reasons) == {"TOPIC_AUTHORIZATION_FAILED"}, reasons
+        finally:
+            stopGateway(gateway)

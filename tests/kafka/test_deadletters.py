@@ -3,10 +3,12 @@
 Tests for L{DeadLetters} and L{judgeTooLarge}.
 """
 
+import json
 import os
 import shutil
 import tempfile
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -84,3 +86,60 @@ class DeadLettersTests(SynchronousTestCase):
         self.assertEqual(deadLetters.count, 1)
         [event] = [e for e in self.logged if "where" in e]
         self.assertEqual(event["where"], "no dead-letter file configured, dropped")
+
+
+class UnwritableDeadLettersTests(SynchronousTestCase):
+    """
+    L{DeadLetters} when the file cannot be written: records held in memory,
+    counted, written once it can be, the failure logged once per interval.
+    """
+
+    def setUp(self):
+        self.directory = os.path.join(tempfile.mkdtemp(), "dead")
+        self.addCleanup(shutil.rmtree, os.path.dirname(self.directory))
+        self.path = os.path.join(self.directory, "dead.jsonl")
+        self.clock = Clock()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.deadLetters = DeadLetters(self.path, self.clock)
+
+    def test_heldNotRaised(self):
+        """
+        A refusal while the directory is missing raises nothing: the record
+        is counted, held with its reason, and logged as kept in memory.
+        """
+        record = Record("t", None, [], b"x")
+        self.deadLetters.refuse(record, "why")
+        self.assertEqual(self.deadLetters.count, 1)
+        self.assertEqual(self.deadLetters.held, [(record, "why")])
+        self.assertIn("No such file or directory", self.deadLetters.error)
+        [event] = [e for e in self.logged if "where" in e]
+        self.assertTrue(event["where"].startswith("kept in memory (1 held): cannot write "))
+
+    def test_failureLoggedOncePerInterval(self):
+        """
+        Refusals while the file cannot be written log the failure once per
+        interval, with the number held.
+        """
+        for _ in range(3):
+            self.deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        self.clock.advance(10.0)
+        self.deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        failures = [e for e in self.logged if "held" in e and "error" in e]
+        self.assertEqual([e["held"] for e in failures], [1, 4])
+
+    def test_writtenOnceWritable(self):
+        """
+        Once the directory is back, L{DeadLetters.retry} writes the held
+        records in order with their reasons, and logs it.
+        """
+        first, second = Record("t", None, [], b"1"), Record("t", None, [], b"2")
+        self.deadLetters.refuse(first, "one")
+        self.deadLetters.refuse(second, "two")
+        self.assertFalse(self.deadLetters.retry())
+        os.mkdir(self.directory)
+        self.assertTrue(self.deadLetters.retry())
+        self.assertEqual((self.deadLetters.held, self.deadLetters.error), ([], None))
+        self.assertEqual(RecordFile(self.path).read(), [first, second])
+        with open(self.path) as f:
+            self.assertEqual([json.loads(line)["reason"] for line in f], ["one", "two"])
+        self.assertTrue(any("written again" in e["log_format"] for e in self.logged))

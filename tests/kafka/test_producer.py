@@ -697,6 +697,59 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual([r.value for r in RecordFile(self.spoolPath).read()], [b"waiting"])
 
+    def test_spoolDirectoryRemovedStopEnds(self):
+        """
+        A stop whose spool cannot be written (its directory removed) still
+        ends at the drain deadline, counts every record left as not kept
+        and says so, as an error, in its last line.
+        """
+        service = self.makeService(drainTimeout=1.0)
+        for value in (b"1", b"2"):
+            service.produce("t", value)
+        shutil.rmtree(self.directory)
+        d = service.stopService()
+        self.clock.pump([0.1] * 11)
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertEqual((service.spooled, service.unkept), (0, 2))
+        [summary] = [e for e in self.events if "left" in e]
+        self.assertEqual(summary["log_level"].name, "error")
+        self.assertEqual((summary["left"], summary["spooled"], summary["unkept"]), (2, 0, 2))
+        self.assertIn(f"cannot write the spool {self.spoolPath}", summary["why"])
+        os.mkdir(self.directory)
+
+    def test_stopFailureStillEnds(self):
+        """
+        Whatever fails while finishing the stop, the stop's L{Deferred}
+        fires (with what was pending), the failure is logged, and the
+        records are counted as not kept.
+        """
+        service = self.makeService(drainTimeout=0.0)
+        service.produce("t", b"1")
+
+        def broken(records):
+            raise RuntimeError("broken")
+
+        service.storage.save = broken
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(service.unkept, 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_storageProblemsSeenWhileRunning(self):
+        """
+        While running, the producer notices within a few seconds that the
+        spool cannot be written, and when it can again.
+        """
+        service = self.makeService()
+        self.assertEqual(service.storageProblems, [])
+        shutil.rmtree(self.directory)
+        self.clock.pump([0.1] * 60)
+        self.assertEqual(len(service.storageProblems), 2)
+        os.mkdir(self.directory)
+        self.clock.pump([0.1] * 60)
+        self.assertEqual(service.storageProblems, [])
+
     def test_noSpoolConfiguredLogsLoss(self):
         """
         Without a spool, records left at stop are counted and logged as

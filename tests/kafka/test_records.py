@@ -5,13 +5,14 @@ reports in, and L{RecordFile}, the JSON-lines file under the spool and the
 dead-letter file.
 """
 
+import errno
 import json
 import os
 from base64 import b64decode
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.kafka.records import DeliveryError, Record, RecordFile
+from gateway.kafka.records import FORMAT, DeliveryError, PartlyWritten, Record, RecordFile
 from tests.support.files import temporaryDirectory
 
 RECORDS = [
@@ -135,3 +136,121 @@ class DeliveryErrorTests(SynchronousTestCase):
         )
         self.assertEqual(error, DeliveryError("MSG_SIZE_TOO_LARGE", "too large"))
         self.assertNotEqual(error, DeliveryError("MSG_SIZE_TOO_LARGE", "too large", fatal=True))
+
+
+def diskFullAfter(room):
+    """
+    An L{os.write} for a disk with C{room} bytes free: it writes what fits,
+    then fails with C{ENOSPC}, as a full file system does.
+    """
+    left = [room]
+
+    def write(fd, data):
+        if not left[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, data[: left[0]])
+        left[0] -= n
+        return n
+
+    return write
+
+
+class RecordFileFailureTests(SynchronousTestCase):
+    """
+    L{RecordFile} when the disk fills up or the directory is gone: whole
+    lines or none, and the count of what was kept.
+    """
+
+    def setUp(self):
+        self.path = os.path.join(temporaryDirectory(self), "records.jsonl")
+        self.line = len(RecordFile(self.path)._line(RECORDS[0], None))
+
+    def test_appendAllOrNothing(self):
+        """
+        An append that does not fit leaves the file as it was (no half
+        line) and raises.
+        """
+        RecordFile(self.path).append(RECORDS[:1])
+        before = open(self.path, "rb").read()
+        full = RecordFile(self.path, write=diskFullAfter(self.line + 10))
+        self.assertRaises(OSError, full.append, RECORDS[:1] * 2)
+        self.assertEqual(open(self.path, "rb").read(), before)
+
+    def test_replaceKeepsWholeLinesThatFit(self):
+        """
+        A replace on a disk that fills up keeps the first records that fit,
+        whole, and says how many in L{PartlyWritten}.
+        """
+        full = RecordFile(self.path, write=diskFullAfter(2 * self.line + 10))
+        e = self.assertRaises(PartlyWritten, full.replace, RECORDS[:1] * 5)
+        self.assertEqual(e.kept, 2)
+        self.assertEqual(e.error.errno, errno.ENOSPC)
+        self.assertEqual(RecordFile(self.path).read(), RECORDS[:1] * 2)
+        self.assertFalse(os.path.exists(self.path + ".tmp"))
+
+    def test_replaceNothingFits(self):
+        """
+        When not one record fits, the file is not replaced and no temporary
+        file stays.
+        """
+        RecordFile(self.path).replace(RECORDS[:1])
+        full = RecordFile(self.path, write=diskFullAfter(10))
+        e = self.assertRaises(PartlyWritten, full.replace, RECORDS[:1] * 3)
+        self.assertEqual(e.kept, 0)
+        self.assertEqual(RecordFile(self.path).read(), RECORDS[:1])
+        self.assertFalse(os.path.exists(self.path + ".tmp"))
+
+    def test_directoryGone(self):
+        """
+        A missing directory fails an append with L{OSError} and a replace
+        with L{PartlyWritten} keeping none; L{RecordFile.problem} says why.
+        """
+        missing = RecordFile(os.path.join(self.path, "..", "gone", "x.jsonl"))
+        self.assertRaises(OSError, missing.append, RECORDS)
+        self.assertEqual(self.assertRaises(PartlyWritten, missing.replace, RECORDS).kept, 0)
+        self.assertIn("does not exist", missing.problem())
+        self.assertIsNone(RecordFile(self.path).problem())
+
+
+class FormatTests(SynchronousTestCase):
+    """
+    The lines' format number.
+    """
+
+    def setUp(self):
+        self.path = os.path.join(temporaryDirectory(self), "records.jsonl")
+
+    def test_written(self):
+        """
+        Every line names the format it is written in.
+        """
+        RecordFile(self.path).append(RECORDS)
+        formats = {json.loads(line)["format"] for line in open(self.path)}
+        self.assertEqual(formats, {FORMAT})
+
+    def test_unnumberedRead(self):
+        """
+        A line without a format (written before formats were numbered) is
+        read as before.
+        """
+        with open(self.path, "w") as f:
+            f.write('{"topic":"t","key":null,"headers":[],"value":"eA==","time":1.0}\n')
+        self.assertEqual(RecordFile(self.path).read(), [Record("t", None, [], b"x")])
+
+    def test_newerRefused(self):
+        """
+        A line in a newer format than this gateway reads is refused, naming
+        the line and the formats.
+        """
+        with open(self.path, "w") as f:
+            f.write(
+                json.dumps(
+                    {"format": FORMAT + 1, "topic": "t", "key": None, "headers": [], "value": ""}
+                )
+                + "\n"
+            )
+        e = self.assertRaises(ValueError, RecordFile(self.path).read)
+        self.assertIn(f"{self.path}:1:", str(e))
+        self.assertIn(
+            f"format {FORMAT + 1} is newer than this gateway reads (up to {FORMAT})", str(e)
+        )

@@ -6,6 +6,7 @@ built on a L{MemoryReactorClock} with the fake producer backend and fake
 brokers answering the health probe.
 """
 
+import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway import __version__
-from gateway.ops.metrics import FRAME_ERROR_REASONS, GatewayCollector, readiness
+from gateway.ops.metrics import FRAME_ERROR_REASONS, STORAGE, GatewayCollector, readiness
 from gateway.ops.web import statusSnapshot
 from gateway.service import GatewayService
 from tests.fakes import FakeKafkaError, fakeBackend
@@ -151,6 +152,32 @@ class ReadinessTests(GatewayMixin, SynchronousTestCase):
         self.start()
         gateway.listeners[1].stopService()
         self.assertEqual(readiness(gateway), (False, "down", "not listening: netstring"))
+
+    def test_storageUnwritable(self):
+        """
+        A spool whose directory was removed makes the gateway not ready at
+        the producer's next storage check, with state C{storage} and the
+        reason naming the path, and C{/metrics} says so too; ready again
+        once the directory is back.
+        """
+        directory = os.path.join(temporaryDirectory(self), "spool")
+        os.mkdir(directory)
+        spool = os.path.join(directory, "spool.jsonl")
+        gateway = self.makeGateway(spoolPath=spool)
+        self.start()
+        os.rmdir(directory)
+        self.elapse(6.0)
+        ready, state, reason = readiness(gateway)
+        self.assertEqual((ready, state), (False, STORAGE))
+        self.assertEqual(
+            reason, f"cannot write the spool {spool}: directory {directory} does not exist"
+        )
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples[("gateway_storage_writable", ())], 0)
+        self.assertEqual(samples[("gateway_dead_letters_held", ())], 0)
+        os.mkdir(directory)
+        self.elapse(6.0)
+        self.assertEqual(readiness(gateway)[:2], (True, "ready"))
 
     def test_brokerDown(self):
         """

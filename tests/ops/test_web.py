@@ -414,6 +414,8 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
                     "failed": 0,
                     "deadLettered": 0,
                     "spooled": 0,
+                    "deadLettersHeld": 0,
+                    "storageProblems": [],
                     "requeued": 0,
                     "recreations": 0,
                     "brokersUp": None,

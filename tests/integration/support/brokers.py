@@ -13,18 +13,38 @@ from devkafka import DevKafka, ProbeError, probeMetadata
 from tests.integration.conftest import devkafkaHome
 from tests.support.waiting import waitFor
 
-__all__ = ["brokerUp", "frozen", "ownBroker", "thaw"]
+__all__ = ["AuthorizingKafka", "brokerUp", "frozen", "ownBroker", "thaw"]
+
+
+class AuthorizingKafka(DevKafka):
+    """
+    A development broker that checks ACLs (KRaft's C{StandardAuthorizer}),
+    allowing everything no ACL names: a test denies what it needs denied,
+    without the SASL set-up real users need.
+    """
+
+    AUTHORIZER = (
+        "\n# ACLs checked; what no ACL names is allowed (tests deny what they need).\n"
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+        "allow.everyone.if.no.acl.found=true\n"
+    )
+
+    def _writeConfig(self, controllerPort):
+        DevKafka._writeConfig(self, controllerPort)
+        with open(self.runDir / "server.properties", "a") as f:
+            f.write(self.AUTHORIZER)
 
 
 @contextlib.contextmanager
-def ownBroker(request, directory, version="4", name="faults"):
+def ownBroker(request, directory, version="4", name="faults", kind=DevKafka):
     """
     A broker of the test's own (never the shared session one), started, and
     whatever happens thawed and stopped at the end.
 
     :param directory: its run folder goes under it.
+    :param kind: L{DevKafka} or a subclass (L{AuthorizingKafka}).
     """
-    broker = DevKafka(
+    broker = kind(
         version,
         home=devkafkaHome(request.config),
         name=name,

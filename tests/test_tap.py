@@ -307,6 +307,8 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         )
         self.assertIn("needs sasl.mechanism", str(error))
         self.assertNotIn(self.PASSWORD, str(error))
+
+
 class LogFileCheckTests(SynchronousTestCase):
     """
     The gateway checks twistd's C{--logfile} before twistd opens it.

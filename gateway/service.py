@@ -149,7 +149,11 @@ class GatewayService(MultiService):
         )
         self.producer.setServiceParent(self)
         self.router = Router(
-            self.producer, settings.topic, budget=settings.budget, headers=settings.headers
+            self.producer,
+            settings.topic,
+            budget=settings.budget,
+            headers=settings.headers,
+            incompleteCap=settings.incompleteCap,
         )
         self.health = None
         healthInterval = settings.healthInterval

@@ -129,6 +129,7 @@ class GatewaySettings:
     workerIndex: int
     listeners: tuple
     check: object
+    incompleteCap: int = None
 
 
 class SettingsCheck:
@@ -189,6 +190,7 @@ class SettingsCheck:
         reserveDescriptors=DEFAULT_RESERVE,
         workers=1,
         workerIndex=1,
+        incompleteCap=None,
     ):
         """
         Check the settings of the whole gateway but its listeners' (see
@@ -203,6 +205,8 @@ class SettingsCheck:
             raise SettingsError("topic", "a Kafka topic is required")
         maxMessageSize = _positive("maxMessageSize", maxMessageSize)
         budget = _positive("budget", budget)
+        if incompleteCap is not None:
+            incompleteCap = _positive("incompleteCap", incompleteCap)
         if isinstance(backend, str):
             if backend not in self.backends:
                 raise SettingsError(
@@ -248,6 +252,7 @@ class SettingsCheck:
             workerIndex=_positive("workerIndex", workerIndex),
             listeners=(),
             check=self,
+            incompleteCap=incompleteCap,
         )
         return settings
 

@@ -112,6 +112,15 @@ class Options(usage.Options):
             _positiveInt,
         ],
         [
+            "incomplete-cap",
+            None,
+            None,
+            "Bytes of incomplete frames held at most, all connections "
+            "together (default: half of --budget); over it the connections "
+            "holding the most are closed.",
+            _positiveInt,
+        ],
+        [
             "spool",
             None,
             DEFAULT_SPOOL,
@@ -246,6 +255,7 @@ class Options(usage.Options):
                 reserveDescriptors=self["reserve-descriptors"],
                 workers=self["workers"],
                 workerIndex=self["worker-index"],
+                incompleteCap=self["incomplete-cap"],
             )
         except SettingsError as e:
             raise usage.UsageError(self._explain(e)) from e

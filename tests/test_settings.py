@@ -153,6 +153,7 @@ class CheckSettingsTests(SynchronousTestCase):
         self.assertIn("topic", self.assertRefused("topic", topic=""))
         self.assertIn("maxMessageSize", self.assertRefused("maxMessageSize", maxMessageSize=0))
         self.assertIn("budget", self.assertRefused("budget", budget=-1))
+        self.assertIn("incompleteCap", self.assertRefused("incompleteCap", incompleteCap=0))
         self.assertIn("confluent", self.assertRefused("backend", backend="nope"))
         self.assertIn(
             "lingr.ms",

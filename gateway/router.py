@@ -141,7 +141,7 @@ class Router:
         self.paused = False
         self.stopped = False
         self.lastHeldBytes = 0
-        self.incomplete = IncompleteCap(budget, incompleteCap)
+        self.incomplete = IncompleteCap(budget, incompleteCap, getattr(producer, "clock", None))
         self.health = ("starting", "no health probe has answered yet")
         self._queueFull = False
         self._overBudget = False

@@ -294,6 +294,7 @@ class DefaultsTests(SynchronousTestCase):
             "deadLetterPath": "dead-letter",
             "healthInterval": "health-interval",
             "reserveDescriptors": "reserve-descriptors",
+            "incompleteCap": "incomplete-cap",
         }
         for parameter, option in pairs.items():
             self.assertEqual(parameters[parameter].default, options[option], parameter)

@@ -8,10 +8,13 @@ clients sending frames they never finish would pause every client for good.
 One connection holds at most one frame in progress, which the message size
 limit bounds (each framing enforces it); this caps the total.  Over the cap,
 the connections holding the most incomplete bytes are closed (reason
-C{incomplete-cap}) until the total is under it again.
+C{incomplete-cap}) until the total is under it again, and logged as one line
+per interval.
 """
 
 from twisted.logger import Logger
+
+from gateway.logs import OncePerInterval
 
 __all__ = ["INCOMPLETE_CAP", "IncompleteCap", "defaultCap"]
 
@@ -44,15 +47,22 @@ class IncompleteCap:
 
     log = Logger()
 
-    def __init__(self, budget, cap=None):
+    def __init__(self, budget, cap=None, clock=None, interval=10.0):
         """
         :param budget: the byte budget (for the default cap).
         :param cap: bytes of incomplete frames held at most (L{None}:
             L{defaultCap}).
+        :param clock: an L{twisted.internet.interfaces.IReactorTime} for
+            the log's rate limit (the global reactor when L{None}).
+        :param interval: seconds between log lines at most.
         """
         self.cap = defaultCap(budget) if cap is None else cap
         self.lastBytes = 0
         self.closed = 0
+        self.clock = clock
+        self.interval = interval
+        self._lines = None
+        self._unlogged = 0
 
     def check(self, clients):
         """
@@ -84,15 +94,30 @@ class IncompleteCap:
             client.abandon(INCOMPLETE_CAP)
         self.lastBytes = left
         self.closed += len(closing)
-        self.log.warn(
-            "closing {count} client connections holding the most bytes of "
-            "incomplete frames ({dropped} bytes; the largest {largest}): "
-            "{total} bytes held, over the {cap}-byte cap ({reason})",
-            count=len(closing),
-            dropped=total - left,
-            largest=closing[0][0],
-            total=total,
-            cap=self.cap,
-            reason=INCOMPLETE_CAP,
-        )
+        self._unlogged += len(closing)
+        rounds = self._rateLimit().event(INCOMPLETE_CAP)
+        if rounds is not None:
+            self.log.warn(
+                "closing {count} client connections holding the most bytes of "
+                "incomplete frames ({dropped} bytes; the largest {largest}): "
+                "{total} bytes held, over the {cap}-byte cap ({reason}); "
+                "{since} closed in {rounds} rounds since the last such line",
+                count=len(closing),
+                dropped=total - left,
+                largest=closing[0][0],
+                total=total,
+                cap=self.cap,
+                reason=INCOMPLETE_CAP,
+                since=self._unlogged,
+                rounds=rounds[INCOMPLETE_CAP],
+            )
+            self._unlogged = 0
         return len(closing)
+
+    def _rateLimit(self):
+        if self._lines is None:
+            clock = self.clock
+            if clock is None:
+                from twisted.internet import reactor as clock
+            self._lines = OncePerInterval(clock, self.interval)
+        return self._lines

@@ -4,6 +4,7 @@ Tests for L{gateway.server.incomplete}: the cap on bytes of incomplete
 frames, on fake connections and on real framings.
 """
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.server.incomplete import INCOMPLETE_CAP, IncompleteCap, defaultCap
@@ -64,17 +65,25 @@ class IncompleteCapTests(SynchronousTestCase):
         )
         self.assertEqual((cap.lastBytes, cap.closed), (40, 2))
 
-    def test_loggedAsOneLine(self):
+    def test_loggedOncePerInterval(self):
         """
-        Closing several connections is one warning with the count, the
-        bytes dropped, the total and the cap.
+        A round of closes is one warning with the count, the bytes dropped,
+        the total and the cap; rounds within the interval after it are
+        summed up in the next line.
         """
         events = captureLogs(self)
-        cap = IncompleteCap(1000, 100)
+        clock = Clock()
+        cap = IncompleteCap(1000, 100, clock)
         cap.check([Holder(80), Holder(80), Holder(80)])
-        [event] = eventsFrom(events, "gateway.server.incomplete", "warn")
+        clock.advance(5)
+        cap.check([Holder(80), Holder(80)])
+        cap.check([Holder(80), Holder(80)])
+        clock.advance(5)
+        cap.check([Holder(80), Holder(80)])
+        first, second = eventsFrom(events, "gateway.server.incomplete", "warn")
+        fields = ("count", "dropped", "largest", "total", "cap", "reason", "since", "rounds")
         self.assertEqual(
-            {k: event[k] for k in ("count", "dropped", "largest", "total", "cap", "reason")},
+            {k: first[k] for k in fields},
             {
                 "count": 2,
                 "dropped": 160,
@@ -82,8 +91,12 @@ class IncompleteCapTests(SynchronousTestCase):
                 "total": 240,
                 "cap": 100,
                 "reason": INCOMPLETE_CAP,
+                "since": 2,
+                "rounds": 1,
             },
         )
+        self.assertEqual((second["count"], second["since"], second["rounds"]), (1, 3, 3))
+        self.assertEqual(cap.closed, 5)
 
 
 class AbandonTests(SynchronousTestCase):

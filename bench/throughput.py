@@ -58,7 +58,8 @@ WATERMARK_INTERVAL = 0.05
 #: log file's "[namespace#level]" tag) and tracebacks, but not the expected
 #: back-pressure warning, which is counted on its own.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
-PAUSE = "producer queue full: pausing"
+#: The router's back-pressure warning (budget or producer queue), as logged.
+PAUSE = "[gateway.router#warn] pausing "
 
 
 # The client process

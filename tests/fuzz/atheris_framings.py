@@ -4,18 +4,20 @@ framing and the example C{stx} plugin, with the checks of
 L{tests.fuzz.harness}.  Not part of the test suite (the hypothesis tests
 next to it are); run it by hand or on a schedule.
 
-From the repository root, with the plugin installed (C{scripts/_venv.sh}
-does) and atheris, which is not in the test extra (a binary wheel for
+From the repository root (the checkout's gateway and example plugin are
+fuzzed), with atheris, which is not in the test extra (a binary wheel for
 CPython 3.11 on x86-64 Linux; it needs no compiler)::
 
     .venv/bin/pip install atheris
-    mkdir -p .fuzz-corpus
-    .venv/bin/python tests/fuzz/atheris_framings.py .fuzz-corpus -max_total_time=300
+    mkdir -p /tmp/gateway-fuzz
+    .venv/bin/python tests/fuzz/atheris_framings.py /tmp/gateway-fuzz \
+        -max_total_time=300 -max_len=4096 -artifact_prefix=/tmp/gateway-fuzz-
 
-Any libFuzzer option works (C{-runs=N}, C{-jobs=N}, C{-dict=...}).  A
-failure stops the run, prints the Python traceback and writes the input as
-C{crash-<sha1>}; run the script with that file as its only argument to
-reproduce it.  The input's first bytes choose the framing case, the
+Any libFuzzer option works (C{-runs=N}, C{-jobs=N}, C{-dict=...}); without
+C{-max_len} libFuzzer grows its inputs slowly from a few bytes.  A failure
+stops the run, prints the Python traceback and writes the input as
+C{/tmp/gateway-fuzz-crash-<sha1>}; run the script with that file as its only
+argument to reproduce it.  The input's first bytes choose the framing case, the
 message size limit, the read cuts and the pauses; the rest is the stream.
 """
 
@@ -24,10 +26,21 @@ from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+# The checkout's gateway and tests, and its example plugin (as pytest's
+# pythonpath setting in setup.cfg has it).
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins" / "gateway-framing-stx")]
 
 with atheris.instrument_imports(include=["gateway"]):
-    from tests.fuzz.harness import CASES, LIMITS, check
+    from tests.fuzz.harness import CASES, FRAMINGS, LIMITS, check
+
+    # Plugins import their protocol's module on first use: import them all
+    # now, so that they are instrumented too.
+    for plugin in FRAMINGS.values():
+        plugin.protocolClass()
+
+if "stx" not in FRAMINGS:
+    sys.exit(f"the example plugin is not in {ROOT / 'plugins'}")
 
 
 def testOneInput(data):

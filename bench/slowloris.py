@@ -14,8 +14,11 @@ lines as fast as they can, timed until Kafka holds them all) three ways:
       about T seconds after its first byte and it reconnects at once, so N
       are trickling all along.
 
-Prints each run's messages/s and the ratios of the medians, (b)/(a) and
-(c)/(b), plus the tricklers' connections closed by the gateway.
+Prints each run's seconds, the median and best messages/s, the gateway's CPU
+per message (its reactor thread, and the whole process), the ratios of the
+medians, (b)/(a) and (c)/(b), and how often the tricklers were closed.  On
+a loaded machine wall time varies run to run far more than the effect
+measured; CPU per message varies much less.
 
 Run from the repository root:
 
@@ -201,14 +204,45 @@ def main(argv=None):
                 " ".join(f"{s:.2f}" for s in seconds),
                 rate(args.messages / median(seconds)),
                 rate(args.messages / min(seconds)),
+                f"{cpuPerMessage(results, args.messages, 'cpuMain'):.0f}",
+                f"{cpuPerMessage(results, args.messages, 'cpuAll'):.0f}",
             ]
         )
     print()
-    print(table(["kind", "seconds per run", "median messages/s", "best messages/s"], rows))
+    print(
+        table(
+            [
+                "kind",
+                "seconds per run",
+                "median messages/s",
+                "best messages/s",
+                "reactor thread CPU ns/msg",
+                "process CPU ns/msg",
+            ],
+            rows,
+        )
+    )
     a, b, c = (median([r["seconds"] for r in runs[label]]) for label, _, _ in kinds)
+    cpuA, cpuB, cpuC = (
+        cpuPerMessage(runs[label], args.messages, "cpuMain") for label, _, _ in kinds
+    )
     print()
-    print(f"option cost, (b)/(a) throughput: {a / b:.3f}")
-    print(f"tricklers, (c)/(b) throughput: {b / c:.3f} (target: at least 0.90)")
+    print(
+        f"option cost, (b)/(a): throughput {a / b:.3f}, reactor CPU per message {cpuB / cpuA:.3f}"
+    )
+    print(
+        f"tricklers, (c)/(b): throughput {b / c:.3f} (target: at least 0.90), "
+        f"reactor CPU per message {cpuC / cpuB:.3f}"
+    )
+
+
+def cpuPerMessage(results, messages, key):
+    """
+    The median CPU nanoseconds per message of some runs (C{cpuMain}: the
+    reactor thread, which the tricklers' reads and timers load;
+    C{cpuAll}: the whole gateway process).
+    """
+    return median([r[key] for r in results]) / messages * 1e9
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ import re
 
 import pytest
 
-from tests.integration.support.http import listenerStatus, refusedCounts, scrape, status
+from tests.integration.support.http import (
+    listenerStatus,
+    readyz,
+    refusedCounts,
+    scrape,
+    status,
+)
 from tests.integration.support.process import httpGateways, waitForLog
 from tests.integration.support.sockets import (
     closeAll,
@@ -90,7 +96,8 @@ def test_incompleteFramesDoNotStall(kafka, gateway, args, count, size):
     sends 10 lines: they reach Kafka within L{SERVED} seconds, the gateway
     never pauses its clients (incomplete bytes are not in the budget), and
     the connections holding the most incomplete bytes were closed over the
-    cap (counted as C{incomplete-cap}) while the others stay open.
+    cap (counted as C{incomplete-cap}) while the others stay open, and
+    C{/readyz} says ready (it said degraded before the fix).
     """
     topic = newTopic(kafka)
     process = gateway("--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1", *args)
@@ -114,6 +121,7 @@ def test_incompleteFramesDoNotStall(kafka, gateway, args, count, size):
         assert count - closed <= cap // size + 1
         assert len(closedBy(held, REFUSAL, expect=closed)) == closed
         assert not PAUSING.search(process.log()), process.log()
+        waitFor(lambda: readyz(process) == 200, SERVED, "/readyz 200 (ready, not degraded)")
         assert listenerStatus(process, "lines")["accepting"]
         assert listenerStatus(process, "lines")["closedBy"] == {"incomplete-cap": closed}
         waitForLog(

@@ -4,11 +4,12 @@ Hostile clients end to end: C{twistd -n gateway} as a subprocess, real
 client sockets, a real Apache Kafka broker, and the records read back.
 
 Clients holding big incomplete frames (the denial of service of issue 12:
-at default settings they used to pause every client for good) and the
-C{allow} list.
+at default settings they used to pause every client for good), clients
+trickling bytes under C{frame-timeout}, and the C{allow} list.
 """
 
 import re
+import time
 
 import pytest
 
@@ -132,6 +133,41 @@ def test_incompleteFramesDoNotStall(kafka, gateway, args, count, size):
         )
     finally:
         closeAll(held + ([client] if client else []))
+
+
+def test_frameTimeoutCutsTricklers(kafka, gateway):
+    """
+    With C{frame-timeout=2}, 20 clients trickling a byte every half second
+    and never a newline are closed (2 to 2.5 s after their first byte, on a
+    slow machine later), counted as C{frame-timeout}; a client sending whole
+    lines slowly all along stays open and its lines reach Kafka.
+    """
+    topic = newTopic(kafka)
+    process = gateway(
+        "--topic", topic, "--listen", "lines(frame-timeout=2)=tcp:0:interface=127.0.0.1"
+    )
+    port = process.ports["lines"]
+    tricklers = [connectFrom(port) for _ in range(20)]
+    client = connectFrom(port)
+    try:
+        started = time.monotonic()
+        lines = []
+        while time.monotonic() - started < 4 and len(lines) < 8:
+            for sock in tricklers:
+                try:
+                    sock.sendall(b"x")
+                except OSError:
+                    pass  # closed: the point
+            lines.append(b"steady %d" % len(lines))
+            client.sendall(lines[-1] + b"\n")
+            time.sleep(0.5)
+        assert len(closedBy(tricklers, SERVED, expect=20)) == 20
+        assert stillOpen(client)
+        found = byPeer(records(kafka, topic, len(lines), timeout=SERVED))
+        assert found == {peerName(client): lines}
+        assert listenerStatus(process, "lines")["closedBy"] == {"frame-timeout": 20}
+    finally:
+        closeAll([*tricklers, client])
 
 
 def test_allowList(kafka, gateway):

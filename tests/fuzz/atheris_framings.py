@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.fuzz.test_framings -*-
 """
 The longer fuzz run: coverage-guided (libFuzzer through atheris), every
 framing and the example C{stx} plugin, with the checks of

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.fuzz.test_framings -*-
 """
 What the fuzz runs do with one input, shared by the hypothesis tests
 (L{tests.fuzz.test_framings}, in every test run) and the longer atheris run

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.fuzz.test_framings -*-
 """
 Fuzzing every framing (the built-in ones and the example C{stx} plugin)
 with hypothesis, a short run in every test run: random byte streams, and

@@ -9,9 +9,9 @@ the low-water mark they resume, and TCP's flow control does the rest.
 Bytes of incomplete frames are not in the budget: a paused client cannot
 complete its frame, so counting them would let clients that never finish a
 frame pause everyone for good.  They have their own caps instead
-(L{gateway.server.incomplete}): one frame's is the message size limit, enforced by
-each framing; the total's is checked with the budget, and when exceeded the
-connections holding the most incomplete bytes are closed.
+(L{gateway.server.incomplete}): one frame's is the message size limit,
+enforced by each framing; the total's is checked with the budget, and when
+exceeded the connections holding the most incomplete bytes are closed.
 """
 
 from twisted.logger import Logger

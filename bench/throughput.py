@@ -58,7 +58,8 @@ WATERMARK_INTERVAL = 0.05
 #: log file's "[namespace#level]" tag) and tracebacks, but not the expected
 #: back-pressure warning, which is counted on its own.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
-PAUSE = "producer queue full: pausing"
+#: The router's back-pressure warning (budget or producer queue), as logged.
+PAUSE = "[gateway.router#warn] pausing "
 
 
 # The client process
@@ -321,7 +322,25 @@ def runBaseline(bootstrap, topic, warmupTopic, partitions, args, brokerPid):
 # (b) the gateway
 
 
-def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
+def runGateway(
+    bootstrap,
+    topic,
+    partitions,
+    args,
+    brokerPid,
+    profileFile=None,
+    listenOptions="",
+    beforeGo=None,
+):
+    """
+    One timed gateway run.
+
+    :param listenOptions: listener options, as written in the parentheses
+        of C{--listen} (e.g. C{frame-timeout=5}).
+    :param beforeGo: called with the listener's port once the clients are
+        connected, before the clock starts; it returns a callable, called
+        after the run, returning figures to add to the result.
+    """
     from tests.integration.support.process import GatewayProcess
     from tests.integration.support.procfs import socketsTo
 
@@ -335,7 +354,8 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
             "--topic",
             topic,
             "--listen",
-            f"{args.framing}=tcp:0:interface=127.0.0.1",
+            f"{args.framing}{f'({listenOptions})' if listenOptions else ''}"
+            "=tcp:0:interface=127.0.0.1",
         ],
     )
     if profileFile is not None:
@@ -347,6 +367,7 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
         ]
     clients = None
     marks = None
+    finish = None
     result = {}
     try:
         process.start(listeners=1, timeout=60)
@@ -367,6 +388,8 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
         if marks.total() != 0:
             raise RuntimeError(f"topic {topic} is not empty")
         time.sleep(0.5)
+        if beforeGo is not None:
+            finish = beforeGo(port)
         result["brokerConnectionsIdle"] = socketsTo(pid, brokerPort)
         cpuMain0, cpuAll0 = cpuTimes(pid)
         _, brokerCpu0 = cpuTimes(brokerPid)
@@ -405,6 +428,8 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
             rssKb=procStatus(pid, "VmRSS"),
         )
     finally:
+        if finish is not None:
+            result.update(finish())
         if clients is not None:
             clients.stop()
         if marks is not None:

@@ -5,12 +5,20 @@ headers) once, and owns the byte budget: bytes accepted from clients and not
 yet confirmed by Kafka.  Above the high-water mark, or when the producer's
 queue is full, every client is paused and listeners stop accepting; below
 the low-water mark they resume, and TCP's flow control does the rest.
+
+Bytes of incomplete frames are not in the budget: a paused client cannot
+complete its frame, so counting them would let clients that never finish a
+frame pause everyone for good.  They have their own caps instead
+(L{gateway.server.incomplete}): one frame's is the message size limit,
+enforced by each framing; the total's is checked with the budget, and when
+exceeded the connections holding the most incomplete bytes are closed.
 """
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IMessageSink, IMessageStream
+from gateway.server.incomplete import IncompleteCap
 
 __all__ = [
     "Router",
@@ -95,6 +103,8 @@ class Router:
     :ivar budget: the byte budget.
     :ivar paused: L{True} while clients are paused.
     :ivar lastHeldBytes: the bytes held at the last budget check.
+    :ivar incomplete: the L{IncompleteCap} on the bytes of incomplete
+        frames, checked with the budget.
     """
 
     log = Logger()
@@ -103,7 +113,14 @@ class Router:
     CHECK_EVERY = 4
 
     def __init__(
-        self, producer, topic, budget=DEFAULT_BUDGET, highWater=0.8, lowWater=0.5, headers=True
+        self,
+        producer,
+        topic,
+        budget=DEFAULT_BUDGET,
+        highWater=0.8,
+        lowWater=0.5,
+        headers=True,
+        incompleteCap=None,
     ):
         """
         :param producer: the process's one producer service; the router
@@ -115,6 +132,9 @@ class Router:
         :param headers: add the C{gateway-listener} and C{gateway-peer}
             headers to every record (the key names both anyway; headers cost
             librdkafka about as much as the rest of a record's path).
+        :param incompleteCap: bytes of incomplete frames held at most, all
+            connections together (L{None}: the default for the budget, see
+            L{gateway.server.incomplete.defaultCap}).
         """
         if not 0 < lowWater < highWater <= 1:
             raise ValueError("need 0 < lowWater < highWater <= 1")
@@ -129,6 +149,7 @@ class Router:
         self.paused = False
         self.stopped = False
         self.lastHeldBytes = 0
+        self.incomplete = IncompleteCap(budget, incompleteCap, getattr(producer, "clock", None))
         self.health = ("starting", "no health probe has answered yet")
         self._queueFull = False
         self._overBudget = False
@@ -166,11 +187,11 @@ class Router:
 
     def heldBytes(self):
         """
-        :return: bytes accepted and not confirmed: the producer's and the
-            incomplete frames buffered in every connection.
+        :return: bytes accepted and not confirmed by Kafka (the producer's):
+            the budget's measure.  Incomplete frames are not in it (see
+            L{incomplete}).
         """
-        partial = sum(client.bufferedByteCount() for client in self.clients)
-        return self.producer.heldBytes() + partial
+        return self.producer.heldBytes()
 
     def healthChanged(self, state, reason):
         """
@@ -188,6 +209,7 @@ class Router:
         self._polls += 1
         if self._polls % self.CHECK_EVERY:
             return
+        self.incomplete.check(self.clients)
         held = self.lastHeldBytes = self.heldBytes()
         if held > self.highWater * self.budget:
             if not self._overBudget:

@@ -99,6 +99,7 @@ class GatewayService(MultiService):
         headers=True,
         http=None,
         reserveDescriptors=DEFAULT_RESERVE,
+        incompleteCap=None,
         *,
         settings=None,
     ):
@@ -127,6 +128,9 @@ class GatewayService(MultiService):
         :param reserveDescriptors: descriptors kept for Kafka, HTTP, logs
             and the spool: listeners stop accepting before client
             connections would take them (L{None}: no guard).
+        :param incompleteCap: bytes of incomplete frames held at most, all
+            connections together (L{None}: half the budget; see
+            L{gateway.server.incomplete}).
         :param settings: L{GatewaySettings<gateway.settings.GatewaySettings>}
             already checked (see L{fromSettings}), which the other
             parameters (but C{reactor}) are then not.
@@ -150,6 +154,7 @@ class GatewayService(MultiService):
                 headers=headers,
                 http=http,
                 reserveDescriptors=reserveDescriptors,
+                incompleteCap=incompleteCap,
             )
         if reactor is None:
             from twisted.internet import reactor
@@ -168,7 +173,11 @@ class GatewayService(MultiService):
         )
         self.producer.setServiceParent(self)
         self.router = Router(
-            self.producer, settings.topic, budget=settings.budget, headers=settings.headers
+            self.producer,
+            settings.topic,
+            budget=settings.budget,
+            headers=settings.headers,
+            incompleteCap=settings.incompleteCap,
         )
         self.health = None
         healthInterval = settings.healthInterval

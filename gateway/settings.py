@@ -134,6 +134,7 @@ class GatewaySettings:
     workerIndex: int
     listeners: tuple
     check: object
+    incompleteCap: int = None
 
 
 class SettingsCheck:
@@ -194,6 +195,7 @@ class SettingsCheck:
         reserveDescriptors=DEFAULT_RESERVE,
         workers=1,
         workerIndex=1,
+        incompleteCap=None,
     ):
         """
         Check the settings of the whole gateway but its listeners' (see
@@ -208,6 +210,8 @@ class SettingsCheck:
             raise SettingsError("topic", "a Kafka topic is required")
         maxMessageSize = _positive("maxMessageSize", maxMessageSize)
         budget = _positive("budget", budget)
+        if incompleteCap is not None:
+            incompleteCap = _positive("incompleteCap", incompleteCap)
         if isinstance(backend, str):
             if backend not in self.backends:
                 raise SettingsError(
@@ -257,6 +261,7 @@ class SettingsCheck:
             workerIndex=_positive("workerIndex", workerIndex),
             listeners=(),
             check=self,
+            incompleteCap=incompleteCap,
         )
         return settings
 

@@ -116,6 +116,15 @@ class Options(usage.Options):
             _positiveInt,
         ],
         [
+            "incomplete-cap",
+            None,
+            None,
+            "Bytes of incomplete frames held at most, all connections "
+            "together (default: half of --budget); over it the connections "
+            "holding the most are closed.",
+            _positiveInt,
+        ],
+        [
             "spool",
             None,
             DEFAULT_SPOOL,
@@ -279,6 +288,7 @@ class Options(usage.Options):
                 reserveDescriptors=self["reserve-descriptors"],
                 workers=self["workers"],
                 workerIndex=self["worker-index"],
+                incompleteCap=self["incomplete-cap"],
             )
         except SettingsError as e:
             raise usage.UsageError(self._explain(e)) from e

@@ -409,15 +409,39 @@ class BudgetTests(SynchronousTestCase):
         self.assertIn("499 bytes held", resumed["why"])
         self.assertIn("50%", resumed["why"])
 
-    def test_bufferedBytesCount(self):
+    def test_incompleteFramesNotInTheBudget(self):
         """
-        Bytes of incomplete frames buffered in client connections count
-        against the budget with the producer's: 500 + 301 is over 80 %.
+        Bytes of incomplete frames are not in the budget (pausing cannot
+        bring them down): 500 + 301 does not pause.
         """
         self.client.buffered = 301
         self.check(500)
-        self.assertEqual((self.router.lastHeldBytes, self.router.paused), (801, True))
-        self.assertEqual(self.router.budgetFraction(), 0.801)
+        self.assertEqual((self.router.lastHeldBytes, self.router.paused), (500, False))
+        self.assertEqual(self.router.incomplete.lastBytes, 301)
+        self.assertEqual(self.router.budgetFraction(), 0.5)
+
+    def test_incompleteCapChecked(self):
+        """
+        Bytes of incomplete frames over their cap (half the budget by
+        default) close the connections holding the most; the others stay
+        and nobody is paused.
+        """
+        self.assertEqual(self.router.incomplete.cap, 500)
+        closed = []
+        self.client.abandon = closed.append
+        other = BufferingClient(200)
+        other.abandon = closed.append
+        self.router.openStream("l", "h:2", other)
+        self.client.buffered = 400
+        self.check(0)
+        self.assertEqual((closed, self.router.paused), (["incomplete-cap"], False))
+
+    def test_incompleteCapGiven(self):
+        """
+        The cap can be given.
+        """
+        router = Router(self.producer, "events", budget=1000, incompleteCap=7)
+        self.assertEqual(router.incomplete.cap, 7)
 
     def test_queueFullKeepsPausedBelowLowWater(self):
         """

@@ -211,7 +211,8 @@ class GatewayServiceTests(SynchronousTestCase):
     def test_overBudgetPausesClientsAndAccepting(self):
         """
         Above the high-water mark every client is paused and listeners stop
-        accepting; below the low-water mark both resume.
+        accepting; below the low-water mark both resume.  An incomplete
+        frame is not in the budget.
         """
         gateway = self.makeGateway(budget=1000)
         gateway.addListener("lines", "tcp:9000")
@@ -228,15 +229,15 @@ class GatewayServiceTests(SynchronousTestCase):
         hogTransport, otherTransport = StringTransport(), StringTransport()
         hog.makeConnection(hogTransport)
         other.makeConnection(otherTransport)
-        hog.dataReceived(b"x" * 900)  # an incomplete line counts too
+        hog.dataReceived(b"x" * 450)  # an incomplete line does not count
         self.reactor.pump([0.05] * 4)
+        self.assertEqual(otherTransport.producerState, "producing")
+        hog.dataReceived(b"\ny\n")  # two records: 512 bytes of overhead each
+        self.reactor.pump([0.05] * 8)
         self.assertEqual(otherTransport.producerState, "paused")
         self.assertEqual(calls, ["stop"])
         self.assertGreater(gateway.router.budgetFraction(), 0.8)
-        from twisted.internet.error import ConnectionDone
-        from twisted.python.failure import Failure
-
-        hog.connectionLost(Failure(ConnectionDone()))
+        self.backend.producers[-1].confirm()
         self.reactor.pump([0.05] * 4)
         self.assertEqual(otherTransport.producerState, "producing")
         self.assertEqual(calls, ["stop", "start"])

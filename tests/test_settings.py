@@ -184,6 +184,7 @@ class CheckSettingsTests(SynchronousTestCase):
         self.assertIn("topic", self.assertRefused("topic", topic=""))
         self.assertIn("maxMessageSize", self.assertRefused("maxMessageSize", maxMessageSize=0))
         self.assertIn("budget", self.assertRefused("budget", budget=-1))
+        self.assertIn("incompleteCap", self.assertRefused("incompleteCap", incompleteCap=0))
         self.assertIn("confluent", self.assertRefused("backend", backend="nope"))
         self.assertIn(
             "lingr.ms",
@@ -324,6 +325,7 @@ class DefaultsTests(SynchronousTestCase):
             "deadLetterPath": "dead-letter",
             "healthInterval": "health-interval",
             "reserveDescriptors": "reserve-descriptors",
+            "incompleteCap": "incomplete-cap",
         }
         for parameter, option in pairs.items():
             self.assertEqual(parameters[parameter].default, options[option], parameter)

@@ -36,6 +36,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["listen"], [ListenSpec("lines", {}, "tcp:9000")])
         self.assertEqual(options["kafka-options"], {})
 
+    def test_incompleteCap(self):
+        """
+        C{--incomplete-cap} reaches the settings; without it the router's
+        default (half the budget) applies; it must be a positive integer.
+        """
+        self.assertIsNone(self.parse(*VALID)["settings"].incompleteCap)
+        options = self.parse(*VALID, "--incomplete-cap", "4096")
+        self.assertEqual(options["settings"].incompleteCap, 4096)
+        self.assertRaises(UsageError, self.parse, *VALID, "--incomplete-cap", "0")
+
     def test_repeatableListenAndKafkaOptions(self):
         """
         C{--listen} and C{--kafka-option} may be given several times; an

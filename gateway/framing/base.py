@@ -91,8 +91,8 @@ class FramingProtocol(Protocol):
 
     :ivar peer: the client's address as C{host:port}.
     :ivar connectionId: a number unique within the listener.
-    :ivar frameFailed: the reason the connection was closed for bad input,
-        or L{None}.
+    :ivar frameFailed: the reason the connection was closed for bad input
+        (or abandoned, see L{abandon}), or L{None}.
     :ivar paused: whether delivery is paused.
     """
 
@@ -405,10 +405,6 @@ class FramingProtocol(Protocol):
         """
         if self.frameFailed is not None:
             return
-        self.frameFailed = reason
-        self._held = True
-        self._buffer = b""
-        self._pending = None
         counts = self.factory.config.stats.frameErrors
         counts[reason] += 1
         self.log.warn(
@@ -422,6 +418,40 @@ class FramingProtocol(Protocol):
             **sizes,
             **self.logFields(),
         )
+        self._fail(reason)
+
+    def abandon(self, reason):
+        """
+        Close the connection on the gateway's own initiative, for a limit
+        on incomplete frames rather than bad input (the server layer's
+        C{frame-timeout}, the router's cap on incomplete bytes): publish
+        the whole messages buffered, drop the incomplete frame, and count
+        C{reason} in the listener's C{closedBy}.  The caller logs, once per
+        interval rather than once per connection.
+
+        :return: the bytes of the incomplete frame dropped (0 if the
+            connection was already closing for bad input).
+        :rtype: L{int}
+        """
+        if self.frameFailed is not None:
+            return 0
+        if self._stream is not None:
+            self.publishBuffered()
+            if self.frameFailed is not None:
+                return 0
+        dropped = self.bufferedByteCount()
+        self.factory.config.stats.closedBy[reason] += 1
+        self._fail(reason)
+        return dropped
+
+    def _fail(self, reason):
+        """
+        Drop what is buffered, read and deliver nothing more, and close.
+        """
+        self.frameFailed = reason
+        self._held = True
+        self._buffer = b""
+        self._pending = None
         if self.transport is not None:
             self.transport.loseConnection()
 

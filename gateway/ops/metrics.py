@@ -22,7 +22,15 @@ from gateway.kafka.health import DEGRADED, DOWN, READY, STARTING
 from gateway.ops.kafkaconnections import KafkaConnectionCounter, gatewayKafkaConnections
 from gateway.server.descriptors import DESCRIPTORS
 from gateway.server.handshake import TLS_HANDSHAKE
-from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE, MAX_CONNECTIONS, MAX_PER_ADDRESS
+from gateway.server.incomplete import INCOMPLETE_CAP
+from gateway.server.policy import (
+    FRAME_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_AGE,
+    MAX_CONNECTIONS,
+    MAX_PER_ADDRESS,
+    NOT_ALLOWED,
+)
 
 __all__ = [
     "FRAME_ERROR_REASONS",
@@ -142,13 +150,14 @@ class GatewayCollector(Collector):
         refused = family(
             CounterMetricFamily,
             "gateway_connections_refused",
-            "Client connections closed at once by a connection cap, by cap.",
+            "Client connections closed at once by a connection cap or the allow-list, by reason.",
             ("listener", "reason"),
         )
         closedBy = family(
             CounterMetricFamily,
             "gateway_connections_timed_out",
-            "Client connections the gateway closed for idleness or age, by reason.",
+            "Client connections the gateway closed for idleness, age, a frame "
+            "not completed in time, or the cap on incomplete frames, by reason.",
             ("listener", "reason"),
         )
         accepting = family(
@@ -172,11 +181,11 @@ class GatewayCollector(Collector):
             open_.add_metric([name], stats.open)
             accepted.add_metric([name], stats.accepted)
             closed.add_metric([name], stats.closed)
-            for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS, DESCRIPTORS):
+            for reason in (MAX_CONNECTIONS, MAX_PER_ADDRESS, DESCRIPTORS, NOT_ALLOWED):
                 refused.add_metric([name, reason], stats.refused[reason])
             if getattr(listener.config, "tls", None) is not None:
                 refused.add_metric([name, TLS_HANDSHAKE], stats.refused[TLS_HANDSHAKE])
-            for reason in (IDLE_TIMEOUT, MAX_AGE):
+            for reason in (IDLE_TIMEOUT, MAX_AGE, FRAME_TIMEOUT, INCOMPLETE_CAP):
                 closedBy.add_metric([name, reason], stats.closedBy[reason])
             accepting.add_metric([name], int(listener.accepting))
             received.add_metric([name], stats.bytesReceived)
@@ -294,6 +303,17 @@ class GatewayCollector(Collector):
             router.lastHeldBytes,
         )
         yield gauge("gateway_budget_bytes", "The byte budget.", router.budget)
+        yield gauge(
+            "gateway_incomplete_bytes",
+            "Bytes of incomplete frames held by client connections, at the "
+            "last budget check (not in the budget; capped on their own).",
+            router.incomplete.lastBytes,
+        )
+        yield gauge(
+            "gateway_incomplete_cap_bytes",
+            "The cap on bytes of incomplete frames (--incomplete-cap).",
+            router.incomplete.cap,
+        )
         yield gauge(
             "gateway_budget_paused",
             "1 while clients are paused (back-pressure), else 0.",

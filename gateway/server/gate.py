@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.server.test_gate -*-
 """
-The gate of one listener: admits connections under its caps, counts what it
-refuses and closes, and logs a flood of refusals as one line per interval.
+The gate of one listener: admits connections from the addresses it allows
+and under its caps, counts what it refuses and closes, and logs a flood of
+refusals as one line per interval.
 """
 
 from collections import Counter
@@ -9,7 +10,7 @@ from collections import Counter
 from twisted.logger import Logger
 
 from gateway.logs import OncePerInterval
-from gateway.server.policy import MAX_CONNECTIONS, MAX_PER_ADDRESS
+from gateway.server.policy import MAX_CONNECTIONS, MAX_PER_ADDRESS, NOT_ALLOWED
 
 __all__ = ["ListenerGate"]
 
@@ -46,13 +47,15 @@ class ListenerGate:
         """
         Decide whether a new connection may stay.
 
-        :param host: the client's address without the port (the
-            per-address cap's key).
+        :param host: the client's address without the port (checked
+            against C{allow}, and the per-address cap's key).
         :param peer: C{host:port}, for the log.
         :return: L{True} if admitted (call L{release} when it closes), or
             L{False} after counting and logging the refusal: close it.
         """
         policy = self.policy
+        if policy.allow is not None and not policy.allows(host):
+            return self.refuse(NOT_ALLOWED, None, peer)
         if policy.maxConnections is not None and self.admitted >= policy.maxConnections:
             return self.refuse(MAX_CONNECTIONS, policy.maxConnections, peer)
         perAddress = self._perAddress
@@ -76,14 +79,18 @@ class ListenerGate:
             else:
                 del perAddress[host]
 
-    def closing(self, reason, peer, after):
+    def closing(self, reason, peer, after, counted=False):
         """
-        The gateway closes a connection for C{reason} (L{IDLE_TIMEOUT} or
-        L{MAX_AGE}): count it, and log once per interval.
+        The gateway closes a connection for C{reason} (L{IDLE_TIMEOUT},
+        L{MAX_AGE} or L{FRAME_TIMEOUT}): count it, and log once per
+        interval.
 
         :param after: the limit in seconds, for the log.
+        :param counted: whether it is already counted (by the framing's
+            C{abandon}).
         """
-        self.stats.closedBy[reason] += 1
+        if not counted:
+            self.stats.closedBy[reason] += 1
         counts = self._closings.event(reason)
         if counts is not None:
             self.log.info(
@@ -101,18 +108,21 @@ class ListenerGate:
         Count and log (once per interval) a connection refused for
         C{reason} at C{limit}.
 
+        :param limit: the cap reached, or L{None} for a refusal that is not
+            a cap's (L{NOT_ALLOWED}).
         :return: L{False}.
         """
         self.stats.refused[reason] += 1
         counts = self._refusals.event(reason)
         if counts is not None:
             self.log.warn(
-                "{listener}: refused {peer}: {reason} {limit} reached "
-                "({open} open); {summary} since the last such line",
+                "{listener}: refused {peer}: {why} ({open} open); {summary} "
+                "since the last such line",
                 listener=self.name,
                 peer=peer,
                 reason=reason,
                 limit=limit,
+                why=f"{reason} {limit} reached" if limit is not None else reason,
                 open=self.admitted,
                 summary=_summary(counts),
             )

@@ -4,8 +4,9 @@ Connection hygiene, composed by the server layer onto each listener's
 protocol class (L{gateway.server.factory}): counting connections,
 refusals (descriptor room, the gate's caps), reading the client's address
 from a PROXY protocol header on C{haproxy:} listeners, the idle timeout
-(never while the gateway paused the connection), the graceful close at
-C{max-age}, and spreading keepalive probes.
+(never while the gateway paused the connection), the frame timeout (a
+slowloris defence), the graceful close at C{max-age}, and spreading
+keepalive probes.
 
 A framing knows nothing of this: L{hygieneNamespace} returns the
 C{connectionMade}, C{dataReceived} and C{connectionLost} of one listener,
@@ -25,11 +26,12 @@ from twisted.internet.protocol import connectionDone
 from gateway.addresses import formatAddress, isIPAddress
 from gateway.compat.twisted import proxyHeaderRead
 from gateway.server.descriptors import DESCRIPTORS
-from gateway.server.policy import IDLE_TIMEOUT, MAX_AGE
+from gateway.server.policy import FRAME_TIMEOUT, IDLE_TIMEOUT, MAX_AGE
 
 __all__ = [
     "AGE_GRACE",
     "DESCRIPTORS",
+    "FRAME_TICKS",
     "MALFORMED_PROXY_HEADER",
     "hygieneNamespace",
 ]
@@ -41,6 +43,12 @@ MALFORMED_PROXY_HEADER = "malformed-proxy-header"
 #: Seconds a connection past its C{max-age} may take to close its side
 #: after the gateway closed its own.
 AGE_GRACE = 10.0
+
+
+#: The frame timeout is checked this many times per timeout: a frame still
+#: incomplete is closed between 1 and 1 + 1/FRAME_TICKS timeouts after its
+#: first byte.
+FRAME_TICKS = 4
 
 
 def _spreadKeepalive(transport, idle):
@@ -83,6 +91,8 @@ def hygieneNamespace(protocol, config):
     idle = policy.idleTimeout if policy is not None else None
     maxAge = policy.maxAge if policy is not None else None
     keepaliveIdle = policy.keepaliveIdle if policy is not None and policy.keepalive else None
+    frameTimeout = policy.frameTimeout if policy is not None else None
+    frameStep = frameTimeout / FRAME_TICKS if frameTimeout is not None else None
     proxied = config.proxied
     frameMade = protocol.connectionMade
     frameData = protocol.dataReceived
@@ -157,6 +167,44 @@ def hygieneNamespace(protocol, config):
         else:
             self.transport.loseConnection()
 
+    def frameTick(self):
+        """
+        A tick of the frame timeout (every C{frame-timeout} / L{FRAME_TICKS}
+        seconds while bytes of a frame are held): close the connection when
+        its frame has been incomplete for more than L{FRAME_TICKS} ticks,
+        not counting those while the gateway paused it; stop ticking when
+        no frame is in progress.
+        """
+        if not self.bufferedByteCount():
+            self._frameCall = None
+            return
+        if self.paused:
+            self._staleTicks = 0
+        else:
+            self._staleTicks += 1
+            if self._staleTicks > FRAME_TICKS:
+                self._frameCall = None
+                self.abandon(FRAME_TIMEOUT)
+                gate.closing(FRAME_TIMEOUT, self.peer, frameTimeout, counted=True)
+                return
+        self._frameCall = callLater(frameStep, frameTick, self)
+
+    def timedFrameData(self, data):
+        """
+        The framing's C{dataReceived}, watched by the frame timeout: a read
+        that leaves bytes of a frame starts the ticks if none run, and a
+        read that completes a frame starts the count again.  Two length
+        checks per read, nothing per message.
+        """
+        before = self.bufferedByteCount()
+        frameData(self, data)
+        if self._frameCall is None:
+            if self.bufferedByteCount():
+                self._staleTicks = 0
+                self._frameCall = callLater(frameStep, frameTick, self)
+        elif self.bufferedByteCount() < before + len(data):
+            self._staleTicks = 0
+
     def headerRead(self):
         """
         The PROXY header has been read: the client's address is known.
@@ -227,6 +275,9 @@ def hygieneNamespace(protocol, config):
         if keepaliveIdle is not None:
             _spreadKeepalive(self.transport, keepaliveIdle)
 
+    # The framing base counts the bytes read (see its _received).
+    framed = timedFrameData if frameTimeout is not None else frameData
+
     if proxied:
 
         def dataReceived(self, data):
@@ -235,7 +286,7 @@ def hygieneNamespace(protocol, config):
                 call.reset(idle)
             if self._awaitingHeader and not headerRead(self):
                 return
-            frameData(self, data)
+            framed(self, data)
 
     elif idle is not None:
 
@@ -243,20 +294,20 @@ def hygieneNamespace(protocol, config):
             call = self._idleCall
             if call is not None:
                 call.reset(idle)
-            frameData(self, data)
+            framed(self, data)
 
     else:
-        # The framing base counts the bytes read (see its _received).
-        dataReceived = frameData
+        dataReceived = framed
 
     def resumeProducing(self):
         """
         The gateway lets the connection read again: its silence until now
-        was the gateway's doing, so the idle count starts over.
+        was the gateway's doing, so the idle and frame counts start over.
         """
         call = self._idleCall
         if call is not None:
             call.reset(idle)
+        self._staleTicks = 0
         frameResume(self)
 
     def connectionLost(self, reason=connectionDone):
@@ -270,6 +321,9 @@ def hygieneNamespace(protocol, config):
         if self._ageCall is not None:
             self._ageCall.cancel()
             self._ageCall = None
+        if self._frameCall is not None:
+            self._frameCall.cancel()
+            self._frameCall = None
         frameLost(self, reason)
         stats.closed += 1
         if guard is not None:
@@ -284,9 +338,11 @@ def hygieneNamespace(protocol, config):
         "connectionLost": connectionLost,
         "_idleCall": None,
         "_ageCall": None,
+        "_frameCall": None,
+        "_staleTicks": 0,
         "_gateHost": None,
         "_awaitingHeader": False,
     }
-    if idle is not None:
+    if idle is not None or frameTimeout is not None:
         namespace["resumeProducing"] = resumeProducing
     return namespace

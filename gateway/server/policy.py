@@ -13,6 +13,7 @@ L{gateway.server.descriptors}): the gateway stops accepting and connections wait
 the backlog until descriptors free up.
 """
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -27,11 +28,14 @@ from gateway.framing.options import (
 __all__ = [
     "CONNECTION_OPTIONS",
     "ConnectionPolicy",
+    "ALLOW",
     "DEFAULT_BACKLOG",
+    "FRAME_TIMEOUT",
     "IDLE_TIMEOUT",
     "MAX_AGE",
     "MAX_CONNECTIONS",
     "MAX_PER_ADDRESS",
+    "NOT_ALLOWED",
     "configurePort",
     "splitOptions",
 ]
@@ -41,6 +45,11 @@ MAX_CONNECTIONS = "max-connections"
 MAX_PER_ADDRESS = "max-per-address"
 IDLE_TIMEOUT = "idle-timeout"
 MAX_AGE = "max-age"
+FRAME_TIMEOUT = "frame-timeout"
+#: The option naming the client addresses a listener admits, and the reason
+#: a connection from any other address is refused for.
+ALLOW = "allow"
+NOT_ALLOWED = "not-allowed"
 
 #: The listen backlog unless the endpoint or the listener says otherwise
 #: (Twisted's own default is 50, too few for thousands of clients
@@ -58,6 +67,26 @@ def seconds(value):
     if not number > 0 or number == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return number
+
+
+def networks(value):
+    """
+    CIDR ranges separated by C{;} (C{10.0.0.0/8;192.168.1.0/24;::1}); a
+    bare address is a range of one.
+    """
+    if isinstance(value, (tuple, list)):
+        given = list(value)
+    else:
+        given = [part.strip() for part in str(value).split(";") if part.strip()]
+    if not given:
+        raise ValueError("must name at least one CIDR range")
+    ranges = []
+    for part in given:
+        try:
+            ranges.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as e:
+            raise ValueError(f"{part!r} is not a CIDR range ({e})") from None
+    return tuple(ranges)
 
 
 #: Options every listener takes besides its framing's and C{max-size}.
@@ -126,6 +155,22 @@ CONNECTION_OPTIONS = (
         "the endpoint's backlog=)",
         "count",
     ),
+    FramingOption(
+        FRAME_TIMEOUT,
+        seconds,
+        None,
+        "close a connection whose frame is not complete this long after its "
+        "first byte (never while the gateway itself pauses it)",
+        "seconds",
+    ),
+    FramingOption(
+        ALLOW,
+        networks,
+        None,
+        "admit only clients from these ranges (the PROXY header's address "
+        "behind haproxy:); others are closed at once and counted as refused",
+        "CIDR;CIDR...",
+    ),
 )
 
 _DECLARED = {option.name: option for option in CONNECTION_OPTIONS}
@@ -159,6 +204,10 @@ class ConnectionPolicy:
     :ivar keepaliveCount: C{TCP_KEEPCNT}.
     :ivar backlog: the listen backlog to set, or L{None} to keep the
         endpoint's.
+    :ivar frameTimeout: seconds a frame may take to complete, from its
+        first byte.
+    :ivar allow: the L{ipaddress} networks clients may connect from, or
+        L{None} for any.
     """
 
     maxConnections: int = None
@@ -170,6 +219,8 @@ class ConnectionPolicy:
     keepaliveInterval: int = 15
     keepaliveCount: int = 4
     backlog: int = DEFAULT_BACKLOG
+    frameTimeout: float = None
+    allow: tuple = None
 
     @classmethod
     def fromOptions(cls, given, endpoint=""):
@@ -213,7 +264,30 @@ class ConnectionPolicy:
             keepaliveInterval=values["keepalive-interval"],
             keepaliveCount=values["keepalive-count"],
             backlog=values["backlog"],
+            frameTimeout=values[FRAME_TIMEOUT],
+            allow=values[ALLOW],
         )
+
+    def allows(self, host):
+        """
+        Whether a client address may connect (see C{allow}).
+
+        :param host: the client's address without the port; an IPv4
+            address mapped into IPv6 (a C{tcp6:} listener's IPv4 client) is
+            matched as IPv4, and what is not an IP address (a UNIX socket's
+            peer) never matches a range.
+        :rtype: L{bool}
+        """
+        if self.allow is None:
+            return True
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except (AttributeError, ValueError):
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            address = mapped
+        return any(address in network for network in self.allow)
 
 
 def configurePort(port, policy):

@@ -31,7 +31,7 @@ from tests.integration.support.http import (
     status,
     waitForOpen,
 )
-from tests.integration.support.process import CLEAN_EXIT, Gateways, waitForLog
+from tests.integration.support.process import CLEAN_EXIT, httpGateways, waitForLog
 from tests.integration.support.procfs import acceptedSockets, socketsTo
 from tests.integration.support.sockets import (
     SteadySender,
@@ -61,19 +61,9 @@ ROOM = re.compile(
 @pytest.fixture
 def gateway(kafka, tmp_path):
     """
-    A function that starts a gateway with the given arguments (and
-    L{GatewayProcess} keywords) against the test broker, its HTTP endpoints
-    on a free port; every gateway started is stopped at the end.
+    Start gateways with their HTTP endpoints (see L{httpGateways}).
     """
-    gateways = Gateways(tmp_path, kafka.bootstrap, "--spool", "none", "--dead-letter", "none")
-
-    def start(*args, listeners=1, **keywords):
-        process = gateways.start(*args, listeners=listeners, **keywords)
-        assert process.httpPort is not None, process.log()
-        return process
-
-    yield start
-    gateways.stopAll()
+    yield from httpGateways(kafka, tmp_path)
 
 
 def test_maxConnections(kafka, gateway):
@@ -128,6 +118,7 @@ def test_maxConnections(kafka, gateway):
             ("lines", "max-connections"): 4,
             ("lines", "max-per-address"): 0,
             ("lines", "descriptors"): 0,
+            ("lines", "not-allowed"): 0,
         }
     finally:
         closeAll(clients + later)
@@ -175,6 +166,7 @@ def test_maxPerAddress(kafka, gateway):
             ("lines", "max-connections"): 0,
             ("lines", "max-per-address"): 1,
             ("lines", "descriptors"): 0,
+            ("lines", "not-allowed"): 0,
         }
     finally:
         closeAll(clients)

@@ -197,6 +197,53 @@ class OptionsTests(SynchronousTestCase):
         """
         self.assertEqual([seconds(v) for v in ("0.25", "1e3", 3, 2.5)], [0.25, 1000.0, 3.0, 2.5])
 
+    def test_frameTimeout(self):
+        """
+        C{frame-timeout} is off by default and a positive number of seconds
+        when given.
+        """
+        self.assertIsNone(ConnectionPolicy.fromOptions({}).frameTimeout)
+        self.assertEqual(ConnectionPolicy.fromOptions({"frame-timeout": "7.5"}).frameTimeout, 7.5)
+        for value in ("0", "-1", "soon", "inf"):
+            error = self.assertRaises(
+                OptionError, ConnectionPolicy.fromOptions, {"frame-timeout": value}
+            )
+            self.assertIn(f"frame-timeout={value!r}", str(error))
+
+    def test_allowRanges(self):
+        """
+        C{allow} takes CIDR ranges separated by C{;}, IPv4 and IPv6, a bare
+        address being a range of one; without it every address is allowed.
+        """
+        self.assertTrue(ConnectionPolicy.fromOptions({}).allows("198.51.100.1"))
+        policy = ConnectionPolicy.fromOptions(
+            {"allow": " 10.0.0.0/8 ; 192.168.1.7;2001:db8::/32 "}
+        )
+        self.assertEqual(
+            [policy.allows(host) for host in ("10.200.0.1", "192.168.1.7", "192.168.1.8")],
+            [True, True, False],
+        )
+        self.assertEqual(
+            [policy.allows(host) for host in ("2001:db8::1", "2001:db9::1", "::ffff:10.0.0.1")],
+            [True, False, True],
+        )
+        self.assertEqual(
+            [policy.allows(host) for host in ("fe80::1%eth0", "/run/sock", "?", None)],
+            [False, False, False, False],
+        )
+        python = ConnectionPolicy.fromOptions({"allow": ["127.0.0.0/8"]})
+        self.assertTrue(python.allows("127.0.0.2"))
+
+    def test_allowRefused(self):
+        """
+        C{allow} with no range, or a range that is not one, is an error
+        naming the option and the range.
+        """
+        for value, named in (("", "at least one"), ("10.0.0.0/33", "10.0.0.0/33"), ("x;", "'x'")):
+            error = self.assertRaises(OptionError, ConnectionPolicy.fromOptions, {"allow": value})
+            self.assertIn("allow=", str(error))
+            self.assertIn(named, str(error))
+
     def test_unknownConnectionOption(self):
         """
         A name that is no connection option is refused, named.

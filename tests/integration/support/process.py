@@ -21,6 +21,7 @@ __all__ = [
     "GatewayProcess",
     "Gateways",
     "healthChanges",
+    "httpGateways",
     "linesGateway",
     "producerStopped",
     "stopGateway",
@@ -266,3 +267,22 @@ def producerStopped(log):
         "Kafka producer stopped" line of a log.
     """
     return [tuple(int(g) for g in m.groups()) for m in STOPPED.finditer(log)]
+
+
+def httpGateways(kafka, tmpPath):
+    """
+    The body of a C{gateway} fixture: yields a function that starts a
+    gateway with the given arguments (and L{GatewayProcess} keywords)
+    against the test broker, its HTTP endpoints on a free port, spooling
+    and dead-lettering nothing; every gateway started is stopped at the
+    end.
+    """
+    gateways = Gateways(tmpPath, kafka.bootstrap, "--spool", "none", "--dead-letter", "none")
+
+    def start(*args, listeners=1, **keywords):
+        process = gateways.start(*args, listeners=listeners, **keywords)
+        assert process.httpPort is not None, process.log()
+        return process
+
+    yield start
+    gateways.stopAll()

@@ -15,8 +15,15 @@ from dataclasses import dataclass, replace
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
 from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
-from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loadBackends
+from gateway.registry import (
+    DEFAULT_BACKEND,
+    FramingError,
+    FramingRegistry,
+    loadBackends,
+    loadRouting,
+)
 from gateway.router import DEFAULT_BUDGET
+from gateway.routing import Route, keyStrategy, topicTemplate
 from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.server.policy import ConnectionPolicy, splitOptions
 
@@ -87,6 +94,8 @@ class ListenerSettings:
     :ivar name: the listener's name, or L{None} for the framing's.
     :ivar options: the framing's options, coerced, with C{max-size}.
     :ivar policy: the L{ConnectionPolicy}.
+    :ivar route: the L{gateway.routing.Route}: topic template, key
+        strategy, routing plugin.
     """
 
     framing: str
@@ -95,6 +104,7 @@ class ListenerSettings:
     name: str
     options: dict
     policy: ConnectionPolicy
+    route: Route = Route()
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,8 @@ class SettingsCheck:
         :rtype: L{GatewaySettings}
         :raises ValueError: for the first setting that is wrong.
         """
-        if not topic:
-            raise SettingsError("topic", "a Kafka topic is required")
+        if topic is not None and not topic:
+            raise SettingsError("topic", "the default Kafka topic must not be empty")
         maxMessageSize = _positive("maxMessageSize", maxMessageSize)
         budget = _positive("budget", budget)
         if isinstance(backend, str):
@@ -252,13 +262,23 @@ class SettingsCheck:
         return settings
 
     def listener(
-        self, framing, endpoint, name=None, maxMessageSize=None, options=None, *, default
+        self,
+        framing,
+        endpoint,
+        name=None,
+        maxMessageSize=None,
+        options=None,
+        *,
+        default,
+        topic=None,
     ):
         """
         Check one listener; the parameters are C{addListener}'s.
 
         :param default: the gateway's message size limit, for a listener
             given none.
+        :param topic: the gateway's topic, for a listener naming none
+            (L{None}: the listener must name its own).
         :rtype: L{ListenerSettings}
         :raises gateway.registry.FramingError: for an unknown framing.
         :raises ValueError: for a malformed endpoint, option or limit.
@@ -269,8 +289,34 @@ class SettingsCheck:
             given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
+        route = self.route(connection, topic)
         checkEndpoint(endpoint, "malformed endpoint")
-        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy)
+        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, route)
+
+    def route(self, options, topic=None):
+        """
+        Check a listener's routing options (C{topic}, C{key}, C{routing}).
+
+        :param options: the listener's connection options, by name.
+        :param topic: the gateway's topic, or L{None}.
+        :rtype: L{gateway.routing.Route}
+        :raises SettingsError: when the listener has no topic at all, or
+            its routing plugin cannot be loaded.
+        """
+        template = options.get("topic")
+        template = topicTemplate(template) if template is not None else None
+        key = keyStrategy(options.get("key") or "connection")
+        plugin = options.get("routing")
+        if plugin is not None:
+            try:
+                plugin = loadRouting(str(plugin).strip())
+            except ValueError as e:
+                raise SettingsError("options", f"routing={plugin}: {e}") from e
+        if template is None and topic is None and plugin is None:
+            raise SettingsError(
+                "topic", "no Kafka topic: give the listener topic=NAME, or a default topic"
+            )
+        return Route(template, key, plugin)
 
     def workers(self, settings):
         """
@@ -322,7 +368,9 @@ def checkSettings(listeners, check=None, **settings):
     checked = []
     for index, listener in enumerate(listeners):
         try:
-            checked.append(check.listener(**listener, default=gateway.maxMessageSize))
+            checked.append(
+                check.listener(**listener, default=gateway.maxMessageSize, topic=gateway.topic)
+            )
         except SettingsError as e:
             raise SettingsError(e.setting, str(e), index) from e
         except FramingError as e:

@@ -23,9 +23,11 @@ from gateway.framing.options import (
     boolean,
     integer,
 )
+from gateway.routing import keyStrategy, topicTemplate
 
 __all__ = [
     "CONNECTION_OPTIONS",
+    "ROUTING_OPTIONS",
     "ConnectionPolicy",
     "DEFAULT_BACKLOG",
     "IDLE_TIMEOUT",
@@ -126,7 +128,35 @@ CONNECTION_OPTIONS = (
         "the endpoint's backlog=)",
         "count",
     ),
+    FramingOption(
+        "topic",
+        topicTemplate,
+        None,
+        "this listener's Kafka topic, or a template resolved once per "
+        "connection with {listener}, {peer_host}, {peer_port} "
+        "(default: --topic)",
+        "topic",
+    ),
+    FramingOption(
+        "key",
+        keyStrategy,
+        "connection",
+        "record key: connection (one partition per connection), peer-host "
+        "(per client host) or none (sticky partitioner)",
+        "connection|peer-host|none",
+    ),
+    FramingOption(
+        "routing",
+        str,
+        None,
+        "a routing plugin's name or package.module:Name, choosing topic, "
+        "key and headers per connection (or per message)",
+        "plugin",
+    ),
 )
+
+#: The options that route records rather than police connections.
+ROUTING_OPTIONS = ("topic", "key", "routing")
 
 _DECLARED = {option.name: option for option in CONNECTION_OPTIONS}
 

@@ -5,6 +5,8 @@ as too large), written to the dead-letter file with the reason, counted and
 logged, so that no record is ever dropped silently.
 """
 
+from collections import Counter
+
 from twisted.logger import Logger
 
 from gateway.kafka.records import RecordFile
@@ -39,6 +41,9 @@ class DeadLetters:
 
     :ivar file: the dead-letter L{RecordFile}, or L{None} to only log.
     :ivar count: records refused so far.
+    :ivar byTopic: records refused so far, by topic (a record for a topic
+        that does not exist, or that the gateway may not write, is refused
+        with that reason and counted here).
     """
 
     log = Logger()
@@ -49,12 +54,14 @@ class DeadLetters:
         """
         self.file = RecordFile(path) if path else None
         self.count = 0
+        self.byTopic = Counter()
 
     def refuse(self, record, reason):
         """
         Write C{record} to the file with C{reason}, count it and log it.
         """
         self.count += 1
+        self.byTopic[record.topic] += 1
         if self.file is not None:
             self.file.append([record], reason=reason)
         self.log.error(

@@ -335,7 +335,7 @@ def runGateway(bootstrap, topic, partitions, args, brokerPid, profileFile=None):
             "--topic",
             topic,
             "--listen",
-            f"{args.framing}=tcp:0:interface=127.0.0.1",
+            f"{args.framing}(key={args.key})=tcp:0:interface=127.0.0.1",
         ],
     )
     if profileFile is not None:
@@ -485,6 +485,12 @@ def main(argv=None):
     )
     parser.add_argument("--framing", choices=FRAMINGS, default="lines")
     parser.add_argument(
+        "--key",
+        choices=("connection", "peer-host", "none"),
+        default="connection",
+        help="the listener's key strategy (key=none: librdkafka's sticky partitioner)",
+    )
+    parser.add_argument(
         "--partitions", type=int, default=4, help="partitions of each benchmark topic"
     )
     parser.add_argument(
@@ -517,7 +523,7 @@ def main(argv=None):
     print(
         f"end-to-end throughput: {args.messages:,} messages of {args.size} bytes "
         f"({payloadMb:.1f} MB of payload), {args.clients} connections in "
-        f"{args.client_processes} client process(es), framing {args.framing}, "
+        f"{args.client_processes} client process(es), framing {args.framing}, key={args.key}, "
         f"{args.partitions} partitions, {args.repeat} runs each; "
         f"{os.cpu_count()} CPUs",
         flush=True,

@@ -28,6 +28,7 @@ __all__ = [
     "RoutingContext",
     "RoutingPlugin",
     "TopicTemplate",
+    "fixedTopic",
     "keyStrategy",
     "topicName",
     "topicTemplate",
@@ -270,3 +271,22 @@ class RoutingPlugin:
         if isinstance(self._router, str):
             self._router = namedAny(self._router)
         return self._router(connection)
+
+
+def fixedTopic(route, defaultTopic):
+    """
+    The one topic every record of a listener goes to, when it is known at
+    start: its template has no fields and no routing plugin chooses.
+
+    :param route: the listener's L{Route}.
+    :param defaultTopic: the gateway's topic, or L{None}.
+    :return: the topic name, or L{None} when it depends on the connection
+        or the message.
+    """
+    if route.plugin is not None:
+        return None
+    if route.topic is None:
+        return defaultTopic
+    if route.topic.fields:
+        return None
+    return topicName(route.topic.text)

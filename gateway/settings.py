@@ -23,7 +23,7 @@ from gateway.registry import (
     loadRouting,
 )
 from gateway.router import DEFAULT_BUDGET
-from gateway.routing import Route, keyStrategy, topicTemplate
+from gateway.routing import Route, fixedTopic, keyStrategy, topicTemplate
 from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.server.policy import ConnectionPolicy, splitOptions
 
@@ -43,6 +43,7 @@ __all__ = [
     "SettingsCheck",
     "SettingsError",
     "checkSettings",
+    "missingListenerTopics",
 ]
 
 #: The Kafka cluster unless told otherwise: a broker on this host.
@@ -406,3 +407,25 @@ def _positive(what, value):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SettingsError(what, f"{what} must be a positive integer, not {value!r}")
     return value
+
+
+def missingListenerTopics(settings, timeout=10.0):
+    """
+    The listeners whose fixed topic does not exist in a cluster that will
+    not create it (for C{--check}; at run time their records would be
+    dead-lettered).  Asks the cluster once.
+
+    :param settings: L{GatewaySettings} from L{checkSettings}.
+    :return: C{(listener, topic)} pairs, the listener named as given (or
+        by its framing), in the listeners' order.
+    :raises Exception: confluent-kafka's, when the cluster does not answer.
+    """
+    from gateway.kafka.topics import missingTopics
+
+    fixed = [
+        (listener.name or listener.plugin.name, fixedTopic(listener.route, settings.topic))
+        for listener in settings.listeners
+    ]
+    fixed = [(name, topic) for name, topic in fixed if topic is not None]
+    missing = set(missingTopics(settings.config, {topic for _, topic in fixed}, timeout))
+    return [(name, topic) for name, topic in fixed if topic in missing]

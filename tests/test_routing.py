@@ -15,6 +15,7 @@ from gateway.routing import (
     RoutingContext,
     RoutingPlugin,
     TopicTemplate,
+    fixedTopic,
     keyStrategy,
     topicName,
 )
@@ -151,6 +152,28 @@ class KeyStrategyTests(SynchronousTestCase):
         context = RoutingContext.forConnection("l", "/tmp/sock")
         self.assertEqual(Route().resolve(context, "default").topic, "default")
         self.assertEqual((context.peerHost, context.peerPort), ("/tmp/sock", ""))
+
+
+class FixedTopicTests(SynchronousTestCase):
+    """
+    L{fixedTopic}: the topic a start-up check can look for.
+    """
+
+    def test_fixed(self):
+        """
+        A template without fields, or the default topic, is fixed; a
+        template with fields or a routing plugin is not.
+        """
+        plugin = RoutingPlugin("p", "d", _PerConnection)
+        self.assertEqual(
+            [
+                fixedTopic(Route(TopicTemplate("a")), "d"),
+                fixedTopic(Route(), "d"),
+                fixedTopic(Route(TopicTemplate("a.{listener}")), "d"),
+                fixedTopic(Route(plugin=plugin), "d"),
+            ],
+            ["a", "d", None, None],
+        )
 
 
 class _PerConnection:

@@ -151,11 +151,15 @@ class RoutedStream(MessageStream):
 @implementer(IMessageSink)
 class Router:
     """
-    Route every connection's messages to one topic through one producer, and
-    keep the bytes held within the budget.
+    Route every connection's messages through one producer as its
+    listener's route says, and keep the bytes held within the budget.
 
     :ivar producer: the L{gateway.kafka.producer.KafkaProducerService}.
-    :ivar topic: the Kafka topic every message goes to.
+    :ivar topic: the Kafka topic of listeners that name none (or L{None}).
+    :ivar routes: listener name to its L{gateway.routing.Route} (a listener
+        without one routes to C{topic}, keyed by connection).
+    :ivar streams: the open connections' message streams (a L{dict} used as
+        a set), whose counts L{topicCounts} adds up.
     :ivar clients: the framing protocols of the open connections, oldest
         first (a L{dict} used as an ordered set).
     :ivar listeners: services with C{pauseAccepting}/C{resumeAccepting}.

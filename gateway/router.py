@@ -224,11 +224,15 @@ class Router:
             return RoutedStream(self, listener, peer, producer, route)
         return MessageStream(self, listener, peer, producer, route)
 
-    def connectionRoute(self, listener, peer):
+    def connectionRoute(self, listener, peer, **known):
         """
         Route one connection: the listener's topic template and key
         strategy resolved, then its routing plugin's connection router
         asked, once.
+
+        :param known: further fields of the L{gateway.routing.RoutingContext}
+            known by then (C{session}, C{clientCertCN}): a stream whose
+            route needs them opens once they are.
 
         :return: a L{gateway.routing.RoutingContext} with the C{topic},
             C{key} and C{headers} of the connection's records (and, when a
@@ -239,7 +243,10 @@ class Router:
             # The listener's header is one object shared by its connections.
             headers = [self.listenerHeader(listener), (PEER_HEADER, peer.encode())]
         route = self.routes.get(listener, _DEFAULT_ROUTE)
-        context = route.resolve(RoutingContext.forConnection(listener, peer, headers), self.topic)
+        context = RoutingContext.forConnection(listener, peer, headers)
+        for name, value in known.items():
+            setattr(context, name, value)
+        context = route.resolve(context, self.topic)
         if route.plugin is not None:
             chosen = route.plugin.connectionRouter(context)
             context.chosen = chosen

@@ -248,6 +248,17 @@ class RouterRoutingTests(SynchronousTestCase):
             [("a", b"a", None, [("h", b"v")]), ("b", b"b", None, [("h", b"v")])],
         )
 
+    def test_knownFields(self):
+        """
+        Fields known later (a session) reach the routing plugin when given.
+        """
+        seen = []
+        self.router.routes["l"] = Route(
+            plugin=RoutingPlugin("p", "d", lambda c: seen.append(c) or c)
+        )
+        self.router.connectionRoute("l", "10.0.0.1:5", session="s-1", clientCertCN="dev")
+        self.assertEqual((seen[0].session, seen[0].clientCertCN), ("s-1", "dev"))
+
     def test_topicCounts(self):
         """
         Messages and bytes per topic add up open and closed streams.

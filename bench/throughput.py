@@ -354,7 +354,7 @@ def runGateway(
             "--topic",
             topic,
             "--listen",
-            f"{args.framing}{f'({listenOptions})' if listenOptions else ''}"
+            f"{args.framing}({','.join(filter(None, [listenOptions, f'key={args.key}']))})"
             "=tcp:0:interface=127.0.0.1",
         ],
     )
@@ -510,6 +510,12 @@ def main(argv=None):
     )
     parser.add_argument("--framing", choices=FRAMINGS, default="lines")
     parser.add_argument(
+        "--key",
+        choices=("connection", "peer-host", "none"),
+        default="connection",
+        help="the listener's key strategy (key=none: librdkafka's sticky partitioner)",
+    )
+    parser.add_argument(
         "--partitions", type=int, default=4, help="partitions of each benchmark topic"
     )
     parser.add_argument(
@@ -542,7 +548,7 @@ def main(argv=None):
     print(
         f"end-to-end throughput: {args.messages:,} messages of {args.size} bytes "
         f"({payloadMb:.1f} MB of payload), {args.clients} connections in "
-        f"{args.client_processes} client process(es), framing {args.framing}, "
+        f"{args.client_processes} client process(es), framing {args.framing}, key={args.key}, "
         f"{args.partitions} partitions, {args.repeat} runs each; "
         f"{os.cpu_count()} CPUs",
         flush=True,

@@ -17,6 +17,7 @@ __all__ = [
     "IProducerBackend",
     "IProducerClient",
     "IProducerEvents",
+    "IRoutingPlugin",
 ]
 
 
@@ -206,4 +207,38 @@ class IProducerEvents(Interface):
         A client-wide error (all brokers down, a fatal error).
 
         :param error: a L{gateway.kafka.records.DeliveryError}.
+        """
+
+
+class IRoutingPlugin(Interface):
+    """
+    Routing that a topic template cannot say: asked once per connection for
+    that connection's router, which chooses the topic, key and extra headers
+    once, or per message when the plugin declares it must.
+
+    Found with C{getPlugins(IRoutingPlugin, gateway.plugins)} (the object
+    must also provide L{twisted.plugin.IPlugin}), or named by a dotted path
+    C{package.module:Name}; a listener uses it with C{routing=NAME}.
+    """
+
+    name = Attribute("Short name used in C{routing=NAME}, e.g. C{'json-type'}.")
+    description = Attribute("One line shown in C{twistd gateway --help}.")
+    perMessage = Attribute(
+        "L{True} when the connection routers choose per message: their "
+        "C{route(payload)} is then called for every message (a Python call "
+        "on the hot path, see docs/routing.md for its cost)."
+    )
+
+    def connectionRouter(connection):
+        """
+        Route one connection.  Called once, when the connection is made.
+
+        :param connection: a L{gateway.routing.RoutingContext}: the
+            listener, the peer, and the C{topic}, C{key} and C{headers} the
+            listener's own options chose.
+        :return: an object with C{topic} (L{str}), C{key} (L{bytes} or
+            L{None}) and C{headers} (a list of C{(str, bytes)} or L{None},
+            including C{connection.headers} to keep the gateway's) used for
+            every message; and, when C{perMessage}, a C{route(payload)}
+            returning C{(topic, key, headers)} for one message.
         """

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 
 from gateway.compat.twisted import cachedPlugins
 from gateway.framing.plugin import FramingPlugin
-from gateway.interfaces import IFramingPlugin, IProducerBackend
+from gateway.interfaces import IFramingPlugin, IProducerBackend, IRoutingPlugin
 
 __all__ = [
     "FramingPlugin",
@@ -23,6 +23,8 @@ __all__ = [
     "FramingRegistry",
     "loadFramings",
     "loadBackends",
+    "loadRouting",
+    "RoutingError",
     "DEFAULT_BACKEND",
 ]
 
@@ -34,6 +36,19 @@ class FramingError(ValueError):
     """
     A framing is unknown, or a plugin providing one is broken.
     """
+
+
+def _importPath(name, error, what):
+    """
+    The object a dotted path C{package.module:Name} names.
+
+    :raises error: when it does not import.
+    """
+    module, _, attribute = name.partition(":")
+    try:
+        return namedAny(f"{module}.{attribute}")
+    except Exception as e:
+        raise error(f"{what} {name!r} cannot be imported: {e}") from e
 
 
 def _verified(plugin, origin):
@@ -97,12 +112,7 @@ class FramingRegistry:
         if name in self.plugins:
             return self.plugins[name]
         if ":" in name:
-            module, _, attribute = name.partition(":")
-            try:
-                plugin = namedAny(f"{module}.{attribute}")
-            except Exception as e:
-                raise FramingError(f"framing {name!r} cannot be imported: {e}") from e
-            return _verified(plugin, name)
+            return _verified(_importPath(name, FramingError, "framing"), name)
         known = ", ".join(sorted(self.plugins)) or "none"
         hint = "".join(f"; {error}" for error in self.errors if f"'{name}'" in error)
         raise FramingError(f"unknown framing {name!r}; available: {known}{hint}")
@@ -131,3 +141,36 @@ def loadBackends(package=None):
             continue
         found.setdefault(backend.name, backend)
     return found
+
+
+class RoutingError(ValueError):
+    """
+    A routing plugin is unknown, or broken.
+    """
+
+
+def loadRouting(name, package=None):
+    """
+    The routing plugin a listener's C{routing=} names: an installed
+    plugin's name, or the dotted path C{package.module:Name} of a plugin
+    object; checked against L{IRoutingPlugin}.
+
+    :raises RoutingError: when there is no such plugin, or it is broken.
+    """
+    if ":" in name:
+        plugin = _importPath(name, RoutingError, "routing plugin")
+    else:
+        if package is None:
+            import gateway.plugins as package
+        found = {}
+        for candidate in getPlugins(IRoutingPlugin, package):
+            found.setdefault(getattr(candidate, "name", None), candidate)
+        if name not in found:
+            known = ", ".join(sorted(str(n) for n in found)) or "none"
+            raise RoutingError(f"unknown routing plugin {name!r}; available: {known}")
+        plugin = found[name]
+    try:
+        verifyObject(IRoutingPlugin, plugin)
+    except Invalid as e:
+        raise RoutingError(f"routing plugin {name!r} is broken: {e}") from e
+    return plugin

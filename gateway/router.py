@@ -18,11 +18,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IMessageSink, IMessageStream
+from gateway.routing import Route, RoutingContext
 from gateway.server.incomplete import IncompleteCap
 
 __all__ = [
     "Router",
     "MessageStream",
+    "RoutedStream",
     "LISTENER_HEADER",
     "PEER_HEADER",
     "CLIENT_CERT_HEADER",
@@ -40,63 +42,141 @@ BUDGET = "budget"
 #: Bytes accepted and not yet confirmed that the gateway holds at most.
 DEFAULT_BUDGET = 64 * 1024 * 1024
 
+#: The route of a listener given no routing options.
+_DEFAULT_ROUTE = Route()
+
+
+def _addCounts(totals, counts):
+    for topic, (messages, size) in counts.items():
+        before = totals.get(topic, (0, 0))
+        totals[topic] = (before[0] + messages, before[1] + size)
+
 
 @implementer(IMessageStream)
 class MessageStream:
     """
-    One connection's path to the producer, with its record fields prepared.
+    One connection's path to the producer, with its record fields prepared
+    once, when the connection is made, by the listener's route
+    (L{Router.connectionRoute}).
 
-    Every record of a connection has the same key (listener and peer), so
-    Kafka's partitioner puts them all on one partition, in order.
+    With the default key (C{key=connection}) every record of a connection
+    has the same key (listener and peer), so Kafka's partitioner puts them
+    all on one partition, in order.
+
+    :ivar messages: messages sent (per-topic figures add these up on scrape).
+    :ivar bytes: their payload bytes.
     """
 
-    __slots__ = ("_produce", "_topic", "_key", "_headers", "_router", "_protocol")
+    __slots__ = (
+        "_produce",
+        "_topic",
+        "_key",
+        "_headers",
+        "_router",
+        "_protocol",
+        "messages",
+        "bytes",
+    )
 
-    def __init__(self, router, listener, peer, protocol):
+    def __init__(self, router, listener, peer, protocol, route=None):
         """
         :param router: the L{Router} that opened the stream.
         :param listener: the listener's name.
         :param peer: the client's address as C{host:port}.
         :param protocol: the connection's framing protocol.
+        :param route: the connection's L{gateway.routing.RoutingContext}
+            if already resolved; resolved here by default.
         """
-        self._key = f"{listener}/{peer}".encode()
-        self._headers = None
-        if router.headers:
-            # The listener's header is one object shared by its connections.
-            self._headers = [router.listenerHeader(listener), (PEER_HEADER, peer.encode())]
+        if route is None:
+            route = router.connectionRoute(listener, peer)
+        self._topic = route.topic
+        self._key = route.key
+        self._headers = route.headers
         subject = getattr(protocol, "clientSubject", None)
         if subject is not None:
             self._headers = [*(self._headers or ()), (CLIENT_CERT_HEADER, subject)]
-            router.clientSubjects[self._key] = subject
+            if self._key is not None:
+                router.clientSubjects[self._key] = subject
         self._produce = router.producer.produce
-        self._topic = router.topic
         self._router = router
         self._protocol = protocol
+        self.messages = self.bytes = 0
+        router.streams[self] = None
 
     def send(self, payload):
         """
         Publish one payload: the hot path, a single call to the producer's
         C{produce} (see L{gateway.interfaces.IProducerClient.produce} for its
-        argument order).
+        argument order), after two counts.
         """
+        self.messages += 1
+        self.bytes += len(payload)
         self._produce(self._topic, payload, self._key, self._headers)
+
+    def counts(self):
+        """
+        :return: C{{topic: (messages, bytes)}} sent so far.
+        """
+        return {self._topic: (self.messages, self.bytes)}
 
     def close(self):
         """
-        Forget the connection's protocol: it is no longer paused or resumed.
+        Forget the connection's protocol: it is no longer paused or resumed;
+        its counts join the router's totals.
         """
         self._router.clients.pop(self._protocol, None)
         self._router.clientSubjects.pop(self._key, None)
+        self._router.closeStream(self)
+
+
+class RoutedStream(MessageStream):
+    """
+    The stream of a connection whose routing plugin chooses per message:
+    one Python call to its C{route(payload)} before each C{produce}.
+    """
+
+    __slots__ = ("_route", "_counts")
+
+    def __init__(self, router, listener, peer, protocol, route):
+        """
+        :param route: the connection's L{gateway.routing.RoutingContext},
+            whose C{chosen} connection router has a C{route(payload)}.
+        """
+        MessageStream.__init__(self, router, listener, peer, protocol, route)
+        self._route = route.chosen.route
+        self._counts = {}
+
+    def send(self, payload):
+        """
+        Publish one payload where the plugin's router says.
+        """
+        topic, key, headers = self._route(payload)
+        counts = self._counts.get(topic)
+        if counts is None:
+            counts = self._counts[topic] = [0, 0]
+        counts[0] += 1
+        counts[1] += len(payload)
+        self._produce(topic, payload, key, headers)
+
+    def counts(self):
+        """
+        :return: C{{topic: (messages, bytes)}} sent so far.
+        """
+        return {topic: tuple(pair) for topic, pair in self._counts.items()}
 
 
 @implementer(IMessageSink)
 class Router:
     """
-    Route every connection's messages to one topic through one producer, and
-    keep the bytes held within the budget.
+    Route every connection's messages through one producer as its
+    listener's route says, and keep the bytes held within the budget.
 
     :ivar producer: the L{gateway.kafka.producer.KafkaProducerService}.
-    :ivar topic: the Kafka topic every message goes to.
+    :ivar topic: the Kafka topic of listeners that name none (or L{None}).
+    :ivar routes: listener name to its L{gateway.routing.Route} (a listener
+        without one routes to C{topic}, keyed by connection).
+    :ivar streams: the open connections' message streams (a L{dict} used as
+        a set), whose counts L{topicCounts} adds up.
     :ivar clients: the framing protocols of the open connections, oldest
         first (a L{dict} used as an ordered set).
     :ivar listeners: services with C{pauseAccepting}/C{resumeAccepting}.
@@ -125,7 +205,8 @@ class Router:
         """
         :param producer: the process's one producer service; the router
             becomes its observer.
-        :param topic: the Kafka topic.
+        :param topic: the Kafka topic of listeners that name none (L{None}
+            when every listener does).
         :param budget: bytes accepted and not yet confirmed that may be held.
         :param highWater: pause above this fraction of the budget.
         :param lowWater: resume below this fraction.
@@ -157,6 +238,9 @@ class Router:
         self._listenerHeaders = {}
         #: Open connections' verified client certificate subjects, by key.
         self.clientSubjects = {}
+        self.routes = {}
+        self.streams = {}
+        self._closedCounts = {}
         producer.observer = self
 
     def openStream(self, listener, peer, producer):
@@ -167,7 +251,58 @@ class Router:
         self.clients[producer] = None
         if self.paused:
             producer.pauseProducing()
-        return MessageStream(self, listener, peer, producer)
+        route = self.connectionRoute(listener, peer)
+        if route.chosen is not None and self.routes[listener].plugin.perMessage:
+            return RoutedStream(self, listener, peer, producer, route)
+        return MessageStream(self, listener, peer, producer, route)
+
+    def connectionRoute(self, listener, peer, **known):
+        """
+        Route one connection: the listener's topic template and key
+        strategy resolved, then its routing plugin's connection router
+        asked, once.
+
+        :param known: further fields of the L{gateway.routing.RoutingContext}
+            known by then (C{session}, C{clientCertCN}): a stream whose
+            route needs them opens once they are.
+
+        :return: a L{gateway.routing.RoutingContext} with the C{topic},
+            C{key} and C{headers} of the connection's records (and, when a
+            plugin routes it, C{chosen}: the plugin's connection router).
+        """
+        headers = None
+        if self.headers:
+            # The listener's header is one object shared by its connections.
+            headers = [self.listenerHeader(listener), (PEER_HEADER, peer.encode())]
+        route = self.routes.get(listener, _DEFAULT_ROUTE)
+        context = RoutingContext.forConnection(listener, peer, headers)
+        for name, value in known.items():
+            setattr(context, name, value)
+        context = route.resolve(context, self.topic)
+        if route.plugin is not None:
+            chosen = route.plugin.connectionRouter(context)
+            context.chosen = chosen
+            context.topic, context.key, context.headers = chosen.topic, chosen.key, chosen.headers
+        return context
+
+    def closeStream(self, stream):
+        """
+        A stream's connection is gone: keep its counts in the totals.
+        """
+        if self.streams.pop(stream, False) is None:
+            _addCounts(self._closedCounts, stream.counts())
+
+    def topicCounts(self):
+        """
+        Messages and payload bytes sent per topic, closed connections'
+        and open ones' added up now (read on scrape, never per message).
+
+        :return: C{{topic: (messages, bytes)}}.
+        """
+        totals = dict(self._closedCounts)
+        for stream in self.streams:
+            _addCounts(totals, stream.counts())
+        return totals
 
     def listenerHeader(self, listener):
         """

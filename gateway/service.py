@@ -104,7 +104,8 @@ class GatewayService(MultiService):
         settings=None,
     ):
         """
-        :param topic: the Kafka topic every message goes to.
+        :param topic: the Kafka topic of listeners that name none (their
+            C{topic=} option); L{None} when every listener names one.
         :param bootstrapServers: C{host:port[,host:port...]} of the cluster.
         :param kafkaOptions: producer properties (librdkafka's names).
         :param maxMessageSize: the default message size limit of listeners.
@@ -240,7 +241,8 @@ class GatewayService(MultiService):
             when L{None} (C{options["max-size"]} also sets it).
         :param options: the framing's options and the connection options
             (L{gateway.server.policy.CONNECTION_OPTIONS}: caps, timeouts,
-            keepalive, backlog), by name; values as written on the command
+            keepalive, backlog, and C{topic}, C{key}, C{routing}: see
+            docs/routing.md), by name; values as written on the command
             line (L{str}) or Python values.
         :return: the L{ListenerService}.
         :raises gateway.registry.FramingError: for an unknown framing.
@@ -253,6 +255,7 @@ class GatewayService(MultiService):
             maxMessageSize=maxMessageSize,
             options=options,
             default=self.maxMessageSize,
+            topic=self.settings.topic,
         )
         return self.addCheckedListener(checked)
 
@@ -290,6 +293,7 @@ class GatewayService(MultiService):
         service.setServiceParent(self)
         self.listeners.append(service)
         self.router.listeners.append(service)
+        self.router.routes[name] = listener.route
         return service
 
     def _serverTLS(self, name, settings):

@@ -17,8 +17,15 @@ from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
 from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
 from gateway.kafka.security import securityFromConfig
 from gateway.paths import fileProblem, unixSocketPath
-from gateway.registry import DEFAULT_BACKEND, FramingError, FramingRegistry, loadBackends
+from gateway.registry import (
+    DEFAULT_BACKEND,
+    FramingError,
+    FramingRegistry,
+    loadBackends,
+    loadRouting,
+)
 from gateway.router import DEFAULT_BUDGET
+from gateway.routing import Route, fixedTopic, keyStrategy, topicTemplate
 from gateway.server.descriptors import DEFAULT_RESERVE
 from gateway.server.policy import ConnectionPolicy, splitOptions
 from gateway.server.tls import TLSSettings, splitTLSOptions
@@ -39,6 +46,7 @@ __all__ = [
     "SettingsCheck",
     "SettingsError",
     "checkSettings",
+    "missingListenerTopics",
 ]
 
 #: The Kafka cluster unless told otherwise: a broker on this host.
@@ -91,6 +99,8 @@ class ListenerSettings:
     :ivar options: the framing's options, coerced, with C{max-size}.
     :ivar policy: the L{ConnectionPolicy}.
     :ivar tls: the L{TLSSettings}, or L{None} for plain TCP.
+    :ivar route: the L{gateway.routing.Route}: topic template, key
+        strategy, routing plugin.
     """
 
     framing: str
@@ -100,6 +110,7 @@ class ListenerSettings:
     options: dict
     policy: ConnectionPolicy
     tls: TLSSettings = None
+    route: Route = Route()
 
 
 @dataclass(frozen=True)
@@ -206,8 +217,8 @@ class SettingsCheck:
         :rtype: L{GatewaySettings}
         :raises ValueError: for the first setting that is wrong.
         """
-        if not topic:
-            raise SettingsError("topic", "a Kafka topic is required")
+        if topic is not None and not topic:
+            raise SettingsError("topic", "the default Kafka topic must not be empty")
         maxMessageSize = _positive("maxMessageSize", maxMessageSize)
         budget = _positive("budget", budget)
         if incompleteCap is not None:
@@ -266,13 +277,23 @@ class SettingsCheck:
         return settings
 
     def listener(
-        self, framing, endpoint, name=None, maxMessageSize=None, options=None, *, default
+        self,
+        framing,
+        endpoint,
+        name=None,
+        maxMessageSize=None,
+        options=None,
+        *,
+        default,
+        topic=None,
     ):
         """
         Check one listener; the parameters are C{addListener}'s.
 
         :param default: the gateway's message size limit, for a listener
             given none.
+        :param topic: the gateway's topic, for a listener naming none
+            (L{None}: the listener must name its own).
         :rtype: L{ListenerSettings}
         :raises gateway.registry.FramingError: for an unknown framing.
         :raises ValueError: for a malformed endpoint, option or limit.
@@ -284,10 +305,36 @@ class SettingsCheck:
             given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
+        route = self.route(connection, topic)
         checkEndpoint(endpoint, "malformed endpoint")
         checkSocketPath(endpoint, "endpoint")
         tls = TLSSettings.fromOptions(tls, endpoint)
-        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls)
+        return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls, route)
+
+    def route(self, options, topic=None):
+        """
+        Check a listener's routing options (C{topic}, C{key}, C{routing}).
+
+        :param options: the listener's connection options, by name.
+        :param topic: the gateway's topic, or L{None}.
+        :rtype: L{gateway.routing.Route}
+        :raises SettingsError: when the listener has no topic at all, or
+            its routing plugin cannot be loaded.
+        """
+        template = options.get("topic")
+        template = topicTemplate(template) if template is not None else None
+        key = keyStrategy(options.get("key") or "connection")
+        plugin = options.get("routing")
+        if plugin is not None:
+            try:
+                plugin = loadRouting(str(plugin).strip())
+            except ValueError as e:
+                raise SettingsError("options", f"routing={plugin}: {e}") from e
+        if template is None and topic is None and plugin is None:
+            raise SettingsError(
+                "topic", "no Kafka topic: give the listener topic=NAME, or a default topic"
+            )
+        return Route(template, key, plugin)
 
     def workers(self, settings):
         """
@@ -339,7 +386,9 @@ def checkSettings(listeners, check=None, **settings):
     checked = []
     for index, listener in enumerate(listeners):
         try:
-            checked.append(check.listener(**listener, default=gateway.maxMessageSize))
+            checked.append(
+                check.listener(**listener, default=gateway.maxMessageSize, topic=gateway.topic)
+            )
         except SettingsError as e:
             raise SettingsError(e.setting, str(e), index) from e
         except FramingError as e:
@@ -409,3 +458,25 @@ def _positive(what, value):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SettingsError(what, f"{what} must be a positive integer, not {value!r}")
     return value
+
+
+def missingListenerTopics(settings, timeout=10.0):
+    """
+    The listeners whose fixed topic does not exist in a cluster that will
+    not create it (for C{--check}; at run time their records would be
+    dead-lettered).  Asks the cluster once.
+
+    :param settings: L{GatewaySettings} from L{checkSettings}.
+    :return: C{(listener, topic)} pairs, the listener named as given (or
+        by its framing), in the listeners' order.
+    :raises Exception: confluent-kafka's, when the cluster does not answer.
+    """
+    from gateway.kafka.topics import missingTopics
+
+    fixed = [
+        (listener.name or listener.plugin.name, fixedTopic(listener.route, settings.topic))
+        for listener in settings.listeners
+    ]
+    fixed = [(name, topic) for name, topic in fixed if topic is not None]
+    missing = set(missingTopics(settings.config, {topic for _, topic in fixed}, timeout))
+    return [(name, topic) for name, topic in fixed if topic in missing]

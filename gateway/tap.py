@@ -68,7 +68,7 @@ class Options(usage.Options):
     Options of C{twistd gateway}; see C{twistd -n gateway --help}.
     """
 
-    synopsis = "[options] --topic TOPIC --listen FRAMING=ENDPOINT [--listen ...]"
+    synopsis = "[options] [--topic TOPIC] --listen FRAMING[(topic=...)]=ENDPOINT [--listen ...]"
 
     optFlags = [
         [
@@ -86,7 +86,13 @@ class Options(usage.Options):
             DEFAULT_BOOTSTRAP_SERVERS,
             "Kafka bootstrap servers, host:port[,host:port...].",
         ],
-        ["topic", "t", None, "Kafka topic every message goes to (required)."],
+        [
+            "topic",
+            "t",
+            None,
+            "Kafka topic of listeners without their own topic= "
+            "(required unless every listener names one).",
+        ],
         [
             "max-message-size",
             "m",
@@ -257,8 +263,6 @@ class Options(usage.Options):
         The checked settings are kept (C{self["settings"]}) for
         L{makeService}.
         """
-        if not self["topic"]:
-            raise usage.UsageError("--topic is required")
         if not self["listen"]:
             raise usage.UsageError("at least one --listen FRAMING=ENDPOINT is required")
         for name in ("spool", "dead-letter", "http"):
@@ -307,6 +311,8 @@ class Options(usage.Options):
             spec = self["listen"][error.listener]
             if error.setting == "endpoint":
                 return str(error)
+            if error.setting == "topic":
+                return f"--listen {spec.framing}...={spec.endpoint}: {error} (--topic)"
             return f"--listen {spec.framing}...={spec.endpoint}: {error}"
         if error.setting == "kafkaOptions":
             return f"Kafka producer settings: {error}"

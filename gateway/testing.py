@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.framing.test_base -*-
 """
-Testing framings: a recording sink, a way to connect one protocol to a fake
-transport, and L{FramingConformanceMixin}, the conformance kit every framing
-plugin (built-in or third-party) applies to itself.
+Testing plugins: a recording sink, a way to connect one protocol to a fake
+transport, L{FramingConformanceMixin}, the conformance kit every framing
+plugin (built-in or third-party) applies to itself, and
+L{RoutingConformanceMixin}, the one for routing plugins.
 """
 
 from twisted.internet.address import IPv4Address
@@ -16,11 +17,19 @@ from zope.interface.verify import verifyObject
 
 from gateway.framing import INCOMPLETE, TOO_LARGE
 from gateway.framing.options import MAX_SIZE, resolveOptions
-from gateway.interfaces import IFramingPlugin, IMessageSink, IMessageStream
+from gateway.interfaces import IFramingPlugin, IMessageSink, IMessageStream, IRoutingPlugin
+from gateway.router import Router
+from gateway.routing import Route, TopicTemplate, topicName
 from gateway.server.factory import listenerFactory
 from gateway.server.listener import ListenerConfig
 
-__all__ = ["RecordingSink", "connectFraming", "FramingConformanceMixin"]
+__all__ = [
+    "RecordingSink",
+    "connectFraming",
+    "FramingConformanceMixin",
+    "RoutingConformanceMixin",
+    "RecordingProducer",
+]
 
 
 @implementer(IMessageStream)
@@ -450,3 +459,128 @@ class FramingConformanceMixin:
         self.assertEqual(transport.producerState, "stopped")
         protocol.dataReceived(self.encode(self.sampleMessages()))
         self.assertEqual(sink.streams[0].messages, [])
+
+
+class RecordingProducer:
+    """
+    Stands in for the producer service under a real L{Router}: records each
+    C{produce} call's C{(topic, value, key, headers)}.
+    """
+
+    def __init__(self):
+        self.records = []
+        self.observer = None
+
+    def produce(self, topic, value, key=None, headers=None):
+        self.records.append((topic, value, key, headers))
+
+
+class _CountingPlugin:
+    """
+    Forwards to a routing plugin, counting its C{connectionRouter} calls.
+    """
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+        self.perMessage = plugin.perMessage
+        self.calls = 0
+
+    def connectionRouter(self, connection):
+        self.calls += 1
+        return self.plugin.connectionRouter(connection)
+
+
+class RoutingConformanceMixin:
+    """
+    The conformance kit of routing plugins: mix into a
+    C{twisted.trial.unittest.SynchronousTestCase} and set the attributes.
+    Messages go through the gateway's own L{Router} and message streams.
+
+    :cvar plugin: the L{IRoutingPlugin} under test.
+    :cvar samples: C{(payload, topic)} pairs: where each payload must go.
+    :cvar listenerTopic: the listener's topic during the tests.
+    :cvar oddPayloads: payloads the plugin must route without raising (a
+        router raising would close the client's connection).
+    """
+
+    plugin = None
+    samples = ()
+    listenerTopic = "gateway-test"
+    oddPayloads = (b"", b"\xff\xfe", b"{", b"[]", b"null", b"\x00" * 64, b"{}" * 1000)
+
+    def route(self, payloads, connections=1):
+        """
+        Send C{payloads} on each of C{connections} connections of one
+        listener routed by the plugin.
+
+        :return: the produced C{(topic, value, key, headers)} records and
+            the plugin's counting wrapper.
+        """
+        producer = RecordingProducer()
+        router = Router(producer, None)
+        counting = _CountingPlugin(self.plugin)
+        router.routes["l"] = Route(TopicTemplate(self.listenerTopic), "connection", counting)
+        for index in range(connections):
+            stream = router.openStream("l", f"192.0.2.{index + 1}:4000", object())
+            for payload in payloads:
+                stream.send(payload)
+            stream.close()
+        return producer.records, counting
+
+    def test_providesInterface(self):
+        """
+        The plugin provides L{IRoutingPlugin}; C{perMessage} is a L{bool}.
+        """
+        verifyObject(IRoutingPlugin, self.plugin)
+        self.assertIsInstance(self.plugin.perMessage, bool)
+
+    def test_samples(self):
+        """
+        Each sample goes to its topic, its payload unchanged.
+        """
+        payloads = [payload for payload, _ in self.samples]
+        records, _ = self.route(payloads)
+        self.assertEqual(
+            [(topic, value) for topic, value, _, _ in records],
+            [(topic, payload) for payload, topic in self.samples],
+        )
+
+    def test_recordFields(self):
+        """
+        Every record has a legal topic name, a L{bytes} or no key, and a
+        list of C{(str, bytes)} headers or none.
+        """
+        records, _ = self.route([payload for payload, _ in self.samples] + list(self.oddPayloads))
+        for topic, _, key, headers in records:
+            self.assertEqual(topicName(topic), topic)
+            self.assertIsInstance(key, (bytes, type(None)))
+            for name, value in headers or ():
+                self.assertIsInstance(name, str)
+                self.assertIsInstance(value, bytes)
+
+    def test_oddPayloads(self):
+        """
+        Payloads the plugin does not expect are routed, not raised on.
+        """
+        records, _ = self.route(self.oddPayloads)
+        self.assertEqual([value for _, value, _, _ in records], list(self.oddPayloads))
+
+    def test_oncePerConnection(self):
+        """
+        The plugin is asked for a router once per connection, whatever the
+        number of messages.
+        """
+        _, counting = self.route([payload for payload, _ in self.samples] * 3, connections=2)
+        self.assertEqual(counting.calls, 2)
+
+    def test_stable(self):
+        """
+        The same payload goes to the same topic on every connection.
+        """
+        payloads = [payload for payload, _ in self.samples]
+        records, _ = self.route(payloads, connections=2)
+        half = len(records) // 2
+        self.assertEqual(
+            [r[0] for r in records[:half]],
+            [r[0] for r in records[half:]],
+        )

@@ -23,6 +23,7 @@ import gateway
 from gateway import interfaces
 from gateway.kafka.client import NO_CLIENT
 from gateway.registry import loadBackends, loadFramings
+from gateway.routing import Route, RoutingPlugin
 from gateway.service import GatewayService
 from gateway.testing import RecordingSink
 from tests.fakes import fakeBackend
@@ -93,7 +94,19 @@ def builtImplementations():
     ]
     built += [(interfaces.IFramingPlugin, p) for p in loadFramings().values()]
     built += [(interfaces.IProducerBackend, b) for b in loadBackends().values()]
+    routing = RoutingPlugin("r", "a route", _PerMessageRouter, perMessage=True)
+    built += [(interfaces.IRoutingPlugin, routing)]
+    service.router.routes["r"] = Route(plugin=routing)
+    built += [(interfaces.IMessageStream, service.router.openStream("r", "10.0.0.1:1", _Client()))]
     return built
+
+
+class _PerMessageRouter:
+    def __init__(self, connection):
+        self.topic, self.key, self.headers = connection.topic, None, None
+
+    def route(self, payload):
+        return self.topic, None, None
 
 
 #: Implementations built by other tests: their construction needs a set-up

@@ -263,7 +263,7 @@ class SettingsCheckTests(SynchronousTestCase):
         check = SettingsCheck(registry=gateway.registry.FramingRegistry(), backends={"f": backend})
         scans.framings = 0
         settings = check.gateway("t", backend="f")
-        check.listener("lines", "tcp:1", default=settings.maxMessageSize)
+        check.listener("lines", "tcp:1", default=settings.maxMessageSize, topic="t")
         self.assertEqual((scans.framings, scans.backends), (0, 0))
         self.assertIs(settings.backend, backend)
 

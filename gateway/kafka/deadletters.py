@@ -6,6 +6,8 @@ logged, so that no record is ever dropped silently: a record the file
 cannot take stays in memory, counted, until it can.
 """
 
+from collections import Counter
+
 from twisted.logger import Logger
 
 from gateway.kafka.records import RecordFile
@@ -49,6 +51,9 @@ class DeadLetters:
     :ivar held: C{(record, reason)} refused and not written yet, oldest
         first.
     :ivar error: why the last write failed, while records are held.
+    :ivar byTopic: records refused so far, by topic (a record for a topic
+        that does not exist, or that the gateway may not write, is refused
+        with that reason and counted here).
     """
 
     log = Logger()
@@ -64,6 +69,7 @@ class DeadLetters:
         self.held = []
         self.error = None
         self._failures = OncePerInterval(clock) if clock is not None else None
+        self.byTopic = Counter()
 
     def refuse(self, record, reason):
         """
@@ -71,6 +77,7 @@ class DeadLetters:
         can be written), count it and log it.
         """
         self.count += 1
+        self.byTopic[record.topic] += 1
         if self.file is not None:
             self.held.append((record, reason))
             self.retry()

@@ -39,6 +39,7 @@ __all__ = [
     "STOPPING",
     "STORAGE",
     "readiness",
+    "topicFigures",
 ]
 
 #: The health service's states, in the order the state gauge lists them.
@@ -86,6 +87,22 @@ def readiness(gateway):
     return True, READY, "the producer has a Kafka client (no health service probes Kafka)"
 
 
+def topicFigures(gateway):
+    """
+    Messages and payload bytes sent to each topic, and records dead-lettered
+    for it, added up now from the connections' streams and the dead letters.
+
+    :return: topic to C{{"messages", "bytes", "deadLettered"}}, by name.
+    """
+    figures = {}
+    for topic, (messages, size) in gateway.router.topicCounts().items():
+        figures[topic] = {"messages": messages, "bytes": size, "deadLettered": 0}
+    for topic, count in gateway.producer.deadLetters.byTopic.items():
+        figures.setdefault(topic, {"messages": 0, "bytes": 0, "deadLettered": 0})
+        figures[topic]["deadLettered"] = count
+    return dict(sorted(figures.items()))
+
+
 class GatewayCollector(Collector):
     """
     A Prometheus collector that reads a gateway's counters at scrape time.
@@ -130,6 +147,7 @@ class GatewayCollector(Collector):
         yield from self._listeners(gateway.listeners)
         yield from self._descriptors(gateway.descriptors)
         yield from self._producer(gateway.producer, gateway.router)
+        yield from self._topics(gateway)
         yield from self._health(gateway)
 
     def _listeners(self, listeners):
@@ -210,6 +228,25 @@ class GatewayCollector(Collector):
             "(EMFILE, ENFILE, ENOBUFS, ENOMEM).",
             value=guard.acceptErrors,
         )
+
+    def _topics(self, gateway):
+        families = {
+            "messages": CounterMetricFamily(
+                "gateway_topic_messages", "Messages sent to each topic.", labels=["topic"]
+            ),
+            "bytes": CounterMetricFamily(
+                "gateway_topic_bytes", "Payload bytes sent to each topic.", labels=["topic"]
+            ),
+            "deadLettered": CounterMetricFamily(
+                "gateway_topic_dead_lettered",
+                "Records of each topic refused for good (e.g. the topic does not exist).",
+                labels=["topic"],
+            ),
+        }
+        for topic, figures in topicFigures(gateway).items():
+            for name, family in families.items():
+                family.add_metric([topic], figures[name])
+        yield from families.values()
 
     def _producer(self, producer, router):
         def counter(name, doc, value):

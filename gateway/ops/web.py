@@ -21,7 +21,7 @@ from twisted.web.server import Site
 
 from gateway import __version__
 from gateway.addresses import formatAddress
-from gateway.ops.metrics import GatewayCollector, readiness
+from gateway.ops.metrics import GatewayCollector, readiness, topicFigures
 from gateway.server.descriptors import openDescriptors
 
 __all__ = ["GatewaySite", "buildSite", "metricsRegistry", "statusSnapshot"]
@@ -132,6 +132,7 @@ def statusSnapshot(collector, uptime, now):
             "bytesSent": producer.bytesSent(),
         },
         "listeners": listeners,
+        "topics": topicFigures(gateway),
         "descriptors": _descriptors(gateway.descriptors),
         "worker": {"index": gateway.workerIndex, "count": gateway.workerCount, "pid": os.getpid()},
         "kafkaConnections": collector.kafkaConnections(),

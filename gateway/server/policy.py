@@ -24,9 +24,11 @@ from gateway.framing.options import (
     boolean,
     integer,
 )
+from gateway.routing import keyStrategy, topicTemplate
 
 __all__ = [
     "CONNECTION_OPTIONS",
+    "ROUTING_OPTIONS",
     "ConnectionPolicy",
     "ALLOW",
     "DEFAULT_BACKLOG",
@@ -171,7 +173,35 @@ CONNECTION_OPTIONS = (
         "behind haproxy:); others are closed at once and counted as refused",
         "CIDR;CIDR...",
     ),
+    FramingOption(
+        "topic",
+        topicTemplate,
+        None,
+        "this listener's Kafka topic, or a template resolved once per "
+        "connection with {listener}, {peer_host}, {peer_port} "
+        "(default: --topic)",
+        "topic",
+    ),
+    FramingOption(
+        "key",
+        keyStrategy,
+        "connection",
+        "record key: connection (one partition per connection), peer-host "
+        "(per client host) or none (sticky partitioner)",
+        "connection|peer-host|none",
+    ),
+    FramingOption(
+        "routing",
+        str,
+        None,
+        "a routing plugin's name or package.module:Name, choosing topic, "
+        "key and headers per connection (or per message)",
+        "plugin",
+    ),
 )
+
+#: The options that route records rather than police connections.
+ROUTING_OPTIONS = ("topic", "key", "routing")
 
 _DECLARED = {option.name: option for option in CONNECTION_OPTIONS}
 

@@ -70,7 +70,7 @@ class DeadLettersTests(SynchronousTestCase):
         self.assertEqual(RecordFile(self.path).read(), [record])
         with open(self.path) as f:
             self.assertIn("TypeError: bad header", f.read())
-        self.assertEqual(deadLetters.count, 1)
+        self.assertEqual((deadLetters.count, dict(deadLetters.byTopic)), (1, {"t": 1}))
         [event] = [e for e in self.logged if "where" in e]
         self.assertEqual(
             (event["size"], event["topic"], event["reason"], event["where"]),

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway import __version__
+from gateway.kafka.records import Record
 from gateway.ops.metrics import FRAME_ERROR_REASONS, STORAGE, GatewayCollector, readiness
 from gateway.ops.web import statusSnapshot
 from gateway.service import GatewayService
@@ -395,6 +396,41 @@ class CollectorTests(GatewayMixin, SynchronousTestCase):
         }
         self.assertEqual({name: samples[name, ()] for name in expected}, expected)
         self.assertEqual((producer.accepted, producer.delivered()), (3, 3))
+
+    def test_topicFigures(self):
+        """
+        Messages and bytes per topic add up every connection's stream, open
+        or closed; records refused for good count against their topic.
+        """
+        gateway = self.makeGateway(
+            listeners=(
+                ("lines", "tcp:9000"),
+                ("lines", "tcp:9001", {"name": "other", "options": {"topic": "other"}}),
+            )
+        )
+        self.start()
+        self.connect().dataReceived(b"a\nbb\n")
+        closed = self.connect()
+        closed.dataReceived(b"ccc\n")
+        closed.connectionLost(Failure(ConnectionDone()))
+        gateway.producer.deadLetters.refuse(Record("missing", None, None, b"x"), "gone")
+        samples, _ = scrape(gateway)
+        figures = {
+            (name, labels[0][1]): value
+            for (name, labels), value in samples.items()
+            if name.startswith("gateway_topic_")
+        }
+        self.assertEqual(
+            figures,
+            {
+                ("gateway_topic_messages_total", "t"): 3,
+                ("gateway_topic_bytes_total", "t"): 6,
+                ("gateway_topic_dead_lettered_total", "t"): 0,
+                ("gateway_topic_messages_total", "missing"): 0,
+                ("gateway_topic_bytes_total", "missing"): 0,
+                ("gateway_topic_dead_lettered_total", "missing"): 1,
+            },
+        )
 
     def test_spooledAndRequeuedCountedApart(self):
         """

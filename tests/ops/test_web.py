@@ -453,6 +453,7 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
                         "pausedFor": [],
                     },
                 ],
+                "topics": {"t": {"messages": 3, "bytes": 6, "deadLettered": 0}},
                 "worker": {"index": 1, "count": 1, "pid": os.getpid()},
                 "time": 1001.0,
             },

@@ -1,0 +1,363 @@
+# -*- test-case-name: tests.test_routing -*-
+"""
+Tests for L{gateway.routing}, and for routing through the router, the
+settings check and the command line.
+"""
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from gateway.registry import RoutingError, loadRouting
+from gateway.router import LISTENER_HEADER, PEER_HEADER, RoutedStream, Router
+from gateway.routing import (
+    Route,
+    RoutingContext,
+    RoutingPlugin,
+    TopicTemplate,
+    fixedTopic,
+    keyStrategy,
+    topicName,
+)
+from gateway.service import GatewayService
+from gateway.settings import SettingsError, checkSettings
+from gateway.tap import Options
+from gateway.testing import RecordingProducer
+from tests.fakes import fakeBackend
+
+
+class _Client:
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+
+class TopicNameTests(SynchronousTestCase):
+    """
+    L{topicName}: the documented replacement rule.
+    """
+
+    def test_legalUnchanged(self):
+        """
+        Letters, digits, dots, underscores and dashes are kept.
+        """
+        self.assertEqual(topicName("devices.127.0.0.2_a-B9"), "devices.127.0.0.2_a-B9")
+
+    def test_illegalReplaced(self):
+        """
+        Every other character becomes an underscore, one each.
+        """
+        self.assertEqual(topicName("a b/c:d::1é"), "a_b_c_d__1_")
+
+    def test_dotsOnly(self):
+        """
+        C{.} and C{..}, which Kafka refuses, become underscores; nothing at
+        all becomes one underscore.
+        """
+        self.assertEqual([topicName(t) for t in (".", "..", "")], ["_", "__", "_"])
+
+    def test_cut(self):
+        """
+        Names are cut at Kafka's 249 characters.
+        """
+        self.assertEqual(topicName("x" * 300), "x" * 249)
+
+
+class TopicTemplateTests(SynchronousTestCase):
+    """
+    L{TopicTemplate}.
+    """
+
+    def context(self, peer="127.0.0.2:5000"):
+        return RoutingContext.forConnection("telemetry", peer)
+
+    def test_fixed(self):
+        """
+        A template without fields is the topic.
+        """
+        template = TopicTemplate("events")
+        self.assertEqual((template.resolve(self.context()), template.fields), ("events", ()))
+
+    def test_fields(self):
+        """
+        C{{listener}}, C{{peer_host}} and C{{peer_port}} are the connection's.
+        """
+        template = TopicTemplate("{listener}.{peer_host}.{peer_port}")
+        self.assertEqual(template.resolve(self.context()), "telemetry.127.0.0.2.5000")
+
+    def test_ipv6Replaced(self):
+        """
+        A value's illegal characters are replaced (an IPv6 host's colons).
+        """
+        template = TopicTemplate("devices.{peer_host}")
+        self.assertEqual(template.resolve(self.context("[::1]:5000")), "devices.__1")
+
+    def test_unknownField(self):
+        """
+        A template naming an unknown field is refused, naming it and the
+        fields there are.
+        """
+        error = self.assertRaises(ValueError, TopicTemplate, "devices.{host}")
+        self.assertIn("unknown field {host}", str(error))
+        self.assertIn("{peer_host}", str(error))
+
+    def test_laterFields(self):
+        """
+        C{{session}} and C{{client_cert_cn}} are refused, saying what they
+        need.
+        """
+        for name in ("session", "client_cert_cn"):
+            error = self.assertRaises(ValueError, TopicTemplate, f"t.{{{name}}}")
+            self.assertIn("needs", str(error))
+
+    def test_malformed(self):
+        """
+        Unbalanced braces, format specs, illegal literal text and empty
+        templates are refused.
+        """
+        for text in ("t.{peer_host", "t.{peer_host:>5}", "bad topic", "", "  "):
+            self.assertRaises(ValueError, TopicTemplate, text)
+
+
+class KeyStrategyTests(SynchronousTestCase):
+    """
+    L{keyStrategy} and L{Route.resolve}.
+    """
+
+    def test_choices(self):
+        """
+        Each strategy keys the connection's records as documented.
+        """
+        keys = {}
+        for strategy in ("connection", "peer-host", "none"):
+            context = RoutingContext.forConnection("l", "10.0.0.7:4000")
+            keys[strategy] = Route(key=keyStrategy(strategy)).resolve(context, "t").key
+        self.assertEqual(
+            keys, {"connection": b"l/10.0.0.7:4000", "peer-host": b"10.0.0.7", "none": None}
+        )
+
+    def test_refused(self):
+        """
+        Unknown strategies are refused; C{session} says what it needs.
+        """
+        self.assertRaises(ValueError, keyStrategy, "random")
+        self.assertIn("needs", str(self.assertRaises(ValueError, keyStrategy, "session")))
+
+    def test_defaultTopic(self):
+        """
+        A route without a template takes the gateway's topic.
+        """
+        context = RoutingContext.forConnection("l", "/tmp/sock")
+        self.assertEqual(Route().resolve(context, "default").topic, "default")
+        self.assertEqual((context.peerHost, context.peerPort), ("/tmp/sock", ""))
+
+
+class FixedTopicTests(SynchronousTestCase):
+    """
+    L{fixedTopic}: the topic a start-up check can look for.
+    """
+
+    def test_fixed(self):
+        """
+        A template without fields, or the default topic, is fixed; a
+        template with fields or a routing plugin is not.
+        """
+        plugin = RoutingPlugin("p", "d", _PerConnection)
+        self.assertEqual(
+            [
+                fixedTopic(Route(TopicTemplate("a")), "d"),
+                fixedTopic(Route(), "d"),
+                fixedTopic(Route(TopicTemplate("a.{listener}")), "d"),
+                fixedTopic(Route(plugin=plugin), "d"),
+            ],
+            ["a", "d", None, None],
+        )
+
+
+class _PerConnection:
+    def __init__(self, connection):
+        self.topic = "chosen." + connection.peerHost
+        self.key = b"k"
+        self.headers = None
+
+
+class _PerMessage(_PerConnection):
+    def route(self, payload):
+        return (payload.decode(), None, [("h", b"v")])
+
+
+class RouterRoutingTests(SynchronousTestCase):
+    """
+    L{Router} resolves each connection's route once, when the stream opens.
+    """
+
+    def setUp(self):
+        self.producer = RecordingProducer()
+        self.router = Router(self.producer, "default")
+
+    def test_defaultRoute(self):
+        """
+        A listener without routing options: the gateway's topic, the
+        connection key and the provenance headers, as before.
+        """
+        self.router.openStream("l", "10.0.0.1:5", _Client()).send(b"m")
+        self.assertEqual(
+            self.producer.records,
+            [
+                (
+                    "default",
+                    b"m",
+                    b"l/10.0.0.1:5",
+                    [(LISTENER_HEADER, b"l"), (PEER_HEADER, b"10.0.0.1:5")],
+                )
+            ],
+        )
+
+    def test_templateAndKey(self):
+        """
+        The listener's template and key strategy decide topic and key.
+        """
+        self.router.routes["l"] = Route(TopicTemplate("dev.{peer_host}"), "none")
+        self.router.openStream("l", "10.0.0.1:5", _Client()).send(b"m")
+        [(topic, _, key, _)] = self.producer.records
+        self.assertEqual((topic, key), ("dev.10.0.0.1", None))
+
+    def test_perConnectionPlugin(self):
+        """
+        A plugin without C{perMessage} chooses once; the plain stream sends.
+        """
+        plugin = RoutingPlugin("p", "d", _PerConnection)
+        self.router.routes["l"] = Route(plugin=plugin)
+        stream = self.router.openStream("l", "10.0.0.1:5", _Client())
+        stream.send(b"m")
+        self.assertNotIsInstance(stream, RoutedStream)
+        self.assertEqual(self.producer.records, [("chosen.10.0.0.1", b"m", b"k", None)])
+
+    def test_perMessagePlugin(self):
+        """
+        A C{perMessage} plugin's router chooses each message's fields.
+        """
+        self.router.routes["l"] = Route(plugin=RoutingPlugin("p", "d", _PerMessage, True))
+        stream = self.router.openStream("l", "10.0.0.1:5", _Client())
+        stream.send(b"a")
+        stream.send(b"b")
+        self.assertEqual(
+            self.producer.records,
+            [("a", b"a", None, [("h", b"v")]), ("b", b"b", None, [("h", b"v")])],
+        )
+
+    def test_knownFields(self):
+        """
+        Fields known later (a session) reach the routing plugin when given.
+        """
+        seen = []
+        self.router.routes["l"] = Route(
+            plugin=RoutingPlugin("p", "d", lambda c: seen.append(c) or c)
+        )
+        self.router.connectionRoute("l", "10.0.0.1:5", session="s-1", clientCertCN="dev")
+        self.assertEqual((seen[0].session, seen[0].clientCertCN), ("s-1", "dev"))
+
+    def test_topicCounts(self):
+        """
+        Messages and bytes per topic add up open and closed streams.
+        """
+        self.router.routes["p"] = Route(plugin=RoutingPlugin("p", "d", _PerMessage, True))
+        first = self.router.openStream("l", "10.0.0.1:5", _Client())
+        first.send(b"12345")
+        first.close()
+        first.close()
+        self.router.openStream("l", "10.0.0.1:6", _Client()).send(b"123")
+        routed = self.router.openStream("p", "10.0.0.1:7", _Client())
+        routed.send(b"x")
+        routed.send(b"x")
+        self.assertEqual(self.router.topicCounts(), {"default": (2, 8), "x": (2, 2)})
+
+
+class RoutingOptionsTests(SynchronousTestCase):
+    """
+    C{topic=}, C{key=} and C{routing=} through the settings check, the
+    command line and C{addListener}.
+    """
+
+    def check(self, options, topic=None):
+        return checkSettings(
+            [{"framing": "lines", "endpoint": "tcp:9000", "options": options}],
+            topic=topic,
+            backend=fakeBackend(),
+        )
+
+    def test_route(self):
+        """
+        The options make the listener's L{Route}.
+        """
+        settings = self.check({"topic": "a.{listener}", "key": "peer-host"})
+        self.assertEqual(
+            settings.listeners[0].route, Route(TopicTemplate("a.{listener}"), "peer-host")
+        )
+
+    def test_noTopicAtAll(self):
+        """
+        A listener without a topic, in a gateway without one, is refused.
+        """
+        error = self.assertRaises(SettingsError, self.check, {})
+        self.assertEqual((error.setting, error.listener), ("topic", 0))
+
+    def test_badOptions(self):
+        """
+        A bad template or key names the option.
+        """
+        for options in ({"topic": "{nope}"}, {"key": "random"}):
+            error = self.assertRaises(SettingsError, self.check, options, "t")
+            self.assertIn(next(iter(options)), str(error))
+
+    def test_unknownPlugin(self):
+        """
+        An unknown routing plugin is refused, by name and by path.
+        """
+        self.assertRaises(RoutingError, loadRouting, "no-such-router")
+        self.assertRaises(RoutingError, loadRouting, "no.such:module")
+        error = self.assertRaises(SettingsError, self.check, {"routing": "nope"}, "t")
+        self.assertIn("routing=nope", str(error))
+
+    def test_brokenPlugin(self):
+        """
+        An object that is not a routing plugin is refused.
+        """
+        self.assertIn("broken", str(self.assertRaises(RoutingError, loadRouting, "os:path")))
+
+    def test_commandLine(self):
+        """
+        C{--topic} is not needed when every listener names its topic; a
+        listener without one when there is no C{--topic} is a usage error.
+        """
+        options = Options()
+        options.parseOptions(
+            ["--listen", "lines(topic=a,key=none)=tcp:9000", "--kafka-backend", "confluent"]
+        )
+        self.assertEqual(options["settings"].listeners[0].route.key, "none")
+        error = self.assertRaises(
+            UsageError,
+            Options().parseOptions,
+            ["--listen", "lines(topic=a)=tcp:9000", "--listen", "lines=tcp:9001"],
+        )
+        self.assertIn("tcp:9001", str(error))
+        self.assertIn("--topic", str(error))
+
+    def test_addListener(self):
+        """
+        A C{.tac} file's C{addListener} takes the same options, and the
+        router gets the listener's route.
+        """
+        service = GatewayService(
+            None,
+            reactor=MemoryReactorClock(),
+            backend=fakeBackend(),
+            healthInterval=None,
+            spoolPath=None,
+            deadLetterPath=None,
+        )
+        service.addListener("lines", "tcp:9000", name="t1", options={"topic": "one"})
+        self.assertEqual(service.router.routes["t1"].topic, TopicTemplate("one"))
+        self.assertRaises(SettingsError, service.addListener, "lines", "tcp:9001")

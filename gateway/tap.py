@@ -9,7 +9,17 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
+from gateway import __version__
+from gateway.errors import (
+    StartupError,
+    StartupGuard,
+    debugRequested,
+    describe,
+    installHook,
+    report,
+)
 from gateway.framing.options import OptionError, parseListen
+from gateway.logs import logRate
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
 from gateway.server.workers import WorkerGroup, parentWatch
@@ -29,34 +39,35 @@ from gateway.settings import (
     checkSettings,
 )
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "buildService", "makeService", "versions"]
 
 
-def _positiveInt(value):
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
+def _number(option, parse, minimum, expected, example):
+    """
+    A coercer for C{--option} whose errors name the option, say what it
+    expected and give an example, as every other refusal does (twistd's own
+    would say only C{Parameter type enforcement failed}).
 
+    :param parse: L{int} or L{float}.
+    :param minimum: the smallest value allowed.
+    :param expected: what a right value is, e.g. C{"a whole number of bytes,
+        1 or more"}.
+    :param example: a right value.
+    """
 
-_positiveInt.coerceDoc = "Must be a positive integer."
+    def coerce(value):
+        try:
+            number = parse(value)
+        except ValueError:
+            number = None
+        if number is None or not number >= minimum or number != number or number == float("inf"):
+            raise usage.UsageError(
+                f"--{option} {value!r}: expected {expected}, e.g. --{option} {example}"
+            )
+        return number
 
-
-def _nonNegativeInt(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-_nonNegativeInt.coerceDoc = "Must be a whole number, 0 or more."
-
-
-def _nonNegativeFloat(value):
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
+    coerce.coerceDoc = f"Must be {expected}."
+    return coerce
 
 
 class Options(usage.Options):
@@ -73,6 +84,18 @@ class Options(usage.Options):
             "Do not add the gateway-listener and gateway-peer headers to records "
             "(the key names both; saves about a third of the time per message).",
         ],
+        [
+            "check",
+            None,
+            "Check the options, framings, backend and paths, print what was "
+            "checked and exit (0: all good, 1: not) without starting.",
+        ],
+        [
+            "check-kafka",
+            None,
+            "With --check: also connect to the bootstrap servers and check "
+            "that the topic exists and that the producer may write to it.",
+        ],
     ]
 
     optParameters = [
@@ -88,14 +111,14 @@ class Options(usage.Options):
             "m",
             DEFAULT_MAX_MESSAGE_SIZE,
             "Largest message accepted, in bytes; a client sending a larger frame is disconnected.",
-            _positiveInt,
+            _number("max-message-size", int, 1, "a whole number of bytes, 1 or more", 65536),
         ],
         [
             "drain-timeout",
             None,
             DEFAULT_DRAIN_TIMEOUT,
             "Seconds to wait on shutdown for Kafka to confirm what was read.",
-            _nonNegativeFloat,
+            _number("drain-timeout", float, 0, "a number of seconds, 0 or more", 30),
         ],
         [
             "kafka-backend",
@@ -109,7 +132,7 @@ class Options(usage.Options):
             DEFAULT_BUDGET,
             "Bytes read from clients and not yet confirmed by Kafka held at "
             "most; clients are paused above 80% and resumed below 50%.",
-            _positiveInt,
+            _number("budget", int, 1, "a whole number of bytes, 1 or more", 67108864),
         ],
         [
             "spool",
@@ -130,7 +153,7 @@ class Options(usage.Options):
             DEFAULT_HEALTH_INTERVAL,
             "Seconds between health probes on the persistent connection to "
             "each broker (0: no health checks).",
-            _nonNegativeFloat,
+            _number("health-interval", float, 0, "a number of seconds, 0 or more", 5),
         ],
         [
             "reserve-descriptors",
@@ -139,7 +162,7 @@ class Options(usage.Options):
             "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
             "stop accepting (clients wait in the backlog) before client "
             "connections would take them.",
-            _nonNegativeInt,
+            _number("reserve-descriptors", int, 0, "a whole number of descriptors, 0 or more", 64),
         ],
         [
             "workers",
@@ -148,15 +171,16 @@ class Options(usage.Options):
             "Gateway processes sharing the listeners (every --listen endpoint "
             "then reuseport:PORT); this process is worker 1 and supervises the "
             "others. Worker K serves HTTP on the --http port + K-1.",
-            _positiveInt,
+            _number("workers", int, 1, "a whole number of processes, 1 or more", 2),
         ],
         [
             "worker-index",
             None,
             1,
-            "This process's number among the workers (set by --workers for "
-            "the workers it starts).",
-            _positiveInt,
+            # Internal: set by --workers for the workers it starts; hidden
+            # from --help (see getUsage).
+            "",
+            _number("worker-index", int, 1, "a whole number, 1 or more", 2),
         ],
         [
             "dead-letter",
@@ -176,15 +200,31 @@ class Options(usage.Options):
         """
         Parse, remembering a failure so that L{getUsage} answers it with one
         line instead of the whole help.
+
+        Under twistd (a parent command), a usage error is one line on
+        standard error and exit status 1 (twistd would print the help and
+        the error on standard output); alone, as in tests and Python code,
+        it raises L{usage.UsageError}.
         """
         if options is None:
             options = sys.argv[1:]
         self.arguments = list(options)
         try:
             usage.Options.parseOptions(self, options)
-        except usage.UsageError:
+        except usage.UsageError as e:
             self._failed = True
-            raise
+            if getattr(self, "parent", None) is None or debugRequested():
+                raise
+            report(e, sys.stderr)
+            raise SystemExit(1) from None
+
+    def opt_version(self):
+        """
+        Print the versions of the gateway, Twisted, librdkafka and Python, and exit.
+        """
+        sys.stdout.write(versions() + "\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
 
     def opt_listen(self, value):
         """
@@ -225,6 +265,12 @@ class Options(usage.Options):
         for name in ("spool", "dead-letter", "http"):
             if self[name].lower() in ("", "none"):
                 self[name] = None
+        if self["check-kafka"] and not self["check"]:
+            raise usage.UsageError("--check-kafka goes with --check")
+        try:
+            logRate()
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from e
         try:
             self["settings"] = checkSettings(
                 [
@@ -257,10 +303,17 @@ class Options(usage.Options):
         if error.listener is not None:
             spec = self["listen"][error.listener]
             if error.setting == "endpoint":
-                return str(error)
+                return f"--listen {spec.framing}...={spec.endpoint}: {error}"
             return f"--listen {spec.framing}...={spec.endpoint}: {error}"
         if error.setting == "kafkaOptions":
+            key = getattr(error, "option", None)
+            if key is not None:
+                return f"--kafka-option {key}={self['kafka-options'][key]}: {error}"
             return f"Kafka producer settings: {error}"
+        if error.setting == "http":
+            return f"--http {self['http']}: {error}"
+        if error.setting == "bootstrapServers":
+            return f"--bootstrap-servers {self['bootstrap-servers']!r}: {error}"
         if error.setting == "backend":
             return f"--kafka-backend: {error}"
         if error.setting == "workerIndex":
@@ -277,6 +330,8 @@ class Options(usage.Options):
         if self._failed:
             return "(twistd gateway --help lists every option and framing)"
         text = usage.Options.getUsage(self, width)
+        # --worker-index is for the workers --workers starts, not for people.
+        text = "\n".join(line for line in text.split("\n") if "--worker-index" not in line)
         return text + "\n" + describeFramings(FramingRegistry())
 
 
@@ -306,11 +361,79 @@ def describeFramings(registry):
     )
     for option in CONNECTION_OPTIONS:
         default = "none" if option.default is None else option.default
-        lines.append(f"  {option.name}={option.kind}  {option.help} [default: {default}]")
+        # An option whose default depends on something else says so itself.
+        given = "" if "(default " in option.help else f" [default: {default}]"
+        lines.append(f"  {option.name}={option.kind}  {option.help}{given}")
     return "\n".join(lines) + "\n"
 
 
+def versions():
+    """
+    :return: one line naming the versions of the gateway and of what it runs
+        on: Twisted, confluent-kafka and librdkafka, Python.
+    """
+    import platform
+
+    import twisted
+
+    try:
+        import confluent_kafka
+
+        kafka = f"confluent-kafka {confluent_kafka.version()}, "
+        kafka += f"librdkafka {confluent_kafka.libversion()[0]}"
+    except ImportError:
+        kafka = "confluent-kafka not installed"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"kafka-gateway {__version__} (Twisted {twisted.__version__}, {kafka}, {python})"
+
+
 def makeService(options):
+    """
+    What twistd runs: with C{--check}, the check (which ends the process);
+    otherwise L{buildService}'s tree under a L{StartupGuard}, so that a
+    port that cannot be bound is one line naming its option and exit
+    status 1, not a traceback.
+    """
+    installHook()
+    if options["check"]:
+        from gateway.check import runCheck
+
+        raise SystemExit(runCheck(options["settings"], kafka=options["check-kafka"]))
+    try:
+        service = buildService(options)
+    except Exception as e:
+        if debugRequested():
+            raise
+        raise StartupError(describe(e)) from None
+    guard = StartupGuard(explain=lambda error: explainStart(service, error))
+    service.setServiceParent(guard)
+    return guard
+
+
+def explainStart(root, error):
+    """
+    The line for a failure to start C{root}: the error, after the option
+    of the first listener or HTTP endpoint left unbound (the one that
+    failed: they bind in order).
+    """
+    for service in _walk(root):
+        description = getattr(service, "description", None)
+        config = getattr(service, "config", None)
+        if getattr(service, "port", False) is None:
+            if config is not None and hasattr(config, "endpoint"):
+                return f"--listen {config.framing}={config.endpoint}: {describe(error)}"
+            if description is not None:
+                return f"--http {description}: {describe(error)}"
+    return describe(error)
+
+
+def _walk(service):
+    yield service
+    for child in getattr(service, "services", ()):
+        yield from _walk(child)
+
+
+def buildService(options):
     """
     Build the gateway's service tree from parsed L{Options}.
 

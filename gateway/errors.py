@@ -97,14 +97,17 @@ def report(message, stream=None):
 
 def installHook(environ=None, stream=None):
     """
-    Make an uncaught L{StartupError} end the process with its one line (and
-    exit status 1, as any uncaught exception), not a traceback; other
-    exceptions are left to the hook already installed. Nothing is installed
-    when L{debugRequested}.
+    Make an exception that reaches the top of the process end it with one
+    line (and exit status 1, as any uncaught exception), not a traceback:
+    a L{StartupError}'s own line, or for anything else (a log file twistd
+    could not open, a bug) L{describe}'s with a pointer to
+    C{GATEWAY_DEBUG}. C{KeyboardInterrupt} and the like are left to the hook
+    already installed. Nothing is installed when L{debugRequested}.
 
-    twistd lets an exception raised while starting services reach the top
-    of the process after writing it to a daemon's parent (which then prints
-    it): this hook is for the foreground (C{twistd -n}) case.
+    Only start-up and shutdown failures get this far: once the reactor runs,
+    it logs what its callbacks raise. twistd lets an exception raised while
+    starting services reach the top after writing it to a daemon's parent
+    (which then prints it): this hook is for the foreground (C{twistd -n}).
     """
     if debugRequested(environ) or getattr(sys.excepthook, "gatewayHook", False):
         return
@@ -113,6 +116,8 @@ def installHook(environ=None, stream=None):
     def hook(kind, value, traceback):
         if isinstance(value, StartupError):
             report(str(value), stream)
+        elif isinstance(value, Exception):
+            report(f"{describe(value)} ({DEBUG_ENV}=1 shows the traceback)", stream)
         else:
             previous(kind, value, traceback)
 

@@ -119,17 +119,26 @@ class HookTests(SynchronousTestCase):
 
     def test_startupErrorIsOneLine(self):
         """
-        An uncaught L{StartupError} is its line; any other exception goes
-        to the hook installed before.
+        An uncaught L{StartupError} is its line; another exception is
+        described in one line too, saying how to see its traceback; a
+        C{KeyboardInterrupt} goes to the hook installed before.
         """
         stream = io.StringIO()
         installHook({}, stream)
-        error = StartupError("cannot listen")
-        sys.excepthook(StartupError, error, None)
-        other = KeyError("x")
-        sys.excepthook(KeyError, other, None)
-        self.assertEqual(stream.getvalue(), "gateway: cannot listen\n")
-        self.assertEqual(self.passed, [other])
+        sys.excepthook(StartupError, StartupError("cannot listen"), None)
+        error = FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/g.log")
+        sys.excepthook(FileNotFoundError, error, None)
+        interrupt = KeyboardInterrupt()
+        sys.excepthook(KeyboardInterrupt, interrupt, None)
+        self.assertEqual(
+            stream.getvalue().splitlines(),
+            [
+                "gateway: cannot listen",
+                "gateway: no such file or directory: /x/g.log "
+                "(GATEWAY_DEBUG=1 shows the traceback)",
+            ],
+        )
+        self.assertEqual(self.passed, [interrupt])
 
     def test_once(self):
         """

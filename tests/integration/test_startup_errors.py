@@ -130,6 +130,13 @@ CASES = [
         "GATEWAY_LOG_RATE must be a whole number of events per second",
     ),
     (
+        "log-file",
+        [*VALID, "--listen", "lines=tcp:0"],
+        {"GATEWAY_LOG_FILE": "/nonexistent-gateway-dir/g.log"},
+        # The path, whichever check finds it first (at start, or opening it).
+        "/nonexistent-gateway-dir",
+    ),
+    (
         "check-kafka-alone",
         [*VALID, "--listen", "lines=tcp:0", "--check-kafka"],
         {},
@@ -139,7 +146,7 @@ CASES = [
         "unix-missing-directory",
         [*VALID, "--listen", "lines=unix:/nonexistent-gateway-dir/g.sock"],
         {},
-        "--listen lines=unix:/nonexistent-gateway-dir/g.sock: no such file or directory",
+        "/nonexistent-gateway-dir",
     ),
 ]
 
@@ -154,8 +161,9 @@ def runGateway(directory, args, env, debug=False):
     environ.update(env)
     if debug:
         environ["GATEWAY_DEBUG"] = "1"
+    logger = ["--logger", "gateway.logs.textObserver"] if "GATEWAY_LOG_FILE" in env else []
     return subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "gateway", *args],
+        [TWISTD, "-n", "--pidfile=", *logger, "gateway", *args],
         cwd=directory,
         env=environ,
         capture_output=True,

@@ -12,6 +12,7 @@ systemd's journal) sees, so the command line and L{makeService
 
 import os
 import sys
+from contextlib import contextmanager
 
 from twisted.application.service import MultiService
 from twisted.internet.error import CannotListenError
@@ -25,6 +26,7 @@ __all__ = [
     "debugRequested",
     "describe",
     "installHook",
+    "oneLine",
     "report",
 ]
 
@@ -123,6 +125,23 @@ def installHook(environ=None, stream=None):
 
     hook.gatewayHook = True
     sys.excepthook = hook
+
+
+@contextmanager
+def oneLine(environ=None, stream=None):
+    """
+    Within the block, an exception ends the process with its one line
+    (L{describe}) on standard error and exit status 1: for what a C{.tac}
+    file builds, which twistd would otherwise answer with a traceback and
+    C{Failed to load application}. Nothing changes when L{debugRequested}.
+    """
+    try:
+        yield
+    except Exception as e:
+        if debugRequested(environ):
+            raise
+        report(describe(e), stream)
+        raise SystemExit(1) from None
 
 
 class StartupGuard(MultiService):

@@ -18,6 +18,7 @@ from gateway.errors import (
     debugRequested,
     describe,
     installHook,
+    oneLine,
     report,
 )
 
@@ -227,3 +228,37 @@ class GuardTests(SynchronousTestCase):
         guard.privilegedStartService()
         guard.startService()
         self.assertTrue(child.running)
+
+
+class OneLineTests(SynchronousTestCase):
+    """
+    L{oneLine}, for what a C{.tac} file builds.
+    """
+
+    def test_exits(self):
+        """
+        An exception in the block is its line and exit status 1.
+        """
+        stream = io.StringIO()
+        with self.assertRaises(SystemExit) as caught:
+            with oneLine({}, stream):
+                raise ValueError("malformed endpoint 'tcp:x'")
+        self.assertEqual(caught.exception.code, 1)
+        self.assertEqual(stream.getvalue(), "gateway: malformed endpoint 'tcp:x'\n")
+
+    def test_quietWhenFine(self):
+        """
+        A block that raises nothing writes nothing.
+        """
+        stream = io.StringIO()
+        with oneLine({}, stream):
+            pass
+        self.assertEqual(stream.getvalue(), "")
+
+    def test_debug(self):
+        """
+        With C{GATEWAY_DEBUG=1} the exception goes through.
+        """
+        with self.assertRaises(ValueError):
+            with oneLine({"GATEWAY_DEBUG": "1"}, io.StringIO()):
+                raise ValueError("x")

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -239,6 +240,33 @@ def test_httpPortInUse(tmp_path, busyPort):
         tmp_path, ["--topic", "t", "--listen", "lines=tcp:0", "--http", endpoint], {}
     )
     assertOneLine(result, f"--http {endpoint}: cannot listen on 127.0.0.1:{busyPort}")
+
+
+def test_tacPortInUse(tmp_path, busyPort):
+    """
+    The example C{.tac} file (C{twistd -ny docs/examples/gateway.tac}) fails
+    in one line too: a port in use, and a setting its gateway refuses.
+    """
+    tac = Path(__file__).resolve().parents[2] / "docs" / "examples" / "gateway.tac"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+    def run(**env):
+        return subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "-y", str(tac)],
+            cwd=tmp_path,
+            env=dict(environ, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run(
+        GATEWAY_LINES_ENDPOINT=f"tcp:{busyPort}:interface=127.0.0.1",
+        GATEWAY_LENGTH_PREFIXED_ENDPOINT="tcp:0:interface=127.0.0.1",
+    )
+    assertOneLine(result, f"cannot listen on 127.0.0.1:{busyPort}: address already in use")
+    result = run(GATEWAY_LINES_ENDPOINT="tcp:notaport")
+    assertOneLine(result, "malformed endpoint 'tcp:notaport': expected a number, not 'notaport'")
 
 
 def test_debugKeepsTheTraceback(tmp_path, busyPort):

@@ -351,7 +351,9 @@ def describeFramings(registry):
             default = option.default
             if isinstance(default, bytes):
                 default = repr(default)[2:-1]
-            lines.append(f"      {option.name}={option.kind}  {option.help} [default: {default}]")
+            lines.append(
+                f"      {option.name}={option.kind}  {option.help}{_default(option, default)}"
+            )
     for error in registry.errors:
         lines.append(f"  (unavailable) {error}")
     lines.append("")
@@ -361,10 +363,16 @@ def describeFramings(registry):
     )
     for option in CONNECTION_OPTIONS:
         default = "none" if option.default is None else option.default
-        # An option whose default depends on something else says so itself.
-        given = "" if "(default " in option.help else f" [default: {default}]"
-        lines.append(f"  {option.name}={option.kind}  {option.help}{given}")
+        lines.append(f"  {option.name}={option.kind}  {option.help}{_default(option, default)}")
     return "\n".join(lines) + "\n"
+
+
+def _default(option, default):
+    """
+    The C{[default: ...]} after an option's help, unless the help says the
+    default itself (one that depends on something else, or is nothing).
+    """
+    return "" if "default" in option.help else f" [default: {default}]"
 
 
 def versions():

@@ -376,9 +376,17 @@ class VersionAndHelpTests(SynchronousTestCase):
         An option whose help says its default has no contradicting
         C{[default: none]} after it.
         """
-        [backlog] = [line for line in Options().getUsage().splitlines() if "backlog=" in line]
+        lines = Options().getUsage().splitlines()
+        [backlog] = [line for line in lines if "backlog=" in line]
         self.assertIn("(default 1024", backlog)
         self.assertNotIn("[default:", backlog)
+        [idle] = [line for line in lines if "idle-ms=" in line]
+        self.assertTrue(idle.endswith("[default: 200]"), idle)
+        for line in lines:
+            self.assertEqual(
+                line.count("default"), 1 if "[default:" in line else line.count("default")
+            )
+            self.assertNotIn("[default: ]", line)
 
 
 class MakeServiceTests(SynchronousTestCase):

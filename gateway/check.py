@@ -16,7 +16,7 @@ import sys
 
 from gateway.errors import StartupError, describe, report
 
-__all__ = ["checkKafka", "checkPaths", "main", "runCheck", "runTacCheck", "script"]
+__all__ = ["checkKafka", "checkPaths", "main", "runCheck", "runTacCheck", "script", "walkServices"]
 
 #: Seconds each Kafka request of C{--check-kafka} may take.
 KAFKA_TIMEOUT = 10.0
@@ -185,7 +185,7 @@ def runTacCheck(path, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None):
         application = loadApplication(path, "python")
     except Exception as e:
         return _print([(False, f"{path}: {describe(e)}")], out)
-    gateways = [s for s in _walk(IService(application)) if isinstance(s, GatewayService)]
+    gateways = [s for s in walkServices(IService(application)) if isinstance(s, GatewayService)]
     if not gateways:
         return _print([(False, f"{path}: builds no GatewayService")], out)
     status = 0
@@ -195,10 +195,14 @@ def runTacCheck(path, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None):
     return status
 
 
-def _walk(service):
+def walkServices(service):
+    """
+    C{service} and every service under it, parents first (the order they
+    start in).
+    """
     yield service
     for child in getattr(service, "services", ()):
-        yield from _walk(child)
+        yield from walkServices(child)
 
 
 def main(argv=None, out=None):

@@ -10,6 +10,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from gateway import __version__
+from gateway.check import walkServices
 from gateway.errors import (
     StartupError,
     StartupGuard,
@@ -424,7 +425,7 @@ def explainStart(root, error):
     of the first listener or HTTP endpoint left unbound (the one that
     failed: they bind in order).
     """
-    for service in _walk(root):
+    for service in walkServices(root):
         description = getattr(service, "description", None)
         config = getattr(service, "config", None)
         if getattr(service, "port", False) is None:
@@ -433,12 +434,6 @@ def explainStart(root, error):
             if description is not None:
                 return f"--http {description}: {describe(error)}"
     return describe(error)
-
-
-def _walk(service):
-    yield service
-    for child in getattr(service, "services", ()):
-        yield from _walk(child)
 
 
 def buildService(options):

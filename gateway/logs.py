@@ -42,6 +42,7 @@ __all__ = [
     "OncePerInterval",
     "RateLimiter",
     "jsonObserver",
+    "logRate",
     "rateLimited",
     "textObserver",
 ]
@@ -223,6 +224,20 @@ class _WithText:
         copy = {k: v for k, v in event.items() if k not in _UNPERSISTABLE}
         copy["log_text"] = formatEvent(event)
         self.observer(copy)
+
+
+def logRate(environ=None):
+    """
+    The rate limit the gateway's observers will use, checked before they
+    are made (twistd makes them after the service, when a bad value could
+    only be a traceback).
+
+    :param environ: the environment (L{os.environ} by default).
+    :return: C{GATEWAY_LOG_RATE}, in events per second (0: no limit).
+    :raises ValueError: naming the variable, for a value that is not a
+        whole number, 0 or more.
+    """
+    return _rateFromEnvironment(os.environ if environ is None else environ)
 
 
 def _rateFromEnvironment(environ):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from gateway.framing.options import MAX_SIZE, resolveOptions
 from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
+from gateway.kafka.health import parseBootstrap
 from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
 from gateway.kafka.security import securityFromConfig
 from gateway.paths import fileProblem, unixSocketPath
@@ -79,7 +80,11 @@ class SettingsError(ValueError):
         listener, C{"framing"}, C{"options"} or C{"endpoint"}.
     :ivar listener: the position of the listener the setting belongs to,
         or L{None}.
+    :ivar option: for C{"kafkaOptions"}, the producer property at fault, or
+        L{None} when no one property is.
     """
+
+    option = None
 
     def __init__(self, setting, reason, listener=None):
         ValueError.__init__(self, reason)
@@ -231,6 +236,10 @@ class SettingsCheck:
                     + ", ".join(sorted(self.backends)),
                 )
             backend = self.backends[backend]
+        try:
+            parseBootstrap(bootstrapServers)
+        except ValueError as e:
+            raise SettingsError("bootstrapServers", str(e)) from e
         config = producerConfig(bootstrapServers, kafkaOptions, maxMessageSize, budget)
         try:
             securityFromConfig(config)
@@ -238,7 +247,7 @@ class SettingsCheck:
         except SettingsError:
             raise
         except ValueError as e:
-            raise SettingsError("kafkaOptions", str(e)) from e
+            raise _refusedOption(backend, config, kafkaOptions, e) from e
         if http is not None:
             checkEndpoint(http, "malformed HTTP endpoint")
             checkSocketPath(http, "http")
@@ -417,7 +426,38 @@ def checkEndpoint(description, problem):
         serverFromString(MemoryReactor(), description)
     except Exception as e:
         setting = "http" if "HTTP" in problem else "endpoint"
-        raise SettingsError(setting, f"{problem} {description!r}: {e}") from e
+        raise SettingsError(setting, f"{problem} {description!r}: {_reason(e)}") from e
+
+
+def _reason(error):
+    """
+    An endpoint parser's complaint in words: Twisted lets C{int()}'s own
+    message through for a port that is not a number.
+    """
+    text = str(error)
+    literal = "invalid literal for int() with base 10: "
+    if isinstance(error, ValueError) and text.startswith(literal):
+        return f"expected a number, not {text[len(literal) :]}"
+    return text
+
+
+def _refusedOption(backend, config, given, error):
+    """
+    The L{SettingsError} for producer settings the backend refused, naming
+    the one given option at fault when there is one: librdkafka names
+    the property it checked, which for an alias (C{linger.ms}) is another
+    name (C{queue.buffering.max.ms}).
+    """
+    for key, value in (given or {}).items():
+        alone = {k: v for k, v in config.items() if k not in given}
+        alone[key] = value
+        try:
+            backend.checkConfig(alone)
+        except ValueError as e:
+            refused = SettingsError("kafkaOptions", f"refused: {e}")
+            refused.option = key
+            return refused
+    return SettingsError("kafkaOptions", str(error))
 
 
 def checkWritable(setting, option, path):

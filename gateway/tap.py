@@ -10,8 +10,19 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from gateway import __version__
+from gateway.check import walkServices
+from gateway.errors import (
+    StartupError,
+    StartupGuard,
+    debugRequested,
+    describe,
+    installHook,
+    report,
+)
 from gateway.framing.options import OptionError, parseListen
 from gateway.kafka.credentials import isSecret, readOptionEnv, readOptionFile, workerSecrets
+from gateway.logs import logRate
 from gateway.paths import logFileProblem
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
@@ -33,34 +44,35 @@ from gateway.settings import (
     checkSettings,
 )
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "buildService", "makeService", "versions"]
 
 
-def _positiveInt(value):
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
+def _number(option, parse, minimum, expected, example):
+    """
+    A coercer for C{--option} whose errors name the option, say what it
+    expected and give an example, as every other refusal does (twistd's own
+    would say only C{Parameter type enforcement failed}).
 
+    :param parse: L{int} or L{float}.
+    :param minimum: the smallest value allowed.
+    :param expected: what a right value is, e.g. C{"a whole number of bytes,
+        1 or more"}.
+    :param example: a right value.
+    """
 
-_positiveInt.coerceDoc = "Must be a positive integer."
+    def coerce(value):
+        try:
+            number = parse(value)
+        except ValueError:
+            number = None
+        if number is None or not number >= minimum or number != number or number == float("inf"):
+            raise usage.UsageError(
+                f"--{option} {value!r}: expected {expected}, e.g. --{option} {example}"
+            )
+        return number
 
-
-def _nonNegativeInt(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-_nonNegativeInt.coerceDoc = "Must be a whole number, 0 or more."
-
-
-def _nonNegativeFloat(value):
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
+    coerce.coerceDoc = f"Must be {expected}."
+    return coerce
 
 
 class Options(usage.Options):
@@ -76,6 +88,18 @@ class Options(usage.Options):
             None,
             "Do not add the gateway-listener and gateway-peer headers to records "
             "(the key names both; saves about a third of the time per message).",
+        ],
+        [
+            "check",
+            None,
+            "Check the options, framings, backend and paths, print what was "
+            "checked and exit (0: all good, 1: not) without starting.",
+        ],
+        [
+            "check-kafka",
+            None,
+            "With --check: also connect to the bootstrap servers and check "
+            "that the topic exists and that the producer may write to it.",
         ],
     ]
 
@@ -98,14 +122,14 @@ class Options(usage.Options):
             "m",
             DEFAULT_MAX_MESSAGE_SIZE,
             "Largest message accepted, in bytes; a client sending a larger frame is disconnected.",
-            _positiveInt,
+            _number("max-message-size", int, 1, "a whole number of bytes, 1 or more", 65536),
         ],
         [
             "drain-timeout",
             None,
             DEFAULT_DRAIN_TIMEOUT,
             "Seconds to wait on shutdown for Kafka to confirm what was read.",
-            _nonNegativeFloat,
+            _number("drain-timeout", float, 0, "a number of seconds, 0 or more", 30),
         ],
         [
             "kafka-backend",
@@ -119,7 +143,7 @@ class Options(usage.Options):
             DEFAULT_BUDGET,
             "Bytes read from clients and not yet confirmed by Kafka held at "
             "most; clients are paused above 80% and resumed below 50%.",
-            _positiveInt,
+            _number("budget", int, 1, "a whole number of bytes, 1 or more", 67108864),
         ],
         [
             "incomplete-cap",
@@ -128,7 +152,7 @@ class Options(usage.Options):
             "Bytes of incomplete frames held at most, all connections "
             "together (default: half of --budget); over it the connections "
             "holding the most are closed.",
-            _positiveInt,
+            _number("incomplete-cap", int, 1, "a whole number of bytes, 1 or more", 33554432),
         ],
         [
             "spool",
@@ -149,7 +173,7 @@ class Options(usage.Options):
             DEFAULT_HEALTH_INTERVAL,
             "Seconds between health probes on the persistent connection to "
             "each broker (0: no health checks).",
-            _nonNegativeFloat,
+            _number("health-interval", float, 0, "a number of seconds, 0 or more", 5),
         ],
         [
             "reserve-descriptors",
@@ -158,7 +182,7 @@ class Options(usage.Options):
             "Descriptors kept for Kafka, HTTP, logs and the spool: listeners "
             "stop accepting (clients wait in the backlog) before client "
             "connections would take them.",
-            _nonNegativeInt,
+            _number("reserve-descriptors", int, 0, "a whole number of descriptors, 0 or more", 64),
         ],
         [
             "workers",
@@ -167,15 +191,16 @@ class Options(usage.Options):
             "Gateway processes sharing the listeners (every --listen endpoint "
             "then reuseport:PORT); this process is worker 1 and supervises the "
             "others. Worker K serves HTTP on the --http port + K-1.",
-            _positiveInt,
+            _number("workers", int, 1, "a whole number of processes, 1 or more", 2),
         ],
         [
             "worker-index",
             None,
             1,
-            "This process's number among the workers (set by --workers for "
-            "the workers it starts).",
-            _positiveInt,
+            # Internal: set by --workers for the workers it starts; hidden
+            # from --help (see getUsage).
+            "",
+            _number("worker-index", int, 1, "a whole number, 1 or more", 2),
         ],
         [
             "dead-letter",
@@ -197,15 +222,31 @@ class Options(usage.Options):
         """
         Parse, remembering a failure so that L{getUsage} answers it with one
         line instead of the whole help.
+
+        Under twistd (a parent command), a usage error is one line on
+        standard error and exit status 1 (twistd would print the help and
+        the error on standard output); alone, as in tests and Python code,
+        it raises L{usage.UsageError}.
         """
         if options is None:
             options = sys.argv[1:]
         self.arguments = list(options)
         try:
             usage.Options.parseOptions(self, options)
-        except usage.UsageError:
+        except usage.UsageError as e:
             self._failed = True
-            raise
+            if getattr(self, "parent", None) is None or debugRequested():
+                raise
+            report(e, sys.stderr)
+            raise SystemExit(1) from None
+
+    def opt_version(self):
+        """
+        Print the versions of the gateway, Twisted, librdkafka and Python, and exit.
+        """
+        sys.stdout.write(versions() + "\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
 
     def opt_listen(self, value):
         """
@@ -271,6 +312,12 @@ class Options(usage.Options):
         problem = logFileProblem(self.parent)
         if problem is not None:
             raise usage.UsageError(problem)
+        if self["check-kafka"] and not self["check"]:
+            raise usage.UsageError("--check-kafka goes with --check")
+        try:
+            logRate()
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from e
         try:
             self["settings"] = checkSettings(
                 [
@@ -315,7 +362,14 @@ class Options(usage.Options):
                 return f"--listen {spec.framing}...={spec.endpoint}: {error} (--topic)"
             return f"--listen {spec.framing}...={spec.endpoint}: {error}"
         if error.setting == "kafkaOptions":
+            key = getattr(error, "option", None)
+            if key is not None:
+                return f"--kafka-option {key}={self['kafka-options'][key]}: {error}"
             return f"Kafka producer settings: {error}"
+        if error.setting == "http":
+            return f"--http {self['http']}: {error}"
+        if error.setting == "bootstrapServers":
+            return f"--bootstrap-servers {self['bootstrap-servers']!r}: {error}"
         if error.setting == "backend":
             return f"--kafka-backend: {error}"
         if error.setting == "workerIndex":
@@ -332,6 +386,8 @@ class Options(usage.Options):
         if self._failed:
             return "(twistd gateway --help lists every option and framing)"
         text = usage.Options.getUsage(self, width)
+        # --worker-index is for the workers --workers starts, not for people.
+        text = "\n".join(line for line in text.split("\n") if "--worker-index" not in line)
         return text + "\n" + describeFramings(FramingRegistry())
 
 
@@ -351,7 +407,9 @@ def describeFramings(registry):
             default = option.default
             if isinstance(default, bytes):
                 default = repr(default)[2:-1]
-            lines.append(f"      {option.name}={option.kind}  {option.help} [default: {default}]")
+            lines.append(
+                f"      {option.name}={option.kind}  {option.help}{_default(option, default)}"
+            )
     for error in registry.errors:
         lines.append(f"  (unavailable) {error}")
     lines.append("")
@@ -374,10 +432,78 @@ def _optionLine(option):
     One listener option's line in the help.
     """
     default = "none" if option.default is None else option.default
-    return f"  {option.name}={option.kind}  {option.help} [default: {default}]"
+    return f"  {option.name}={option.kind}  {option.help}{_default(option, default)}"
+
+
+def _default(option, default):
+    """
+    The C{[default: ...]} after an option's help, unless the help says the
+    default itself (one that depends on something else, or is nothing).
+    """
+    return "" if "default" in option.help else f" [default: {default}]"
+
+
+def versions():
+    """
+    :return: one line naming the versions of the gateway and of what it runs
+        on: Twisted, confluent-kafka and librdkafka, Python.
+    """
+    import platform
+
+    import twisted
+
+    try:
+        import confluent_kafka
+
+        kafka = f"confluent-kafka {confluent_kafka.version()}, "
+        kafka += f"librdkafka {confluent_kafka.libversion()[0]}"
+    except ImportError:
+        kafka = "confluent-kafka not installed"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"kafka-gateway {__version__} (Twisted {twisted.__version__}, {kafka}, {python})"
 
 
 def makeService(options):
+    """
+    What twistd runs: with C{--check}, the check (which ends the process);
+    otherwise L{buildService}'s tree under a L{StartupGuard}, so that a
+    port that cannot be bound is one line naming its option and exit
+    status 1, not a traceback.
+    """
+    installHook()
+    if options["check"]:
+        from gateway.check import runCheck
+
+        raise SystemExit(runCheck(options["settings"], kafka=options["check-kafka"]))
+    try:
+        service = buildService(options)
+    except Exception as e:
+        if debugRequested():
+            raise
+        raise StartupError(describe(e)) from None
+    guard = StartupGuard(explain=lambda error: explainStart(service, error))
+    service.setServiceParent(guard)
+    return guard
+
+
+def explainStart(root, error):
+    """
+    The line for a failure to start C{root}: the error, after the option
+    of the first listener or HTTP endpoint left unbound (the one that
+    failed: they bind in order).
+    """
+    for service in walkServices(root):
+        description = getattr(service, "description", None)
+        config = getattr(service, "config", None)
+        if getattr(service, "port", False) is None:
+            if config is not None and hasattr(config, "endpoint"):
+                return f"--listen {config.framing}={config.endpoint}: {describe(error)}"
+            if description is not None:
+                return f"--http {description}: {describe(error)}"
+    return describe(error)
+
+
+def buildService(options):
     """
     Build the gateway's service tree from parsed L{Options}.
 

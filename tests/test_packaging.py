@@ -79,6 +79,17 @@ def test_wheelWithoutDevelopmentBroker(wheel):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"gateway", "twisted"}
 
 
+def test_wheelCarriesLicense(wheel):
+    """
+    The MIT licence C{setup.cfg} names is in the wheel's metadata, the
+    file itself (C{LICENSE}).
+    """
+    archive = zipfile.ZipFile(wheel)
+    [name] = [n for n in archive.namelist() if n.endswith("/LICENSE") and ".dist-info/" in n]
+    assert archive.read(name).decode().startswith("MIT License")
+    assert (ROOT / "LICENSE").read_text() == archive.read(name).decode()
+
+
 def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
     """
     Installed with plain pip into a new virtual environment, the wheel gives

@@ -28,7 +28,7 @@ from gateway.settings import (
     SettingsError,
     checkSettings,
 )
-from gateway.tap import Options, makeService
+from gateway.tap import Options, buildService
 from tests.fakes import fakeBackend
 from tests.support.files import temporaryDirectory
 
@@ -63,7 +63,7 @@ class ScanTests(SynchronousTestCase):
 
     def test_commandLineScansOnce(self):
         """
-        C{twistd gateway} (parsing the options, then L{makeService}) with
+        C{twistd gateway} (parsing the options, then L{buildService}) with
         several listeners scans the framings once and the backends once.
         """
         scans = ScanCounter(self)
@@ -80,7 +80,7 @@ class ScanTests(SynchronousTestCase):
                 "netstring(max-connections=5)=tcp:0:interface=127.0.0.1",
             ]
         )
-        service = makeService(options)
+        service = buildService(options)
         self.assertEqual(len(service.listeners), 2)
         self.assertEqual((scans.framings, scans.backends), (1, 1))
 

@@ -3,14 +3,22 @@
 Tests for the C{twistd gateway} command line.
 """
 
+import io
 import os
+import platform
+import sys
 
+import confluent_kafka
+from twisted.internet.error import CannotListenError
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+import twisted
+from gateway import __version__
+from gateway.errors import StartupGuard
 from gateway.framing.options import ListenSpec
-from gateway.service import DEFAULT_MAX_MESSAGE_SIZE
-from gateway.tap import Options
+from gateway.service import DEFAULT_MAX_MESSAGE_SIZE, GatewayService
+from gateway.tap import Options, makeService, versions
 from tests.support.files import temporaryDirectory
 
 VALID = ["--topic", "t", "--listen", "lines=tcp:9000"]
@@ -339,3 +347,220 @@ class LogFileCheckTests(SynchronousTestCase):
         self.assertIn(f"--logfile {path}: cannot write there", str(error))
         twistd = ServerOptions()
         twistd.parseOptions(["-n", "--logfile=-", "gateway", *VALID])
+
+
+class OneLineTests(SynchronousTestCase):
+    """
+    Each option's bad value named in one line; under twistd, that line on
+    standard error and exit status 1.
+    """
+
+    def assertLine(self, arguments, line):
+        error = self.assertRaises(UsageError, Options().parseOptions, arguments)
+        self.assertEqual(str(error), line)
+
+    def test_numbersNameTheirOption(self):
+        """
+        A numeric option's bad value names the option, what it expected and
+        an example (twistd's own coercion would say only C{Parameter type
+        enforcement failed}).
+        """
+        self.assertLine(
+            VALID + ["--budget", "0"],
+            "--budget '0': expected a whole number of bytes, 1 or more, e.g. --budget 67108864",
+        )
+        self.assertLine(
+            VALID + ["--workers", "0"],
+            "--workers '0': expected a whole number of processes, 1 or more, e.g. --workers 2",
+        )
+        self.assertLine(
+            VALID + ["--max-message-size", "-5"],
+            "--max-message-size '-5': expected a whole number of bytes, 1 or more, "
+            "e.g. --max-message-size 65536",
+        )
+        self.assertLine(
+            VALID + ["--drain-timeout", "nan"],
+            "--drain-timeout 'nan': expected a number of seconds, 0 or more, "
+            "e.g. --drain-timeout 30",
+        )
+        self.assertLine(
+            VALID + ["--health-interval", "inf"],
+            "--health-interval 'inf': expected a number of seconds, 0 or more, "
+            "e.g. --health-interval 5",
+        )
+
+    def test_numbersAccepted(self):
+        """
+        Right values are coerced: whole numbers to L{int}, seconds to
+        L{float}, the bounds included.
+        """
+        options = Options()
+        options.parseOptions(
+            VALID + ["--budget", "1", "--drain-timeout", "0", "--reserve-descriptors", "0"]
+        )
+        self.assertEqual(
+            (options["budget"], options["drain-timeout"], options["reserve-descriptors"]),
+            (1, 0.0, 0),
+        )
+
+    def test_kafkaOptionAlias(self):
+        """
+        A refused value of a librdkafka alias names the option as given
+        (librdkafka names C{queue.buffering.max.ms} for C{linger.ms}).
+        """
+        error = self.assertRaises(
+            UsageError, Options().parseOptions, VALID + ["--kafka-option", "linger.ms=abc"]
+        )
+        self.assertTrue(str(error).startswith("--kafka-option linger.ms=abc: refused: "), error)
+
+    def test_bootstrapServers(self):
+        """
+        A malformed broker address is refused at once, naming the option.
+        """
+        self.assertLine(
+            VALID + ["--bootstrap-servers", "kafka1:9092,foo::bar"],
+            "--bootstrap-servers 'kafka1:9092,foo::bar': bad broker address "
+            "'foo::bar': use host:port or [ipv6]:port",
+        )
+
+    def test_endpointPort(self):
+        """
+        A port that is not a number names the option and says so.
+        """
+        self.assertLine(
+            ["-t", "t", "--listen", "lines=tcp:notaport"],
+            "--listen lines...=tcp:notaport: malformed endpoint 'tcp:notaport': "
+            "expected a number, not 'notaport'",
+        )
+
+    def test_logRate(self):
+        """
+        A bad C{GATEWAY_LOG_RATE} is refused with the options, not when
+        twistd makes the log observer.
+        """
+        self.patch(os, "environ", dict(os.environ, GATEWAY_LOG_RATE="abc"))
+        self.assertLine(
+            VALID,
+            "GATEWAY_LOG_RATE must be a whole number of events per second "
+            "(0 for no limit), not 'abc'",
+        )
+
+    def test_checkKafkaAlone(self):
+        """
+        C{--check-kafka} goes with C{--check}.
+        """
+        self.assertLine(VALID + ["--check-kafka"], "--check-kafka goes with --check")
+
+    def test_underTwistd(self):
+        """
+        Under twistd (a parent command), a usage error is the line on
+        standard error and exit status 1.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        options = Options()
+        options.parent = object()
+        error = self.assertRaises(SystemExit, options.parseOptions, ["--listen", "lines=tcp:0"])
+        self.assertEqual(error.code, 1)
+        self.assertEqual(stderr.getvalue(), "gateway: --topic is required\n")
+
+    def test_underTwistdDebug(self):
+        """
+        With C{GATEWAY_DEBUG=1}, twistd gets the L{UsageError}.
+        """
+        self.patch(os, "environ", dict(os.environ, GATEWAY_DEBUG="1"))
+        options = Options()
+        options.parent = object()
+        self.assertRaises(UsageError, options.parseOptions, ["--listen", "lines=tcp:0"])
+
+
+class VersionAndHelpTests(SynchronousTestCase):
+    """
+    C{--version} and C{--help}.
+    """
+
+    def test_version(self):
+        """
+        C{--version} prints the versions of the gateway, Twisted, librdkafka
+        and Python, and exits 0.
+        """
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        error = self.assertRaises(SystemExit, Options().parseOptions, ["--version"])
+        self.assertEqual(error.code, 0)
+        self.assertEqual(stdout.getvalue(), versions() + "\n")
+        self.assertIn(f"kafka-gateway {__version__} (Twisted {twisted.__version__}, ", versions())
+        self.assertIn(f"librdkafka {confluent_kafka.libversion()[0]}", versions())
+        self.assertIn(f"Python {platform.python_version()})", versions())
+
+    def test_workerIndexHidden(self):
+        """
+        The internal C{--worker-index} is not in the help, but still parses.
+        """
+        self.assertNotIn("worker-index", Options().getUsage())
+        options = Options()
+        options.parseOptions(
+            ["-t", "t", "--listen", "lines=reuseport:9000", "--http", "none"]
+            + ["--workers", "2", "--worker-index", "2"]
+        )
+        self.assertEqual(options["worker-index"], 2)
+
+    def test_defaultsSaidOnce(self):
+        """
+        An option whose help says its default has no contradicting
+        C{[default: none]} after it.
+        """
+        lines = Options().getUsage().splitlines()
+        [backlog] = [line for line in lines if "backlog=" in line]
+        self.assertIn("(default 1024", backlog)
+        self.assertNotIn("[default:", backlog)
+        [idle] = [line for line in lines if "idle-ms=" in line]
+        self.assertTrue(idle.endswith("[default: 200]"), idle)
+        for line in lines:
+            if "[default:" in line:
+                self.assertEqual(line.count("default"), 1, line)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{makeService}: the check, and the guard around the service tree.
+    """
+
+    def setUp(self):
+        self.patch(sys, "excepthook", sys.excepthook)
+        self.directory = temporaryDirectory(self)
+
+    def options(self, *extra):
+        options = Options()
+        options.parseOptions(
+            VALID + ["--http", "none", "--spool", os.path.join(self.directory, "s.jsonl"), *extra]
+        )
+        return options
+
+    def test_check(self):
+        """
+        With C{--check}, nothing is built: the check prints and its status
+        ends the process.
+        """
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        error = self.assertRaises(SystemExit, makeService, self.options("--check"))
+        self.assertEqual(error.code, 0)
+        self.assertEqual(stdout.getvalue().splitlines()[-1], "check passed")
+
+    def test_guarded(self):
+        """
+        The gateway runs under a L{StartupGuard} that names the listener
+        which could not bind.
+        """
+        root = makeService(self.options())
+        self.assertIsInstance(root, StartupGuard)
+        [gateway] = list(root)
+        self.assertIsInstance(gateway, GatewayService)
+        error = CannotListenError("", 9000, OSError(98, "Address already in use"))
+        self.assertEqual(
+            root.explain(error),
+            "--listen lines=tcp:9000: cannot listen on *:9000: address already in use",
+        )
+        gateway.listeners[0].port = object()
+        self.assertEqual(root.explain(error), "cannot listen on *:9000: address already in use")

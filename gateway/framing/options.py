@@ -111,7 +111,10 @@ def integer(minimum=None, maximum=None):
     def coerce(value):
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError("must be a whole number")
-        number = int(value)
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
         if minimum is not None and number < minimum:
             raise ValueError(f"must be at least {minimum}")
         if maximum is not None and number > maximum:

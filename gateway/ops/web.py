@@ -169,6 +169,38 @@ class GatewaySite(Site):
         Write no access log.
         """
 
+    def getResourceFor(self, request):
+        """
+        The resource for C{request}; for C{HEAD}, one that answers without
+        the body, so twisted.web does not log a warning per request for a
+        body it then drops (a load balancer checking with C{HEAD} every few
+        seconds would fill the log with them).
+        """
+        resource = Site.getResourceFor(self, request)
+        if request.method == b"HEAD":
+            return _Headless(resource)
+        return resource
+
+
+class _Headless:
+    """
+    A resource answering C{HEAD} as its C{GET}: the headers, with the
+    C{Content-Length} the body would have, and no body.
+    """
+
+    def __init__(self, resource):
+        self.resource = resource
+
+    def render(self, request):
+        """
+        :return: an empty body (or L{NOT_DONE_YET}, as the resource says).
+        """
+        body = self.resource.render(request)
+        if isinstance(body, bytes):
+            request.setHeader(b"content-length", b"%d" % (len(body),))
+            return b""
+        return body
+
 
 class _Root(Resource):
     """

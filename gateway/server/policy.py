@@ -65,7 +65,10 @@ def seconds(value):
     """
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
     if not number > 0 or number == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return number

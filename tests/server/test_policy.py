@@ -455,12 +455,12 @@ class CommandLineTests(SynchronousTestCase):
             ],
             0,
         )
-        # twisted.python.usage words coercion errors without the option.
         self.assertUsageError(
-            ["--listen", "lines=tcp:0", "--reserve-descriptors", "-1"], "must not be negative"
+            ["--listen", "lines=tcp:0", "--reserve-descriptors", "-1"],
+            "--reserve-descriptors '-1': expected a whole number of descriptors, 0 or more",
         )
         self.assertUsageError(
-            ["--listen", "lines=tcp:0", "--reserve-descriptors", "x"], "invalid literal"
+            ["--listen", "lines=tcp:0", "--reserve-descriptors", "x"], "expected a whole number"
         )
 
     def test_helpListsConnectionOptions(self):

@@ -27,7 +27,7 @@ from gateway.server.workers import (
     workerPath,
 )
 from gateway.service import GatewayService
-from gateway.tap import Options, makeService
+from gateway.tap import Options, buildService
 
 
 class OffsetPortTests(SynchronousTestCase):
@@ -734,7 +734,7 @@ class WorkerOptionsTests(SynchronousTestCase):
 
 class WorkerServiceTests(SynchronousTestCase):
     """
-    L{makeService} with C{--workers}.
+    L{buildService} with C{--workers}.
     """
 
     def test_single(self):
@@ -742,7 +742,7 @@ class WorkerServiceTests(SynchronousTestCase):
         Without C{--workers} the gateway is a lone L{GatewayService}, worker
         1 of 1.
         """
-        service = makeService(_options(*SHARED, "--http", "none"))
+        service = buildService(_options(*SHARED, "--http", "none"))
         self.assertIsInstance(service, GatewayService)
         self.assertEqual((service.workerIndex, service.workerCount), (1, 1))
         self.assertEqual(_parentWatches(service), [])
@@ -761,7 +761,7 @@ class WorkerServiceTests(SynchronousTestCase):
             "--drain-timeout",
             "5",
         )
-        root = makeService(options)
+        root = buildService(options)
         self.assertIsInstance(root, MultiService)
         self.assertNotIsInstance(root, GatewayService)
         gateway, group = list(root)
@@ -791,7 +791,7 @@ class WorkerServiceTests(SynchronousTestCase):
         Worker 2 is a L{GatewayService} with a parent-watch L{TimerService}
         among its children.
         """
-        service = makeService(
+        service = buildService(
             _options(*SHARED, "--workers", "2", "--worker-index", "2", "--http", "none")
         )
         self.assertIsInstance(service, GatewayService)

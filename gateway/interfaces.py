@@ -94,6 +94,13 @@ class IProducerBackend(Interface):
     by default, C{pykafka} for clusters up to Kafka 3.9).
 
     Found with C{getPlugins(IProducerBackend, gateway.plugins)}.
+
+    Optional: a backend whose C{confirmsDeliveries} is true (needed by
+    listeners with C{ack=on}) makes clients with C{produceRecord(record)}.
+    Connected with C{delivery.report.only.error} false, such a client calls
+    C{record.receipt(None)} once Kafka confirmed the record, and reports a
+    failure with L{IProducerEvents.deliveryFailed} carrying that same
+    record (receipt and headers included).
     """
 
     name = Attribute("Short name used in C{--kafka-backend}, e.g. C{'confluent'}.")

@@ -10,6 +10,8 @@ the low-water mark they resume, and TCP's flow control does the rest.
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.acks import AckStream
+from gateway.framing.options import ACK
 from gateway.interfaces import IMessageSink, IMessageStream
 
 __all__ = [
@@ -28,6 +30,9 @@ BUDGET = "budget"
 
 #: Bytes accepted and not yet confirmed that the gateway holds at most.
 DEFAULT_BUDGET = 64 * 1024 * 1024
+
+#: The options of a protocol that has none (a plugin's own factory).
+_NO_OPTIONS = {}
 
 
 @implementer(IMessageStream)
@@ -65,6 +70,13 @@ class MessageStream:
         argument order).
         """
         self._produce(self._topic, payload, self._key, self._headers)
+
+    def recordFields(self):
+        """
+        :return: C{(topic, key, headers)} of the connection's records (an
+            L{gateway.acks.AckStream} builds its own records from them).
+        """
+        return self._topic, self._key, self._headers
 
     def close(self):
         """
@@ -131,12 +143,17 @@ class Router:
     def openStream(self, listener, peer, producer):
         """
         See L{IMessageSink.openStream}.  A connection made while clients are
-        paused starts paused.
+        paused starts paused.  On a listener with C{ack=on} an
+        L{AckStream} carries the messages and stands in for the connection.
         """
-        self.clients[producer] = None
+        client = producer
+        if getattr(producer, "options", _NO_OPTIONS).get(ACK):
+            client = AckStream(self, producer)
+        self.clients[client] = None
         if self.paused:
-            producer.pauseProducing()
-        return MessageStream(self, listener, peer, producer)
+            client.pauseProducing()
+        stream = MessageStream(self, listener, peer, client)
+        return stream if client is producer else client.compose(stream)
 
     def listenerHeader(self, listener):
         """

@@ -9,7 +9,7 @@ import sys
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from gateway.framing.options import OptionError, parseListen
+from gateway.framing.options import ACK_OPTIONS, OptionError, parseListen
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS
 from gateway.server.workers import WorkerGroup, parentWatch
@@ -304,7 +304,7 @@ def describeFramings(registry):
         "Connection options, for every framing (e.g. "
         "lines(max-per-address=100,idle-timeout=300)=tcp:9000):"
     )
-    for option in CONNECTION_OPTIONS:
+    for option in CONNECTION_OPTIONS + ACK_OPTIONS:
         default = "none" if option.default is None else option.default
         lines.append(f"  {option.name}={option.kind}  {option.help} [default: {default}]")
     return "\n".join(lines) + "\n"

@@ -37,6 +37,14 @@ class NoClient:
         """
         raise BufferError("no Kafka producer client")
 
+    def produceRecord(self, record):
+        """
+        Take nothing.
+
+        :raises BufferError: always.
+        """
+        raise BufferError("no Kafka producer client")
+
     def poll(self):
         pass
 

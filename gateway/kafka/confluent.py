@@ -5,7 +5,9 @@ The default producer backend: confluent-kafka (librdkafka).
 librdkafka's threads talk to the brokers; the gateway calls C{produce()}
 (which only queues) and serves callbacks with C{poll(0)} from a reactor
 timer.  Delivery reports are asked for failures only, so a successful record
-costs no Python callback; queue sizes come from librdkafka's own statistics.
+costs no Python callback (unless a listener has C{ack=on}: then every record
+is reported, and an acknowledged one through its own callback); queue sizes
+come from librdkafka's own statistics.
 """
 
 import json
@@ -118,12 +120,33 @@ class ConfluentClient:
         self.produce = self._producer.produce
 
     def _delivery(self, error, message):
-        # Only failures arrive here (delivery.report.only.error).
+        # Only failures arrive here (delivery.report.only.error), unless
+        # ack mode asked for every report (KafkaProducerService.confirmDeliveries).
         if error is not None:
             record = Record(
                 message.topic(), message.key(), message.headers() or [], message.value()
             )
             self._events.deliveryFailed(record, deliveryError(error))
+
+    def produceRecord(self, record):
+        """
+        Produce a record whose delivery someone waits for (ack mode): its
+        own delivery callback confirms it with C{record.receipt(None)}, or
+        reports the failure with the record itself (receipt and headers
+        included, which librdkafka's report lacks).
+        """
+        events = self._events
+        receipt = record.receipt
+
+        def delivered(error, message):
+            if error is None:
+                receipt(None)
+            else:
+                events.deliveryFailed(record, deliveryError(error))
+
+        self._producer.produce(
+            record.topic, record.value, record.key, headers=record.headers, on_delivery=delivered
+        )
 
     def _error(self, error):
         self._events.clientError(deliveryError(error))
@@ -168,6 +191,7 @@ class ConfluentClient:
         self._producer.poll(0)
         self._producer = None
         self.produce = NO_CLIENT.produce
+        self.produceRecord = NO_CLIENT.produceRecord
 
 
 @implementer(IPlugin, IProducerBackend)
@@ -178,6 +202,7 @@ class ConfluentBackend:
 
     name = "confluent"
     description = "confluent-kafka (librdkafka): every Kafka from 0.10 to 4.x (default)"
+    confirmsDeliveries = True
 
     def __init__(self, producerFactory=None):
         self._producerFactory = producerFactory

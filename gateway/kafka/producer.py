@@ -30,7 +30,13 @@ from gateway.interfaces import IProducerEvents
 from gateway.kafka.backlog import Backlog
 from gateway.kafka.client import NO_CLIENT, ClientKeeper
 from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
-from gateway.kafka.deadletters import SIZE_ERRORS, DeadLetters, judgeTooLarge
+from gateway.kafka.deadletters import (
+    SIZE_ERRORS,
+    DeadLetters,
+    exceptionCode,
+    judgeTooLarge,
+    refusalReason,
+)
 from gateway.kafka.records import Record
 from gateway.kafka.spool import Spool
 
@@ -39,6 +45,7 @@ __all__ = [
     "producerConfig",
     "DEFAULT_PRODUCER_CONFIG",
     "RECORD_OVERHEAD",
+    "ackProblem",
 ]
 
 #: Seconds L{KafkaProducerService.stopService} waits for Kafka to confirm
@@ -49,6 +56,28 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 #: buffers, measured at about 0.5 KiB a record (tests/integration/test_faults.py,
 #: broker frozen); counted so that the byte budget bounds memory.
 RECORD_OVERHEAD = 512
+
+
+def ackProblem(backend, config):
+    """
+    Why listeners with C{ack=on} cannot run on this producer, if they
+    cannot.
+
+    :param backend: the L{gateway.interfaces.IProducerBackend}.
+    :param config: the producer configuration.
+    :return: a one-line reason, or L{None}.
+    """
+    if not getattr(backend, "confirmsDeliveries", False):
+        return (
+            f"ack=on needs a producer backend that confirms each delivery; "
+            f"{backend.name!r} does not (use --kafka-backend confluent)"
+        )
+    if str(config.get("acks", "all")).lower() not in ("all", "-1"):
+        return (
+            "ack=on acknowledges what every in-sync replica has: it needs the "
+            f"producer property acks=all, not acks={config['acks']}"
+        )
+    return None
 
 
 class _NoObserver:
@@ -142,6 +171,7 @@ class KafkaProducerService(Service):
         )
         # The client's own C produce (the hot path), or NO_CLIENT's.
         self._produce = NO_CLIENT.produce
+        self._produceRecord = NO_CLIENT.produceRecord
         self._started = False
         self._backlog = Backlog()
         self._poller = None
@@ -177,7 +207,9 @@ class KafkaProducerService(Service):
     def _start(self):
         if not self._started:
             self._loadSpool()
-            self._produce = self._keeper.connect().produce
+            client = self._keeper.connect()
+            self._produce = client.produce
+            self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
             self._started = True
             self._stopped = False
 
@@ -236,6 +268,7 @@ class KafkaProducerService(Service):
 
     def _finishDrain(self):
         self._produce = NO_CLIENT.produce
+        self._produceRecord = NO_CLIENT.produceRecord
         self._keeper.close()
         self._started = False
         self._stopped = True
@@ -294,6 +327,48 @@ class KafkaProducerService(Service):
             return
         self.produced += 1
 
+    def confirmDeliveries(self):
+        """
+        A listener acknowledges messages (C{ack=on}): from now on the client
+        reports every delivery, so that L{produceTracked} records are
+        confirmed.  Called as listeners are added, before the start.
+
+        :raises ValueError: when the backend cannot confirm deliveries, the
+            producer does not wait for every in-sync replica (C{acks}), or
+            the client already exists.
+        """
+        if self.config.get("delivery.report.only.error") is False:
+            return
+        problem = ackProblem(self.backend, self.config)
+        if problem is not None:
+            raise ValueError(problem)
+        if self._started:
+            raise ValueError("listeners with ack=on must be added before the gateway starts")
+        # The keeper holds this same dictionary: the client is created with it.
+        self.config["delivery.report.only.error"] = False
+
+    def produceTracked(self, topic, value, key, headers, receipt):
+        """
+        Publish one record whose delivery someone waits for (ack mode): as
+        L{produce}, and C{receipt} is called once, with L{None} when Kafka
+        confirmed the record or with a one-word reason when it refused it
+        for good; never for a record spooled or lost.
+        """
+        self.accepted += 1
+        record = Record(topic, key, headers, value, receipt)
+        if self._backlog:
+            self._hold(record)
+            return
+        try:
+            self._produceRecord(record)
+        except BufferError:
+            self._hold(record)
+            return
+        except Exception as e:
+            self._refusedAtProduce(record, e)
+            return
+        self.produced += 1
+
     def _hold(self, record):
         """
         Keep a record the client did not take: in the backlog, with the
@@ -334,12 +409,16 @@ class KafkaProducerService(Service):
         """
         backlog = self._backlog
         if backlog:
-            self.produced += backlog.pump(self._produce, self._refusedAtProduce)
+            self.produced += backlog.pump(
+                self._produce, self._refusedAtProduce, self._produceRecord
+            )
             if not backlog:
                 self.observer.producerUnblocked()
 
     def _refusedAtProduce(self, record, exception):
         self.deadLetters.refuse(record, f"{type(exception).__name__}: {exception}")
+        if record.receipt is not None:
+            record.receipt(refusalReason(exceptionCode(exception)))
 
     def _replaced(self, client):
         """
@@ -347,6 +426,7 @@ class KafkaProducerService(Service):
         first what the old one had not confirmed.
         """
         self._produce = client.produce
+        self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
         if client is not NO_CLIENT:
             self._requeue()
             self._pump()
@@ -387,6 +467,8 @@ class KafkaProducerService(Service):
     def _refuse(self, record, error):
         self.deadLetters.refuse(record, f"{error.code}: {error.text}")
         self.observer.deliveryFailed(record, error)
+        if record.receipt is not None:
+            record.receipt(refusalReason(error.code))
 
     def _judgeTooLarge(self):
         """

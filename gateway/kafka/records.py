@@ -18,8 +18,12 @@ from dataclasses import dataclass
 __all__ = ["Record", "DeliveryError", "RecordFile"]
 
 #: One Kafka record as the gateway holds it; C{headers} is a list of
-#: C{(name, bytes)} pairs.
-Record = namedtuple("Record", "topic key headers value")
+#: C{(name, bytes)} pairs.  C{receipt}, for a record whose delivery someone
+#: waits for (ack mode), is called once with L{None} when Kafka confirmed it
+#: or with a one-word reason (L{gateway.kafka.deadletters.refusalReason})
+#: when it was refused for good; it is never written to a file, so a
+#: spooled record is never confirmed to anyone.
+Record = namedtuple("Record", "topic key headers value receipt", defaults=(None,))
 
 
 @dataclass(frozen=True)

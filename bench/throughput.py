@@ -534,7 +534,8 @@ def main(argv=None):
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also run the gateway once under cProfile and print where its time goes",
+        help="also run the gateway once under cProfile (with --acks: with ack=on) "
+        "and print where its time goes",
     )
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--skip-baseline", action="store_true")
@@ -713,7 +714,9 @@ def main(argv=None):
             with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
                 profileFile = Path(tmp) / "gateway.pstats"
                 topic = createTopic(bootstrap, args.partitions)
-                prof = runGateway(bootstrap, topic, args.partitions, args, brokerPid, profileFile)
+                prof = runGateway(
+                    bootstrap, topic, args.partitions, args, brokerPid, profileFile, args.acks
+                )
                 print()
                 print(
                     f"under cProfile (slower, not comparable): "

@@ -24,7 +24,7 @@ from functools import partial
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from gateway.framing.options import ACK_INTERVAL
+from gateway.framing.options import ACK_INTERVAL, DEFAULT_ACK_INTERVAL
 from gateway.interfaces import IMessageStream
 
 __all__ = [
@@ -125,7 +125,7 @@ class AckStream:
         if clock is None:
             from twisted.internet import reactor as clock
         self._clock = clock
-        self._interval = protocol.options.get(ACK_INTERVAL, 0.01)
+        self._interval = protocol.options.get(ACK_INTERVAL, DEFAULT_ACK_INTERVAL)
         self._router = router
         self._protocol = protocol
         self._produce = router.producer.produceTracked
@@ -136,7 +136,6 @@ class AckStream:
         self._topic = self._key = None
         self._headers = []
         self._special = True
-        self._first = True
         self._closed = False
         self._unread = False
         self._ahead = set()

@@ -19,13 +19,15 @@ does not read its acknowledgements stays paused whatever the budget does.
 Listeners without C{ack=on} never run this code.
 """
 
-from functools import partial
+from collections import deque
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.framing.options import ACK_INTERVAL, DEFAULT_ACK_INTERVAL
 from gateway.interfaces import IMessageStream
+from gateway.kafka.records import Receipt, Record
 
 __all__ = [
     "AckStream",
@@ -109,9 +111,13 @@ class AckStream:
         or refused and reported).
     :ivar acked: the last C{ACK} written.
     :ivar sessionId: the session's id (L{bytes}), or L{None}.
+    :ivar deliveryCallback: kept here by the producer's client (see
+        L{gateway.kafka.producer.KafkaProducerService.produceTracked}).
     """
 
+    log = Logger()
     sessionId = None
+    deliveryCallback = None
 
     def __init__(self, router, protocol):
         """
@@ -131,7 +137,11 @@ class AckStream:
         self._produce = router.producer.produceTracked
         self._encode = protocol.encodeFrame
         self._transport = protocol.transport
-        self._settleSeq = self.settle
+        # The records the client took, whose outcomes come in order: their
+        # numbers and their payloads' hashes (checked: a record out of order
+        # is found by its payload, never confirmed in another's place).
+        self._seqs = deque()
+        self._hashes = deque()
         self._messages = None
         self._topic = self._key = None
         self._headers = []
@@ -170,13 +180,11 @@ class AckStream:
         if self._special and self._unusual(payload):
             return
         seq = self.issued = self.issued + 1
-        self._produce(
-            self._topic,
-            payload,
-            self._key,
-            [*self._headers, (SEQ_HEADER, b"%d" % seq)],
-            partial(self._settleSeq, seq),
-        )
+        if self._produce(
+            self._topic, payload, self._key, [*self._headers, (SEQ_HEADER, b"%d" % seq)], self, seq
+        ):
+            self._seqs.append(seq)
+            self._hashes.append(hash(payload))
 
     def _unusual(self, payload):
         """
@@ -212,6 +220,50 @@ class AckStream:
             self._messages.close()
 
     # Confirmations
+
+    def delivered(self, error, value):
+        """
+        The outcome of the oldest record the client took (they come in the
+        order produced): confirmed (C{error} L{None}), or failed, and then
+        handed to the producer as a record with its own L{Receipt} (it is
+        produced again, or refused and reported).
+        """
+        digest = hash(value)
+        if self._hashes[0] == digest:
+            self._hashes.popleft()
+            seq = self._seqs.popleft()
+        else:
+            seq = self._outOfOrder(digest)
+        if error is None:
+            self.settle(seq, None)
+            return
+        record = Record(
+            self._topic,
+            self._key,
+            [*self._headers, (SEQ_HEADER, b"%d" % seq)],
+            value,
+            Receipt(self, seq),
+        )
+        self._router.producer.deliveryFailed(record, error)
+
+    def _outOfOrder(self, digest):
+        """
+        An outcome came out of order (the records are not on one partition):
+        it is that of the oldest record in flight with the same payload.
+
+        :return: that record's number.
+        """
+        hashes, seqs = self._hashes, self._seqs
+        index = hashes.index(digest)
+        seq = seqs[index]
+        del hashes[index], seqs[index]
+        self.log.warn(
+            "ack mode: delivery reports out of order (seq {seq} before {first}); "
+            "are the connection's records on more than one partition?",
+            seq=seq,
+            first=seqs[0],
+        )
+        return seq
 
     def settle(self, seq, reason):
         """

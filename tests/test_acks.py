@@ -217,6 +217,35 @@ class AcknowledgementTests(AckModeMixin, SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(transport.value(), b"ACK 3\n")
 
+    def test_oneCallbackPerConnection(self):
+        """
+        A record the client takes holds no Python object of its own: every
+        record of a connection has the same delivery callback.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        callbacks = {id(m.callback) for m in self.kafka.produced}
+        self.assertEqual(callbacks, {id(protocol._stream.deliveryCallback)})
+
+    def test_outOfOrderFoundByPayload(self):
+        """
+        An outcome reported out of order is matched to the record by its
+        payload, never taken for the oldest record's, and logged.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        stream = protocol._stream
+        stream.delivered(None, b"b")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        stream.delivered(None, b"a")
+        stream.delivered(None, b"c")
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 3\n")
+        self.assertEqual(
+            [e["seq"] for e in self.events if "out of order" in e.get("log_format", "")], [2]
+        )
+
     def test_nackThenPastIt(self):
         """
         A record Kafka refuses for good gets C{NACK <seq> <reason>}, and the

@@ -66,6 +66,18 @@ def _latencyQuantiles(brokers):
     return latency
 
 
+def _inOrder(tracker):
+    """
+    The delivery callback of a tracker's records: their outcomes, in order.
+    """
+    delivered = tracker.delivered
+
+    def callback(error, message):
+        delivered(None if error is None else deliveryError(error), message.value())
+
+    return callback
+
+
 class _SilentLog:
     def log(self, *args):
         pass
@@ -128,19 +140,33 @@ class ConfluentClient:
             )
             self._events.deliveryFailed(record, deliveryError(error))
 
+    def produceTracked(self, topic, value, key, headers, tracker):
+        """
+        Produce a record whose outcome C{tracker} learns in order (ack
+        mode): C{tracker.delivered(error, value)}, with L{None} or a
+        L{DeliveryError}, through one callback per tracker, made once and
+        kept on it, so that a record in flight holds no Python object of its
+        own (thousands of them would cost the garbage collector more than
+        the rest of the record's path).
+        """
+        callback = tracker.deliveryCallback
+        if callback is None:
+            callback = tracker.deliveryCallback = _inOrder(tracker)
+        self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+
     def produceRecord(self, record):
         """
-        Produce a record whose delivery someone waits for (ack mode): its
-        own delivery callback confirms it with C{record.receipt(None)}, or
-        reports the failure with the record itself (receipt and headers
-        included, which librdkafka's report lacks).
+        Produce a record with a L{gateway.kafka.records.Receipt} (ack mode,
+        held or produced again): its own callback confirms it, or reports
+        the failure with the record itself (receipt and headers included,
+        which librdkafka's report lacks).
         """
         events = self._events
         receipt = record.receipt
 
         def delivered(error, message):
             if error is None:
-                receipt(None)
+                receipt.confirmed()
             else:
                 events.deliveryFailed(record, deliveryError(error))
 
@@ -192,6 +218,7 @@ class ConfluentClient:
         self._producer = None
         self.produce = NO_CLIENT.produce
         self.produceRecord = NO_CLIENT.produceRecord
+        self.produceTracked = NO_CLIENT.produceTracked
 
 
 @implementer(IPlugin, IProducerBackend)

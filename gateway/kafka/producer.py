@@ -37,7 +37,7 @@ from gateway.kafka.deadletters import (
     judgeTooLarge,
     refusalReason,
 )
-from gateway.kafka.records import Record
+from gateway.kafka.records import Receipt, Record
 from gateway.kafka.spool import Spool
 
 __all__ = [
@@ -172,6 +172,7 @@ class KafkaProducerService(Service):
         # The client's own C produce (the hot path), or NO_CLIENT's.
         self._produce = NO_CLIENT.produce
         self._produceRecord = NO_CLIENT.produceRecord
+        self._produceTracked = NO_CLIENT.produceTracked
         self._started = False
         self._backlog = Backlog()
         self._poller = None
@@ -207,9 +208,7 @@ class KafkaProducerService(Service):
     def _start(self):
         if not self._started:
             self._loadSpool()
-            client = self._keeper.connect()
-            self._produce = client.produce
-            self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
+            self._useClient(self._keeper.connect())
             self._started = True
             self._stopped = False
 
@@ -266,9 +265,13 @@ class KafkaProducerService(Service):
         drainer.start(self.pollInterval).addCallback(lambda _: done.callback(self._finishDrain()))
         return done
 
+    def _useClient(self, client):
+        self._produce = client.produce
+        self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
+        self._produceTracked = getattr(client, "produceTracked", NO_CLIENT.produceTracked)
+
     def _finishDrain(self):
-        self._produce = NO_CLIENT.produce
-        self._produceRecord = NO_CLIENT.produceRecord
+        self._useClient(NO_CLIENT)
         self._keeper.close()
         self._started = False
         self._stopped = True
@@ -347,27 +350,36 @@ class KafkaProducerService(Service):
         # The keeper holds this same dictionary: the client is created with it.
         self.config["delivery.report.only.error"] = False
 
-    def produceTracked(self, topic, value, key, headers, receipt):
+    def produceTracked(self, topic, value, key, headers, tracker, seq):
         """
-        Publish one record whose delivery someone waits for (ack mode): as
-        L{produce}, and C{receipt} is called once, with L{None} when Kafka
-        confirmed the record or with a one-word reason when it refused it
-        for good; never for a record spooled or lost.
+        Publish record C{seq} of a C{tracker} waiting for its delivery (an
+        ack-mode connection), as L{produce} does.
+
+        A record the client takes now is reported to the tracker in order:
+        the client calls C{tracker.delivered(error, value)} for each, in the
+        order produced (one key, so one partition).  One that waits in the
+        backlog, or that the client refuses at once, carries a L{Receipt}
+        instead, which settles it by its number.  Neither is ever confirmed
+        when it is spooled or lost.
+
+        :return: whether the client took the record now (so its outcome
+            comes in order).
         """
         self.accepted += 1
-        record = Record(topic, key, headers, value, receipt)
-        if self._backlog:
-            self._hold(record)
-            return
-        try:
-            self._produceRecord(record)
-        except BufferError:
-            self._hold(record)
-            return
-        except Exception as e:
-            self._refusedAtProduce(record, e)
-            return
-        self.produced += 1
+        if not self._backlog:
+            try:
+                self._produceTracked(topic, value, key, headers, tracker)
+            except BufferError:
+                pass
+            except Exception as e:
+                record = Record(topic, key, headers, value, Receipt(tracker, seq))
+                self._refusedAtProduce(record, e)
+                return False
+            else:
+                self.produced += 1
+                return True
+        self._hold(Record(topic, key, headers, value, Receipt(tracker, seq)))
+        return False
 
     def _hold(self, record):
         """
@@ -418,15 +430,14 @@ class KafkaProducerService(Service):
     def _refusedAtProduce(self, record, exception):
         self.deadLetters.refuse(record, f"{type(exception).__name__}: {exception}")
         if record.receipt is not None:
-            record.receipt(refusalReason(exceptionCode(exception)))
+            record.receipt.refused(refusalReason(exceptionCode(exception)))
 
     def _replaced(self, client):
         """
         The keeper recreated the client (or failed to: L{NO_CLIENT}): produce
         first what the old one had not confirmed.
         """
-        self._produce = client.produce
-        self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
+        self._useClient(client)
         if client is not NO_CLIENT:
             self._requeue()
             self._pump()
@@ -468,7 +479,7 @@ class KafkaProducerService(Service):
         self.deadLetters.refuse(record, f"{error.code}: {error.text}")
         self.observer.deliveryFailed(record, error)
         if record.receipt is not None:
-            record.receipt(refusalReason(error.code))
+            record.receipt.refused(refusalReason(error.code))
 
     def _judgeTooLarge(self):
         """

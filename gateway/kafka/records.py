@@ -15,15 +15,38 @@ from base64 import b64decode, b64encode
 from collections import namedtuple
 from dataclasses import dataclass
 
-__all__ = ["Record", "DeliveryError", "RecordFile"]
+__all__ = ["Record", "Receipt", "DeliveryError", "RecordFile"]
 
 #: One Kafka record as the gateway holds it; C{headers} is a list of
-#: C{(name, bytes)} pairs.  C{receipt}, for a record whose delivery someone
-#: waits for (ack mode), is called once with L{None} when Kafka confirmed it
-#: or with a one-word reason (L{gateway.kafka.deadletters.refusalReason})
-#: when it was refused for good; it is never written to a file, so a
-#: spooled record is never confirmed to anyone.
+#: C{(name, bytes)} pairs.  C{receipt} is the L{Receipt} of a record whose
+#: delivery someone waits for (ack mode) and that is held or produced again
+#: on its own; it is never written to a file, so a spooled record is never
+#: confirmed to anyone.
 Record = namedtuple("Record", "topic key headers value receipt", defaults=(None,))
+
+
+class Receipt:
+    """
+    Who waits for one record's delivery, and its number: the tracker's
+    C{settle(seq, reason)} is called once, with L{None} when Kafka confirmed
+    the record or a one-word reason when it was refused for good.
+
+    Records produced in the common way carry none: their tracker learns
+    their outcome in order (see
+    L{gateway.kafka.producer.KafkaProducerService.produceTracked}).
+    """
+
+    __slots__ = ("tracker", "seq")
+
+    def __init__(self, tracker, seq):
+        self.tracker = tracker
+        self.seq = seq
+
+    def confirmed(self):
+        self.tracker.settle(self.seq, None)
+
+    def refused(self, reason):
+        self.tracker.settle(self.seq, reason)
 
 
 @dataclass(frozen=True)

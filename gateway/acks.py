@@ -229,21 +229,28 @@ class AckStream:
         produced again, or refused and reported).
         """
         digest = hash(value)
-        if self._hashes[0] == digest:
-            self._hashes.popleft()
+        hashes = self._hashes
+        if hashes and hashes[0] == digest:
+            hashes.popleft()
             seq = self._seqs.popleft()
         else:
             seq = self._outOfOrder(digest)
         if error is None:
-            self.settle(seq, None)
+            if seq is not None:
+                self.settle(seq, None)
             return
-        record = Record(
-            self._topic,
-            self._key,
-            [*self._headers, (SEQ_HEADER, b"%d" % seq)],
-            value,
-            Receipt(self, seq),
-        )
+        if seq is None:
+            # Not ours to number: produced again without a receipt, so
+            # never acknowledged, but never lost either.
+            record = Record(self._topic, self._key, list(self._headers), value)
+        else:
+            record = Record(
+                self._topic,
+                self._key,
+                [*self._headers, (SEQ_HEADER, b"%d" % seq)],
+                value,
+                Receipt(self, seq),
+            )
         self._router.producer.deliveryFailed(record, error)
 
     def _outOfOrder(self, digest):
@@ -251,9 +258,16 @@ class AckStream:
         An outcome came out of order (the records are not on one partition):
         it is that of the oldest record in flight with the same payload.
 
-        :return: that record's number.
+        :return: that record's number, or L{None} if no record in flight has
+            that payload (then nothing is acknowledged for it).
         """
         hashes, seqs = self._hashes, self._seqs
+        if digest not in hashes:
+            self.log.error(
+                "ack mode: a delivery report for no record in flight ({count} in flight)",
+                count=len(seqs),
+            )
+            return None
         index = hashes.index(digest)
         seq = seqs[index]
         del hashes[index], seqs[index]
@@ -261,7 +275,7 @@ class AckStream:
             "ack mode: delivery reports out of order (seq {seq} before {first}); "
             "are the connection's records on more than one partition?",
             seq=seq,
-            first=seqs[0],
+            first=seqs[0] if seqs else None,
         )
         return seq
 

@@ -22,10 +22,14 @@ from gateway.framing.varint import VarintProtocol
 from gateway.interfaces import IMessageStream
 from gateway.kafka.config import producerConfig
 from gateway.kafka.producer import KafkaProducerService
+from gateway.kafka.records import DeliveryError
 from gateway.router import LISTENER_HEADER, PEER_HEADER, MessageStream, Router
 from gateway.settings import SettingsError, checkSettings
 from tests.fakes import FakeKafkaError, fakeBackend
 from tests.support.acks import ackConnection
+
+#: A failure the producer produces again.
+FakeDeliveryError = DeliveryError("_MSG_TIMED_OUT", "timed out", retriable=True)
 
 
 class AckModeMixin:
@@ -244,6 +248,24 @@ class AcknowledgementTests(AckModeMixin, SynchronousTestCase):
         self.assertEqual(transport.value(), b"ACK 3\n")
         self.assertEqual(
             [e["seq"] for e in self.events if "out of order" in e.get("log_format", "")], [2]
+        )
+
+    def test_unknownReportAcknowledgesNothing(self):
+        """
+        A report matching no record in flight acknowledges nothing and is
+        logged; a failed one is still handed back to the producer.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        stream = protocol._stream
+        stream.delivered(None, b"zzz")
+        failures = self.producer.failureReports
+        stream.delivered(FakeDeliveryError, b"zzz")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.producer.failureReports, failures + 1)
+        self.assertEqual(
+            len([e for e in self.events if "no record in flight" in e.get("log_format", "")]), 2
         )
 
     def test_nackThenPastIt(self):

@@ -6,6 +6,8 @@ and producer service on the fake confluent producer.  The encodings are
 checked byte for byte against C{docs/framings.md}.
 """
 
+from pathlib import Path
+
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -548,3 +550,73 @@ class ConfigurationTests(SynchronousTestCase):
         producer.startService()
         self.addCleanup(producer.stopService)
         self.assertIs(producer.backend.producers[0].config["delivery.report.only.error"], False)
+
+
+#: The framings of the table in C{docs/framings.md}, by name.
+DOCUMENTED = {
+    "lines": LinesProtocol,
+    "length-prefixed": LengthPrefixedProtocol,
+    "netstring": NetstringProtocol,
+    "octet-counting": OctetCountingProtocol,
+    "varint": VarintProtocol,
+}
+
+
+def documentedEncodings():
+    """
+    The rows of the acknowledgement table in C{docs/framings.md}: framing
+    name to the bytes of C{ACK 2}, C{NACK 1 not-authorized} and
+    C{SESSION app-1 41}, unescaped.
+    """
+    text = (Path(__file__).resolve().parent.parent / "docs" / "framings.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        if name in DOCUMENTED and len(cells) == 4 and "SESSION" in cells[3]:
+            rows[name] = [
+                cell.strip("`").encode("ascii").decode("unicode_escape").encode("latin-1")
+                for cell in cells[1:]
+            ]
+    return rows
+
+
+class DocumentedEncodingTests(AckModeMixin, SynchronousTestCase):
+    """
+    Each built-in framing's acknowledgements and handshake, byte for byte as
+    the table in C{docs/framings.md} writes them.
+    """
+
+    def test_everyFramingDocumented(self):
+        """
+        The table has a row for every built-in framing that takes C{ack=on}.
+        """
+        self.assertEqual(sorted(documentedEncodings()), sorted(DOCUMENTED))
+
+    def test_acknowledgements(self):
+        """
+        Two messages, the first refused: the gateway writes the documented
+        C{NACK 1 not-authorized}, then C{ACK 2}.
+        """
+        for port, (name, (ack, nack, _)) in enumerate(documentedEncodings().items(), 7000):
+            protocol, transport = self.connect(framing=DOCUMENTED[name], port=port)
+            protocol.dataReceived(protocol.encodeFrame(b"a") + protocol.encodeFrame(b"b"))
+            self.kafka.fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
+            self.confirm()
+            self.assertEqual(transport.value(), nack + ack, name)
+
+    def test_handshake(self):
+        """
+        The documented C{SESSION app-1 41} starts a session: the next
+        message is record 41 of session C{app-1}, keyed by it.
+        """
+        for port, (name, (_, _, session)) in enumerate(documentedEncodings().items(), 7100):
+            protocol, transport = self.connect(framing=DOCUMENTED[name], port=port)
+            protocol.dataReceived(session + protocol.encodeFrame(b"x"))
+            key, headers, value = self.records()[-1]
+            self.assertEqual(
+                (key, headers[SESSION_HEADER], headers[SEQ_HEADER], value),
+                (b"app-1", b"app-1", b"41", b"x"),
+                name,
+            )
+            self.assertEqual(transport.value(), b"", name)

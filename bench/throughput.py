@@ -13,6 +13,12 @@ fresh topics of the same shape:
       can; timed from the go signal until the topic's high watermarks add up
       to M (Kafka holds every message).
 
+With C{--acks} each round also runs the gateway with C{ack=on} on its
+listener (same clients, which then also read their acknowledgements until
+each connection has its last one), so the cost of ack mode is measured in
+the same session: messages/s with and without, and when every client had
+its final C{ACK}.
+
 Prints messages/s and MB/s of each, the ratio gateway/baseline, the
 gateway's CPU (reactor thread vs whole process), its peak RSS (VmHWM) and
 its TCP connections to the broker (counted from /proc).  With C{--profile}
@@ -22,7 +28,7 @@ top functions by own time are printed.
 Run from the repository root:
 
     .venv/bin/python bench/throughput.py [--messages 500000] [--size 100]
-        [--clients 50] [--framing lines|length-prefixed] [--profile]
+        [--clients 50] [--framing lines|length-prefixed] [--profile] [--acks]
 """
 
 import argparse
@@ -73,7 +79,7 @@ def _connectionShares(messages, clients):
     return [base + (1 if c < extra else 0) for c in range(clients)]
 
 
-def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done):
+def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done, acks):
     """
     One client process: connect every connection, build every connection's
     byte stream in advance, wait for C{go}, then write all of them as fast as
@@ -82,6 +88,8 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
     :param shares: the number of messages of each of this process's
         connections.
     :param firstIndex: the global index of this process's first message.
+    :param acks: the listener has C{ack=on}: also read every connection's
+        acknowledgements, until each has the one of its last message.
     """
     try:
         buffers = []
@@ -102,15 +110,30 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
     start = time.monotonic()
     selector = selectors.DefaultSelector()
     pending = 0
-    for sock, buffer in zip(sockets, buffers):
+    events = selectors.EVENT_WRITE | (selectors.EVENT_READ if acks else 0)
+    # In ack mode: the bytes ending each connection's last acknowledgement,
+    # and the end of what each has read.
+    lastAcks = {}
+    for number, (sock, buffer, count) in enumerate(zip(sockets, buffers, shares)):
         if buffer:
-            selector.register(sock, selectors.EVENT_WRITE, [memoryview(buffer), 0])
+            selector.register(sock, events, [memoryview(buffer), 0, number, b""])
             pending += 1
+            if acks:
+                lastAcks[number] = frame(framing, [b"ACK %d" % count])
     sent = 0
-    while pending:
-        for key, _ in selector.select():
+    end = None
+    while pending or lastAcks:
+        for key, mask in selector.select():
             state = key.data
-            view, offset = state
+            view, offset, number, tail = state
+            if mask & selectors.EVENT_READ:
+                tail = state[3] = (tail + key.fileobj.recv(65536))[-64:]
+                if number in lastAcks and tail.endswith(lastAcks[number]):
+                    del lastAcks[number]
+                    if offset >= len(view):
+                        selector.unregister(key.fileobj)
+            if not mask & selectors.EVENT_WRITE or offset >= len(view):
+                continue
             try:
                 n = key.fileobj.send(view[offset : offset + SEND_CHUNK])
             except BlockingIOError:
@@ -119,10 +142,15 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
             sent += n
             state[1] = offset
             if offset >= len(view):
-                selector.unregister(key.fileobj)
                 pending -= 1
-    end = time.monotonic()
-    results.put((start, end, sent))
+                if not pending:
+                    end = time.monotonic()
+                if number in lastAcks:
+                    selector.modify(key.fileobj, selectors.EVENT_READ, state)
+                else:
+                    selector.unregister(key.fileobj)
+    acked = time.monotonic() if acks else None
+    results.put((start, end or time.monotonic(), sent, acked))
     # Keep the connections open until the parent has seen every message in
     # Kafka, so the gateway is measured with all its clients connected.
     done.wait()
@@ -135,7 +163,7 @@ class Clients:
     The client processes of one run.
     """
 
-    def __init__(self, port, framing, size, messages, clients, processes):
+    def __init__(self, port, framing, size, messages, clients, processes, acks=False):
         context = multiprocessing.get_context("spawn")
         self.ready = context.Queue()
         self.results = context.Queue()
@@ -159,6 +187,7 @@ class Clients:
                     self.go,
                     self.results,
                     self.done,
+                    acks,
                 ),
                 daemon=True,
             )
@@ -322,6 +351,19 @@ def runBaseline(bootstrap, topic, warmupTopic, partitions, args, brokerPid):
 # (b) the gateway
 
 
+def listenSpec(framing, *options):
+    """
+    :return: a C{--listen} value for the run's loopback listener, with the
+        listener options given (empty ones left out).
+    """
+    given = ",".join(option for option in options if option)
+    return (
+        f"{framing}({given})=tcp:0:interface=127.0.0.1"
+        if given
+        else f"{framing}=tcp:0:interface=127.0.0.1"
+    )
+
+
 def runGateway(
     bootstrap,
     topic,
@@ -331,6 +373,7 @@ def runGateway(
     profileFile=None,
     listenOptions="",
     beforeGo=None,
+    acks=False,
 ):
     """
     One timed gateway run.
@@ -340,6 +383,8 @@ def runGateway(
     :param beforeGo: called with the listener's port once the clients are
         connected, before the clock starts; it returns a callable, called
         after the run, returning figures to add to the result.
+    :param acks: run the listener with C{ack=on}, the clients reading their
+        acks.
     """
     from tests.integration.support.process import GatewayProcess
     from tests.integration.support.procfs import socketsTo
@@ -354,8 +399,7 @@ def runGateway(
             "--topic",
             topic,
             "--listen",
-            f"{args.framing}({','.join(filter(None, [listenOptions, f'key={args.key}']))})"
-            "=tcp:0:interface=127.0.0.1",
+            listenSpec(args.framing, listenOptions, f"key={args.key}", "ack=on" if acks else ""),
         ],
     )
     if profileFile is not None:
@@ -380,6 +424,7 @@ def runGateway(
             args.messages,
             args.clients,
             args.client_processes,
+            acks,
         )
         clients.start()
         marks = Watermarks(bootstrap, topic, partitions)
@@ -417,8 +462,9 @@ def runGateway(
         result.update(
             seconds=end - start,
             held=held,
-            clientSeconds=max(e for _, e, _ in sends) - start,
-            bytesSent=sum(n for _, _, n in sends),
+            clientSeconds=max(e for _, e, _, _ in sends) - start,
+            ackedSeconds=max(a for _, _, _, a in sends) - start if acks else None,
+            bytesSent=sum(n for _, _, n, _ in sends),
             cpuMain=cpuMain1 - cpuMain0,
             cpuAll=cpuAll1 - cpuAll0,
             cpuBroker=brokerCpu1 - brokerCpu0,
@@ -523,15 +569,27 @@ def main(argv=None):
     )
     parser.add_argument("--kafka-version", default="4")
     parser.add_argument(
+        "--broker-name",
+        default="bench",
+        help="the devkafka broker's name (its own folder and ports): give "
+        "concurrent benchmarks different names",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds a gateway run may take"
     )
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also run the gateway once under cProfile and print where its time goes",
+        help="also run the gateway once under cProfile (with --acks: with ack=on) "
+        "and print where its time goes",
     )
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--acks",
+        action="store_true",
+        help="each round also runs the gateway with ack=on (clients read their acks)",
+    )
     parser.add_argument(
         "--keep-broker-data",
         action="store_true",
@@ -553,7 +611,7 @@ def main(argv=None):
         f"{os.cpu_count()} CPUs",
         flush=True,
     )
-    broker = DevKafka(version=args.kafka_version, name="bench", port=None)
+    broker = DevKafka(version=args.kafka_version, name=args.broker_name, port=None)
     try:
         began = time.monotonic()
         bootstrap = broker.start(timeout=120.0)
@@ -562,7 +620,7 @@ def main(argv=None):
             f"Kafka {broker.version} on {bootstrap} (started in {time.monotonic() - began:.1f} s)",
             flush=True,
         )
-        baselines, gateways = [], []
+        baselines, gateways, ackGateways = [], [], []
         for run in range(1, args.repeat + 1):
             if not args.skip_baseline:
                 topic = createTopic(bootstrap, args.partitions)
@@ -581,10 +639,20 @@ def main(argv=None):
                 f"run {run}: gateway  {g['seconds']:.2f} s ({g['pauses']} back-pressure pauses)",
                 flush=True,
             )
+            if args.acks:
+                topic = createTopic(bootstrap, args.partitions)
+                a = runGateway(bootstrap, topic, args.partitions, args, brokerPid, acks=True)
+                ackGateways.append(a)
+                print(
+                    f"run {run}: ack=on   {a['seconds']:.2f} s (every client had its last "
+                    f"ACK after {a['ackedSeconds']:.2f} s; {a['pauses']} back-pressure pauses)",
+                    flush=True,
+                )
 
         rows = []
         labels = [("baseline: produce() loop", r) for r in baselines]
         labels += [(f"gateway ({args.framing}, {args.clients} conns)", r) for r in gateways]
+        labels += [(f"gateway ack=on ({args.framing})", r) for r in ackGateways]
         for label, r in labels:
             rows.append(
                 [
@@ -634,6 +702,20 @@ def main(argv=None):
                 f"median {medianBaseline / medianGateway:.2f}; producing-thread "
                 f"CPU per message {cpuRatio:.2f}"
             )
+        if ackGateways:
+            bestAck = min(r["seconds"] for r in ackGateways)
+            medianAck = median([r["seconds"] for r in ackGateways])
+            cpuAck = median([r["cpuMain"] for r in ackGateways]) / median(
+                [r["cpuMain"] for r in gateways]
+            )
+            print(
+                f"ack=on best {rate(args.messages / bestAck)} messages/s, median "
+                f"{rate(args.messages / medianAck)}; throughput ack=on/off: best "
+                f"{bestGateway / bestAck:.2f}, median {medianGateway / medianAck:.2f}; "
+                f"reactor CPU per message ack=on/off {cpuAck:.2f}; last ACK received "
+                + ", ".join(f"{r['ackedSeconds']:.2f}" for r in ackGateways)
+                + " s after the start"
+            )
         last = gateways[-1]
         print(
             f"gateway (last run): clients had written every byte after "
@@ -663,8 +745,11 @@ def main(argv=None):
             )
             + f" (with {args.clients} client connections)"
         )
-        problems = [line for r in gateways for line in r["logProblems"]]
-        exits = {"clean" if r["exitCode"] in CLEAN_EXIT else str(r["exitCode"]) for r in gateways}
+        problems = [line for r in gateways + ackGateways for line in r["logProblems"]]
+        exits = {
+            "clean" if r["exitCode"] in CLEAN_EXIT else str(r["exitCode"])
+            for r in gateways + ackGateways
+        }
         print(
             f"gateway logs: {sum(r['pauses'] for r in gateways)} back-pressure "
             f"pauses, {len(problems)} problem lines; exits: {', '.join(sorted(exits))}"
@@ -675,7 +760,9 @@ def main(argv=None):
             with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
                 profileFile = Path(tmp) / "gateway.pstats"
                 topic = createTopic(bootstrap, args.partitions)
-                prof = runGateway(bootstrap, topic, args.partitions, args, brokerPid, profileFile)
+                prof = runGateway(
+                    bootstrap, topic, args.partitions, args, brokerPid, profileFile, args.acks
+                )
                 print()
                 print(
                     f"under cProfile (slower, not comparable): "

@@ -95,6 +95,17 @@ class IProducerBackend(Interface):
     by default, C{pykafka} for clusters up to Kafka 3.9).
 
     Found with C{getPlugins(IProducerBackend, gateway.plugins)}.
+
+    Optional: a backend whose C{confirmsDeliveries} is true (needed by
+    listeners with C{ack=on}) makes clients, connected with
+    C{delivery.report.only.error} false, with two more methods:
+    C{produceTracked(topic, value, key, headers, tracker)}, which reports
+    each record's outcome to C{tracker.delivered(error, value)} (L{None} or
+    a C{DeliveryError}) in the order produced, and may keep a callback in
+    C{tracker.deliveryCallback}; and C{produceRecord(record)} for a record
+    with a C{Receipt}, which calls C{record.receipt.confirmed()} once Kafka
+    confirmed it and reports a failure with L{IProducerEvents.deliveryFailed}
+    carrying that same record (receipt and headers included).
     """
 
     name = Attribute("Short name used in C{--kafka-backend}, e.g. C{'confluent'}.")

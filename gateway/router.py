@@ -17,6 +17,8 @@ exceeded the connections holding the most incomplete bytes are closed.
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.acks import AckStream
+from gateway.framing.options import ACK
 from gateway.interfaces import IMessageSink, IMessageStream
 from gateway.routing import Route, RoutingContext
 from gateway.server.incomplete import IncompleteCap
@@ -41,6 +43,9 @@ BUDGET = "budget"
 
 #: Bytes accepted and not yet confirmed that the gateway holds at most.
 DEFAULT_BUDGET = 64 * 1024 * 1024
+
+#: The options of a protocol that has none (a plugin's own factory).
+_NO_OPTIONS = {}
 
 #: The route of a listener given no routing options.
 _DEFAULT_ROUTE = Route()
@@ -118,6 +123,13 @@ class MessageStream:
         :return: C{{topic: (messages, bytes)}} sent so far.
         """
         return {self._topic: (self.messages, self.bytes)}
+
+    def recordFields(self):
+        """
+        :return: C{(topic, key, headers)} of the connection's records (an
+            L{gateway.acks.AckStream} builds its own records from them).
+        """
+        return self._topic, self._key, self._headers
 
     def close(self):
         """
@@ -246,15 +258,21 @@ class Router:
     def openStream(self, listener, peer, producer):
         """
         See L{IMessageSink.openStream}.  A connection made while clients are
-        paused starts paused.
+        paused starts paused.  On a listener with C{ack=on} an
+        L{AckStream} carries the messages and stands in for the connection.
         """
-        self.clients[producer] = None
+        client = producer
+        if getattr(producer, "options", _NO_OPTIONS).get(ACK):
+            client = AckStream(self, producer)
+        self.clients[client] = None
         if self.paused:
-            producer.pauseProducing()
+            client.pauseProducing()
         route = self.connectionRoute(listener, peer)
         if route.chosen is not None and self.routes[listener].plugin.perMessage:
-            return RoutedStream(self, listener, peer, producer, route)
-        return MessageStream(self, listener, peer, producer, route)
+            stream = RoutedStream(self, listener, peer, client, route)
+        else:
+            stream = MessageStream(self, listener, peer, client, route)
+        return stream if client is producer else client.compose(stream)
 
     def connectionRoute(self, listener, peer, **known):
         """

@@ -21,7 +21,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from gateway.framing.options import MAX_SIZE
+from gateway.framing.options import ACK, MAX_SIZE
 from gateway.kafka.health import BrokerHealthService
 from gateway.kafka.producer import KafkaProducerService
 from gateway.kafka.security import securityFromConfig
@@ -269,6 +269,8 @@ class GatewayService(MultiService):
         """
         self.registry()
         plugin = listener.plugin
+        if listener.options.get(ACK):
+            self.producer.confirmDeliveries()
         name = listener.name or self._uniqueName(plugin.name)
         stats = ListenerStats()
         config = ListenerConfig(

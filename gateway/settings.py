@@ -12,10 +12,10 @@ cannot drift apart.
 
 from dataclasses import dataclass, replace
 
-from gateway.framing.options import MAX_SIZE, resolveOptions
+from gateway.framing.options import ACK, MAX_SIZE, resolveOptions
 from gateway.kafka.health import DEFAULT_INTERVAL as DEFAULT_HEALTH_INTERVAL
 from gateway.kafka.health import parseBootstrap
-from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, producerConfig
+from gateway.kafka.producer import DEFAULT_DRAIN_TIMEOUT, ackProblem, producerConfig
 from gateway.kafka.security import securityFromConfig
 from gateway.paths import fileProblem, unixSocketPath
 from gateway.registry import (
@@ -404,6 +404,9 @@ def checkSettings(listeners, check=None, **settings):
             raise SettingsError("framing", str(e), index) from e
         except ValueError as e:
             raise SettingsError("options", str(e), index) from e
+        problem = checked[-1].options.get(ACK) and ackProblem(gateway.backend, gateway.config)
+        if problem:
+            raise SettingsError("options", problem, index)
     gateway = replace(gateway, listeners=tuple(checked))
     check.workers(gateway)
     return gateway

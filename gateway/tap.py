@@ -20,7 +20,7 @@ from gateway.errors import (
     installHook,
     report,
 )
-from gateway.framing.options import OptionError, parseListen
+from gateway.framing.options import ACK_OPTIONS, OptionError, parseListen
 from gateway.kafka.credentials import isSecret, readOptionEnv, readOptionFile, workerSecrets
 from gateway.logs import logRate
 from gateway.paths import logFileProblem
@@ -417,7 +417,7 @@ def describeFramings(registry):
         "Connection options, for every framing (e.g. "
         "lines(max-per-address=100,idle-timeout=300)=tcp:9000):"
     )
-    lines.extend(_optionLine(option) for option in CONNECTION_OPTIONS)
+    lines.extend(_optionLine(option) for option in CONNECTION_OPTIONS + ACK_OPTIONS)
     lines.append("")
     lines.append(
         "TLS options, for every framing (e.g. lines(tls-cert=cert.pem,tls-key=key.pem)=tcp:6514; "

@@ -66,7 +66,7 @@ class FakeProducer:
         self.brokerState = "UP"
         self.refusing = {}
 
-    def produce(self, topic, value=None, key=None, headers=None):
+    def produce(self, topic, value=None, key=None, headers=None, on_delivery=None):
         if value in self.refusing:
             raise self.refusing[value]
         if value is not None and len(value) > 100_000:
@@ -74,15 +74,20 @@ class FakeProducer:
         if len(self.queue) >= self.capacity:
             raise BufferError("Local: Queue full")
         message = FakeMessage(topic, value, key, headers)
+        message.callback = on_delivery
         self.queue.append(message)
         self.produced.append(message)
 
     def confirm(self, count=None):
         """
-        Kafka acknowledged the C{count} oldest records (all by default).
+        Kafka acknowledged the C{count} oldest records (all by default);
+        with C{delivery.report.only.error} false, their reports wait for
+        C{poll}.
         """
         count = len(self.queue) if count is None else count
-        del self.queue[:count]
+        confirmed, self.queue[:count] = self.queue[:count], []
+        if self.config.get("delivery.report.only.error") is False:
+            self.pendingErrors.extend((None, message) for message in confirmed)
 
     def fail(self, error):
         """
@@ -129,7 +134,7 @@ class FakeProducer:
         self.statistics = []
         errors, self.pendingErrors = self.pendingErrors, []
         for error, message in errors:
-            self.config["on_delivery"](error, message)
+            (message.callback or self.config["on_delivery"])(error, message)
         return len(errors)
 
     def __len__(self):

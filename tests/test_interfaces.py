@@ -27,6 +27,7 @@ from gateway.routing import Route, RoutingPlugin
 from gateway.service import GatewayService
 from gateway.testing import RecordingSink
 from tests.fakes import fakeBackend
+from tests.support.acks import ackConnection
 
 #: The deprecated re-export shims (importing them warns) and entry points.
 SKIPPED = {
@@ -88,6 +89,7 @@ def builtImplementations():
         (interfaces.IMessageStream, service.router.openStream("l", "10.0.0.1:1", _Client())),
         (interfaces.IMessageSink, sink),
         (interfaces.IMessageStream, sink.openStream("l", "10.0.0.1:1", _Client())),
+        (interfaces.IMessageStream, ackConnection(service.router, Clock())[0]._stream),
         (interfaces.IProducerEvents, service.producer),
         (interfaces.IProducerClient, backend.connect({}, service.producer, Clock())),
         (interfaces.IProducerClient, NO_CLIENT),

@@ -104,6 +104,10 @@ class FramingProtocol(Protocol):
     peer = "?"
     frameFailed = None
     paused = False
+    #: Whether this framing can write acknowledgements (C{ack=on}, see
+    #: C{docs/guarantees.md}): it declares so, and its L{encodeFrame} frames
+    #: any payload.  A framing without message boundaries cannot.
+    supportsAcks = False
 
     #: Bytes received and not yet parsed into delivered frames.
     _buffer = b""

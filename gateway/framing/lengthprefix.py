@@ -83,6 +83,8 @@ class LengthPrefixedProtocol(FramingProtocol):
             offset = end
         return frames, offset
 
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} after its length prefix.

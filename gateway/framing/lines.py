@@ -75,6 +75,8 @@ class LinesProtocol(FramingProtocol):
                 raise FramingError(TOO_LARGE, lines, len(buffer) - len(rest), size=len(rest))
         return lines, len(buffer) - len(rest)
 
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} and the delimiter.

@@ -85,6 +85,8 @@ class NetstringProtocol(FramingProtocol):
             offset = end + 1
         return frames, offset
 
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} as a netstring.

@@ -99,6 +99,8 @@ class OctetCountingProtocol(FramingProtocol):
             offset = end
         return frames, offset
 
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} as an octet-counted frame (which an empty payload cannot

@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "ACK",
+    "ACK_INTERVAL",
+    "ACK_OPTIONS",
     "FramingOption",
     "ListenSpec",
     "MAX_SIZE",
@@ -29,6 +32,13 @@ __all__ = [
 
 #: The option every framing accepts: the listener's message size limit.
 MAX_SIZE = "max-size"
+
+#: Acknowledgement options (see C{docs/guarantees.md}), given to every
+#: listener; C{ack=on} is refused by a framing that cannot write them.
+ACK = "ack"
+ACK_INTERVAL = "ack-interval"
+#: Seconds between a connection's acknowledgement writes, by default.
+DEFAULT_ACK_INTERVAL = 0.01
 
 
 class OptionError(ValueError):
@@ -157,6 +167,38 @@ def boolean(value):
     raise ValueError("must be true or false")
 
 
+def _seconds(value):
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds")
+    number = float(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return number
+
+
+#: The acknowledgement options every listener takes (after its framing's).
+ACK_OPTIONS = (
+    FramingOption(
+        ACK,
+        boolean,
+        False,
+        "write back, on the same connection and in the listener's framing, "
+        "ACK <n> once Kafka confirmed every message up to the nth "
+        "(and NACK <n> <reason> for one refused); sessions: SESSION <id> <first-seq>",
+        "on|off",
+    ),
+    FramingOption(
+        ACK_INTERVAL,
+        _seconds,
+        DEFAULT_ACK_INTERVAL,
+        "at most one acknowledgement write per connection per interval "
+        "(always one when the connection's last message is confirmed)",
+        "seconds",
+    ),
+)
+_ACK_DECLARED = {option.name: option for option in ACK_OPTIONS}
+
+
 @dataclass(frozen=True)
 class ListenSpec:
     """
@@ -252,11 +294,12 @@ def resolveOptions(plugin, given, defaultMaxSize):
     :param plugin: the L{gateway.interfaces.IFramingPlugin}.
     :param given: option name to value (written L{str} or Python value).
     :param defaultMaxSize: C{max-size} when not given.
-    :return: a L{dict} holding every declared option and C{max-size}.
+    :return: a L{dict} holding every declared option and C{max-size}, and
+        the ack options given (L{ACK_OPTIONS}).
     :raises OptionError: naming the framing and the option.
     """
     declared = {option.name: option for option in plugin.options}
-    unknown = sorted(set(given) - set(declared) - {MAX_SIZE})
+    unknown = sorted(set(given) - set(declared) - {MAX_SIZE} - set(_ACK_DECLARED))
     if unknown:
         accepted = ", ".join(sorted(set(declared) | {MAX_SIZE}))
         raise OptionError(
@@ -268,7 +311,28 @@ def resolveOptions(plugin, given, defaultMaxSize):
     for name, option in declared.items():
         resolved[name] = _coerce(plugin, option.name, option.coerce, given, option.default)
     resolved[MAX_SIZE] = _coerce(plugin, MAX_SIZE, integer(minimum=1), given, defaultMaxSize)
+    # The ack options are resolved only when given: C{ack} absent is off.
+    for name, option in _ACK_DECLARED.items():
+        if name in given:
+            resolved[name] = _coerce(plugin, name, option.coerce, given, option.default)
+    if resolved.get(ACK):
+        _checkAcks(plugin)
     return resolved
+
+
+def _checkAcks(plugin):
+    """
+    Refuse C{ack=on} for a framing that cannot write acknowledgements: its
+    protocol must declare C{supportsAcks} and implement C{encodeFrame}.
+    """
+    protocolClass = getattr(plugin, "protocolClass", None)
+    protocol = protocolClass() if protocolClass is not None else None
+    if not getattr(protocol, "supportsAcks", False):
+        raise OptionError(
+            f"framing {plugin.name!r} option ack=on: this framing cannot write "
+            "acknowledgements (it declares no ack support); use a framing "
+            "with message boundaries, e.g. lines or length-prefixed"
+        )
 
 
 def _coerce(plugin, name, coerce, given, default):

@@ -106,6 +106,8 @@ class VarintProtocol(FramingProtocol):
             offset = end
         return frames, offset
 
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} after its varint length.

@@ -51,11 +51,13 @@ class Backlog(deque):
         self.bytes = 0
         return records
 
-    def pump(self, produce, refuse):
+    def pump(self, produce, refuse, produceRecord=None):
         """
         Hand records to the client, oldest first, until it is full.
 
         :param produce: the client's C{produce(topic, value, key, headers)}.
+        :param produceRecord: the client's C{produceRecord(record)}, for
+            records with a C{receipt} (ack mode).
         :param refuse: called with a record and the exception it raised when
             the client refuses it for good; the record leaves the backlog.
         :return: how many records the client took.
@@ -64,7 +66,10 @@ class Backlog(deque):
         while self:
             record = self[0]
             try:
-                produce(record.topic, record.value, record.key, headers=record.headers)
+                if record.receipt is None:
+                    produce(record.topic, record.value, record.key, headers=record.headers)
+                else:
+                    produceRecord(record)
             except BufferError:
                 return taken
             except Exception as e:

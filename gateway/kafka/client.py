@@ -37,6 +37,22 @@ class NoClient:
         """
         raise BufferError("no Kafka producer client")
 
+    def produceRecord(self, record):
+        """
+        Take nothing.
+
+        :raises BufferError: always.
+        """
+        raise BufferError("no Kafka producer client")
+
+    def produceTracked(self, topic, value, key, headers, tracker):
+        """
+        Take nothing.
+
+        :raises BufferError: always.
+        """
+        raise BufferError("no Kafka producer client")
+
     def poll(self):
         pass
 

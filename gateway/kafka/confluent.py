@@ -5,7 +5,9 @@ The default producer backend: confluent-kafka (librdkafka).
 librdkafka's threads talk to the brokers; the gateway calls C{produce()}
 (which only queues) and serves callbacks with C{poll(0)} from a reactor
 timer.  Delivery reports are asked for failures only, so a successful record
-costs no Python callback; queue sizes come from librdkafka's own statistics.
+costs no Python callback (unless a listener has C{ack=on}: then every record
+is reported, and an acknowledged one through its own callback); queue sizes
+come from librdkafka's own statistics.
 """
 
 import json
@@ -64,6 +66,18 @@ def _latencyQuantiles(brokers):
     return latency
 
 
+def _inOrder(tracker):
+    """
+    The delivery callback of a tracker's records: their outcomes, in order.
+    """
+    delivered = tracker.delivered
+
+    def callback(error, message):
+        delivered(None if error is None else deliveryError(error), message.value())
+
+    return callback
+
+
 class _SilentLog:
     def log(self, *args):
         pass
@@ -118,12 +132,47 @@ class ConfluentClient:
         self.produce = self._producer.produce
 
     def _delivery(self, error, message):
-        # Only failures arrive here (delivery.report.only.error).
+        # Only failures arrive here (delivery.report.only.error), unless
+        # ack mode asked for every report (KafkaProducerService.confirmDeliveries).
         if error is not None:
             record = Record(
                 message.topic(), message.key(), message.headers() or [], message.value()
             )
             self._events.deliveryFailed(record, deliveryError(error))
+
+    def produceTracked(self, topic, value, key, headers, tracker):
+        """
+        Produce a record whose outcome C{tracker} learns in order (ack
+        mode): C{tracker.delivered(error, value)}, with L{None} or a
+        L{DeliveryError}, through one callback per tracker, made once and
+        kept on it, so that a record in flight holds no Python object of its
+        own (thousands of them would cost the garbage collector more than
+        the rest of the record's path).
+        """
+        callback = tracker.deliveryCallback
+        if callback is None:
+            callback = tracker.deliveryCallback = _inOrder(tracker)
+        self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+
+    def produceRecord(self, record):
+        """
+        Produce a record with a L{gateway.kafka.records.Receipt} (ack mode,
+        held or produced again): its own callback confirms it, or reports
+        the failure with the record itself (receipt and headers included,
+        which librdkafka's report lacks).
+        """
+        events = self._events
+        receipt = record.receipt
+
+        def delivered(error, message):
+            if error is None:
+                receipt.confirmed()
+            else:
+                events.deliveryFailed(record, deliveryError(error))
+
+        self._producer.produce(
+            record.topic, record.value, record.key, headers=record.headers, on_delivery=delivered
+        )
 
     def _error(self, error):
         self._events.clientError(deliveryError(error))
@@ -168,6 +217,8 @@ class ConfluentClient:
         self._producer.poll(0)
         self._producer = None
         self.produce = NO_CLIENT.produce
+        self.produceRecord = NO_CLIENT.produceRecord
+        self.produceTracked = NO_CLIENT.produceTracked
 
 
 @implementer(IPlugin, IProducerBackend)
@@ -178,6 +229,7 @@ class ConfluentBackend:
 
     name = "confluent"
     description = "confluent-kafka (librdkafka): every Kafka from 0.10 to 4.x (default)"
+    confirmsDeliveries = True
 
     def __init__(self, producerFactory=None):
         self._producerFactory = producerFactory

@@ -13,10 +13,37 @@ from twisted.logger import Logger
 from gateway.kafka.records import RecordFile
 from gateway.logs import OncePerInterval
 
-__all__ = ["DeadLetters", "SIZE_ERRORS", "judgeTooLarge"]
+__all__ = ["DeadLetters", "SIZE_ERRORS", "judgeTooLarge", "refusalReason", "exceptionCode"]
 
 #: Errors that mean a record (or the batch it was in) is too large.
 SIZE_ERRORS = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "MessageSizeTooLarge"})
+
+
+def refusalReason(code):
+    """
+    The one word a client is told (C{NACK <seq> <reason>}) for a refusal.
+
+    :param code: the backend's error name, e.g. C{"MSG_SIZE_TOO_LARGE"}.
+    :return: C{too-large}, C{not-authorized}, C{unknown-topic}, or the code
+        in lower case with dashes (e.g. C{invalid-record}).
+    """
+    if code in SIZE_ERRORS or "TOO_LARGE" in code.upper():
+        return "too-large"
+    if "AUTHORIZ" in code.upper():
+        return "not-authorized"
+    if code.upper().startswith("UNKNOWN_TOPIC"):
+        return "unknown-topic"
+    return code.strip("_").lower().replace("_", "-") or "refused"
+
+
+def exceptionCode(exception):
+    """
+    The error name of an exception a client's C{produce} raised: a
+    C{KafkaException}'s error name, or the exception's class name.
+    """
+    error = exception.args[0] if exception.args else None
+    name = getattr(error, "name", None)
+    return name() if callable(name) else type(exception).__name__
 
 
 def judgeTooLarge(failed):

@@ -30,8 +30,13 @@ from gateway.interfaces import IProducerEvents
 from gateway.kafka.backlog import Backlog
 from gateway.kafka.client import NO_CLIENT, ClientKeeper
 from gateway.kafka.config import DEFAULT_PRODUCER_CONFIG, producerConfig
-from gateway.kafka.deadletters import SIZE_ERRORS, judgeTooLarge
-from gateway.kafka.records import Record
+from gateway.kafka.deadletters import (
+    SIZE_ERRORS,
+    exceptionCode,
+    judgeTooLarge,
+    refusalReason,
+)
+from gateway.kafka.records import Receipt, Record
 from gateway.kafka.storage import Storage
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "producerConfig",
     "DEFAULT_PRODUCER_CONFIG",
     "RECORD_OVERHEAD",
+    "ackProblem",
 ]
 
 #: Seconds L{KafkaProducerService.stopService} waits for Kafka to confirm
@@ -49,6 +55,28 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 #: buffers, measured at about 0.5 KiB a record (tests/integration/test_faults.py,
 #: broker frozen); counted so that the byte budget bounds memory.
 RECORD_OVERHEAD = 512
+
+
+def ackProblem(backend, config):
+    """
+    Why listeners with C{ack=on} cannot run on this producer, if they
+    cannot.
+
+    :param backend: the L{gateway.interfaces.IProducerBackend}.
+    :param config: the producer configuration.
+    :return: a one-line reason, or L{None}.
+    """
+    if not getattr(backend, "confirmsDeliveries", False):
+        return (
+            f"ack=on needs a producer backend that confirms each delivery; "
+            f"{backend.name!r} does not (use --kafka-backend confluent)"
+        )
+    if str(config.get("acks", "all")).lower() not in ("all", "-1"):
+        return (
+            "ack=on acknowledges what every in-sync replica has: it needs the "
+            f"producer property acks=all, not acks={config['acks']}"
+        )
+    return None
 
 
 class _NoObserver:
@@ -145,6 +173,8 @@ class KafkaProducerService(Service):
         )
         # The client's own C produce (the hot path), or NO_CLIENT's.
         self._produce = NO_CLIENT.produce
+        self._produceRecord = NO_CLIENT.produceRecord
+        self._produceTracked = NO_CLIENT.produceTracked
         self._started = False
         self._backlog = Backlog()
         self._poller = None
@@ -181,7 +211,7 @@ class KafkaProducerService(Service):
     def _start(self):
         if not self._started:
             self._loadSpool()
-            self._produce = self._keeper.connect().produce
+            self._useClient(self._keeper.connect())
             self._started = True
             self._stopped = False
 
@@ -249,8 +279,13 @@ class KafkaProducerService(Service):
         drainer.start(self.pollInterval).addBoth(finish)
         return done
 
+    def _useClient(self, client):
+        self._produce = client.produce
+        self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
+        self._produceTracked = getattr(client, "produceTracked", NO_CLIENT.produceTracked)
+
     def _finishDrain(self):
-        self._produce = NO_CLIENT.produce
+        self._useClient(NO_CLIENT)
         self._keeper.close()
         self._started = False
         self._stopped = True
@@ -308,6 +343,57 @@ class KafkaProducerService(Service):
             return
         self.produced += 1
 
+    def confirmDeliveries(self):
+        """
+        A listener acknowledges messages (C{ack=on}): from now on the client
+        reports every delivery, so that L{produceTracked} records are
+        confirmed.  Called as listeners are added, before the start.
+
+        :raises ValueError: when the backend cannot confirm deliveries, the
+            producer does not wait for every in-sync replica (C{acks}), or
+            the client already exists.
+        """
+        if self.config.get("delivery.report.only.error") is False:
+            return
+        problem = ackProblem(self.backend, self.config)
+        if problem is not None:
+            raise ValueError(problem)
+        if self._started:
+            raise ValueError("listeners with ack=on must be added before the gateway starts")
+        # The keeper holds this same dictionary: the client is created with it.
+        self.config["delivery.report.only.error"] = False
+
+    def produceTracked(self, topic, value, key, headers, tracker, seq):
+        """
+        Publish record C{seq} of a C{tracker} waiting for its delivery (an
+        ack-mode connection), as L{produce} does.
+
+        A record the client takes now is reported to the tracker in order:
+        the client calls C{tracker.delivered(error, value)} for each, in the
+        order produced (one key, so one partition).  One that waits in the
+        backlog, or that the client refuses at once, carries a L{Receipt}
+        instead, which settles it by its number.  Neither is ever confirmed
+        when it is spooled or lost.
+
+        :return: whether the client took the record now (so its outcome
+            comes in order).
+        """
+        self.accepted += 1
+        if not self._backlog:
+            try:
+                self._produceTracked(topic, value, key, headers, tracker)
+            except BufferError:
+                pass
+            except Exception as e:
+                record = Record(topic, key, headers, value, Receipt(tracker, seq))
+                self._refusedAtProduce(record, e)
+                return False
+            else:
+                self.produced += 1
+                return True
+        self._hold(Record(topic, key, headers, value, Receipt(tracker, seq)))
+        return False
+
     def _hold(self, record):
         """
         Keep a record the client did not take: in the backlog, with the
@@ -347,19 +433,23 @@ class KafkaProducerService(Service):
         """
         backlog = self._backlog
         if backlog:
-            self.produced += backlog.pump(self._produce, self._refusedAtProduce)
+            self.produced += backlog.pump(
+                self._produce, self._refusedAtProduce, self._produceRecord
+            )
             if not backlog:
                 self.observer.producerUnblocked()
 
     def _refusedAtProduce(self, record, exception):
         self.deadLetters.refuse(record, f"{type(exception).__name__}: {exception}")
+        if record.receipt is not None:
+            record.receipt.refused(refusalReason(exceptionCode(exception)))
 
     def _replaced(self, client):
         """
         The keeper recreated the client (or failed to: L{NO_CLIENT}): produce
         first what the old one had not confirmed.
         """
-        self._produce = client.produce
+        self._useClient(client)
         if client is not NO_CLIENT:
             self._requeue()
             self._pump()
@@ -400,6 +490,8 @@ class KafkaProducerService(Service):
     def _refuse(self, record, error):
         self.deadLetters.refuse(record, f"{error.code}: {error.text}")
         self.observer.deliveryFailed(record, error)
+        if record.receipt is not None:
+            record.receipt.refused(refusalReason(error.code))
 
     def _judgeTooLarge(self):
         """

@@ -20,15 +20,42 @@ from dataclasses import dataclass
 
 from gateway.paths import fileProblem
 
-__all__ = ["FORMAT", "Record", "DeliveryError", "RecordFile", "PartlyWritten"]
+__all__ = ["FORMAT", "Record", "Receipt", "DeliveryError", "RecordFile", "PartlyWritten"]
 
 #: The format of the lines this gateway writes; it reads this one and every
 #: older one (see C{docs/guarantees.md}, "On-disk formats").
 FORMAT = 1
 
 #: One Kafka record as the gateway holds it; C{headers} is a list of
-#: C{(name, bytes)} pairs.
-Record = namedtuple("Record", "topic key headers value")
+#: C{(name, bytes)} pairs.  C{receipt} is the L{Receipt} of a record whose
+#: delivery someone waits for (ack mode) and that is held or produced again
+#: on its own; it is never written to a file, so a spooled record is never
+#: confirmed to anyone.
+Record = namedtuple("Record", "topic key headers value receipt", defaults=(None,))
+
+
+class Receipt:
+    """
+    Who waits for one record's delivery, and its number: the tracker's
+    C{settle(seq, reason)} is called once, with L{None} when Kafka confirmed
+    the record or a one-word reason when it was refused for good.
+
+    Records produced in the common way carry none: their tracker learns
+    their outcome in order (see
+    L{gateway.kafka.producer.KafkaProducerService.produceTracked}).
+    """
+
+    __slots__ = ("tracker", "seq")
+
+    def __init__(self, tracker, seq):
+        self.tracker = tracker
+        self.seq = seq
+
+    def confirmed(self):
+        self.tracker.settle(self.seq, None)
+
+    def refused(self, reason):
+        self.tracker.settle(self.seq, reason)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from gateway.kafka._pykafkaworker import (
 )
 from gateway.kafka.config import producerConfig
 from gateway.kafka.producer import KafkaProducerService
+from gateway.kafka.records import Record
 from gateway.registry import loadBackends
 
 # pykafka's exceptions, by name: the backend tells them apart that way.
@@ -510,7 +511,7 @@ class ProduceTests(BackendMixin, SynchronousTestCase):
         self.producer().deliver(1, SocketDisconnectedError("gone"))
         self.cycle()
         [(big, tooLarge), (small, lost)] = self.events.failed
-        self.assertEqual(big, ("t", b"k", [("h", b"1")], b"big"))
+        self.assertEqual(big, Record("t", b"k", [("h", b"1")], b"big"))
         self.assertEqual(
             (tooLarge.code, tooLarge.retriable, tooLarge.purged),
             ("MessageSizeTooLarge", False, False),

@@ -196,6 +196,20 @@ class STXTests(SynchronousTestCase):
         for message in [b"", b"\x10", b"\x10\x10\x02", b"plain"]:
             self.assertEqual(stx_framing.frame(message), escaped(message))
 
+    def test_acknowledgements(self):
+        """
+        The plugin declares ack support, so a listener takes C{ack=on}; the
+        gateway frames its acknowledgements with C{encodeFrame}: C{ACK 12}
+        is C{STX ACK 12 ETX} on the wire, and a client's handshake is
+        framed like any message.
+        """
+        resolved = resolveOptions(stx_framing.stx, {"ack": "on"}, 100)
+        self.assertTrue(resolved["ack"])
+        protocol = stx_framing.STXProtocol()
+        self.assertTrue(protocol.supportsAcks)
+        self.assertEqual(protocol.encodeFrame(b"ACK 12"), b"\x02ACK 12\x03")
+        self.assertEqual(protocol.encodeFrame(b"NACK 3 too-large"), b"\x02NACK 3 too-large\x03")
+
     def test_escapes(self):
         """
         Escaped STX, ETX and DLE come out as literal bytes, including runs

@@ -173,6 +173,9 @@ class STXProtocol(FramingProtocol):
             byte = buffer[pos]
         raise FramingError(MALFORMED_FRAME, frames, pos, byte=byte)
 
+    #: Acknowledgements (C{ack=on}) are written with L{encodeFrame}.
+    supportsAcks = True
+
     def encodeFrame(self, payload):
         """
         C{payload} framed (see L{frame}).

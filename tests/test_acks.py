@@ -1,0 +1,623 @@
+# -*- test-case-name: tests.test_acks -*-
+"""
+Tests for L{gateway.acks}: ack mode's numbering, sessions, batching, NACKs
+and the bound on unread acknowledgements, on a clock, with the real router
+and producer service on the fake confluent producer.  The encodings are
+checked byte for byte against C{docs/framings.md}.
+"""
+
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from gateway.acks import BAD_SESSION, SEQ_HEADER, SESSION_HEADER, UNREAD_LIMIT, parseSession
+from gateway.framing.lengthprefix import LengthPrefixedProtocol
+from gateway.framing.lines import LinesProtocol
+from gateway.framing.netstring import NetstringProtocol
+from gateway.framing.octetcounting import OctetCountingProtocol
+from gateway.framing.options import ACK, ACK_INTERVAL
+from gateway.framing.varint import VarintProtocol
+from gateway.interfaces import IMessageStream
+from gateway.kafka.config import producerConfig
+from gateway.kafka.producer import KafkaProducerService
+from gateway.kafka.records import DeliveryError
+from gateway.router import LISTENER_HEADER, PEER_HEADER, MessageStream, Router
+from gateway.settings import SettingsError, checkSettings
+from tests.fakes import FakeKafkaError, fakeBackend
+from tests.support.acks import ackConnection
+
+#: A failure the producer produces again.
+FakeDeliveryError = DeliveryError("_MSG_TIMED_OUT", "timed out", retriable=True)
+
+
+class AckModeMixin:
+    """
+    A router and a started producer service on the fake confluent producer,
+    with delivery confirmation on.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.backend = fakeBackend()
+        self.producer = KafkaProducerService(
+            self.backend, producerConfig("h:1"), clock=self.clock, pollInterval=0.1
+        )
+        self.producer.confirmDeliveries()
+        self.producer.startService()
+        self.addCleanup(self.producer.stopService)
+        self.router = Router(self.producer, "events")
+
+    @property
+    def kafka(self):
+        """
+        The fake librdkafka producer.
+        """
+        return self.backend.producers[-1]
+
+    def connect(self, **kwargs):
+        return ackConnection(self.router, self.clock, **kwargs)
+
+    def records(self):
+        """
+        What the producer took: C{(key, headers as a dict, value)} each.
+        """
+        return [(m.key(), dict(m.headers()), m.value()) for m in self.kafka.produced]
+
+    def confirm(self, count=None):
+        """
+        Kafka confirms the C{count} oldest records; the producer polls, and
+        the reactor runs what was scheduled at once.
+        """
+        self.kafka.confirm(count)
+        self.producer._poll()
+        self.clock.advance(0)
+
+
+class NumberingTests(AckModeMixin, SynchronousTestCase):
+    """
+    Records of an ack-mode connection are numbered, with or without a
+    session.
+    """
+
+    def test_streamStandsInForConnection(self):
+        """
+        The stream is an L{IMessageStream}, and the router's client for the
+        connection is the stream; a listener without C{ack=on} gets a plain
+        L{MessageStream}.
+        """
+        protocol, _ = self.connect()
+        stream = protocol._stream
+        verifyObject(IMessageStream, stream)
+        self.assertEqual(list(self.router.clients), [stream])
+        plain, _ = self.connect(options={"ack": False}, port=5001)
+        self.assertIsInstance(plain._stream, MessageStream)
+
+    def test_numberedFromOne(self):
+        """
+        Without a handshake the records carry C{gateway-seq} from 1, next to
+        the provenance headers, with the connection's key.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        self.assertEqual(
+            self.records(),
+            [
+                (
+                    b"acks/10.0.0.1:5000",
+                    {LISTENER_HEADER: b"acks", PEER_HEADER: b"10.0.0.1:5000", SEQ_HEADER: b"1"},
+                    b"a",
+                ),
+                (
+                    b"acks/10.0.0.1:5000",
+                    {LISTENER_HEADER: b"acks", PEER_HEADER: b"10.0.0.1:5000", SEQ_HEADER: b"2"},
+                    b"b",
+                ),
+            ],
+        )
+        self.assertEqual(transport.value(), b"")
+
+    def test_session(self):
+        """
+        A first message C{SESSION <id> <first-seq>} is no record and gets no
+        reply; the records count from C{first-seq}, carry the session's
+        header and have its id as key; the acks count in that sequence.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"SESSION host-1/app 41\nx\ny\n")
+        records = self.records()
+        self.assertEqual([value for _, _, value in records], [b"x", b"y"])
+        self.assertEqual({key for key, _, _ in records}, {b"host-1/app"})
+        self.assertEqual([h[SEQ_HEADER] for _, h, _ in records], [b"41", b"42"])
+        self.assertEqual({h[SESSION_HEADER] for _, h, _ in records}, {b"host-1/app"})
+        self.assertEqual(transport.value(), b"")
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 42\n")
+
+    def test_sessionOnlyFirst(self):
+        """
+        A C{SESSION} message after the first is an ordinary record.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"a\nSESSION s 1\n")
+        self.assertEqual([v for _, _, v in self.records()], [b"a", b"SESSION s 1"])
+
+    def test_badSession(self):
+        """
+        A first message starting with C{SESSION } that is not a valid
+        handshake closes the connection as bad input, counted as
+        C{bad-session}; nothing after it is published.
+        """
+        bad = [
+            b"SESSION  1",
+            b"SESSION a",
+            b"SESSION a 0",
+            b"SESSION a -1",
+            b"SESSION a 1x",
+            b"SESSION a 1 2",
+            b"SESSION " + b"i" * 65 + b" 1",
+            b"SESSION \xc3\xa9 1",
+            b"SESSION a\tb 1",
+        ]
+        for port, handshake in enumerate(bad, 6000):
+            protocol, transport = self.connect(port=port)
+            protocol.dataReceived(handshake + b"\nafter\n")
+            self.assertTrue(transport.disconnecting, handshake)
+            self.assertEqual(protocol.frameFailed, BAD_SESSION)
+        self.assertEqual(protocol.factory.config.stats.frameErrors[BAD_SESSION], 1)
+        self.assertEqual(self.records(), [])
+
+    def test_parseSession(self):
+        """
+        L{parseSession} returns the id and the first number; 64 printable
+        characters are the longest id.
+        """
+        self.assertEqual(parseSession(b"SESSION " + b"~" * 64 + b" 7"), (b"~" * 64, 7))
+        self.assertRaises(ValueError, parseSession, b"SESSION a " + b"9" * 20)
+
+
+class AcknowledgementTests(AckModeMixin, SynchronousTestCase):
+    """
+    C{ACK} and C{NACK} writes.
+    """
+
+    def test_batchedWithinInterval(self):
+        """
+        The first confirmation is acknowledged at once; more within
+        C{ack-interval} wait for its end (one write); the confirmation of
+        the last outstanding message is acknowledged at once.
+        """
+        protocol, transport = self.connect(options={"ack-interval": 0.5})
+        protocol.dataReceived(b"1\n2\n3\n4\n")
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.confirm(1)
+        self.clock.advance(0.25)
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.clock.advance(0.25)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 3\n")
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 3\nACK 4\n")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 3\nACK 4\n")
+
+    def test_cumulativeOutOfOrder(self):
+        """
+        A message confirmed before an earlier one is acknowledged only with
+        it: C{ACK k} means every message up to k.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        stream = protocol._stream
+        stream.settle(3, None)
+        stream.settle(2, None)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        stream.settle(1, None)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 3\n")
+
+    def test_oneCallbackPerConnection(self):
+        """
+        A record the client takes holds no Python object of its own: every
+        record of a connection has the same delivery callback.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        callbacks = {id(m.callback) for m in self.kafka.produced}
+        self.assertEqual(callbacks, {id(protocol._stream.deliveryCallback)})
+
+    def test_outOfOrderFoundByPayload(self):
+        """
+        An outcome reported out of order is matched to the record by its
+        payload, never taken for the oldest record's, and logged.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        stream = protocol._stream
+        stream.delivered(None, b"b")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        stream.delivered(None, b"a")
+        stream.delivered(None, b"c")
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 3\n")
+        self.assertEqual(
+            [e["seq"] for e in self.events if "out of order" in e.get("log_format", "")], [2]
+        )
+
+    def test_unknownReportAcknowledgesNothing(self):
+        """
+        A report matching no record in flight acknowledges nothing and is
+        logged; a failed one is still handed back to the producer.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        stream = protocol._stream
+        stream.delivered(None, b"zzz")
+        failures = self.producer.failureReports
+        stream.delivered(FakeDeliveryError, b"zzz")
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.producer.failureReports, failures + 1)
+        self.assertEqual(
+            len([e for e in self.events if "no record in flight" in e.get("log_format", "")]), 2
+        )
+
+    def test_nackThenPastIt(self):
+        """
+        A record Kafka refuses for good gets C{NACK <seq> <reason>}, and the
+        cumulative acknowledgement then moves past it.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        self.confirm(1)
+        self.kafka.fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
+        self.producer._poll()
+        self.assertEqual(transport.value(), b"ACK 1\nNACK 2 not-authorized\n")
+        self.clock.advance(0.01)
+        self.assertEqual(transport.value(), b"ACK 1\nNACK 2 not-authorized\nACK 2\n")
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 1\nNACK 2 not-authorized\nACK 2\nACK 3\n")
+
+    def test_nackTooLargeAtProduce(self):
+        """
+        A record the client refuses at C{produce} (over its own
+        C{message.max.bytes}) is NACKed C{too-large} at once.
+        """
+        from confluent_kafka import KafkaException
+
+        protocol, transport = self.connect()
+        self.kafka.refusing[b"big"] = KafkaException(FakeKafkaError("MSG_SIZE_TOO_LARGE"))
+        protocol.dataReceived(b"big\nok\n")
+        self.assertEqual(transport.value(), b"NACK 1 too-large\n")
+        self.confirm()
+        self.assertEqual(transport.value(), b"NACK 1 too-large\nACK 2\n")
+
+    def test_retriedKeepsItsReceipt(self):
+        """
+        A record a client gave up on (timed out) is produced again with its
+        receipt, and acknowledged once confirmed.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        self.kafka.fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+        self.producer._poll()
+        self.producer._poll()
+        self.clock.advance(0)
+        self.assertEqual([m.value() for m in self.kafka.queue], [b"b", b"a"])
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"")
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 2\n")
+
+    def test_backloggedKeepsItsReceipt(self):
+        """
+        Records waiting in the backlog (the client's queue full) keep their
+        receipts.
+        """
+        self.kafka.capacity = 1
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.producer._poll()
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 1\nACK 2\n")
+
+    def test_spooledNeverAcknowledged(self):
+        """
+        Records the producer gives up on at its stop are spooled or lost,
+        never acknowledged.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        self.producer.drainTimeout = 0
+        self.producer.stopService()
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+
+    def test_nothingAfterClose(self):
+        """
+        Once the connection is lost nothing is written and its timer is
+        cancelled.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        self.confirm(1)
+        protocol.connectionLost(None)
+        self.confirm()
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if "Ack" in repr(c.func)], [])
+        self.assertEqual(self.router.clients, {})
+
+
+class UnreadAcksTests(AckModeMixin, SynchronousTestCase):
+    """
+    A client that does not read its acknowledgements stops being read.
+    """
+
+    def test_transportBufferIsSmall(self):
+        """
+        The transport pauses the stream once more than L{UNREAD_LIMIT} bytes
+        wait to be sent.
+        """
+        _, transport = self.connect()
+        self.assertEqual(transport.bufferSize, UNREAD_LIMIT)
+        self.assertTrue(transport.streaming)
+        self.assertIsNotNone(transport.producer)
+
+    def test_pausedUntilRead(self):
+        """
+        While the acknowledgements are unread the connection stays paused,
+        even when the router resumes every client; once they are sent it
+        reads again.
+        """
+        protocol, transport = self.connect()
+        transport.producer.pauseProducing()
+        self.assertTrue(protocol.paused)
+        self.assertEqual(transport.producerState, "paused")
+        self.router._pause("test")
+        self.router._resume("test")
+        self.assertTrue(protocol.paused)
+        transport.producer.resumeProducing()
+        self.assertFalse(protocol.paused)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_budgetPauseOutlastsRead(self):
+        """
+        Acknowledgements read while the router has every client paused do
+        not resume the connection; the router's resume does.
+        """
+        protocol, transport = self.connect()
+        self.router._pause("test")
+        transport.producer.pauseProducing()
+        transport.producer.resumeProducing()
+        self.assertTrue(protocol.paused)
+        self.router._resume("test")
+        self.assertFalse(protocol.paused)
+
+
+class EncodingTests(AckModeMixin, SynchronousTestCase):
+    """
+    Every built-in framing's acknowledgements, byte for byte as
+    C{docs/framings.md} gives them.
+    """
+
+    def acknowledgements(self, framing, frames, options=None):
+        """
+        Send two messages; Kafka refuses the first and confirms the second.
+
+        :return: what the gateway wrote.
+        """
+        protocol, transport = self.connect(framing=framing, options=options)
+        protocol.dataReceived(frames)
+        self.kafka.fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
+        self.confirm()
+        return transport.value()
+
+    def test_lines(self):
+        """
+        C{lines}: the payload and the delimiter.
+        """
+        self.assertEqual(
+            self.acknowledgements(LinesProtocol, b"a\nb\n"),
+            b"NACK 1 not-authorized\nACK 2\n",
+        )
+
+    def test_linesDelimiter(self):
+        """
+        C{lines(delimiter=\\r\\n)}: the listener's own delimiter.
+        """
+        self.assertEqual(
+            self.acknowledgements(LinesProtocol, b"a\r\nb\r\n", {"delimiter": b"\r\n"}),
+            b"NACK 1 not-authorized\r\nACK 2\r\n",
+        )
+
+    def test_lengthPrefixed(self):
+        """
+        C{length-prefixed}: a 4-byte big-endian length, then the payload.
+        """
+        self.assertEqual(
+            self.acknowledgements(LengthPrefixedProtocol, b"\0\0\0\1a\0\0\0\1b"),
+            b"\0\0\0\x15NACK 1 not-authorized\0\0\0\x05ACK 2",
+        )
+
+    def test_netstring(self):
+        """
+        C{netstring}: C{<length>:<payload>,}.
+        """
+        self.assertEqual(
+            self.acknowledgements(NetstringProtocol, b"1:a,1:b,"),
+            b"21:NACK 1 not-authorized,5:ACK 2,",
+        )
+
+    def test_octetCounting(self):
+        """
+        C{octet-counting}: C{<length> <payload>}.
+        """
+        self.assertEqual(
+            self.acknowledgements(OctetCountingProtocol, b"1 a1 b"),
+            b"21 NACK 1 not-authorized5 ACK 2",
+        )
+
+    def test_varint(self):
+        """
+        C{varint}: the length as a protobuf varint, then the payload.
+        """
+        self.assertEqual(
+            self.acknowledgements(VarintProtocol, b"\1a\1b"),
+            b"\x15NACK 1 not-authorized\x05ACK 2",
+        )
+
+
+class ConfigurationTests(SynchronousTestCase):
+    """
+    Where C{ack=on} is refused, with a one-line reason.
+    """
+
+    def check(self, framing="lines", options=None, **settings):
+        """
+        Check a gateway with one listener with C{ack=on}.
+        """
+        options = {"ack": "on", **(options or {})}
+        return checkSettings(
+            [{"framing": framing, "endpoint": "tcp:9000", "options": options}],
+            topic="t",
+            **settings,
+        )
+
+    def test_accepted(self):
+        """
+        C{ack=on} and C{ack-interval} as the command line writes them.
+        """
+        [listener] = self.check(options={"ack-interval": "0.05"}).listeners
+        self.assertEqual((listener.options[ACK], listener.options[ACK_INTERVAL]), (True, 0.05))
+
+    def test_framingWithoutBoundaries(self):
+        """
+        C{chunks} cannot write acknowledgements.
+        """
+        e = self.assertRaises(SettingsError, self.check, "chunks")
+        self.assertIn("framing 'chunks' option ack=on: this framing cannot write", str(e))
+
+    def test_badInterval(self):
+        """
+        C{ack-interval} is a number of seconds.
+        """
+        e = self.assertRaises(SettingsError, self.check, options={"ack-interval": "soon"})
+        self.assertIn("ack-interval='soon'", str(e))
+
+    def test_backendWithoutConfirmations(self):
+        """
+        The C{pykafka} backend does not confirm deliveries one by one.
+        """
+        e = self.assertRaises(SettingsError, self.check, backend="pykafka")
+        self.assertIn("'pykafka' does not", str(e))
+
+    def test_acksAll(self):
+        """
+        Acknowledgements mean every in-sync replica has the record.
+        """
+        options = {"acks": "1", "enable.idempotence": "false"}
+        e = self.assertRaises(SettingsError, self.check, kafkaOptions=options)
+        self.assertIn("needs the producer property acks=all, not acks=1", str(e))
+
+    def test_afterStart(self):
+        """
+        Deliveries are confirmed by a client created so: an ack listener
+        added after the start is refused.
+        """
+        producer = KafkaProducerService(fakeBackend(), producerConfig("h:1"), clock=Clock())
+        producer.startService()
+        self.addCleanup(producer.stopService)
+        self.assertRaises(ValueError, producer.confirmDeliveries)
+
+    def test_confirmationsAsked(self):
+        """
+        With an ack listener, the client reports every delivery.
+        """
+        producer = KafkaProducerService(fakeBackend(), producerConfig("h:1"), clock=Clock())
+        self.assertTrue(producer.config["delivery.report.only.error"])
+        producer.confirmDeliveries()
+        producer.startService()
+        self.addCleanup(producer.stopService)
+        self.assertIs(producer.backend.producers[0].config["delivery.report.only.error"], False)
+
+
+#: The framings of the table in C{docs/framings.md}, by name.
+DOCUMENTED = {
+    "lines": LinesProtocol,
+    "length-prefixed": LengthPrefixedProtocol,
+    "netstring": NetstringProtocol,
+    "octet-counting": OctetCountingProtocol,
+    "varint": VarintProtocol,
+}
+
+
+def documentedEncodings():
+    """
+    The rows of the acknowledgement table in C{docs/framings.md}: framing
+    name to the bytes of C{ACK 2}, C{NACK 1 not-authorized} and
+    C{SESSION app-1 41}, unescaped.
+    """
+    text = (Path(__file__).resolve().parent.parent / "docs" / "framings.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        if name in DOCUMENTED and len(cells) == 4 and "SESSION" in cells[3]:
+            rows[name] = [
+                cell.strip("`").encode("ascii").decode("unicode_escape").encode("latin-1")
+                for cell in cells[1:]
+            ]
+    return rows
+
+
+class DocumentedEncodingTests(AckModeMixin, SynchronousTestCase):
+    """
+    Each built-in framing's acknowledgements and handshake, byte for byte as
+    the table in C{docs/framings.md} writes them.
+    """
+
+    def test_everyFramingDocumented(self):
+        """
+        The table has a row for every built-in framing that takes C{ack=on}.
+        """
+        self.assertEqual(sorted(documentedEncodings()), sorted(DOCUMENTED))
+
+    def test_acknowledgements(self):
+        """
+        Two messages, the first refused: the gateway writes the documented
+        C{NACK 1 not-authorized}, then C{ACK 2}.
+        """
+        for port, (name, (ack, nack, _)) in enumerate(documentedEncodings().items(), 7000):
+            protocol, transport = self.connect(framing=DOCUMENTED[name], port=port)
+            protocol.dataReceived(protocol.encodeFrame(b"a") + protocol.encodeFrame(b"b"))
+            self.kafka.fail(FakeKafkaError("TOPIC_AUTHORIZATION_FAILED"))
+            self.confirm()
+            self.assertEqual(transport.value(), nack + ack, name)
+
+    def test_handshake(self):
+        """
+        The documented C{SESSION app-1 41} starts a session: the next
+        message is record 41 of session C{app-1}, keyed by it.
+        """
+        for port, (name, (_, _, session)) in enumerate(documentedEncodings().items(), 7100):
+            protocol, transport = self.connect(framing=DOCUMENTED[name], port=port)
+            before = len(self.records())
+            protocol.dataReceived(session + protocol.encodeFrame(b"x"))
+            [(key, headers, value)] = self.records()[before:]
+            self.assertEqual(
+                (key, headers[SESSION_HEADER], headers[SEQ_HEADER], value),
+                (b"app-1", b"app-1", b"41", b"x"),
+                name,
+            )
+            self.assertEqual(transport.value(), b"", name)

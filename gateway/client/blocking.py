@@ -18,7 +18,8 @@ from gateway.client.framing import ClientFraming
 
 __all__ = ["BlockingClient", "ConnectFailed", "Outcome", "clientEndpoint"]
 
-_HOST_PORT = re.compile(r"\[?([^\[\]]+?)\]?:([0-9]{1,5})")
+#: C{HOST:PORT}: a host without colons, or one in brackets (IPv6).
+_HOST_PORT = re.compile(r"(?:\[([^\[\]]+)\]|([^:\[\]]+)):([0-9]{1,5})")
 
 _started = threading.Lock()
 _thread = None
@@ -62,8 +63,9 @@ def clientEndpoint(reactor, address, timeout=10):
     from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 
     match = _HOST_PORT.fullmatch(address)
-    if match and match.group(1) not in ("tcp", "tls", "ssl", "unix"):
-        return HostnameEndpoint(reactor, match.group(1), int(match.group(2)), timeout=timeout)
+    if match:
+        host = match.group(1) or match.group(2)
+        return HostnameEndpoint(reactor, host, int(match.group(3)), timeout=timeout)
     return clientFromString(reactor, address)
 
 
@@ -167,11 +169,15 @@ class BlockingClient:
         connected.addTimeout(timeout, self._reactor)
 
         def failed(failure):
-            client.stop()
             message = failure.getErrorMessage() or failure.type.__name__
             if failure.check(DeferredTimeout, CancelledError):
                 message = f"no connection within {timeout:g} s"
-            return Failure(ConnectFailed(f"cannot connect to {self.address}: {message}"))
+            error = ConnectFailed(f"cannot connect to {self.address}: {message}")
+            # Stop retrying, but not from inside ClientService's own
+            # callback (its state machine refuses re-entry).
+            stopped = Deferred()
+            self._reactor.callLater(0, lambda: client.stop().chainDeferred(stopped))
+            return stopped.addBoth(lambda _: Failure(error))
 
         return connected.addCallbacks(lambda _: None, failed)
 

@@ -147,9 +147,7 @@ class SpecTests(SynchronousTestCase):
         C{chunks} has no message boundaries: refused in one line.
         """
         e = self.assertRaises(OptionError, ClientFraming, FRAMINGS["chunks"])
-        self.assertEqual(
-            str(e), "framing 'chunks' has no message boundaries a client can count"
-        )
+        self.assertEqual(str(e), "framing 'chunks' has no message boundaries a client can count")
 
     def test_withoutProtocolClass(self):
         """

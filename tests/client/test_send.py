@@ -7,9 +7,11 @@ listener, and a bad command line.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -72,7 +74,9 @@ class SendTests(SynchronousTestCase):
         exit status 1, and stderr names how many and why.
         """
         server = self.serve()
-        first, second = Path(self.mktemp()), Path(self.mktemp())
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory)
+        first, second = directory / "first", directory / "second"
         first.write_bytes(b"a\nrefuse-me\n")
         second.write_bytes(b"b\n")
         done = gatewaySend(server.address, str(first), str(second))

@@ -2,9 +2,9 @@
 """
 The wheel carries the twistd plugin and none of the C{__init__.py} files
 that would replace Twisted's own, nor the development broker; a plain
-install of it gives a working C{twistd gateway} and C{gateway-probe}. The
-development broker is a distribution of its own (C{tools/devkafka}) that
-carries its Maven and Kafka configuration files.
+install of it gives a working C{twistd gateway}, C{gateway-probe} and
+C{gateway-send}. The development broker is a distribution of its own
+(C{tools/devkafka}) that carries its Maven and Kafka configuration files.
 """
 
 import os
@@ -121,6 +121,11 @@ def test_plainInstallGivesTwistdGateway(wheel, tmp_path):
     )
     assert probe.returncode == 0, probe.stderr
     assert "usage: gateway-probe" in probe.stdout
+    send = subprocess.run(
+        [str(env / "bin" / "gateway-send"), "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert send.returncode == 0, send.stderr
+    assert "usage: gateway-send" in send.stdout
     found = subprocess.run(
         [
             str(python),

@@ -136,6 +136,13 @@ class GatewayClient:
         return self._service.whenConnected(failAfterFailures=failAfterFailures)
 
     @property
+    def connected(self):
+        """
+        Whether a connection carries the session now.
+        """
+        return self._protocol is not None
+
+    @property
     def unacknowledged(self):
         """
         How many messages wait for their acknowledgement.
@@ -268,8 +275,10 @@ class GatewayClient:
         while free > 0 and self._roomWaiters:
             waiter = self._roomWaiters.pop(0)
             if not waiter.called:  # a caller may have given up (cancelled)
-                free -= 1
                 waiter.callback(None)
+                # One place each, and what the waiter took meanwhile: woken,
+                # it may fill several (sending again while whenRoom succeeds).
+                free = min(free - 1, self.maxUnacked - len(self._unacked))
         if not self._unacked:
             waiters, self._drainWaiters = self._drainWaiters, []
             for waiter in waiters:

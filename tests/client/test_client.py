@@ -248,6 +248,32 @@ class WindowTests(ClientTestsMixin, SynchronousTestCase):
         self.successResultOf(second)
         self.successResultOf(third)
 
+    def test_wokenWaiterFillsTheWindow(self):
+        """
+        A waiter woken by an acknowledgement that sends until the window is
+        full again (as a loop of C{yield whenRoom(); send()} does) leaves
+        the next waiter waiting, rather than having it woken into a full
+        window.
+        """
+        client = self.makeClient(maxUnacked=3)
+        self.connect()
+        for payload in (b"a", b"b", b"c"):
+            client.send(payload)
+        sent = []
+
+        def fill(_):
+            sent.append(client.nextSeq)
+            client.send(b"x")
+            return client.whenRoom().addCallback(fill)
+
+        first = client.whenRoom().addCallback(fill)
+        self.assertNoResult(first)
+        self.reply(b"ACK 2\n")
+        self.assertEqual(sent, [4, 5])
+        self.assertEqual(client.unacknowledged, 3)
+        self.reply(b"ACK 3\n")
+        self.assertEqual(sent, [4, 5, 6])
+
     def test_whenAllAcknowledged(self):
         """
         L{whenAllAcknowledged} fires once nothing waits: at once when

@@ -201,9 +201,12 @@ class FramingProtocol(Protocol):
 
     def connectionMade(self):
         """
-        Open the message stream carrying this connection's messages.
+        Open the message stream carrying this connection's messages, from
+        the peer the listener has already read (L{gateway.server.hygiene}
+        does, once per connection), else the transport's.
         """
-        self.peer = formatAddress(self.transport.getPeer())
+        if "peer" not in self.__dict__:
+            self.peer = formatAddress(self.transport.getPeer())
         config = self.factory.config
         self._stream = stream = config.sink.openStream(config.name, self.peer, self)
         self._send = stream.send

@@ -16,8 +16,8 @@ Usage::
         [--sources 4] [--seconds 10] [--per-connection 1] [--close client]
         [--workers 1] [--profile] [--exhaust] [--sysctl NAME=VALUE ...]
 
-C{--exhaust}: one source address (127.0.0.200), stop at the first
-C{EADDRNOTAVAIL}; C{--sysctl} sets kernel settings for that run only and
+C{--exhaust}: source addresses from 127.0.0.200 (use C{--sources 1}), each
+client stops at its first C{EADDRNOTAVAIL}; C{--sysctl} sets kernel settings for that run only and
 puts them back at once.  See C{bench/README.md}.
 """
 
@@ -223,7 +223,7 @@ def run(kind, args, bootstrap, brokerPort):
     topic = createTopic(bootstrap, args.partitions) if bootstrap else None
     workdir = tempfile.TemporaryDirectory(prefix="bench-churn-")
     target = Target(kind, args, workdir.name, bootstrap, topic)
-    sourceList = ["127.0.0.200"] if args.exhaust else sources(args.sources, args.source_base)
+    sourceList = sources(args.sources, args.source_base)
     r = {"target": kind, "sources": len(sourceList)}
     marks = None
     try:
@@ -232,7 +232,11 @@ def run(kind, args, bootstrap, brokerPort):
         clients, go, results = startClients(args, target.port, sourceList)
         cpu0 = serverCpu(target.pids)
         tcp0 = tcpCounters()
-        with sysctl(dict(args.sysctl)):
+        with sysctl(dict(args.sysctl)) as previous:
+            r["settings"] = {name: value for name, value in args.sysctl}
+            r["restored"] = previous
+            low, high = args.port_range or localPortRange()
+            r["ports"] = high - low + 1
             began = time.monotonic()
             go.set()
             time.sleep(min(args.seconds / 2, 2))
@@ -309,8 +313,23 @@ def report(args, r):
     print(
         "source ports in use per source address: "
         + ", ".join(f"{a} {c:,}" for a, c in sorted(r["bySource"].items()))
-        + f" (range {'-'.join(map(str, args.port_range or localPortRange()))})"
+        + f" ({r['ports']:,} ports in the range)"
     )
+    exhausted = r["firstError"].get("EADDRNOTAVAIL")
+    if exhausted is not None:
+        perSource = r["connections"] / r["seconds"] / r["sources"]
+        print(
+            f"port exhaustion: first EADDRNOTAVAIL after {exhausted:.2f} s at "
+            f"{rate(perSource)} connections/s per source address; ports / rate = "
+            f"{r['ports'] / perSource:.2f} s"
+        )
+    if r["settings"]:
+        print(
+            "kernel settings for this run only: "
+            + ", ".join(
+                f"{k}={v} (put back to {r['restored'][k]})" for k, v in r["settings"].items()
+            )
+        )
     errors = ", ".join(
         f"{name} {count:,} (first after {r['firstError'].get(name, 0):.2f} s)"
         for name, count in r["errors"].most_common()
@@ -344,7 +363,9 @@ def parseArgs(argv):
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="per client process")
     parser.add_argument("--sources", type=int, default=4)
-    parser.add_argument("--source-base", default="127.0.0.11")
+    parser.add_argument(
+        "--source-base", help="first source address (127.0.0.11; 127.0.0.200 with --exhaust)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--per-connection", type=int, default=1, help="messages (K)")
     parser.add_argument("--size", type=int, default=100)
@@ -365,6 +386,8 @@ def parseArgs(argv):
     for t in args.targets:
         if t not in TARGETS:
             parser.error(f"--targets: {t!r} is not one of {', '.join(TARGETS)}")
+    if args.source_base is None:
+        args.source_base = "127.0.0.200" if args.exhaust else "127.0.0.11"
     if args.close == "gateway" and args.threads == 1:
         args.threads = 32
     return args
@@ -375,7 +398,8 @@ def main(argv=None):
     args = parseArgs(argv)
     print(
         f"bench/churn: {args.processes} client processes x {args.threads} thread(s), "
-        f"{'1 source (127.0.0.200)' if args.exhaust else f'{args.sources} sources'}, "
+        f"{args.sources} source(s) from {args.source_base}, "
+        f"{args.per_connection} message(s) per connection, {args.close} closes, "
         f"{args.seconds:g} s, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}",
         flush=True,

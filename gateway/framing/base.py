@@ -334,7 +334,9 @@ class FramingProtocol(Protocol):
         stream = self._stream
         if stream is None:
             return
-        if self.frameFailed is None:
+        # Most connections close with nothing buffered: skip the calls then
+        # (one connection per message pays them once each, bench/churn.py).
+        if self.frameFailed is None and (self._pending or self._buffer):
             self.publishBuffered()
             pending = self.bufferedByteCount()
             if pending and self.frameFailed is None:

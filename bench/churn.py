@@ -63,6 +63,7 @@ def startClients(args, port, sourceList):
             "stopOnExhaustion": args.exhaust,
             "seconds": args.seconds,
             "threads": args.threads,
+            "nice": args.nice,
         }
         event = context.Event()
         proc = context.Process(target=clientProcess, args=(p, plan, event, go, results))
@@ -362,6 +363,9 @@ def parseArgs(argv):
     parser.add_argument("--targets", default="gateway", help="gateway,discard,rsyslog")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="per client process")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="client processes' niceness (19: below the server)"
+    )
     parser.add_argument("--sources", type=int, default=4)
     parser.add_argument(
         "--source-base", help="first source address (127.0.0.11; 127.0.0.200 with --exhaust)"

@@ -53,7 +53,7 @@ def _newSocket(source, mode, portRange):
     sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     if portRange:
         low, high = portRange
-        sock.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, low | (high << 16))
+        sock.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, struct.pack("I", low | (high << 16)))
     if mode == "reset":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.bind((source, 0))
@@ -118,6 +118,10 @@ def clientProcess(process, plan, ready, go, results):
     C{plan["source"]}; puts a summary on C{results}.
     """
     threads = plan["threads"]
+    if plan.get("nice"):
+        # Below the server's priority: the clients' threads, always ready to
+        # run, would otherwise take most of a small machine's cores from it.
+        os.nice(plan["nice"])
     result = {
         "lock": threading.Lock(),
         "stop": False,

@@ -42,8 +42,8 @@ def test_connectionPerMessage(kafka, gateway):
     2 processes x 3 s of connect -> one line -> close: every line that was
     written is read back from Kafka once, and nothing else is there; the
     clients saw no connection refused or reset, the gateway counted no
-    accept error and logged no warning or error; it held at most 3
-    connections to the broker during and after the run.
+    accept error and logged no error and no warning about connections; it
+    held at most 3 connections to the broker during and after the run.
     """
     topic = newTopic(kafka)
     process = gateway(
@@ -86,6 +86,16 @@ def test_connectionPerMessage(kafka, gateway):
         v for (name, _), v in metrics.items() if name == "gateway_connections_accepted_total"
     )
     assert accepted == len(sent)
-    log = process.log()
-    assert not [line for line in log.splitlines() if "#warn]" in line or "#error]" in line]
+    # The connection side's warnings (accept failures, the descriptor
+    # reserve, refusals) and any error; not the health probe's, which a
+    # loaded machine may slow past its latency limit.
+    problems = [
+        line
+        for line in process.log().splitlines()
+        if "#error]" in line
+        or "#critical]" in line
+        or "Traceback" in line
+        or ("#warn]" in line and "[gateway.server." in line)
+    ]
+    assert problems == []
     assert process.stop() in CLEAN_EXIT

@@ -384,6 +384,9 @@ def parseArgs(argv):
         "--profile", action="store_true", help="cProfile (CPU time) on the gateway"
     )
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument(
+        "--own", action="store_true", help="time the gateway's own per-connection code only"
+    )
     parser.add_argument("--rsyslog", help="folder with usr/sbin/rsyslogd (dpkg -x)")
     args = parser.parse_args(argv)
     args.targets = args.targets.split(",")
@@ -400,6 +403,14 @@ def parseArgs(argv):
 def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     args = parseArgs(argv)
+    if args.own:
+        from _churn_own import ownCost
+
+        import gateway
+
+        cost = ownCost()
+        print(f"{gateway.__file__}: {1e6 * cost:.2f} µs of CPU per connection (own code)")
+        return 0
     print(
         f"bench/churn: {args.processes} client processes x {args.threads} thread(s), "
         f"{args.sources} source(s) from {args.source_base}, "

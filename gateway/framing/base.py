@@ -205,9 +205,12 @@ class FramingProtocol(Protocol):
 
     def connectionMade(self):
         """
-        Open the message stream carrying this connection's messages.
+        Open the message stream carrying this connection's messages, from
+        the peer the listener has already read (L{gateway.server.hygiene}
+        does, once per connection), else the transport's.
         """
-        self.peer = formatAddress(self.transport.getPeer())
+        if "peer" not in self.__dict__:
+            self.peer = formatAddress(self.transport.getPeer())
         config = self.factory.config
         self._stream = stream = config.sink.openStream(config.name, self.peer, self)
         self._send = stream.send
@@ -335,7 +338,9 @@ class FramingProtocol(Protocol):
         stream = self._stream
         if stream is None:
             return
-        if self.frameFailed is None:
+        # Most connections close with nothing buffered: skip the calls then
+        # (one connection per message pays them once each, bench/churn.py).
+        if self.frameFailed is None and (self._pending or self._buffer):
             self.publishBuffered()
             pending = self.bufferedByteCount()
             if pending and self.frameFailed is None:

@@ -64,8 +64,10 @@ def _spreadKeepalive(transport, idle):
     if getHandle is None or idle < 2:
         return
     try:
+        # random() rather than randrange(): a third of the cost, once per
+        # connection (bench/churn.py).
         getHandle().setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle + random.randrange(idle + 1)
+            socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle + int(random.random() * (idle + 1))
         )
     except (AttributeError, OSError, ValueError):
         pass  # not a TCP socket
@@ -112,14 +114,14 @@ def hygieneNamespace(protocol, config):
             stats.refused[reason] += 1
         self.transport.loseConnection()
 
-    def admit(self):
+    def admit(self, host):
         """
         Apply the caps, then let the framing open the message stream.
 
+        :param host: the client's address without its port.
         :return: whether the connection was admitted.
         """
         if gate is not None:
-            host = getattr(self.transport.getPeer(), "host", self.peer)
             if not gate.admit(host, self.peer):
                 self.transport.loseConnection()
                 return False
@@ -218,7 +220,7 @@ def hygieneNamespace(protocol, config):
             # Twisted's v1 parser takes any word for an address.
             self.frameError(MALFORMED_PROXY_HEADER)
             return False
-        return admit(self)
+        return admit(self, address.host)
 
     def awaitHeader(self):
         """
@@ -257,7 +259,10 @@ def hygieneNamespace(protocol, config):
         C{haproxy:} listener) and start its timers.
         """
         stats.accepted += 1
-        self.peer = formatAddress(self.transport.getPeer())
+        # The peer is read once per connection: the gate and the framing's
+        # stream use it too (each getPeer() builds a new address object).
+        address = self.transport.getPeer()
+        self.peer = formatAddress(address)
         if guard is not None and not guard.opened():
             # Over the room: listeners cap every accept batch to it, so only
             # a port accepting without batches, or descriptors taken by
@@ -266,7 +271,7 @@ def hygieneNamespace(protocol, config):
             return
         if proxied:
             awaitHeader(self)
-        elif not admit(self):
+        elif not admit(self, getattr(address, "host", self.peer)):
             return
         if idle is not None:
             self._idleCall = callLater(idle, idleTimeout, self)

@@ -279,6 +279,34 @@ class TimerTests(SynchronousTestCase):
             untouched, [socket.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)]
         )
 
+    def test_peerReadOnce(self):
+        """
+        A connection through the gate and into its stream asks its transport
+        for the peer once: each C{getPeer()} builds a new address object,
+        a cost paid per connection by clients that connect per message.
+        """
+
+        class CountingTransport(StringTransport):
+            calls = 0
+
+            def getPeer(self):
+                CountingTransport.calls += 1
+                return StringTransport.getPeer(self)
+
+        listener = Listener({"max-per-address": "2"})
+        protocol = listener.factory.buildProtocol(None)
+        protocol.makeConnection(
+            CountingTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 4321))
+        )
+        self.assertEqual(CountingTransport.calls, 1)
+        self.assertEqual([s.peer for s in listener.sink.streams], ["10.0.0.7:4321"])
+        protocol.dataReceived(b"one\n")
+        self.assertEqual(listener.sink.messages, [("10.0.0.7:4321", b"one")])
+        _, third = listener.connect("10.0.0.7", 1)
+        _, refused = listener.connect("10.0.0.7", 2)
+        self.assertFalse(third.disconnecting)
+        self.assertTrue(refused.disconnecting)
+
     def test_timersCancelledOnLoss(self):
         """
         No timer outlives its connection: admitted, refused, timed out or

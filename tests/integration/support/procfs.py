@@ -76,10 +76,15 @@ def socketsTo(pid, port):
     loopback, from the operating system's own tables.
     """
     inodes = socketInodes(pid)
-    return sum(
-        1
-        for _, remote, state, _, _, inode in tcpConnections()
-        if state == _ESTABLISHED and remote == port and inode in inodes
+    # Distinct inodes: /proc/net/tcp is read in pieces, and while
+    # connections come and go (a churn of clients) a socket can be listed
+    # twice in one read.
+    return len(
+        {
+            inode
+            for _, remote, state, _, _, inode in tcpConnections()
+            if state == _ESTABLISHED and remote == port and inode in inodes
+        }
     )
 
 

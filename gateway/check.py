@@ -3,7 +3,7 @@
 The validate command, as C{vector validate} or Logstash's
 C{--config.test_and_exit}: C{twistd gateway --check ...} and
 C{gateway-check FILE.tac} say whether a configuration would start, without
-starting it, and with C{--check-kafka} whether its topic is there to write
+starting it, and with C{--check-kafka} whether its topics are there to write
 to. A deployment can run it before it replaces a running gateway.
 
 It prints one line per thing checked (C{ok} or C{FAIL} first) and returns

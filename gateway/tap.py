@@ -100,7 +100,7 @@ class Options(usage.Options):
             "check-kafka",
             None,
             "With --check: also connect to the bootstrap servers and check "
-            "that the topic exists and that the producer may write to it.",
+            "that each listener's topic exists and that the producer may write to it.",
         ],
     ]
 

@@ -496,14 +496,13 @@ def checkSocketPath(description, setting):
 
     :param description: an endpoint description that parses.
     :param setting: C{"endpoint"} or C{"http"}, for L{SettingsError}.
-    :raises SettingsError: naming the endpoint and the directory.
+    :raises SettingsError: naming the socket and the directory (the
+        command line adds the option).
     """
     path = unixSocketPath(description)
     problem = None if path is None else fileProblem(path)
     if problem is not None:
-        raise SettingsError(
-            setting, f"endpoint {description!r}: cannot create the socket {path}: {problem}"
-        )
+        raise SettingsError(setting, f"cannot create the socket {path}: {problem}")
 
 
 def _positive(what, value):

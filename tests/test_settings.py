@@ -144,8 +144,7 @@ class CheckSettingsTests(SynchronousTestCase):
         )
         self.assertEqual(
             message,
-            f"endpoint 'unix:{socket}': cannot create the socket {socket}: "
-            f"directory {missing} does not exist",
+            f"cannot create the socket {socket}: directory {missing} does not exist",
         )
         self.assertIn(socket, self.assertRefused("http", http=f"unix:{socket}"))
         self.check(spoolPath=None, deadLetterPath=None)

@@ -471,6 +471,23 @@ class OneLineTests(SynchronousTestCase):
             "expected a number, not 'notaport'",
         )
 
+    def test_unixSocketDirectory(self):
+        """
+        A C{unix:} socket in a missing directory names the option, the
+        socket and the directory, once each.
+        """
+        missing = os.path.join(temporaryDirectory(self), "gone")
+        self.assertLine(
+            ["-t", "t", "--listen", f"lines=unix:{missing}/g.sock"],
+            f"--listen lines...=unix:{missing}/g.sock: cannot create the socket "
+            f"{missing}/g.sock: directory {missing} does not exist",
+        )
+        self.assertLine(
+            [*VALID, "--http", f"unix:{missing}/h.sock"],
+            f"--http unix:{missing}/h.sock: cannot create the socket "
+            f"{missing}/h.sock: directory {missing} does not exist",
+        )
+
     def test_logRate(self):
         """
         A bad C{GATEWAY_LOG_RATE} is refused with the options, not when

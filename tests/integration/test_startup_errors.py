@@ -147,7 +147,8 @@ CASES = [
         "unix-missing-directory",
         [*VALID, "--listen", "lines=unix:/nonexistent-gateway-dir/g.sock"],
         {},
-        "/nonexistent-gateway-dir",
+        "--listen lines...=unix:/nonexistent-gateway-dir/g.sock: cannot create the socket "
+        "/nonexistent-gateway-dir/g.sock: directory /nonexistent-gateway-dir does not exist",
     ),
 ]
 

@@ -309,6 +309,19 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         self.assertNotIn(self.PASSWORD, " ".join(arguments))
         self.assertEqual(environment, {"GATEWAY_KAFKA_SECRET_SASL_PASSWORD": self.PASSWORD})
 
+    def test_refusedSecretNotShown(self):
+        """
+        A secret property the backend refuses is named without its value.
+        """
+        from gateway.settings import SettingsError
+
+        options = self.parse(*VALID, "--kafka-option", f"sasl.password={self.PASSWORD}")
+        error = SettingsError("kafkaOptions", "refused: bad value")
+        error.option = "sasl.password"
+        self.assertEqual(
+            options._explain(error), "--kafka-option sasl.password=...: refused: bad value"
+        )
+
     def test_badSecurityNoSecret(self):
         """
         A refused security setting is a one-line usage error that does not

@@ -3,7 +3,7 @@
 The validate command, as C{vector validate} or Logstash's
 C{--config.test_and_exit}: C{twistd gateway --check ...} and
 C{gateway-check FILE.tac} say whether a configuration would start, without
-starting it, and with C{--check-kafka} whether its topic is there to write
+starting it, and with C{--check-kafka} whether its topics are there to write
 to. A deployment can run it before it replaces a running gateway.
 
 It prints one line per thing checked (C{ok} or C{FAIL} first) and returns
@@ -11,10 +11,11 @@ the exit status: 0 when everything passed, 1 when not.
 """
 
 import logging
-import os
 import sys
 
 from gateway.errors import StartupError, describe, report
+from gateway.paths import fileProblem, logFilePath, unixSocketPath
+from gateway.routing import fixedTopic
 
 __all__ = ["checkKafka", "checkPaths", "main", "runCheck", "runTacCheck", "script", "walkServices"]
 
@@ -22,11 +23,14 @@ __all__ = ["checkKafka", "checkPaths", "main", "runCheck", "runTacCheck", "scrip
 KAFKA_TIMEOUT = 10.0
 
 
-def runCheck(settings, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None, listeners=None):
+def runCheck(
+    settings, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None, listeners=None, twistd=None
+):
     """
     Check a gateway's settings (already parsed and checked by
     L{checkSettings<gateway.settings.checkSettings>}, which loaded its
-    framings and backend) and print what was checked.
+    framings and backend, and left the paths to this check so that each is
+    a line of its own) and print what was checked.
 
     :param settings: L{GatewaySettings<gateway.settings.GatewaySettings>}.
     :param kafka: also ask the cluster (L{checkKafka}).
@@ -34,21 +38,22 @@ def runCheck(settings, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None,
     :param timeout: seconds each Kafka request may take.
     :param admin: builds the Kafka admin client from a configuration
         (confluent-kafka's C{AdminClient} by default).
-    :param listeners: C{(framing, endpoint)} of each listener; those of
-        C{settings} by default.
+    :param listeners: C{(framing, endpoint, route)} of each listener; those
+        of C{settings} by default.
+    :param twistd: twistd's own options, for its log file, or L{None}.
     :return: the exit status, 0 or 1.
     """
     out = sys.stdout if out is None else out
     if listeners is None:
-        listeners = [(listener.framing, listener.endpoint) for listener in settings.listeners]
+        listeners = [(s.framing, s.endpoint, s.route) for s in settings.listeners]
     results = [(True, _describeOptions(settings, len(listeners)))]
-    for framing, endpoint in listeners:
+    for framing, endpoint, _ in listeners:
         results.append((True, f"listener {framing}={endpoint}"))
     for error in settings.check.registry.errors:
         results.append((True, f"framing plugin not loaded (unused): {error}"))
-    results.extend(checkPaths(settings, listeners))
+    results.extend(checkPaths(settings, listeners, twistd))
     if kafka:
-        results.extend(checkKafka(settings, timeout, admin))
+        results.extend(checkKafka(settings, timeout, admin, listeners))
     return _print(results, out)
 
 
@@ -73,54 +78,58 @@ def _print(results, out):
     return 1 if failed else 0
 
 
-def checkPaths(settings, listeners):
+def checkPaths(settings, listeners, twistd=None):
     """
     Whether the gateway could write where it writes: the spool, the
-    dead-letter file and the directories of C{unix:} listeners.
+    dead-letter file, the sockets of C{unix:} listeners and HTTP endpoint,
+    and twistd's log file; each by L{gateway.paths}, as the start does.
 
-    :param listeners: C{(framing, endpoint)} of each listener.
+    :param listeners: C{(framing, endpoint, route)} of each listener.
+    :param twistd: twistd's own options, or L{None}.
     :return: a list of C{(ok, line)}.
     """
     paths = [
         (f"--spool {settings.spoolPath}", settings.spoolPath),
         (f"--dead-letter {settings.deadLetterPath}", settings.deadLetterPath),
     ]
-    for framing, endpoint in listeners:
-        kind, _, rest = endpoint.partition(":")
-        if kind.strip().lower() == "unix":
-            socket = rest.split(":")[0].replace("\\:", ":")
+    for framing, endpoint, _ in listeners:
+        socket = unixSocketPath(endpoint)
+        if socket is not None:
             paths.append((f"--listen {framing}={endpoint}", socket))
+    if settings.http is not None and unixSocketPath(settings.http) is not None:
+        paths.append((f"--http {settings.http}", unixSocketPath(settings.http)))
+    logFile = logFilePath(twistd)
+    if logFile is not None:
+        paths.append((f"--logfile {logFile}", logFile))
     results = []
     for option, path in paths:
         if path is None:
             results.append((True, f"{option}: nothing to write"))
             continue
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            results.append((False, f"{option}: directory {directory} does not exist"))
-        elif not os.access(directory, os.W_OK | os.X_OK):
-            results.append((False, f"{option}: directory {directory} is not writable"))
-        elif os.path.exists(path) and not os.access(path, os.W_OK):
-            results.append((False, f"{option}: the file is not writable"))
-        else:
-            results.append((True, f"{option}: writable"))
+        problem = fileProblem(path)
+        results.append((problem is None, f"{option}: {problem or 'writable'}"))
     return results
 
 
-def checkKafka(settings, timeout=KAFKA_TIMEOUT, admin=None):
+def checkKafka(settings, timeout=KAFKA_TIMEOUT, admin=None, listeners=None):
     """
     Ask the cluster, with the producer's own configuration (security
-    included), whether it answers, whether the topic exists and whether
-    this client may write to it. Nothing is produced and no topic is
-    created (an admin client's metadata requests never create topics).
+    included), whether it answers, and for each topic known at start (the
+    fixed topic of each listener, C{--topic} for those naming none) whether
+    it exists and whether this client may write to it. Nothing is produced
+    and no topic is created (an admin client's metadata requests never
+    create topics).
 
-    :return: a list of C{(ok, line)}; it stops at the first failure.
+    :param listeners: C{(framing, endpoint, route)} of each listener; those
+        of C{settings} by default.
+    :return: a list of C{(ok, line)}; it stops when no broker answers.
     """
     from confluent_kafka import TopicCollection
-    from confluent_kafka.admin import AclOperation
 
     if admin is None:
         from confluent_kafka.admin import AdminClient as admin
+    if listeners is None:
+        listeners = [(s.framing, s.endpoint, s.route) for s in settings.listeners]
     silent = logging.getLogger("gateway.check.librdkafka")
     silent.addHandler(logging.NullHandler())
     silent.propagate = False
@@ -136,28 +145,44 @@ def checkKafka(settings, timeout=KAFKA_TIMEOUT, admin=None):
         return results
     brokers = ", ".join(f"{node.host}:{node.port}" for node in cluster.nodes)
     results.append((True, f"kafka {settings.bootstrapServers}: brokers {brokers} answer"))
-    try:
-        futures = client.describe_topics(
-            TopicCollection([settings.topic]),
-            request_timeout=timeout,
-            include_authorized_operations=True,
-        )
-        topic = futures[settings.topic].result(timeout + 5)
-    except Exception as e:
-        results.append((False, f"kafka topic {settings.topic!r}: {_kafkaReason(e)}"))
+    topics = []
+    for framing, endpoint, route in listeners:
+        topic = fixedTopic(route, settings.topic)
+        if topic is None:
+            results.append(
+                (True, f"listener {framing}={endpoint}: topic chosen per connection, not checked")
+            )
+        elif topic not in topics:
+            topics.append(topic)
+    if not topics:
         return results
-    results.append(
-        (True, f"kafka topic {settings.topic!r}: exists, {len(topic.partitions)} partition(s)")
+    futures = client.describe_topics(
+        TopicCollection(topics), request_timeout=timeout, include_authorized_operations=True
     )
+    for topic in topics:
+        results.extend(_checkTopic(topic, futures[topic], timeout))
+    return results
+
+
+def _checkTopic(name, future, timeout):
+    """
+    One topic's lines: it exists (and its partitions), this client may
+    write to it.
+    """
+    from confluent_kafka.admin import AclOperation
+
+    try:
+        topic = future.result(timeout + 5)
+    except Exception as e:
+        return [(False, f"kafka topic {name!r}: {_kafkaReason(e)}")]
+    results = [(True, f"kafka topic {name!r}: exists, {len(topic.partitions)} partition(s)")]
     allowed = topic.authorized_operations
     if allowed is None:
-        results.append(
-            (True, f"kafka topic {settings.topic!r}: the broker did not say who may write")
-        )
+        results.append((True, f"kafka topic {name!r}: the broker did not say who may write"))
     elif AclOperation.WRITE in allowed or AclOperation.ALL in allowed:
-        results.append((True, f"kafka topic {settings.topic!r}: this client may write"))
+        results.append((True, f"kafka topic {name!r}: this client may write"))
     else:
-        results.append((False, f"kafka topic {settings.topic!r}: this client may not write to it"))
+        results.append((False, f"kafka topic {name!r}: this client may not write to it"))
     return results
 
 
@@ -190,7 +215,10 @@ def runTacCheck(path, kafka=False, out=None, timeout=KAFKA_TIMEOUT, admin=None):
         return _print([(False, f"{path}: builds no GatewayService")], out)
     status = 0
     for gateway in gateways:
-        listeners = [(s.config.framing, s.config.endpoint) for s in gateway.listeners]
+        listeners = [
+            (s.config.framing, s.config.endpoint, gateway.router.routes[s.config.name])
+            for s in gateway.listeners
+        ]
         status |= runCheck(gateway.settings, kafka, out, timeout, admin, listeners)
     return status
 

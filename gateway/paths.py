@@ -16,6 +16,7 @@ __all__ = [
     "directoryProblem",
     "fileProblem",
     "freeSpaceProblem",
+    "logFilePath",
     "logFileProblem",
     "unixSocketPath",
 ]
@@ -103,22 +104,32 @@ def unixSocketPath(description):
     return address
 
 
-def logFileProblem(twistdOptions, access=os.access):
+def logFilePath(twistdOptions):
     """
-    Why twistd could not open its log file, if it could not: twistd itself
-    would raise a traceback when it opens it.
+    The log file twistd will open, if it will open one.
 
     :param twistdOptions: twistd's own options (the gateway's options'
         C{parent}), or L{None} when the gateway's options stand alone.
-    :return: a message naming C{--logfile} and the path, or L{None}.
+    :return: its path, or L{None} (no twistd, syslog, standard output).
     """
     if twistdOptions is None or twistdOptions.get("syslog"):
         return None
     path = twistdOptions.get("logfile")
     if path == "-" or (twistdOptions.get("nodaemon") and not path):
         return None
-    path = path or "twistd.log"
-    problem = fileProblem(path, access)
+    return path or "twistd.log"
+
+
+def logFileProblem(twistdOptions, access=os.access):
+    """
+    Why twistd could not open its log file, if it could not: twistd itself
+    would raise a traceback when it opens it.
+
+    :param twistdOptions: see L{logFilePath}.
+    :return: a message naming C{--logfile} and the path, or L{None}.
+    """
+    path = logFilePath(twistdOptions)
+    problem = None if path is None else fileProblem(path, access)
     return None if problem is None else f"--logfile {path}: cannot write there: {problem}"
 
 

@@ -165,15 +165,19 @@ class SettingsCheck:
     turns them into a L{SettingsError} naming the setting.
     """
 
-    def __init__(self, registry=None, backends=None):
+    def __init__(self, registry=None, backends=None, paths=True):
         """
         :param registry: the L{FramingRegistry}; scanned when first needed
             by default.
         :param backends: backend name to plugin; scanned when first needed
             by default.
+        :param paths: refuse files and sockets that cannot be written;
+            L{False} for C{--check}, which reports each of them itself
+            (L{gateway.check.checkPaths}).
         """
         self._registry = registry
         self._backends = backends
+        self.paths = paths
 
     @property
     def registry(self):
@@ -242,7 +246,12 @@ class SettingsCheck:
             raise SettingsError("bootstrapServers", str(e)) from e
         config = producerConfig(bootstrapServers, kafkaOptions, maxMessageSize, budget)
         try:
+            # The gateway's own check first: its reasons name the property
+            # missing (librdkafka's would name what it defaults to).
             securityFromConfig(config)
+        except ValueError as e:
+            raise SettingsError("kafkaOptions", str(e)) from e
+        try:
             backend.checkConfig(config)
         except SettingsError:
             raise
@@ -250,9 +259,11 @@ class SettingsCheck:
             raise _refusedOption(backend, config, kafkaOptions, e) from e
         if http is not None:
             checkEndpoint(http, "malformed HTTP endpoint")
-            checkSocketPath(http, "http")
-        checkWritable("spoolPath", "--spool", spoolPath)
-        checkWritable("deadLetterPath", "--dead-letter", deadLetterPath)
+        if self.paths:
+            if http is not None:
+                checkSocketPath(http, "http")
+            checkWritable("spoolPath", "--spool", spoolPath)
+            checkWritable("deadLetterPath", "--dead-letter", deadLetterPath)
         if reserveDescriptors is not None and (
             isinstance(reserveDescriptors, bool)
             or not isinstance(reserveDescriptors, int)
@@ -316,7 +327,8 @@ class SettingsCheck:
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
         route = self.route(connection, topic)
         checkEndpoint(endpoint, "malformed endpoint")
-        checkSocketPath(endpoint, "endpoint")
+        if self.paths:
+            checkSocketPath(endpoint, "endpoint")
         tls = TLSSettings.fromOptions(tls, endpoint)
         return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls, route)
 
@@ -487,14 +499,13 @@ def checkSocketPath(description, setting):
 
     :param description: an endpoint description that parses.
     :param setting: C{"endpoint"} or C{"http"}, for L{SettingsError}.
-    :raises SettingsError: naming the endpoint and the directory.
+    :raises SettingsError: naming the socket and the directory (the
+        command line adds the option).
     """
     path = unixSocketPath(description)
     problem = None if path is None else fileProblem(path)
     if problem is not None:
-        raise SettingsError(
-            setting, f"endpoint {description!r}: cannot create the socket {path}: {problem}"
-        )
+        raise SettingsError(setting, f"cannot create the socket {path}: {problem}")
 
 
 def _positive(what, value):

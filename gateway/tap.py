@@ -40,6 +40,7 @@ from gateway.settings import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RESERVE,
     DEFAULT_SPOOL,
+    SettingsCheck,
     SettingsError,
     checkSettings,
 )
@@ -99,7 +100,7 @@ class Options(usage.Options):
             "check-kafka",
             None,
             "With --check: also connect to the bootstrap servers and check "
-            "that the topic exists and that the producer may write to it.",
+            "that each listener's topic exists and that the producer may write to it.",
         ],
     ]
 
@@ -309,7 +310,8 @@ class Options(usage.Options):
         for name in ("spool", "dead-letter", "http"):
             if self[name].lower() in ("", "none"):
                 self[name] = None
-        problem = logFileProblem(self.parent)
+        # --check reports each unwritable path as a line of its own.
+        problem = None if self["check"] else logFileProblem(self.parent)
         if problem is not None:
             raise usage.UsageError(problem)
         if self["check-kafka"] and not self["check"]:
@@ -340,6 +342,7 @@ class Options(usage.Options):
                 workers=self["workers"],
                 workerIndex=self["worker-index"],
                 incompleteCap=self["incomplete-cap"],
+                check=SettingsCheck(paths=not self["check"]),
             )
         except SettingsError as e:
             raise usage.UsageError(self._explain(e)) from e
@@ -356,15 +359,14 @@ class Options(usage.Options):
         """
         if error.listener is not None:
             spec = self["listen"][error.listener]
-            if error.setting == "endpoint":
-                return str(error)
             if error.setting == "topic":
                 return f"--listen {spec.framing}...={spec.endpoint}: {error} (--topic)"
             return f"--listen {spec.framing}...={spec.endpoint}: {error}"
         if error.setting == "kafkaOptions":
             key = getattr(error, "option", None)
             if key is not None:
-                return f"--kafka-option {key}={self['kafka-options'][key]}: {error}"
+                value = "..." if isSecret(key) else self["kafka-options"][key]
+                return f"--kafka-option {key}={value}: {error}"
             return f"Kafka producer settings: {error}"
         if error.setting == "http":
             return f"--http {self['http']}: {error}"
@@ -474,7 +476,9 @@ def makeService(options):
     if options["check"]:
         from gateway.check import runCheck
 
-        raise SystemExit(runCheck(options["settings"], kafka=options["check-kafka"]))
+        twistd = getattr(options, "parent", None)
+        status = runCheck(options["settings"], kafka=options["check-kafka"], twistd=twistd)
+        raise SystemExit(status)
     try:
         service = buildService(options)
     except Exception as e:

@@ -13,19 +13,21 @@ from confluent_kafka.admin import AclOperation
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.check import main, runCheck, runTacCheck
-from gateway.settings import checkSettings
+from gateway.settings import SettingsCheck, checkSettings
 from tests.support.files import temporaryDirectory
 
 
 def settingsFor(directory, *listeners, **given):
     """
-    Checked settings with the spool and dead-letter file in C{directory}.
+    Checked settings with the spool and dead-letter file in C{directory},
+    paths left to the check as C{--check} leaves them.
     """
     given.setdefault("spoolPath", os.path.join(directory, "spool.jsonl"))
     given.setdefault("deadLetterPath", os.path.join(directory, "dead.jsonl"))
     return checkSettings(
         [{"framing": "lines", "endpoint": e} for e in listeners or ["tcp:0"]],
         topic="events",
+        check=SettingsCheck(paths=False),
         **given,
     )
 
@@ -48,11 +50,13 @@ def fakeAdmin(cluster, topic):
     """
     An C{AdminClient} stand-in answering C{describe_cluster} with
     C{cluster} and C{describe_topics} with C{topic} (either may be an
-    exception), remembering its configuration.
+    exception; C{topic} may also map names to answers), remembering its
+    configuration and the topics asked for.
     """
 
     class Admin:
         configs = []
+        asked = []
 
         def __init__(self, config):
             self.configs.append(config)
@@ -61,11 +65,15 @@ def fakeAdmin(cluster, topic):
             return Done(cluster)
 
         def describe_topics(self, topics, request_timeout, include_authorized_operations):
-            [name] = topics.topic_names
-            return {name: Done(topic)}
+            self.asked.append(list(topics.topic_names))
+            answers = topic if isinstance(topic, dict) else {}
+            return {name: Done(answers.get(name, topic)) for name in topics.topic_names}
 
     return Admin
 
+
+#: A topic template with a field: chosen per connection.
+TEMPLATE = "d.{peer_host}"
 
 CLUSTER = SimpleNamespace(nodes=[SimpleNamespace(host="k1", port=9092)])
 
@@ -163,6 +171,51 @@ class RunCheckTests(SynchronousTestCase):
             "FAIL  kafka topic 'events': no such topic (UNKNOWN_TOPIC_OR_PART)", self.lines()
         )
 
+    def test_kafkaEveryListenerTopic(self):
+        """
+        Every fixed topic is checked, once: each listener's C{topic=}, and
+        C{--topic} for a listener naming none; a topic chosen per
+        connection is named as not checked. A missing topic does not hide
+        the others' lines.
+        """
+        settings = checkSettings(
+            [
+                {"framing": "lines", "endpoint": "tcp:9000", "options": {"topic": "logs"}},
+                {"framing": "lines", "endpoint": "tcp:9001"},
+                {"framing": "lines", "endpoint": "tcp:9002", "options": {"topic": "logs"}},
+                {"framing": "lines", "endpoint": "tcp:9003", "options": {"topic": TEMPLATE}},
+            ],
+            topic="events",
+            check=SettingsCheck(paths=False),
+            spoolPath=None,
+            deadLetterPath=None,
+        )
+        missing = KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "no such topic"))
+        writable = topicWith([AclOperation.WRITE])
+        admin = fakeAdmin(CLUSTER, {"logs": missing, "events": writable})
+        self.assertEqual(runCheck(settings, kafka=True, out=self.out, admin=admin), 1)
+        self.assertEqual(admin.asked, [["logs", "events"]])
+        lines = self.lines()
+        self.assertIn("FAIL  kafka topic 'logs': no such topic (UNKNOWN_TOPIC_OR_PART)", lines)
+        self.assertIn("ok    kafka topic 'events': this client may write", lines)
+        self.assertIn(
+            "ok    listener lines=tcp:9003: topic chosen per connection, not checked", lines
+        )
+
+    def test_logFile(self):
+        """
+        twistd's log file is checked with the other paths when twistd's
+        options are given.
+        """
+        settings = settingsFor(self.directory)
+        missing = os.path.join(self.directory, "gone", "twistd.log")
+        twistd = {"logfile": missing, "nodaemon": True, "syslog": False}
+        self.assertEqual(runCheck(settings, out=self.out, twistd=twistd), 1)
+        self.assertIn(
+            f"FAIL  --logfile {missing}: directory {os.path.dirname(missing)} does not exist",
+            self.lines(),
+        )
+
     def test_kafkaDown(self):
         """
         No broker answering fails the check at the first request.
@@ -214,11 +267,16 @@ class TacTests(SynchronousTestCase):
 
     def test_badPath(self):
         """
-        A C{.tac} file whose spool directory is missing fails.
+        A C{.tac} file whose spool directory is missing fails: its
+        C{GatewayService} refuses the path as it is built.
         """
         path = self.tac(TAC.format(spool="/nonexistent-gateway/s.jsonl"))
         self.assertEqual(main([path], out=self.out), 1)
-        self.assertIn("FAIL  --spool /nonexistent-gateway/s.jsonl", self.out.getvalue())
+        self.assertIn(
+            f"FAIL  {path}: --spool /nonexistent-gateway/s.jsonl: cannot write there: "
+            "directory /nonexistent-gateway does not exist",
+            self.out.getvalue().splitlines(),
+        )
 
     def test_badSetting(self):
         """

@@ -144,11 +144,42 @@ class CheckSettingsTests(SynchronousTestCase):
         )
         self.assertEqual(
             message,
-            f"endpoint 'unix:{socket}': cannot create the socket {socket}: "
-            f"directory {missing} does not exist",
+            f"cannot create the socket {socket}: directory {missing} does not exist",
         )
         self.assertIn(socket, self.assertRefused("http", http=f"unix:{socket}"))
         self.check(spoolPath=None, deadLetterPath=None)
+
+    def test_pathsLeftToTheCheck(self):
+        """
+        A L{SettingsCheck} made with C{paths=False} (for C{--check}, which
+        reports each path itself) accepts the paths it would refuse.
+        """
+        missing = os.path.join(temporaryDirectory(self), "gone")
+        settings = self.check(
+            listeners=[{"framing": "lines", "endpoint": f"unix:{missing}/gw.sock"}],
+            spoolPath=f"{missing}/spool.jsonl",
+            deadLetterPath=f"{missing}/dead.jsonl",
+            http=f"unix:{missing}/http.sock",
+            check=SettingsCheck(paths=False),
+        )
+        self.assertEqual(settings.spoolPath, f"{missing}/spool.jsonl")
+
+    def test_securityCheckedFirst(self):
+        """
+        The gateway's own security check runs before the backend's, so the
+        reason names the property missing (librdkafka would complain about
+        the mechanism it defaults to).
+        """
+        backend = fakeBackend()
+
+        def refuse(config):
+            raise ValueError("No provider for SASL mechanism GSSAPI")
+
+        backend.checkConfig = refuse
+        message = self.assertRefused(
+            "kafkaOptions", backend=backend, kafkaOptions={"security.protocol": "SASL_SSL"}
+        )
+        self.assertIn("security.protocol SASL_SSL needs sasl.mechanism", message)
 
     def test_checked(self):
         """

@@ -309,6 +309,19 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         self.assertNotIn(self.PASSWORD, " ".join(arguments))
         self.assertEqual(environment, {"GATEWAY_KAFKA_SECRET_SASL_PASSWORD": self.PASSWORD})
 
+    def test_refusedSecretNotShown(self):
+        """
+        A secret property the backend refuses is named without its value.
+        """
+        from gateway.settings import SettingsError
+
+        options = self.parse(*VALID, "--kafka-option", f"sasl.password={self.PASSWORD}")
+        error = SettingsError("kafkaOptions", "refused: bad value")
+        error.option = "sasl.password"
+        self.assertEqual(
+            options._explain(error), "--kafka-option sasl.password=...: refused: bad value"
+        )
+
     def test_badSecurityNoSecret(self):
         """
         A refused security setting is a one-line usage error that does not
@@ -327,6 +340,33 @@ class KafkaSecretOptionsTests(SynchronousTestCase):
         self.assertNotIn(self.PASSWORD, str(error))
 
 
+class CheckOptionTests(SynchronousTestCase):
+    """
+    C{--check} leaves unwritable paths to the check, which reports each.
+    """
+
+    def test_pathsReported(self):
+        """
+        A spool in a missing directory is accepted by the options with
+        C{--check} (refused without), and the check names it in a C{FAIL}
+        line.
+        """
+        from gateway.check import runCheck
+
+        missing = os.path.join(temporaryDirectory(self), "gone")
+        arguments = [*VALID, "--spool", f"{missing}/s.jsonl", "--dead-letter", f"{missing}/d"]
+        self.assertRaises(UsageError, Options().parseOptions, arguments)
+        options = Options()
+        options.parseOptions([*arguments, "--check"])
+        out = io.StringIO()
+        self.assertEqual(runCheck(options["settings"], out=out), 1)
+        lines = out.getvalue().splitlines()
+        problem = f"directory {missing} does not exist"
+        self.assertIn(f"FAIL  --spool {missing}/s.jsonl: {problem}", lines)
+        self.assertIn(f"FAIL  --dead-letter {missing}/d: {problem}", lines)
+        self.assertEqual(lines[-1], "check failed: 2 problems")
+
+
 class LogFileCheckTests(SynchronousTestCase):
     """
     The gateway checks twistd's C{--logfile} before twistd opens it.
@@ -334,19 +374,30 @@ class LogFileCheckTests(SynchronousTestCase):
 
     def test_missingDirectoryRefused(self):
         """
-        A C{--logfile} in a missing directory is a usage error naming the
-        option and the path, before the settings are checked.
+        A C{--logfile} in a missing directory is refused in one line naming
+        the option and the path (on standard error, exit status 1, as every
+        usage error under twistd), before the settings are checked.
         """
         from twisted.scripts.twistd import ServerOptions
 
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
         path = os.path.join(temporaryDirectory(self), "gone", "twistd.log")
         twistd = ServerOptions()
         error = self.assertRaises(
-            UsageError, twistd.parseOptions, ["-n", f"--logfile={path}", "gateway", *VALID]
+            SystemExit, twistd.parseOptions, ["-n", f"--logfile={path}", "gateway", *VALID]
         )
-        self.assertIn(f"--logfile {path}: cannot write there", str(error))
+        self.assertEqual(error.code, 1)
+        self.assertTrue(
+            stderr.getvalue().startswith(f"gateway: --logfile {path}: cannot write there"),
+            stderr.getvalue(),
+        )
         twistd = ServerOptions()
         twistd.parseOptions(["-n", "--logfile=-", "gateway", *VALID])
+
+
+#: twistd's own options (a dict) of C{twistd -n}, logging to standard output.
+TWISTD_FOREGROUND = {"nodaemon": True, "logfile": None, "syslog": False}
 
 
 class OneLineTests(SynchronousTestCase):
@@ -433,6 +484,23 @@ class OneLineTests(SynchronousTestCase):
             "expected a number, not 'notaport'",
         )
 
+    def test_unixSocketDirectory(self):
+        """
+        A C{unix:} socket in a missing directory names the option, the
+        socket and the directory, once each.
+        """
+        missing = os.path.join(temporaryDirectory(self), "gone")
+        self.assertLine(
+            ["-t", "t", "--listen", f"lines=unix:{missing}/g.sock"],
+            f"--listen lines...=unix:{missing}/g.sock: cannot create the socket "
+            f"{missing}/g.sock: directory {missing} does not exist",
+        )
+        self.assertLine(
+            [*VALID, "--http", f"unix:{missing}/h.sock"],
+            f"--http unix:{missing}/h.sock: cannot create the socket "
+            f"{missing}/h.sock: directory {missing} does not exist",
+        )
+
     def test_logRate(self):
         """
         A bad C{GATEWAY_LOG_RATE} is refused with the options, not when
@@ -459,10 +527,14 @@ class OneLineTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         options = Options()
-        options.parent = object()
+        options.parent = TWISTD_FOREGROUND
         error = self.assertRaises(SystemExit, options.parseOptions, ["--listen", "lines=tcp:0"])
         self.assertEqual(error.code, 1)
-        self.assertEqual(stderr.getvalue(), "gateway: --topic is required\n")
+        self.assertEqual(
+            stderr.getvalue(),
+            "gateway: --listen lines...=tcp:0: no Kafka topic: give the listener topic=NAME, "
+            "or a default topic (--topic)\n",
+        )
 
     def test_underTwistdDebug(self):
         """
@@ -470,7 +542,7 @@ class OneLineTests(SynchronousTestCase):
         """
         self.patch(os, "environ", dict(os.environ, GATEWAY_DEBUG="1"))
         options = Options()
-        options.parent = object()
+        options.parent = TWISTD_FOREGROUND
         self.assertRaises(UsageError, options.parseOptions, ["--listen", "lines=tcp:0"])
 
 

@@ -7,9 +7,10 @@
 import os
 
 from twisted.application import service
+from twisted.internet import reactor
 
 from gateway.errors import StartupGuard, installHook, oneLine
-from gateway.service import GatewayService
+from gateway.service import GatewayService, exitWithStatus
 
 # A failure to start (a setting refused below, a port in use) is one line on
 # standard error and exit status 1, as with `twistd gateway`, not a
@@ -45,3 +46,6 @@ with oneLine():
 guard = StartupGuard()
 gateway.setServiceParent(guard)
 guard.setServiceParent(application)
+# A stop that lost records (the spool or dead-letter file could not be
+# written) exits with status 3, as `twistd gateway` does.
+exitWithStatus(reactor, gateway)

@@ -18,13 +18,23 @@ from tests.integration.support.topics import newTopic
 GATEWAY_CHECK = str(Path(TWISTD).with_name("gateway-check"))
 
 
+def run(directory, command):
+    """
+    Run C{command} in C{directory} until it exits.
+
+    :return: the L{subprocess.CompletedProcess}, output as text.
+    """
+    return subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=180)
+
+
 def check(directory, bootstrap, topic, *extra):
     """
     Run C{twistd -n gateway --check --check-kafka} in C{directory}.
 
     :return: the L{subprocess.CompletedProcess}, output as text.
     """
-    return subprocess.run(
+    return run(
+        directory,
         [
             TWISTD,
             "-n",
@@ -40,10 +50,6 @@ def check(directory, bootstrap, topic, *extra):
             "lines=tcp:0:interface=127.0.0.1",
             *extra,
         ],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=180,
     )
 
 
@@ -105,14 +111,70 @@ def test_tacFile(kafka, tmp_path):
         "gateway.addListener('lines', 'tcp:0:interface=127.0.0.1')\n"
         "gateway.setServiceParent(application)\n"
     )
-    result = subprocess.run(
-        [GATEWAY_CHECK, "--check-kafka", str(tac)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run(tmp_path, [GATEWAY_CHECK, "--check-kafka", str(tac)])
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert f"ok    kafka topic '{topic}': exists, 1 partition(s)" in lines, lines
     assert lines[-1] == "check passed"
+
+
+def test_everyListenerTopic(kafka, tmp_path):
+    """
+    Each listener's fixed topic is checked, not only C{--topic}: a
+    listener writing to a missing topic fails the check while the others'
+    topics pass, and a templated topic is named as not checked.
+    """
+    present = newTopic(kafka, partitions=2)
+    absent = "gw-absent-" + tmp_path.name[-8:]
+    result = check(
+        tmp_path,
+        kafka.bootstrap,
+        present,
+        "--listen",
+        f"lines(topic={absent})=tcp:0:interface=127.0.0.1",
+        "--listen",
+        "lines(topic=d.{peer_host})=tcp:0:interface=127.0.0.1",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"ok    kafka topic '{present}': this client may write" in lines, lines
+    assert any(
+        line.startswith(f"FAIL  kafka topic '{absent}': ") and "UNKNOWN_TOPIC_OR_PART" in line
+        for line in lines
+    ), lines
+    assert any("topic chosen per connection, not checked" in line for line in lines), lines
+    assert lines[-1] == "check failed: 1 problem"
+
+
+def test_pathsReported(tmp_path):
+    """
+    C{--check} (without Kafka) reports each unwritable path as a line:
+    the spool, a C{unix:} listener's socket and twistd's log file, all in
+    a missing directory; exit status 1, and no log file appears.
+    """
+    missing = tmp_path / "gone"
+    result = run(
+        tmp_path,
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={missing}/twistd.log",
+            "gateway",
+            "--check",
+            "--topic",
+            "events",
+            "--spool",
+            f"{missing}/s.jsonl",
+            "--listen",
+            f"lines=unix:{missing}/g.sock",
+        ],
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    problem = f"directory {missing} does not exist"
+    assert f"FAIL  --spool {missing}/s.jsonl: {problem}" in lines, lines
+    assert f"FAIL  --listen lines=unix:{missing}/g.sock: {problem}" in lines, lines
+    assert f"FAIL  --logfile {missing}/twistd.log: {problem}" in lines, lines
+    assert lines[-1] == "check failed: 3 problems"
+    assert not missing.exists()

@@ -22,7 +22,7 @@ VALID = ["--topic", "t", "--http", "none"]
 
 #: (id, arguments after C{twistd -n gateway}, environment, what the line must hold)
 CASES = [
-    ("no-topic", ["--listen", "lines=tcp:0"], {}, "--topic is required"),
+    ("no-topic", ["--listen", "lines=tcp:0"], {}, "no Kafka topic: give the listener topic=NAME"),
     ("no-listen", ["--topic", "t"], {}, "at least one --listen"),
     ("unknown-option", [*VALID, "--listen", "lines=tcp:0", "--nope"], {}, "--nope"),
     (
@@ -147,7 +147,8 @@ CASES = [
         "unix-missing-directory",
         [*VALID, "--listen", "lines=unix:/nonexistent-gateway-dir/g.sock"],
         {},
-        "/nonexistent-gateway-dir",
+        "--listen lines...=unix:/nonexistent-gateway-dir/g.sock: cannot create the socket "
+        "/nonexistent-gateway-dir/g.sock: directory /nonexistent-gateway-dir does not exist",
     ),
 ]
 

@@ -659,7 +659,9 @@ class CompositionTests(SynchronousTestCase):
                 f"lines(tls-cert={self.files.both})=reuseport:9000",
             ]
         )
-        gateway, group = list(makeService(options))
+        # makeService puts the tree under a StartupGuard.
+        [tree] = makeService(options)
+        gateway, group = list(tree)
         self.assertEqual(gateway.certificates.forwardTo, [group.signalWorkers])
         signalled = []
 

@@ -396,7 +396,7 @@ class TwistdLoggerTests(SynchronousTestCase):
         self.assertEqual(event["endpoint"], "tcp:0:interface=127.0.0.1")
         self.assertRegex(
             event["log_text"],
-            r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+, backlog 1024, "
+            r"^listener lines \(lines\) listening on 127\.0\.0\.1:\d+, backlog 4096, "
             r"keepalive True, TCP_KEEPIDLE 60, TCP_KEEPINTVL 15, TCP_KEEPCNT 4$",
         )
         self.assertIn("twistd", logged[0]["log_text"])

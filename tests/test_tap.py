@@ -584,7 +584,7 @@ class VersionAndHelpTests(SynchronousTestCase):
         """
         lines = Options().getUsage().splitlines()
         [backlog] = [line for line in lines if "backlog=" in line]
-        self.assertIn("(default 1024", backlog)
+        self.assertIn("(default 4096", backlog)
         self.assertNotIn("[default:", backlog)
         [idle] = [line for line in lines if "idle-ms=" in line]
         self.assertTrue(idle.endswith("[default: 200]"), idle)

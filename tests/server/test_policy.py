@@ -64,7 +64,7 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self):
         """
         Without options: no caps or timeouts, keepalive on (60 s idle, 15 s
-        between probes, 4 probes) and a backlog of 1024.
+        between probes, 4 probes) and a backlog of 4096.
         """
         policy = ConnectionPolicy.fromOptions({}, "tcp:9000")
         self.assertEqual(
@@ -79,7 +79,7 @@ class OptionsTests(SynchronousTestCase):
                 policy.keepaliveCount,
                 policy.backlog,
             ),
-            (True, 60, 15, 4, 1024),
+            (True, 60, 15, 4, 4096),
         )
         self.assertEqual(ConnectionPolicy.fromOptions({}), policy)
 

@@ -70,7 +70,7 @@ class ParserTests(SynchronousTestCase):
         verifyObject(IStreamServerEndpoint, endpoint)
         self.assertEqual(
             (endpoint.port, endpoint.interface, endpoint.backlog, endpoint.addressFamily),
-            (0, "127.0.0.1", 1024, socket.AF_INET),
+            (0, "127.0.0.1", 4096, socket.AF_INET),
         )
 
     def test_onePluginProvidingBothInterfaces(self):
@@ -87,16 +87,16 @@ class ParserTests(SynchronousTestCase):
     def test_defaults(self):
         """
         Without options the endpoint binds every IPv4 address, like C{tcp:},
-        with a backlog of 1024, not C{tcp:}'s 50; an empty interface means
+        with a backlog of 4096, not C{tcp:}'s 50; an empty interface means
         every IPv4 address too.
         """
-        self.assertEqual(DEFAULT_BACKLOG, 1024)
+        self.assertEqual(DEFAULT_BACKLOG, 4096)
         self.assertIs(DEFAULT_BACKLOG, policy.DEFAULT_BACKLOG)
         for description in ["reuseport:8080", "reuseport:8080:interface="]:
             endpoint = self.parse(description)
             self.assertEqual(
                 (endpoint.port, endpoint.interface, endpoint.backlog),
-                (8080, "0.0.0.0", 1024),
+                (8080, "0.0.0.0", 4096),
             )
 
     def test_keywords(self):
@@ -305,7 +305,7 @@ def test_tcpListenerBlocks(listen):
 @pytest.mark.skipif(not shutil.which("ss"), reason="no ss(8) to read the backlog")
 def test_backlogApplied(listen):
     """
-    The backlog given, or 1024 by default (capped by the kernel at
+    The backlog given, or 4096 by default (capped by the kernel at
     C{net.core.somaxconn}), is the listening socket's, as C{ss} shows it in
     its Send-Q column.
     """
@@ -324,7 +324,7 @@ def test_backlogApplied(listen):
         return int(queue)
 
     assert sendQ(listen("reuseport:0:interface=127.0.0.1:backlog=7")) == 7
-    assert sendQ(listen("reuseport:0:interface=127.0.0.1")) == min(1024, somaxconn)
+    assert sendQ(listen("reuseport:0:interface=127.0.0.1")) == min(4096, somaxconn)
 
 
 @needsReusePort

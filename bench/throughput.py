@@ -72,7 +72,7 @@ def _connectionShares(messages, clients):
     return [base + (1 if c < extra else 0) for c in range(clients)]
 
 
-def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done):
+def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done, prefix=b""):
     """
     One client process: connect every connection, build every connection's
     byte stream in advance, wait for C{go}, then write all of them as fast as
@@ -81,12 +81,13 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
     :param shares: the number of messages of each of this process's
         connections.
     :param firstIndex: the global index of this process's first message.
+    :param prefix: see L{_common.payloads}.
     """
     try:
         buffers = []
         index = firstIndex
         for count in shares:
-            buffers.append(frame(framing, payloads(count, size, start=index)))
+            buffers.append(frame(framing, payloads(count, size, start=index, prefix=prefix)))
             index += count
         sockets = []
         for _ in shares:
@@ -134,7 +135,7 @@ class Clients:
     The client processes of one run.
     """
 
-    def __init__(self, port, framing, size, messages, clients, processes):
+    def __init__(self, port, framing, size, messages, clients, processes, prefix=b""):
         context = multiprocessing.get_context("spawn")
         self.ready = context.Queue()
         self.results = context.Queue()
@@ -158,6 +159,7 @@ class Clients:
                     self.go,
                     self.results,
                     self.done,
+                    prefix,
                 ),
                 daemon=True,
             )

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,6 +86,16 @@ def ensureKcat():
     if shutil.which("kcat") is None:
         ensureInstalled(["kcat"])
     return shutil.which("kcat")
+
+
+def ensureMatplotlib():
+    """
+    Install matplotlib (for the plot) into this virtualenv when missing.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
 
 
 def unpackedRoot():

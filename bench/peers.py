@@ -278,7 +278,8 @@ def main(argv=None):
     if args.guard:
         args.systems, args.no_write = "kcat,gateway", True
         args.connections, args.sizes = str(GUARD_CELL[0]), str(GUARD_CELL[1])
-        args.seconds, args.repeat = min(args.seconds, 3.0), min(args.repeat, 2)
+        args.seconds, args.repeat = min(args.seconds, 2.0), min(args.repeat, 2)
+        args.max_mb = min(args.max_mb, 300)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
@@ -289,10 +290,12 @@ def main(argv=None):
     connections = [int(m) for m in args.connections.split(",")]
     cells = [(m, s) for s in sizes for m in connections]
 
-    from _peers_install import ensureKcat, unpackedRoot
+    from _peers_install import ensureKcat, ensureMatplotlib, unpackedRoot
 
     from devkafka import DevKafka
 
+    if not args.no_write:
+        ensureMatplotlib()
     if "kcat" in systems:
         ensureKcat()
     if {"rsyslog", "syslog-ng"} & set(systems):

@@ -78,10 +78,11 @@ class Tally:
         }
 
 
-def readBack(bootstrap, topic, expected, size, records, timeout=120.0):
+def readBack(bootstrap, topic, expected, size, records, stall=30.0):
     """
     Consume partition 0 of C{topic} from the beginning up to C{records}
-    records (its end offset) and tally them.
+    records (its end offset), or until nothing came for C{stall} seconds,
+    and tally them.
 
     :rtype: L{dict}, see L{Tally.summary}
     """
@@ -98,11 +99,12 @@ def readBack(bootstrap, topic, expected, size, records, timeout=120.0):
     tally = Tally(expected, size)
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout
-        while tally.received < records and time.monotonic() < deadline:
+        last = time.monotonic()
+        while tally.received < records and time.monotonic() - last < stall:
             for message in consumer.consume(10000, 1.0):
                 if message.error() is None:
                     tally.add(message.value())
+                    last = time.monotonic()
     finally:
         consumer.close()
     return tally.summary()

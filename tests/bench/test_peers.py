@@ -20,7 +20,7 @@ import peers  # noqa: E402
 from _common import payloads  # noqa: E402
 from _peers_check import PREFIX, Tally  # noqa: E402
 from _peers_install import libraryDependencies  # noqa: E402
-from _peers_report import BEGIN, END, summaryTable, writeSection  # noqa: E402
+from _peers_report import BEGIN, END, section, summaryTable, writeSection  # noqa: E402
 
 
 def run(system, connections=10, size=100, rate=1000.0, **losses):
@@ -190,6 +190,33 @@ class ReportTests(SynchronousTestCase):
         table = summaryTable(runs, [(10, 100)])
         self.assertIn("| rsyslog imtcp → omkafka | 2k, **3 lost** |", table)
         self.assertIn("| 2k* |", table)
+
+    def test_section(self):
+        """
+        The section is framed by the markers and states the date, command,
+        versions, settings, the plot and whether any message went astray.
+        """
+        context = {
+            "date": "2026-12-02",
+            "command": "python bench/peers.py --repeat 3",
+            "machine": "2 CPUs",
+            "versions": {"rsyslog": "8.2302.0"},
+            "settings": {"rsyslog": "imtcp -> omkafka"},
+            "plot": "peers.png",
+            "note": "A note.",
+        }
+        text = section([run("rsyslog", lost=2)], [(10, 100)], context)
+        self.assertTrue(text.startswith(BEGIN) and text.endswith(END))
+        for fragment in (
+            "— 2026-12-02",
+            "`python bench/peers.py --repeat 3`",
+            "rsyslog 8.2302.0",
+            "- **rsyslog**: imtcp -> omkafka",
+            "![messages/s against connections](peers.png)",
+            "losses as marked",
+            "A note.",
+        ):
+            self.assertIn(fragment, text)
 
 
 class GuardTests(SynchronousTestCase):

@@ -123,18 +123,15 @@ class ScheduleTests(SynchronousTestCase):
 
     def test_messagesFor(self):
         """
-        N covers the wanted seconds (with a tenth to spare) at the best rate
-        measured so far, else at the prior estimate, and is capped by bytes.
+        N covers the wanted seconds (with a quarter to spare) at the best
+        rate measured so far in the cell, else in the system's other cells
+        of that size, else at the prior estimate, and is capped by bytes.
         """
-        self.assertEqual(
-            peers.messagesFor("gateway", 100, 2, {}, 10**9),
-            (880_000, False),
-        )
-        self.assertEqual(
-            peers.messagesFor("gateway", 100, 2, {("gateway", 100): 1000}, 10**9),
-            (2200, False),
-        )
-        self.assertEqual(peers.messagesFor("gateway", 1000, 5, {}, 10**6), (1000, True))
+        measured = {("gateway", 10, 100): 1000, ("gateway", 100, 100): 4000}
+        self.assertEqual(peers.messagesFor("gateway", 1, 100, 2, {}, 10**9), (1_000_000, False))
+        self.assertEqual(peers.messagesFor("gateway", 10, 100, 2, measured, 10**9), (2500, False))
+        self.assertEqual(peers.messagesFor("gateway", 1, 100, 2, measured, 10**9), (10_000, False))
+        self.assertEqual(peers.messagesFor("gateway", 1, 1000, 5, {}, 10**6), (1000, True))
 
 
 class InstallTests(SynchronousTestCase):

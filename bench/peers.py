@@ -210,11 +210,12 @@ def runOne(name, connections, size, n, bootstrap, brokerPort, args):
 def describe(run):
     losses = ", ".join(f"{run[k]:,} {k}" for k in ("lost", "duplicated", "mangled") if run.get(k))
     cpu = run["cpuPerMessage"]
+    rss = "–" if run["peakRssMiB"] is None else f"{run['peakRssMiB']:.0f}"
     return (
         f"{run['system']:>9} M={run['connections']:<3} {run['size']:>4} B: "
         f"{run['held']:>9,} in {run['seconds']:6.2f} s = {rate(run['rate']):>9} msg/s, "
         f"CPU {cpu if cpu is None else f'{cpu:.2f}'} µs/msg, "
-        f"RSS {run['peakRssMiB'] or 0:.0f} MiB, broker conns {run['brokerConnections']}"
+        f"RSS {rss} MiB, broker conns {run['brokerConnections']}"
         + (f"; {losses} (first missing: {run.get('missing')})" if losses else "")
         + (" (short)" if run["short"] else "")
     )

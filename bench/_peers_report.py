@@ -95,6 +95,32 @@ def summaryTable(runs, cells):
     return "\n".join(lines)
 
 
+def ratios(runs, cells):
+    """
+    The gateway's best messages/s against rsyslog's per cell and against
+    kcat's per size (issue 14's targets), as a sentence.
+    """
+    groups = best(runs)
+
+    def ratio(a, b):
+        if a in groups and b in groups:
+            return f"{groups[a][0]['rate'] / groups[b][0]['rate']:.2f}"
+        return "–"
+
+    versusRsyslog = ", ".join(
+        f"M={m} {s} B {ratio(('gateway', m, s), ('rsyslog', m, s))}" for m, s in cells
+    )
+    versusKcat = ", ".join(
+        f"{s} B {ratio(('gateway', m, s), ('kcat', m, s))}"
+        for m, s in cells
+        if m == min(c for c, z in cells if z == s)
+    )
+    return (
+        f"Gateway ÷ rsyslog (messages/s): {versusRsyslog}. Gateway ÷ kcat at each "
+        f"size's smallest M: {versusKcat}."
+    )
+
+
 def plot(runs, cells, path):
     """
     Messages/s against connections, one panel per message size, one line per
@@ -169,11 +195,14 @@ Command: `{context["command"]}`. Machine: {context["machine"]}. Versions: {versi
 One Kafka broker (`devkafka`), a fresh 1-partition topic per run, newline
 framing; messages/s from the first byte until the topic's end offset reached
 N, best of the interleaved runs; every run's topic read back: {counted}.
-`*`: a run shorter than asked (N capped by `--max-mb`). CPU is the system's
+`*`: a run shorter than `--seconds` (N chosen from a lower rate, or capped by
+`--max-mb`). CPU is the system's
 process (all threads) per message; RSS its `VmHWM`; broker connections its
 established TCP connections to the broker port, mid-run and at the end.
 
 {summaryTable(runs, cells)}
+
+{ratios(runs, cells)}
 
 ![messages/s against connections]({context["plot"]})
 

@@ -241,6 +241,23 @@ def schedule(systems, cells, repeat):
     return order
 
 
+def commandLine(argv):
+    """
+    The command as run, with C{--note}'s text (printed on its own) elided.
+    """
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            shown.append("…")
+            skip = False
+            continue
+        if arg.startswith("--note="):
+            arg = "--note=…"
+        skip = arg == "--note"
+        shown.append(arg)
+    return " ".join(["python bench/peers.py", *shown])
+
+
 def versions(broker):
     from importlib.metadata import version
 
@@ -250,7 +267,7 @@ def versions(broker):
     out = {
         "Python": sys.version.split()[0],
         "Twisted": version("twisted"),
-        "confluent-kafka": confluent_kafka.version()[0],
+        "confluent-kafka": version("confluent-kafka"),
         "librdkafka (gateway)": confluent_kafka.libversion()[0],
         "Kafka": broker.version,
     }
@@ -306,6 +323,11 @@ def main(argv=None):
 
     from devkafka import DevKafka
 
+    if args.from_json:
+        ensureMatplotlib()
+        saved = json.loads(Path(args.from_json).read_text())
+        report(saved["runs"], [tuple(c) for c in saved["cells"]], saved["context"])
+        return 0
     if not args.no_write:
         ensureMatplotlib()
     if "kcat" in systems:
@@ -337,7 +359,7 @@ def main(argv=None):
         if not args.no_write:
             context = {
                 "date": datetime.date.today().isoformat(),
-                "command": "python bench/peers.py " + " ".join(argv or sys.argv[1:]),
+                "command": commandLine(argv or sys.argv[1:]),
                 "machine": machine(),
                 "versions": versions(broker),
                 "settings": {s: SETTINGS[s] for s in systems},

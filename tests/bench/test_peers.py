@@ -20,7 +20,7 @@ import peers  # noqa: E402
 from _common import payloads  # noqa: E402
 from _peers_check import PREFIX, Tally  # noqa: E402
 from _peers_install import libraryDependencies  # noqa: E402
-from _peers_report import BEGIN, END, section, summaryTable, writeSection  # noqa: E402
+from _peers_report import BEGIN, END, ratios, section, summaryTable, writeSection  # noqa: E402
 
 
 def run(system, connections=10, size=100, rate=1000.0, **losses):
@@ -187,6 +187,34 @@ class ReportTests(SynchronousTestCase):
         table = summaryTable(runs, [(10, 100)])
         self.assertIn("| rsyslog imtcp → omkafka | 2k, **3 lost** |", table)
         self.assertIn("| 2k* |", table)
+
+    def test_ratios(self):
+        """
+        The gateway's best rate is set against rsyslog's in every cell and
+        against kcat's in each size's smallest-M cell; a missing figure is
+        a dash.
+        """
+        runs = [
+            run("gateway", connections=1, rate=500.0),
+            run("gateway", connections=1, rate=300.0),
+            run("rsyslog", connections=1, rate=1000.0),
+            run("kcat", connections=1, rate=2000.0),
+            run("gateway", connections=10, rate=800.0),
+        ]
+        self.assertEqual(
+            ratios(runs, [(1, 100), (10, 100)]),
+            "Gateway ÷ rsyslog (messages/s): M=1 100 B 0.50, M=10 100 B –. "
+            "Gateway ÷ kcat at each size's smallest M: 100 B 0.25.",
+        )
+
+    def test_commandLine(self):
+        """
+        The command shown in the results leaves out the note's text.
+        """
+        self.assertEqual(
+            peers.commandLine(["--repeat", "3", "--note", "a b", "--note=c"]),
+            "python bench/peers.py --repeat 3 --note … --note=…",
+        )
 
     def test_section(self):
         """

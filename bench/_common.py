@@ -18,10 +18,13 @@ if str(ROOT) not in sys.path:
 FRAMINGS = ("lines", "length-prefixed")
 
 
-def payloads(count, size, start=0):
+def payloads(count, size, start=0, prefix=b""):
     """
     C{count} distinct payloads of C{size} bytes, none containing a newline.
 
+    :param prefix: bytes before each payload's index (C{b"m"} keeps a
+        payload from starting with a digit, which rsyslog's C{imtcp} would
+        take for an octet count).
     :rtype: L{list} of L{bytes}
     """
     if size < 1:
@@ -29,7 +32,7 @@ def payloads(count, size, start=0):
     filler = b"x" * size
     out = []
     for i in range(start, start + count):
-        head = b"%d:" % i
+        head = b"%s%d:" % (prefix, i)
         out.append((head + filler)[:size])
     return out
 

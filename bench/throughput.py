@@ -79,7 +79,9 @@ def _connectionShares(messages, clients):
     return [base + (1 if c < extra else 0) for c in range(clients)]
 
 
-def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, done, acks):
+def clientProcess(
+    port, framing, size, shares, firstIndex, ready, go, results, done, acks=False, prefix=b""
+):
     """
     One client process: connect every connection, build every connection's
     byte stream in advance, wait for C{go}, then write all of them as fast as
@@ -90,12 +92,13 @@ def clientProcess(port, framing, size, shares, firstIndex, ready, go, results, d
     :param firstIndex: the global index of this process's first message.
     :param acks: the listener has C{ack=on}: also read every connection's
         acknowledgements, until each has the one of its last message.
+    :param prefix: see L{_common.payloads}.
     """
     try:
         buffers = []
         index = firstIndex
         for count in shares:
-            buffers.append(frame(framing, payloads(count, size, start=index)))
+            buffers.append(frame(framing, payloads(count, size, start=index, prefix=prefix)))
             index += count
         sockets = []
         for _ in shares:
@@ -163,7 +166,7 @@ class Clients:
     The client processes of one run.
     """
 
-    def __init__(self, port, framing, size, messages, clients, processes, acks=False):
+    def __init__(self, port, framing, size, messages, clients, processes, acks=False, prefix=b""):
         context = multiprocessing.get_context("spawn")
         self.ready = context.Queue()
         self.results = context.Queue()
@@ -188,6 +191,7 @@ class Clients:
                     self.results,
                     self.done,
                     acks,
+                    prefix,
                 ),
                 daemon=True,
             )

@@ -1,0 +1,3 @@
+"""
+Tests for the reusable parts of the benchmarks in C{bench/}.
+"""

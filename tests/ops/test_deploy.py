@@ -228,6 +228,32 @@ class DeployTests(ExportedMixin, SynchronousTestCase):
             used,
         )
 
+    def test_dashboardLayout(self):
+        """
+        The dashboard imports cleanly: a fixed uid, unique panel ids, every
+        panel on the 24-column grid without overlapping another, and every
+        query on the chosen Prometheus data source.
+        """
+        dashboard = json.loads(DASHBOARD.read_text())
+        self.assertEqual(dashboard["uid"], "kafka-gateway")
+        panels = dashboard["panels"]
+        self.assertEqual(len({p["id"] for p in panels}), len(panels))
+        cells = set()
+        for panel in panels:
+            grid = panel["gridPos"]
+            self.assertLessEqual(grid["x"] + grid["w"], 24, panel["title"])
+            area = {
+                (x, y)
+                for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])
+            }
+            self.assertFalse(cells & area, f"{panel['title']} overlaps another panel")
+            cells |= area
+            for target in [panel, *panel["targets"]]:
+                self.assertEqual(
+                    target["datasource"], {"type": "prometheus", "uid": "${datasource}"}
+                )
+
     def test_rulesMetricsExported(self):
         """
         Every alerting rule's expression names metrics and labels the

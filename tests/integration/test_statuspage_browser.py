@@ -4,7 +4,8 @@ The status page in headless Chromium against a real gateway (C{twistd -n
 gateway} as a subprocess) and a real Kafka broker: after clients sent known
 traffic the page shows the figures the gateway has, and while a client sends
 it shows rates above zero and charts holding the readings. Screenshots go to
-C{test-artifacts/}.
+C{test-artifacts/}. The charts' 15-minute window is checked against a
+C{status.json} served by the test, whose clock moves a minute per reading.
 
 Chromium is Debian's C{chromium} package (C{scripts/test} installs it when
 run as root); without it the test fails, it is never skipped.
@@ -17,8 +18,10 @@ import subprocess
 import threading
 import time
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from gateway.ops.statuspage import statusPage
 from tests.integration.support.http import status
 from tests.integration.support.process import linesGateway
 from tests.integration.support.topics import newTopic
@@ -349,3 +352,89 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         for sock in sockets:
             sock.close()
         gateway.stop()
+
+
+class FakeStatus(BaseHTTPRequestHandler):
+    """
+    The status page, and a C{status.json} whose clock moves a minute per
+    reading, with 600 more messages accepted each time.
+    """
+
+    readings = 0
+    document = statusPage().document
+
+    def do_GET(self):
+        if self.path == "/":
+            body, kind = self.document, "text/html; charset=utf-8"
+        elif self.path == "/status.json":
+            n = type(self).readings = type(self).readings + 1
+            body, kind = json.dumps(fakeStatus(n)).encode(), "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def fakeStatus(n):
+    """
+    :return: the C{n}th reading of a gateway accepting 10 messages/s.
+    """
+    producer = dict.fromkeys(
+        ["produced", "delivered", "pending", "failed", "deadLettered", "spooled"], 0
+    )
+    producer.update(accepted=600 * n, bytesSent=None, brokersUp=None, storageProblems=[])
+    return {
+        "version": "0",
+        "uptime": 60.0 * n,
+        "topic": "t",
+        "state": "ready",
+        "reason": "",
+        "ready": True,
+        "budget": {"bytes": 1e6, "held": 0, "fraction": 0.0, "paused": False},
+        "producer": producer,
+        "listeners": [],
+        "kafkaConnections": 2,
+        "health": None,
+        "time": 1.7e9 + 60.0 * n,
+    }
+
+
+def test_chartsKeepFifteenMinutes(tmp_path):
+    """
+    The charts hold the readings of the last 15 minutes of the gateway's
+    clock and drop older ones: after 20 readings a minute apart, 16 are
+    drawn (the newest and the 15 minutes before it), the rate computed from
+    the gateway's clock (10 messages/s).
+    """
+    requireChromium()
+    FakeStatus.readings = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStatus)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
+        done = subprocess.run(
+            [CHROMIUM, *flags, "--virtual-time-budget=19500", f"--user-data-dir={tmp_path}"]
+            + ["--dump-dom", url],
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+        page = Page(done.stdout.decode())
+    finally:
+        server.shutdown()
+        server.server_close()
+    readings = FakeStatus.readings
+    assert readings >= 18, readings
+    points = int(page.attributes["chart-messages"]["data-points"])
+    assert points == min(readings, 16), (points, readings)
+    assert json.loads(page.attributes["chart-messages"]["data-max"]) == [10, 0]
+    assert json.loads(page.attributes["chart-health"]["data-max"]) == [None, 1, None]

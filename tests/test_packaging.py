@@ -63,6 +63,9 @@ def test_wheelHoldsPluginWithoutTwistedInit(wheel):
         "gateway/kafka/producer.py",
         "gateway/ops/readiness.py",
         "gateway/ops/static/status.html",
+        "gateway/ops/static/uPlot.iife.min.js",
+        "gateway/ops/static/uPlot.min.css",
+        "gateway/ops/static/uPlot.LICENSE.txt",
     ):
         assert module in names
 

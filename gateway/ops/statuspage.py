@@ -8,10 +8,18 @@ The document is C{gateway/ops/static/status.html}: plain HTML, CSS and a little
 JavaScript, no build step. It shows the state and reason, rates (messages/s
 and MB/s in, messages/s delivered, from the differences between two
 readings over the server's own clock), the budget as a bar, the producer's
-counters and a row per listener.
+counters, a row per listener, and charts of the last 15 minutes of those
+readings kept by the browser.
+
+The charts are drawn by uPlot (MIT, npm package C{uplot} 1.6.32: 50 kB
+minified, no dependencies, canvas), vendored as
+C{static/uPlot.iife.min.js}, C{static/uPlot.min.css} and
+C{static/uPlot.LICENSE.txt} and written inline into the document where it
+has a C{<!-- vendored: NAME -->} marker: gateways run on closed networks,
+so nothing comes from a CDN, and one response is the whole page.
 
 It is served with a Content-Security-Policy that allows only its own inline
-script and style (by hash) and requests to its own origin.
+scripts and styles (by hash) and requests to its own origin.
 """
 
 import base64
@@ -22,10 +30,17 @@ from importlib import resources
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
-__all__ = ["StatusPage", "contentSecurityPolicy", "statusPage"]
+__all__ = ["StatusPage", "VENDORED", "contentSecurityPolicy", "inlineVendored", "statusPage"]
 
-#: The document, relative to the C{gateway} package.
+#: The document, relative to the C{gateway.ops} package.
 DOCUMENT = "static/status.html"
+
+#: The vendored files written into the document, relative to C{gateway.ops},
+#: each with the element it goes in.
+VENDORED = {
+    "static/uPlot.min.css": "style",
+    "static/uPlot.iife.min.js": "script",
+}
 
 
 def _hashes(document, tag):
@@ -104,11 +119,35 @@ class StatusPage(Resource):
         return self.document
 
 
+def inlineVendored(document, read):
+    """
+    Write each vendored file into C{document} in place of its marker
+    C{<!-- vendored: NAME -->}, inside the element L{VENDORED} names.
+
+    :param document: the HTML, L{bytes}.
+    :param read: a callable from a path in L{VENDORED} to the file's L{bytes}.
+    :return: the HTML with the files inline, L{bytes}.
+    :raises ValueError: when a marker is missing, or a file would close its
+        element early.
+    """
+    for path, tag in VENDORED.items():
+        marker = b"<!-- vendored: %s -->" % (path.rsplit("/", 1)[-1].encode(),)
+        body = read(path)
+        if marker not in document:
+            raise ValueError(f"the status page has no marker {marker.decode()}")
+        if b"</%s" % (tag.encode(),) in body.lower():
+            raise ValueError(f"{path} contains </{tag}, which would end its element")
+        element = b"<%s>%s</%s>" % (tag.encode(), body, tag.encode())
+        document = document.replace(marker, element)
+    return document
+
+
 def statusPage():
     """
     The status page resource, for C{gateway.ops.web.buildSite} to mount at C{/}.
 
     :rtype: L{StatusPage}
     """
-    document = resources.files("gateway.ops").joinpath(DOCUMENT).read_bytes()
-    return StatusPage(document)
+    files = resources.files("gateway.ops")
+    document = files.joinpath(DOCUMENT).read_bytes()
+    return StatusPage(inlineVendored(document, lambda path: files.joinpath(path).read_bytes()))

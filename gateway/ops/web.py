@@ -136,7 +136,20 @@ def statusSnapshot(collector, uptime, now):
         "descriptors": _descriptors(gateway.descriptors),
         "worker": {"index": gateway.workerIndex, "count": gateway.workerCount, "pid": os.getpid()},
         "kafkaConnections": collector.kafkaConnections(),
+        "health": _health(gateway.health),
         "time": now,
+    }
+
+
+def _health(health):
+    if health is None:
+        return None
+    brokers = health.status()["brokers"].values()
+    latencies = [b["latency"] for b in brokers if b["up"] and b["latency"] is not None]
+    return {
+        "brokers": len(brokers),
+        "brokersUp": sum(1 for b in brokers if b["up"]),
+        "slowestProbe": max(latencies, default=None),
     }
 
 

@@ -7,6 +7,7 @@ Chromium: tests/integration/test_statuspage_browser.py.)
 
 import base64
 import configparser
+import fnmatch
 import hashlib
 import re
 from pathlib import Path
@@ -16,9 +17,21 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
-from gateway.ops.statuspage import DOCUMENT, StatusPage, contentSecurityPolicy, statusPage
+from gateway.ops.statuspage import (
+    DOCUMENT,
+    VENDORED,
+    StatusPage,
+    contentSecurityPolicy,
+    inlineVendored,
+    statusPage,
+)
 
 ROOT = Path(__file__).parents[2]
+STATIC = ROOT / "gateway" / "ops"
+
+
+def readStatic(path):
+    return (STATIC / path).read_bytes()
 
 
 class Root(Resource):
@@ -80,7 +93,7 @@ class StatusPageTests(SynchronousTestCase):
         )
         self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
         self.assertEqual(response.headers.getRawHeaders("x-content-type-options"), ["nosniff"])
-        self.assertEqual(body, (ROOT / "gateway" / "ops" / DOCUMENT).read_bytes())
+        self.assertEqual(body, inlineVendored(readStatic(DOCUMENT), readStatic))
         self.assertTrue(body.startswith(b"<!DOCTYPE html>"))
 
     def test_head(self):
@@ -130,12 +143,14 @@ class StatusPageTests(SynchronousTestCase):
         """
         response, body = self.get("http://gateway/")
         [policy] = response.headers.getRawHeaders("content-security-policy")
-        [script] = re.findall(rb"<script>(.*?)</script>", body, re.S)
-        [style] = re.findall(rb"<style>(.*?)</style>", body, re.S)
+        scripts = re.findall(rb"<script>(.*?)</script>", body, re.S)
+        styles = re.findall(rb"<style>(.*?)</style>", body, re.S)
+        # The page's own and uPlot's, each.
+        self.assertEqual((len(scripts), len(styles)), (2, 2))
         directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
         self.assertEqual(directives["default-src"], "'none'")
-        self.assertEqual(directives["script-src"], sha256(script))
-        self.assertEqual(directives["style-src"], sha256(style))
+        self.assertEqual(directives["script-src"], " ".join(sha256(s) for s in scripts))
+        self.assertEqual(directives["style-src"], " ".join(sha256(s) for s in styles))
         self.assertEqual(directives["connect-src"], "'self'")
         self.assertNotIn(b"<script src", body)
         self.assertNotIn(b" style=", body)
@@ -161,10 +176,55 @@ class StatusPageTests(SynchronousTestCase):
 
     def test_packaged(self):
         """
-        The document is package data: setup.cfg ships C{gateway/ops/static/*.html}.
+        The document, the vendored files and uPlot's licence are package
+        data: setup.cfg's patterns for C{gateway.ops} match each of them.
         """
         config = configparser.ConfigParser()
         config.read(ROOT / "setup.cfg")
-        patterns = config["options.package_data"]["gateway.ops"].split(",")
-        self.assertIn("static/*.html", [p.strip() for p in patterns])
+        patterns = [p.strip() for p in config["options.package_data"]["gateway.ops"].split(",")]
         self.assertEqual(DOCUMENT, "static/status.html")
+        for path in [DOCUMENT, *VENDORED, "static/uPlot.LICENSE.txt"]:
+            self.assertTrue((STATIC / path).is_file(), path)
+            self.assertTrue(any(fnmatch.fnmatch(path, p) for p in patterns), (path, patterns))
+
+
+class VendoredTests(SynchronousTestCase):
+    """
+    L{inlineVendored} writes the vendored files into the document.
+    """
+
+    def test_inline(self):
+        """
+        Each marker is replaced by its file inside the element L{VENDORED}
+        names; the served page has no marker left, and uPlot in it.
+        """
+        files = {"static/uPlot.min.css": b".u{}", "static/uPlot.iife.min.js": b"var uPlot=1;"}
+        document = b"<!-- vendored: uPlot.min.css --><p><!-- vendored: uPlot.iife.min.js -->"
+        self.assertEqual(
+            inlineVendored(document, files.__getitem__),
+            b"<style>.u{}</style><p><script>var uPlot=1;</script>",
+        )
+        served = statusPage().document
+        self.assertNotIn(b"<!-- vendored:", served)
+        self.assertIn(b"<script>/*! https://github.com/leeoniya/uPlot (v1.6.32) */", served)
+
+    def test_missingMarker(self):
+        """
+        A document without a file's marker is refused, naming the marker.
+        """
+        error = self.assertRaises(ValueError, inlineVendored, b"<p>", lambda path: b"")
+        self.assertIn("<!-- vendored: uPlot.min.css -->", str(error))
+
+    def test_elementEndInFile(self):
+        """
+        A file that would end its element early (C{</script>} inside a
+        script) is refused, naming the file.
+        """
+        document = b"<!-- vendored: uPlot.min.css --><!-- vendored: uPlot.iife.min.js -->"
+        error = self.assertRaises(
+            ValueError,
+            inlineVendored,
+            document,
+            lambda path: b"x='</SCRIPT>'" if path.endswith(".js") else b"",
+        )
+        self.assertIn("static/uPlot.iife.min.js", str(error))

@@ -415,6 +415,12 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
             },
         )
         self.assertGreater(descriptors["inUse"], 0)
+        [broker] = self.gateway.health.status()["brokers"].values()
+        self.assertEqual(
+            status.pop("health"),
+            {"brokers": 1, "brokersUp": 1, "slowestProbe": broker["latency"]},
+        )
+        self.assertIsNotNone(broker["latency"])
         router = self.gateway.router
         self.assertEqual(
             status,
@@ -484,6 +490,29 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
             },
         )
         self.assertGreater(router.lastHeldBytes, 0)
+
+    def test_healthOfBrokers(self):
+        """
+        C{health} counts the brokers and those answering the probe, with the
+        slowest answer's latency; with none answering, no latency; without a
+        health service, C{null}.
+        """
+        self.makeSite()
+        self.start()
+        [broker] = self.gateway.health.status()["brokers"].values()
+        self.assertEqual(
+            json.loads(self.get("/status.json")[1])["health"],
+            {"brokers": 1, "brokersUp": 1, "slowestProbe": broker["latency"]},
+        )
+        self.network.refusing.add(BROKER)
+        self.network.cut(BROKER)
+        self.assertEqual(
+            json.loads(self.get("/status.json")[1])["health"],
+            {"brokers": 1, "brokersUp": 0, "slowestProbe": None},
+        )
+        self.makeSite(health=False)
+        self.start()
+        self.assertIsNone(json.loads(self.get("/status.json")[1])["health"])
 
     def test_pausedUnderBackPressure(self):
         """

@@ -156,6 +156,7 @@ class ClientKeeperTests(SynchronousTestCase):
         """
         self.assertIs(self.keeper.client, NO_CLIENT)
         self.assertFalse(self.keeper.hasClient())
+        self.assertIsNone(self.keeper.lastError)
         self.assertEqual((self.keeper.pendingCount(), self.keeper.bytesSent()), (0, 0))
         self.assertIsNone(self.keeper.brokersUp())
 
@@ -198,6 +199,9 @@ class ClientKeeperTests(SynchronousTestCase):
         self.assertEqual(self.keeper.bytesSent(), 100)
         self.keeper.connect().sent = 5
         self.assertEqual(self.keeper.bytesSent(), 105)
+        self.keeper.close()
+        self.keeper.connect().sent = 1
+        self.assertEqual(self.keeper.bytesSent(), 106)
 
     def test_bytesSentUnknown(self):
         """
@@ -436,14 +440,12 @@ class ClientKeeperTests(SynchronousTestCase):
         """
         self.started()
         transport = DeliveryError("_TRANSPORT", "connection refused")
-        self.keeper.clientError(transport)
-        self.clock.advance(29.5)
-        self.keeper.clientError(transport)
-        self.clock.advance(0.5)
-        self.keeper.clientError(transport)
-        self.clock.advance(29.5)
-        self.keeper.clientError(transport)
-        self.assertEqual(len([e for e in self.logged if "code" in e]), 2)
+        logged = []
+        for advance in (0, 29.5, 0.5, 29.5):
+            self.clock.advance(advance)
+            self.keeper.clientError(transport)
+            logged.append(len([e for e in self.logged if "code" in e]))
+        self.assertEqual(logged, [1, 1, 2, 2])
 
     def test_closeUncountedBytes(self):
         """

@@ -769,3 +769,31 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual(len(self.clock.getDelayedCalls()), 2)
         guard.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_readsSoftLimit(self):
+        """
+        Started without a limit, the guard reads the soft one, not the hard
+        one.
+        """
+        self.patch(descriptors.resource, "getrlimit", lambda which: (100, 5000))
+        guard = DescriptorGuard([], self.clock, reserve=10, publisher=self.publisher)
+        guard.start(inUse=20)
+        self.addCleanup(guard.stop)
+        self.assertEqual((guard.limit, guard.capacity), (100, 70))
+
+    def test_warningInterval(self):
+        """
+        The interval given is the one between warnings, of either kind.
+        """
+        guard = DescriptorGuard(
+            self.listeners, self.clock, reserve=0, interval=2.0, publisher=self.publisher
+        )
+        guard.start(limit=1, inUse=0)
+        self.addCleanup(guard.stop)
+        guard.opened()
+        self.acceptError("ENFILE")
+        self.clock.advance(2.0)
+        guard.closed()
+        guard.opened()
+        self.acceptError("ENFILE")
+        self.assertEqual([w["times"] for w in self.logs("warn")], [1, 1, 1, 1])

@@ -318,6 +318,27 @@ class OctetCountingParserTests(SynchronousTestCase):
         self.assertEqual(parsed(b"1 a0"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 1}))
         self.assertEqual(parsed(b"1 ax"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 1}))
 
+    def test_tooLargeJudgedOnLimitDigitsPlusOne(self):
+        """
+        Without a space within the limit's digits plus one, the length is
+        judged on those bytes alone: its declared size is theirs, whatever
+        follows.
+        """
+        self.assertEqual(
+            parsed(b"1 a12345 x"), (TOO_LARGE, [b"a"], 3, {"buffered": 7, "size": 1234})
+        )
+        self.assertEqual(
+            parsed(b"1 a1234x"), (TOO_LARGE, [b"a"], 3, {"buffered": 5, "size": 1234})
+        )
+
+    def test_newlineFirst(self):
+        """
+        With C{allow-newline}, a bare C{LF} at the very start of the buffer
+        is skipped like any other empty frame.
+        """
+        self.assertEqual(parsed(b"\nab\n", allowNewline=True), ([b"ab"], 4))
+        self.assertEqual(parsed(b"\n", allowNewline=True), ([], 1))
+
     def test_newlineFrames(self):
         """
         With C{allow-newline}, a frame not starting with a digit (C{0} to

@@ -218,6 +218,19 @@ class NetstringParserTests(SynchronousTestCase):
         self.assertEqual(parsed(b"2:ab,0"), ([b"ab"], 5))
         self.assertEqual(parsed(b"2:ab,100"), ([b"ab"], 5))
 
+    def test_tooLargeJudgedOnLimitDigitsPlusOne(self):
+        """
+        Without a colon within the limit's digits plus one, the length is
+        judged on those bytes alone: its declared size is theirs, whatever
+        follows.
+        """
+        self.assertEqual(
+            parsed(b"2:ab,12345:x,"), (TOO_LARGE, [b"ab"], 5, {"buffered": 8, "size": 1234})
+        )
+        self.assertEqual(
+            parsed(b"2:ab,12345"), (TOO_LARGE, [b"ab"], 5, {"buffered": 5, "size": 1234})
+        )
+
     def test_zeroLength(self):
         """
         C{0:} may start with a zero; C{00:} may not.

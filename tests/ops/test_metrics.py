@@ -638,7 +638,14 @@ class CollectorValueTests(GatewayMixin, SynchronousTestCase):
             for (name, labels), value in samples.items()
             if name == "gateway_connections_refused_total"
         }
-        self.assertEqual(refused, {"max-connections": 0, "max-per-address": 0, "descriptors": 2})
+        self.assertEqual(
+            {
+                reason: refused[reason]
+                for reason in ("max-connections", "max-per-address", "descriptors")
+            },
+            {"max-connections": 0, "max-per-address": 0, "descriptors": 2},
+        )
+        self.assertNotIn("tls-handshake", refused)
         self.assertEqual(samples["gateway_listener_accepting", (("listener", "lines"),)], 0)
 
     def test_producerValues(self):

@@ -301,6 +301,13 @@ class VarintParserTests(SynchronousTestCase):
         )
         self.assertEqual(parsed(b"\x80" * 9 + b"\x00"), ([b""], 10))
 
+    def test_longVarintReachingLimit(self):
+        """
+        A varint of three bytes or more whose value reaches exactly the
+        limit before its last byte is read on to that byte.
+        """
+        self.assertEqual(parsed(b"\x80\x81\x00" + b"m" * 128, limit=128), ([b"m" * 128], 131))
+
     def test_encodeVarintRange(self):
         """
         L{encodeVarint} refuses negative values and values of 64 bits or

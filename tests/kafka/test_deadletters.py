@@ -99,6 +99,16 @@ class DeadLettersTests(SynchronousTestCase):
             formatEvent(event), f"Kafka refused a 0-byte record for t: why; written to {self.path}"
         )
 
+    def test_noWrittenAgainWithoutFailure(self):
+        """
+        Records written at the first try say nothing of the file being
+        written again, and leave no error.
+        """
+        deadLetters = DeadLetters(self.path)
+        deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        self.assertIsNone(deadLetters.error)
+        self.assertEqual([e for e in self.logged if "written again" in e["log_format"]], [])
+
     def test_onlyNoneValueIsEmpty(self):
         """
         Of a batch of records without values, the first is the culprit.

@@ -273,3 +273,27 @@ class ChunksTests(SynchronousTestCase):
         """
         self.assertIs(FRAMINGS["chunks"].buildFactory(None).protocol, ChunksProtocol)
         self.assertIs(FRAMINGS["chunks"].protocolClass(), ChunksProtocol)
+
+    def test_noEmptyChunkAfterFullCut(self):
+        """
+        An idle timer armed for bytes that a full chunk then took publishes
+        nothing when it fires: no empty chunk.
+        """
+        protocol, transport, stream = self.connect(maxSize=4)
+        protocol.dataReceived(b"ab")
+        self.clock.advance(0.1)
+        protocol.dataReceived(b"cd")
+        self.clock.advance(1)
+        self.assertEqual(self.published, [b"abcd"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idleInMilliseconds(self):
+        """
+        C{idle-ms} is in thousandths of a second: 1000 is one second.
+        """
+        protocol, transport, stream = self.connect(**{"idle-ms": "1000"})
+        protocol.dataReceived(b"abc")
+        self.clock.advance(0.9995)
+        self.assertEqual(self.published, [])
+        self.clock.advance(0.0005)
+        self.assertEqual(self.published, [b"abc"])

@@ -6,7 +6,7 @@ and mixed with newline-terminated frames, plus what is particular to it.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.framing import INCOMPLETE, MALFORMED_LENGTH, TOO_LARGE
+from gateway.framing import INCOMPLETE, MALFORMED_LENGTH, TOO_LARGE, FramingError
 from gateway.framing.octetcounting import OctetCountingProtocol
 from gateway.registry import loadFramings
 from gateway.testing import FramingConformanceMixin, connectFraming
@@ -271,3 +271,107 @@ class OctetCountingPluginTests(SynchronousTestCase):
             FRAMINGS["octet-counting"], options={"allow-newline": "yes"}
         )
         self.assertTrue(protocol.allowNewline)
+
+
+def parsed(buffer, limit=100, allowNewline=False):
+    """
+    :return: what L{OctetCountingProtocol.parseFrames} makes of C{buffer}:
+        its C{(frames, consumed)}, or for bad input C{(reason, frames,
+        consumed, sizes)} of the L{FramingError}.
+    """
+    protocol = OctetCountingProtocol()
+    protocol.allowNewline = allowNewline
+    try:
+        return protocol.parseFrames(buffer, limit)
+    except FramingError as e:
+        return (e.reason, e.frames, e.consumed, e.sizes)
+
+
+class OctetCountingParserTests(SynchronousTestCase):
+    """
+    L{OctetCountingProtocol.parseFrames} on whole buffers: the frames, the
+    bytes they took, and for bad input the error's every field.
+    """
+
+    def test_counted(self):
+        """
+        Whole counted frames are returned with the bytes they took; a
+        partial one is left in the buffer.
+        """
+        self.assertEqual(parsed(b"1 a2 bc3 x"), ([b"a", b"bc"], 7))
+        self.assertEqual(parsed(b"100 " + b"m" * 100), ([b"m" * 100], 104))
+        self.assertEqual(parsed(b"1 a10"), ([b"a"], 3))
+        self.assertEqual(parsed(b"1 a100"), ([b"a"], 3))
+        self.assertEqual(parsed(b"9 123456789"), ([b"123456789"], 11))
+
+    def test_countedErrors(self):
+        """
+        Bad counted frames after good ones carry those frames, the bytes
+        they took, the bytes buffered from the bad one on, and the declared
+        size when there is one.
+        """
+        self.assertEqual(parsed(b"1 a101 x"), (TOO_LARGE, [b"a"], 3, {"buffered": 5, "size": 101}))
+        self.assertEqual(parsed(b"1 a1000"), (TOO_LARGE, [b"a"], 3, {"buffered": 4, "size": 1000}))
+        self.assertEqual(parsed(b"1 a101"), (TOO_LARGE, [b"a"], 3, {"buffered": 3, "size": 101}))
+        self.assertEqual(parsed(b"1 a1x a"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 4}))
+        self.assertEqual(parsed(b"1 a01 a"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 4}))
+        self.assertEqual(parsed(b"1 a0"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 1}))
+        self.assertEqual(parsed(b"1 ax"), (MALFORMED_LENGTH, [b"a"], 3, {"buffered": 1}))
+
+    def test_tooLargeJudgedOnLimitDigitsPlusOne(self):
+        """
+        Without a space within the limit's digits plus one, the length is
+        judged on those bytes alone: its declared size is theirs, whatever
+        follows.
+        """
+        self.assertEqual(
+            parsed(b"1 a12345 x"), (TOO_LARGE, [b"a"], 3, {"buffered": 7, "size": 1234})
+        )
+        self.assertEqual(
+            parsed(b"1 a1234x"), (TOO_LARGE, [b"a"], 3, {"buffered": 5, "size": 1234})
+        )
+
+    def test_newlineFirst(self):
+        """
+        With C{allow-newline}, a bare C{LF} at the very start of the buffer
+        is skipped like any other empty frame.
+        """
+        self.assertEqual(parsed(b"\nab\n", allowNewline=True), ([b"ab"], 4))
+        self.assertEqual(parsed(b"\n", allowNewline=True), ([], 1))
+
+    def test_newlineFrames(self):
+        """
+        With C{allow-newline}, a frame not starting with a digit (C{0} to
+        C{9}) ends at its C{LF}; empty ones are skipped; one of exactly the
+        limit is published, a longer one is too large once more than the
+        limit arrived without an C{LF}.
+        """
+        self.assertEqual(
+            parsed(b"ab\n\n9 123456789", allowNewline=True), ([b"ab", b"123456789"], 15)
+        )
+        self.assertEqual(parsed(b"1 a\n/x\n:y\n", allowNewline=True), ([b"a", b"/x", b":y"], 10))
+        self.assertEqual(
+            parsed(b"0x\n", allowNewline=True), (MALFORMED_LENGTH, [], 0, {"buffered": 3})
+        )
+        self.assertEqual(
+            parsed(b"<" + b"m" * 3 + b"\n", limit=4, allowNewline=True), ([b"<mmm"], 5)
+        )
+        self.assertEqual(
+            parsed(b"1 a<" + b"m" * 4 + b"\n", limit=4, allowNewline=True),
+            (TOO_LARGE, [b"a"], 3, {"buffered": 6, "size": 6}),
+        )
+        self.assertEqual(parsed(b"1 a<mmm", limit=4, allowNewline=True), ([b"a"], 3))
+        self.assertEqual(
+            parsed(b"1 a<mmmm", limit=4, allowNewline=True),
+            (TOO_LARGE, [b"a"], 3, {"buffered": 5, "size": 5}),
+        )
+
+    def test_encodeFrame(self):
+        """
+        C{encodeFrame} writes the length, a space and the payload; an empty
+        payload cannot be counted.
+        """
+        protocol = OctetCountingProtocol()
+        self.assertEqual(protocol.encodeFrame(b"hello"), b"5 hello")
+        error = self.assertRaises(ValueError, protocol.encodeFrame, b"")
+        self.assertEqual(str(error), "an octet-counted frame cannot be empty")

@@ -6,7 +6,7 @@ to it: varint decoding, its bad input, and its encoding.
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from gateway.framing import MALFORMED_LENGTH, TOO_LARGE
+from gateway.framing import MALFORMED_LENGTH, TOO_LARGE, FramingError
 from gateway.framing.varint import VarintProtocol, encodeVarint
 from gateway.registry import loadFramings
 from gateway.testing import FramingConformanceMixin, connectFraming
@@ -241,3 +241,79 @@ class VarintTests(SynchronousTestCase):
         """
         self.assertIs(FRAMINGS["varint"].buildFactory(None).protocol, VarintProtocol)
         self.assertIs(FRAMINGS["varint"].protocolClass(), VarintProtocol)
+
+
+def parsed(buffer, limit=1024):
+    """
+    :return: what L{VarintProtocol.parseFrames} makes of C{buffer}: its
+        C{(frames, consumed)}, or for bad input C{(reason, frames, consumed,
+        sizes)} of the L{FramingError}.
+    """
+    try:
+        return VarintProtocol().parseFrames(buffer, limit)
+    except FramingError as e:
+        return (e.reason, e.frames, e.consumed, e.sizes)
+
+
+class VarintParserTests(SynchronousTestCase):
+    """
+    L{VarintProtocol.parseFrames} on whole buffers: the frames, the bytes
+    they took, and for bad input the error's every field.
+    """
+
+    def test_frames(self):
+        """
+        Whole messages after one-, two- and three-byte varints are returned
+        with the bytes they took; a partial message or varint is left.
+        """
+        self.assertEqual(parsed(b"\x01a\x00\x02bc\x03x"), ([b"a", b"", b"bc"], 6))
+        self.assertEqual(parsed(b"\x80\x01" + b"m" * 128 + b"\x01z"), ([b"m" * 128, b"z"], 132))
+        self.assertEqual(parsed(b"\x81\x80\x00q", limit=2**20), ([b"q"], 4))
+        self.assertEqual(parsed(b"\x01a\x80"), ([b"a"], 2))
+        self.assertEqual(parsed(b"\x01a\x80\x80"), ([b"a"], 2))
+        self.assertEqual(parsed(b"\x01a\x80\x80\x80\x80", limit=2**40), ([b"a"], 2))
+
+    def test_errors(self):
+        """
+        Bad varints after good messages carry those messages, the bytes
+        they took, and the declared size or the varint's bytes.
+        """
+        self.assertEqual(parsed(b"\x01a\x81\x08"), (TOO_LARGE, [b"a"], 2, {"size": 1025}))
+        self.assertEqual(parsed(b"\x01a\xff\xff"), (TOO_LARGE, [b"a"], 2, {"size": 16383}))
+        self.assertEqual(parsed(b"\x01a\x65", limit=100), (TOO_LARGE, [b"a"], 2, {"size": 101}))
+        self.assertEqual(
+            parsed(b"\x01a" + b"\x80" * 10, limit=2**70),
+            (MALFORMED_LENGTH, [b"a"], 2, {"prefixBytes": 10}),
+        )
+        self.assertEqual(
+            parsed(b"\x80" * 9 + b"\x02", limit=2**70),
+            (MALFORMED_LENGTH, [], 0, {"prefixBytes": 10}),
+        )
+
+    def test_tenthByteOne(self):
+        """
+        A 10th byte of 1 is the 64th bit: a length of C{2 ** 63}, valid
+        (too large for any real limit); of 0, a non-minimal zero.
+        """
+        self.assertEqual(parsed(b"\x80" * 9 + b"\x01", limit=2**70), ([], 0))
+        self.assertEqual(
+            parsed(b"\x80" * 9 + b"\x01", limit=2**62), (TOO_LARGE, [], 0, {"size": 2**63})
+        )
+        self.assertEqual(parsed(b"\x80" * 9 + b"\x00"), ([b""], 10))
+
+    def test_longVarintReachingLimit(self):
+        """
+        A varint of three bytes or more whose value reaches exactly the
+        limit before its last byte is read on to that byte.
+        """
+        self.assertEqual(parsed(b"\x80\x81\x00" + b"m" * 128, limit=128), ([b"m" * 128], 131))
+
+    def test_encodeVarintRange(self):
+        """
+        L{encodeVarint} refuses negative values and values of 64 bits or
+        more, saying so.
+        """
+        error = self.assertRaises(ValueError, encodeVarint, -1)
+        self.assertEqual(str(error), "a varint holds 0 to 2**64-1, not -1")
+        self.assertRaises(ValueError, encodeVarint, 2**64)
+        self.assertEqual(encodeVarint(2**64 - 1), b"\xff" * 9 + b"\x01")

@@ -6,7 +6,7 @@ the producer service's client, on a scripted backend and a L{Clock}.
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -115,6 +115,13 @@ class NoClientTests(SynchronousTestCase):
         self.assertIsNone(NO_CLIENT.brokersUp())
         self.assertEqual(NO_CLIENT.latency(), {})
 
+    def test_refusalSays(self):
+        """
+        Its L{BufferError} says there is no client.
+        """
+        error = self.assertRaises(BufferError, NO_CLIENT.produce, "t", b"v")
+        self.assertEqual(str(error), "no Kafka producer client")
+
 
 class ClientKeeperTests(SynchronousTestCase):
     """
@@ -149,6 +156,7 @@ class ClientKeeperTests(SynchronousTestCase):
         """
         self.assertIs(self.keeper.client, NO_CLIENT)
         self.assertFalse(self.keeper.hasClient())
+        self.assertIsNone(self.keeper.lastError)
         self.assertEqual((self.keeper.pendingCount(), self.keeper.bytesSent()), (0, 0))
         self.assertIsNone(self.keeper.brokersUp())
 
@@ -191,6 +199,9 @@ class ClientKeeperTests(SynchronousTestCase):
         self.assertEqual(self.keeper.bytesSent(), 100)
         self.keeper.connect().sent = 5
         self.assertEqual(self.keeper.bytesSent(), 105)
+        self.keeper.close()
+        self.keeper.connect().sent = 1
+        self.assertEqual(self.keeper.bytesSent(), 106)
 
     def test_bytesSentUnknown(self):
         """
@@ -331,3 +342,165 @@ class ClientKeeperTests(SynchronousTestCase):
         self.assertEqual(self.keeper.latency(), {})
         client.latency = lambda: {"rtt": {"0.5": 0.001}}
         self.assertEqual(self.keeper.latency(), {"rtt": {"0.5": 0.001}})
+
+    def test_recreationsCounted(self):
+        """
+        C{recreations} counts every client recreated, and the Nth recreation
+        in a row waits the policy's Nth delay (1, 2, then 4 seconds).
+        """
+        self.started()
+        for delay in (1.0, 2.0, 4.0):
+            self.keeper.clientError(FATAL)
+            self.clock.advance(delay - 0.1)
+            self.assertTrue(self.keeper.recreating())
+            self.clock.advance(0.1)
+            self.assertFalse(self.keeper.recreating())
+        self.assertEqual(len(self.backend.clients), 4)
+        self.assertEqual(self.keeper.recreations, 3)
+        self.assertEqual(self.replaced, self.backend.clients[1:])
+
+    def test_recreationLogged(self):
+        """
+        A recreation is logged as an error with why and its delay; the new
+        client's creation with the backend and the bootstrap servers.
+        """
+        self.started()
+        self.keeper.clientError(FATAL)
+        self.clock.advance(1.0)
+        scheduled = [e for e in self.logged if "why" in e]
+        self.assertEqual(
+            [(e["why"], e["delay"], e["log_level"].name) for e in scheduled],
+            [("hit a fatal error", 1.0, "error")],
+        )
+        self.assertEqual(
+            formatEvent(scheduled[0]), "Kafka producer hit a fatal error; recreating it in 1.0 s"
+        )
+        created = [e for e in self.logged if "bootstrap" in e]
+        self.assertEqual(
+            [(e["backend"], e["bootstrap"], formatEvent(e)) for e in created],
+            [("scripted", "h:1", "Kafka producer created (scripted) for h:1")] * 2,
+        )
+
+    def test_failedRecreationLogged(self):
+        """
+        A refused recreation is logged as an error naming the backend and
+        the reason, and the next one is scheduled as "could not be created
+        again".
+        """
+        self.started()
+        self.keeper.clientError(FATAL)
+        self.backend.refuse = RuntimeError("resolver down")
+        self.clock.advance(1.0)
+        refused = [e for e in self.logged if "error" in e and "backend" in e]
+        self.assertEqual(len(refused), 1)
+        self.assertEqual(refused[0]["backend"], "scripted")
+        self.assertEqual(refused[0]["log_level"].name, "error")
+        self.assertEqual(
+            formatEvent(refused[0]),
+            "Kafka producer not recreated: cannot create the Kafka producer (scripted):"
+            " resolver down",
+        )
+        self.assertEqual(
+            [(e["why"], e["delay"]) for e in self.logged if "why" in e],
+            [("hit a fatal error", 1.0), ("could not be created again", 2.0)],
+        )
+
+    def test_longOutageLogged(self):
+        """
+        A recreation after a long outage says for how long there was no
+        broker.
+        """
+        client = self.started()
+        client.up = 0
+        self.keeper.clientError(ALL_DOWN)
+        self.clock.advance(60)
+        self.keeper.poll()
+        self.assertEqual(
+            [e["why"] for e in self.logged if "why" in e], ["has had no broker for 60 s"]
+        )
+
+    def test_clientErrorLogged(self):
+        """
+        A client error is logged as a warning with its text, code and
+        whether it is fatal.
+        """
+        self.started()
+        self.keeper.clientError(FATAL)
+        (event,) = [e for e in self.logged if "code" in e]
+        self.assertEqual(
+            (event["reason"], event["code"], event["fatal"], event["log_level"].name),
+            ("fenced", "_FENCED", True, "warn"),
+        )
+        self.assertEqual(formatEvent(event), "Kafka producer: fenced")
+
+    def test_repeatedClientErrorAt30s(self):
+        """
+        A repeated client error is logged again exactly 30 seconds after it
+        was last logged, not sooner.
+        """
+        self.started()
+        transport = DeliveryError("_TRANSPORT", "connection refused")
+        logged = []
+        for advance in (0, 29.5, 0.5, 29.5):
+            self.clock.advance(advance)
+            self.keeper.clientError(transport)
+            logged.append(len([e for e in self.logged if "code" in e]))
+        self.assertEqual(logged, [1, 1, 2, 2])
+
+    def test_closeUncountedBytes(self):
+        """
+        A client that does not count bytes adds nothing to the next
+        clients' count.
+        """
+        self.keeper.connect().sent = None
+        self.keeper.close()
+        self.keeper.connect().sent = 5
+        self.assertEqual(self.keeper.bytesSent(), 5)
+
+    def test_closeEmptyClientNotPurged(self):
+        """
+        C{close} purges only a client that holds records.
+        """
+        client = self.keeper.connect()
+        self.keeper.close()
+        self.assertEqual((client.purged, client.closed, client.polls), (False, True, 0))
+
+    def test_outageStartsAtFirstAllDown(self):
+        """
+        An outage is timed from the first "all brokers down" error: repeated
+        ones do not restart it; other non-fatal errors start none.
+        """
+        client = self.started()
+        client.up = 0
+        self.keeper.clientError(DeliveryError("_TRANSPORT", "connection refused"))
+        self.clock.advance(60)
+        self.keeper.poll()
+        self.assertFalse(self.keeper.recreating())
+        self.keeper.clientError(ALL_DOWN)
+        self.clock.advance(30)
+        self.keeper.clientError(ALL_DOWN)
+        self.clock.advance(30)
+        self.keeper.poll()
+        self.assertTrue(self.keeper.recreating())
+
+    def test_pollServesClient(self):
+        """
+        C{poll} polls the client whether or not an outage is being timed.
+        """
+        client = self.started()
+        self.keeper.poll()
+        self.assertEqual(client.polls, 1)
+
+    def test_figuresOfClient(self):
+        """
+        The keeper's pending count, pending bytes and brokers are the
+        current client's.
+        """
+        client = self.keeper.connect()
+        client.produce("t", b"abc")
+        client.produce("t", b"de")
+        client.up = 3
+        self.assertEqual(
+            (self.keeper.pendingCount(), self.keeper.pendingBytes(), self.keeper.brokersUp()),
+            (2, 5, 3),
+        )

@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka.deadletters import SIZE_ERRORS, DeadLetters, judgeTooLarge
@@ -87,6 +87,39 @@ class DeadLettersTests(SynchronousTestCase):
         [event] = [e for e in self.logged if "where" in e]
         self.assertEqual(event["where"], "no dead-letter file configured, dropped")
 
+    def test_refusalLineText(self):
+        """
+        The refusal line gives the size (0 for a record without a value),
+        the topic, the reason and where the record went.
+        """
+        DeadLetters(self.path).refuse(Record("t", None, [], None), "why")
+        [event] = [e for e in self.logged if "where" in e]
+        self.assertEqual(event["log_level"].name, "error")
+        self.assertEqual(
+            formatEvent(event), f"Kafka refused a 0-byte record for t: why; written to {self.path}"
+        )
+
+    def test_noWrittenAgainWithoutFailure(self):
+        """
+        Records written at the first try say nothing of the file being
+        written again, and leave no error.
+        """
+        deadLetters = DeadLetters(self.path)
+        deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        self.assertIsNone(deadLetters.error)
+        self.assertEqual([e for e in self.logged if "written again" in e["log_format"]], [])
+
+    def test_onlyNoneValueIsEmpty(self):
+        """
+        Of a batch of records without values, the first is the culprit.
+        """
+        failed = [
+            (Record("t", None, [], None), TOO_LARGE),
+            (Record("t", b"k", [], None), TOO_LARGE),
+        ]
+        (culprit, _), others = judgeTooLarge(failed)
+        self.assertEqual((culprit.key, [r.key for r in others]), (None, [b"k"]))
+
 
 class UnwritableDeadLettersTests(SynchronousTestCase):
     """
@@ -143,3 +176,32 @@ class UnwritableDeadLettersTests(SynchronousTestCase):
         with open(self.path) as f:
             self.assertEqual([json.loads(line)["reason"] for line in f], ["one", "two"])
         self.assertTrue(any("written again" in e["log_format"] for e in self.logged))
+
+    def test_linesText(self):
+        """
+        The failure line gives the error and the records held; the line
+        once the file is written again names it.
+        """
+        self.deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        [failure] = [e for e in self.logged if "held" in e and "error" in e]
+        self.assertEqual(failure["log_level"].name, "error")
+        self.assertEqual(
+            formatEvent(failure),
+            f"{self.deadLetters.error}; 1 refused records kept in memory until it can be written",
+        )
+        os.mkdir(self.directory)
+        self.deadLetters.retry()
+        self.assertEqual(
+            formatEvent(self.logged[-1]), f"dead-letter file {self.path} written again"
+        )
+
+    def test_failureLoggedWithoutClock(self):
+        """
+        Without a clock, the failure is still logged once per interval (on
+        the global reactor's clock).
+        """
+        deadLetters = DeadLetters(self.path)
+        deadLetters.refuse(Record("t", None, [], b"x"), "why")
+        deadLetters.refuse(Record("t", None, [], b"y"), "why")
+        failures = [e for e in self.logged if "held" in e and "error" in e]
+        self.assertEqual([e["held"] for e in failures], [1])

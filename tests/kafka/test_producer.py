@@ -327,6 +327,26 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(self.values(), [b"b", b"c"])
         self.assertEqual((service.recreations, service.requeued), (1, 2))
 
+    def test_failedDuringPendingRecreationWaitsForNewClient(self):
+        """
+        A record the old client gives up on while a recreation waits for its
+        delay is not produced to that client again: the new one produces it
+        first, once, and in its place before what the old one still held.
+        """
+        service = self.makeService()
+        for value in (b"a", b"b"):
+            service.produce("t", value)
+        self.producer().reportError(FakeKafkaError("_FENCED", fatal=True))
+        self.clock.advance(0.1)
+        self.producer().fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+        self.clock.advance(0.1)
+        self.assertEqual(self.values(0), [b"a", b"b"])
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.backend.producers), 2)
+        self.assertEqual(self.values(0), [b"a", b"b"])
+        self.assertEqual(self.values(), [b"a", b"b"])
+        self.assertEqual(service.requeued, 2)
+
     def test_longOutageRecreatesClient(self):
         """
         When every broker stays down for C{recreateAfter} seconds the client

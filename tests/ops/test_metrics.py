@@ -6,6 +6,7 @@ built on a L{MemoryReactorClock} with the fake producer backend and fake
 brokers answering the health probe.
 """
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -244,9 +245,10 @@ class ReadinessTests(GatewayMixin, SynchronousTestCase):
             listener.privilegedStartService()
         self.assertEqual(readiness(gateway), (False, "down", "the producer has no Kafka client"))
         self.start()
-        ready, state, reason = readiness(gateway)
-        self.assertEqual((ready, state), (True, "ready"))
-        self.assertIn("no health service", reason)
+        self.assertEqual(
+            readiness(gateway),
+            (True, "ready", "the producer has a Kafka client (no health service probes Kafka)"),
+        )
 
 
 class CollectorTests(GatewayMixin, SynchronousTestCase):
@@ -625,3 +627,230 @@ class DocumentationTests(GatewayMixin, SynchronousTestCase):
         self.assertIn("gateway_kafka_connections", names)
         docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
         self.assertEqual(sorted(name for name in names if f"`{name}" not in docs), [])
+
+
+class CollectorValueTests(GatewayMixin, SynchronousTestCase):
+    """
+    L{GatewayCollector}: figures read from hand-set values, so that each is
+    checked against a number, not the attribute it is read from.
+    """
+
+    def test_descriptorFigures(self):
+        """
+        The descriptor guard's capacity and accept errors are exported; not
+        at all without a limit or without a guard.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.descriptors.capacity, gateway.descriptors.acceptErrors = 123, 4
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            (
+                samples["gateway_client_connection_capacity", ()],
+                samples["gateway_accept_errors_total", ()],
+            ),
+            (123, 4),
+        )
+        gateway.descriptors.capacity = None
+        _, families = scrape(gateway)
+        self.assertNotIn("gateway_client_connection_capacity", families)
+        self.assertNotIn("gateway_accept_errors", families)
+        gateway.descriptors = None
+        _, families = scrape(gateway)
+        self.assertNotIn("gateway_accept_errors", families)
+
+    def test_refusedReasonsAndAccepting(self):
+        """
+        Every cap's refusal count is present (C{descriptors} too), without
+        C{tls-handshake} on a listener without TLS; a paused listener is
+        not accepting.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        stats = gateway.listeners[0].config.stats
+        stats.refused["descriptors"] += 2
+        gateway.listeners[0].pauseAccepting("descriptors")
+        samples, _ = scrape(gateway)
+        refused = {
+            dict(labels)["reason"]: value
+            for (name, labels), value in samples.items()
+            if name == "gateway_connections_refused_total"
+        }
+        self.assertEqual(
+            {
+                reason: refused[reason]
+                for reason in ("max-connections", "max-per-address", "descriptors")
+            },
+            {"max-connections": 0, "max-per-address": 0, "descriptors": 2},
+        )
+        self.assertNotIn("tls-handshake", refused)
+        self.assertEqual(samples["gateway_listener_accepting", (("listener", "lines"),)], 0)
+
+    def test_producerValues(self):
+        """
+        Each producer figure is exported under its own name.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        producer = gateway.producer
+        producer.accepted, producer.produced, producer.failureReports = 11, 12, 13
+        producer.deadLetters.count, producer.storage.spooled, producer.requeued = 14, 15, 16
+        producer._keeper.recreations = 17
+        producer.deadLetters.held.extend([("a", "r"), ("b", "r")])
+        self.addCleanup(producer.deadLetters.held.clear)
+        producer.brokersUp = lambda: 3
+        producer.pending = lambda: 7
+        producer.latency = lambda: {"rtt": {"0.5": 0.25}, "queue": {"0.99": 0.5, "0.5": 0.125}}
+        samples, families = scrape(gateway)
+        self.assertEqual(
+            [
+                samples[name, ()]
+                for name in (
+                    "gateway_messages_received_total",
+                    "gateway_messages_produced_total",
+                    "gateway_messages_failed_total",
+                    "gateway_messages_dead_lettered_total",
+                    "gateway_messages_spooled_total",
+                    "gateway_messages_requeued_total",
+                    "gateway_producer_recreations_total",
+                    "gateway_dead_letters_held",
+                    "gateway_storage_writable",
+                    "gateway_producer_brokers_up",
+                    "gateway_producer_queue_depth",
+                )
+            ],
+            [11, 12, 13, 14, 15, 16, 17, 2, 1, 3, 7],
+        )
+        self.assertEqual(
+            [s.labels for s in families["gateway_delivery_latency_seconds"].samples],
+            [
+                {"stage": "queue", "quantile": "0.5"},
+                {"stage": "queue", "quantile": "0.99"},
+                {"stage": "rtt", "quantile": "0.5"},
+            ],
+        )
+        producer.brokersUp = producer.bytesSent = lambda: None
+        _, families = scrape(gateway)
+        self.assertNotIn("gateway_producer_brokers_up", families)
+        self.assertNotIn("gateway_kafka_sent_bytes", families)
+
+    def test_lastDeliveryAgeNeverNegative(self):
+        """
+        The age of the last delivery is never below 0, and is 0 at once.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.producer.lastDeliveryTime = self.reactor.seconds() + 1
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_last_delivery_age_seconds", ()], 0.0)
+        gateway.producer.lastDeliveryTime = self.reactor.seconds() - 0.5
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_last_delivery_age_seconds", ()], 0.5)
+
+    def test_budgetValues(self):
+        """
+        The bytes held at the last check, the budget and whether clients
+        are paused are the router's.
+        """
+        gateway = self.makeGateway(budget=5000)
+        self.start()
+        gateway.router.lastHeldBytes = 1234
+        gateway.router.paused = True
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            [
+                samples[name, ()]
+                for name in (
+                    "gateway_budget_held_bytes",
+                    "gateway_budget_bytes",
+                    "gateway_budget_paused",
+                )
+            ],
+            [1234, 5000, 1],
+        )
+
+    def test_brokerFigures(self):
+        """
+        Per broker: the probe latency when known, up as 0 or 1 from any
+        truth value, and the probe counts.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        brokers = {
+            "a:1": {"latency": 0.5, "up": "yes", "probesOk": 3, "probesFailed": 1},
+            "b:2": {"latency": None, "up": None, "probesOk": 0, "probesFailed": 4},
+        }
+        gateway.health.status = lambda: {"brokers": brokers}
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            {
+                (name, dict(labels)["broker"]): value
+                for (name, labels), value in samples.items()
+                if name.startswith(("gateway_kafka_probe", "gateway_kafka_broker"))
+            },
+            {
+                ("gateway_kafka_probe_latency_seconds", "a:1"): 0.5,
+                ("gateway_kafka_broker_up", "a:1"): 1,
+                ("gateway_kafka_broker_up", "b:2"): 0,
+                ("gateway_kafka_probes_ok_total", "a:1"): 3,
+                ("gateway_kafka_probes_ok_total", "b:2"): 0,
+                ("gateway_kafka_probes_failed_total", "a:1"): 1,
+                ("gateway_kafka_probes_failed_total", "b:2"): 4,
+            },
+        )
+
+    def test_storageProblemsJoined(self):
+        """
+        Several storage problems are given together, separated by
+        semicolons, and C{gateway_storage_writable} is 0.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        gateway.producer.storage.problems = ["spool", "dead letters"]
+        self.assertEqual(readiness(gateway), (False, STORAGE, "spool; dead letters"))
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_storage_writable", ()], 0)
+
+    def test_tlsHandshakeRefusals(self):
+        """
+        A TLS listener also reports connections refused for a failed
+        handshake.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        listener = gateway.listeners[0]
+        listener.config = dataclasses.replace(listener.config, tls=object())
+        listener.config.stats.refused["tls-handshake"] += 3
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            samples[
+                "gateway_connections_refused_total",
+                (("listener", "lines"), ("reason", "tls-handshake")),
+            ],
+            3,
+        )
+
+    def test_frameErrorsAtZero(self):
+        """
+        A frame error reason that never happened is reported at 0.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            {
+                dict(labels)["reason"]: value
+                for (name, labels), value in samples.items()
+                if name == "gateway_frame_errors_total"
+            },
+            dict.fromkeys(FRAME_ERROR_REASONS, 0),
+        )
+
+    def test_readsTheRealProc(self):
+        """
+        By default the Kafka connections are counted from the real C{/proc}
+        (this test runs on Linux): a number, not unknown.
+        """
+        gateway = self.makeGateway()
+        self.start()
+        self.assertIsInstance(GatewayCollector(gateway).kafkaConnections(), int)

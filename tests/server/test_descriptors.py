@@ -13,7 +13,7 @@ import tempfile
 
 from twisted.internet import tcp
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger, LogPublisher, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.server import descriptors
@@ -136,6 +136,27 @@ class RaiseDescriptorLimitTests(SynchronousTestCase):
         if soft != hard and hard != INFINITY:
             self.skipTest("would change this process's descriptor limit")
         self.assertEqual(raiseDescriptorLimit(), (soft, soft, hard))
+
+    def test_linesText(self):
+        """
+        The limit line gives the soft and hard limits and, when raised, from
+        what; a failure to raise says from what to what and why.
+        """
+        self.raiseWith(FakeLimits(1024, 524288))
+        self.raiseWith(FakeLimits(1024, INFINITY))
+        self.raiseWith(FakeLimits(1024, 4096, error=ValueError("not allowed")))
+        self.assertEqual(
+            [formatEvent(e) for e in self.logs("info")],
+            [
+                "descriptor limit (RLIMIT_NOFILE): soft 524288, hard 524288 (raised from 1024)",
+                "descriptor limit (RLIMIT_NOFILE): soft 1024, hard unlimited",
+                "descriptor limit (RLIMIT_NOFILE): soft 1024, hard 4096",
+            ],
+        )
+        self.assertEqual(
+            [formatEvent(e) for e in self.logs("warn")],
+            ["could not raise the descriptor limit from 1024 to 4096: not allowed"],
+        )
 
 
 class OpenDescriptorsTests(SynchronousTestCase):
@@ -541,3 +562,238 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertEqual((guard.capacity, guard.full), (160, False))
         self.assertEqual(self.calls(), [("pause", DESCRIPTORS), ("resume", DESCRIPTORS)])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_openedSaysWhetherItFits(self):
+        """
+        L{DescriptorGuard.opened} returns L{True} for every connection up to
+        the one that fills the room, L{False} for one over it; always
+        L{True} without a limit.
+        """
+        guard = self.guard(limit=32, inUse=0)
+        self.assertEqual([guard.opened() for _ in range(24)], [True] * 22 + [False] * 2)
+        unlimited = self.guard(limit=INFINITY)
+        self.assertEqual([unlimited.opened() for _ in range(3)], [True] * 3)
+
+    def test_startLogged(self):
+        """
+        The start line gives the room, the limit, the descriptors in use
+        and the reserve; "unlimited" without a limit.
+        """
+        self.guard(reserve=10, limit=200, inUse=20)
+        self.guard(reserve=64, limit=INFINITY, inUse=7)
+        lines = [formatEvent(e) for e in self.logs("info")]
+        self.assertEqual(
+            lines,
+            [
+                "client connections: room for 170 (descriptor limit 200, 20 in use at start,"
+                " 10 reserved)",
+                "client connections: room for unlimited (descriptor limit unlimited, 7 in use"
+                " at start, 64 reserved)",
+            ],
+        )
+
+    def test_startWithoutProc(self):
+        """
+        Where the descriptors in use cannot be counted, none are assumed.
+        """
+        self.patch(descriptors, "openDescriptors", lambda: None)
+        guard = DescriptorGuard([], self.clock, reserve=3, publisher=self.publisher)
+        guard.start(limit=100)
+        self.addCleanup(guard.stop)
+        self.assertEqual(guard.capacity, 97)
+
+    def test_reserveWarningText(self):
+        """
+        The reserve warning says how many clients are open, the limit and
+        the reserve.
+        """
+        guard = self.guard(reserve=2, limit=5, inUse=0)
+        for _ in range(3):
+            guard.opened()
+        [warning] = self.logs("warn")
+        self.assertEqual(warning["reserve"], 2)
+        self.assertEqual(
+            formatEvent(warning),
+            "descriptor reserve reached: 3 client connections (limit 5, 2 reserved); not"
+            " accepting until connections close, new ones wait in the backlog (1 times since"
+            " the last such line)",
+        )
+
+    def test_reserveWarningInterval(self):
+        """
+        By default the reserve warning is repeated 10 seconds after the
+        last one, not sooner.
+        """
+        guard = self.guard(reserve=0, limit=1, inUse=0)
+        guard.opened()
+        for advance in (9.9, 0.1):
+            self.clock.advance(advance)
+            guard.closed()
+            guard.opened()
+        self.assertEqual([w["times"] for w in self.logs("warn")], [1, 2])
+
+    def test_acceptWarningText(self):
+        """
+        The accept-error warning names the error, the clients open and what
+        happens next.
+        """
+        self.guard()
+        self.acceptError("ENFILE")
+        [warning] = self.logs("warn")
+        self.assertEqual(
+            formatEvent(warning),
+            "accept failed: out of descriptors (ENFILE) with 0 client connections; open"
+            " connections keep working; accepting again in 1 s (1 times since the last such"
+            " line)",
+        )
+
+    def test_emfileWarningText(self):
+        """
+        At the limit, the warning gives the lowered room.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(30):
+            guard.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        [warning] = [w for w in self.logs("warn") if "then" in w]
+        self.assertEqual(
+            warning["then"],
+            "room lowered to 20 client connections; new ones wait in the backlog until"
+            " connections close",
+        )
+
+    def test_emfileUnlimited(self):
+        """
+        Without a descriptor limit, C{EMFILE encountered} is only counted:
+        the room stays unlimited, nothing pauses, nothing is recounted.
+        """
+        guard = self.guard(limit=INFINITY)
+        guard.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual((guard.capacity, guard.full, guard.acceptErrors), (None, False, 1))
+        self.assertEqual((self.calls(), self.clock.getDelayedCalls()), ([], []))
+        self.assertEqual(self.logs("warn"), [])
+
+    def test_emfileLowersOnly(self):
+        """
+        C{EMFILE encountered} never raises the room (it keeps a lower one a
+        recount found), lowers it to one at least, and does not stop the
+        listeners again when they are stopped.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
+        guard.capacity = 30
+        guard.stopAccepting()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual((guard.capacity, self.calls()), (30, [("pause", DESCRIPTORS)]))
+        few = self.guard(reserve=10)
+        for _ in range(5):
+            few.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual(few.capacity, 1)
+
+    def test_emfileAtRoomWithoutReserve(self):
+        """
+        Without a reserve, C{EMFILE encountered} lowers the room to the
+        clients open, which fills it: accepting stops.
+        """
+        guard = self.guard(reserve=0)
+        for _ in range(5):
+            guard.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual((guard.capacity, guard.full), (5, True))
+        self.assertEqual(self.calls(), [("pause", DESCRIPTORS)])
+
+    def test_oneRecountAtATime(self):
+        """
+        A second C{EMFILE encountered} while a recount waits schedules no
+        other.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.clock.advance(5)
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual([c.getTime() for c in self.clock.getDelayedCalls()], [RECOUNT_INTERVAL])
+
+    def test_recountUnknown(self):
+        """
+        A recount that cannot count the descriptors in use changes nothing
+        and schedules no other.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
+        self.patch(descriptors, "openDescriptors", lambda: None)
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.clock.advance(RECOUNT_INTERVAL)
+        self.assertEqual((guard.capacity, guard.full), (40, True))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_recountExactlyFull(self):
+        """
+        A recount giving room for exactly the clients open keeps accepting
+        stopped and recounts again; one giving less than one keeps a room
+        of one.  The new room is logged with the count it comes from.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
+        inUse = [200]
+        self.patch(descriptors, "openDescriptors", lambda: inUse[0])
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.assertEqual(guard.capacity, 40)
+        inUse[0] = 190
+        self.clock.advance(RECOUNT_INTERVAL)
+        self.assertEqual((guard.capacity, guard.full), (50, True))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(
+            formatEvent(self.logs("info")[-1]),
+            "client connections: room now 50 (190 descriptors in use, 50 of them clients)",
+        )
+        inUse[0] = 300
+        self.clock.advance(RECOUNT_INTERVAL)
+        self.assertEqual((guard.capacity, guard.full), (1, True))
+
+    def test_stopCancelsRecount(self):
+        """
+        L{DescriptorGuard.stop} cancels a pending recount too.
+        """
+        guard = self.guard(reserve=10)
+        for _ in range(50):
+            guard.opened()
+        self.acceptError(text="EMFILE encountered; releasing reserved file descriptor.")
+        self.acceptError("ENFILE")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)
+        guard.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_readsSoftLimit(self):
+        """
+        Started without a limit, the guard reads the soft one, not the hard
+        one.
+        """
+        self.patch(descriptors.resource, "getrlimit", lambda which: (100, 5000))
+        guard = DescriptorGuard([], self.clock, reserve=10, publisher=self.publisher)
+        guard.start(inUse=20)
+        self.addCleanup(guard.stop)
+        self.assertEqual((guard.limit, guard.capacity), (100, 70))
+
+    def test_warningInterval(self):
+        """
+        The interval given is the one between warnings, of either kind.
+        """
+        guard = DescriptorGuard(
+            self.listeners, self.clock, reserve=0, interval=2.0, publisher=self.publisher
+        )
+        guard.start(limit=1, inUse=0)
+        self.addCleanup(guard.stop)
+        guard.opened()
+        self.acceptError("ENFILE")
+        self.clock.advance(2.0)
+        guard.closed()
+        guard.opened()
+        self.acceptError("ENFILE")
+        self.assertEqual([w["times"] for w in self.logs("warn")], [1, 1, 1, 1])

@@ -8,8 +8,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.registry import RoutingError, loadRouting
 from gateway.kafka.records import Record
+from gateway.registry import RoutingError, loadRouting
 from gateway.router import CLIENT_CERT_HEADER, LISTENER_HEADER, PEER_HEADER, RoutedStream, Router
 from gateway.routing import (
     Route,

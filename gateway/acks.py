@@ -7,14 +7,15 @@ it can send again exactly what was not (see C{docs/guarantees.md}).
 A connection's messages are numbered from 1, or from the C{first-seq} of a
 first message C{SESSION <id> <first-seq>}; each record carries its number
 (C{gateway-seq}) and, with a session, the session (C{gateway-session}).  The
-record key is the listener's routing's (L{gateway.routing.Route.resolve},
-the one place keys are chosen): by default C{key=session}, the session's id
-once its handshake arrives, so a session stays on one partition across
-reconnects.  The
 gateway writes back, in the listener's own framing, C{ACK <k>} once every
 message up to k is confirmed (at most one write per C{ack-interval}, and one
 at once when nothing is outstanding), and C{NACK <seq> <reason>} for a
 message Kafka refused for good.
+
+The record key (and topic) are the listener's routing's, chosen in one place
+(L{gateway.routing.Route.resolve}), again once when the handshake arrives:
+by default C{key=session}, the session's id, so a session stays on one
+partition across reconnects.
 
 L{AckStream} is the connection's message stream and stands in for it with
 the router (pause, resume, budget), so that a connection paused because it

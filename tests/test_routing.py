@@ -418,6 +418,20 @@ class SessionAndCertificateOptionsTests(SynchronousTestCase):
             self.check({"ack": "on", "routing": "tests.test_routing:_PLUGIN"}).key, "connection"
         )
 
+    def test_commandLine(self):
+        """
+        On the command line the refusal is a one-line usage error naming
+        the listener.
+        """
+        error = self.assertRaises(
+            UsageError,
+            Options().parseOptions,
+            ["--topic", "t", "--listen", "lines(key=session)=tcp:9000"],
+        )
+        self.assertIn("key=session needs ack=on", str(error))
+        self.assertIn("tcp:9000", str(error))
+        self.assertNotIn("\n", str(error))
+
     def test_sessionWithPlugin(self):
         """
         A plugin is asked before the handshake: no session fields with it.

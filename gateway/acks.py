@@ -6,12 +6,16 @@ it can send again exactly what was not (see C{docs/guarantees.md}).
 
 A connection's messages are numbered from 1, or from the C{first-seq} of a
 first message C{SESSION <id> <first-seq>}; each record carries its number
-(C{gateway-seq}) and, with a session, the session (C{gateway-session}, also
-its key, so a session stays on one partition across reconnects).  The
+(C{gateway-seq}) and, with a session, the session (C{gateway-session}).  The
 gateway writes back, in the listener's own framing, C{ACK <k>} once every
 message up to k is confirmed (at most one write per C{ack-interval}, and one
 at once when nothing is outstanding), and C{NACK <seq> <reason>} for a
 message Kafka refused for good.
+
+The record key (and topic) are the listener's routing's, chosen in one place
+(L{gateway.routing.Route.resolve}), again once when the handshake arrives:
+by default C{key=session}, the session's id, so a session stays on one
+partition across reconnects.
 
 L{AckStream} is the connection's message stream and stands in for it with
 the router (pause, resume, budget), so that a connection paused because it
@@ -32,6 +36,7 @@ from gateway.kafka.records import Receipt, Record
 __all__ = [
     "AckStream",
     "BAD_SESSION",
+    "NO_SESSION",
     "SEQ_HEADER",
     "SESSION_HEADER",
     "UNREAD_LIMIT",
@@ -44,6 +49,10 @@ SESSION_HEADER = "gateway-session"
 #: Why a connection was closed: its first message started like a handshake
 #: (C{SESSION }) and was not a valid one.
 BAD_SESSION = "bad-session"
+
+#: Why a connection was closed: its listener's topic names C{{session}} and
+#: its first message was no handshake.
+NO_SESSION = "no-session"
 
 #: Bytes of acknowledgements the client has not read (beyond what TCP's
 #: own buffers hold) before the gateway stops reading from it.
@@ -188,6 +197,9 @@ class AckStream:
         """
         if self._special and self._unusual(payload):
             return
+        messages = self._messages
+        messages.messages += 1
+        messages.bytes += len(payload)
         seq = self.issued = self.issued + 1
         if self._produce(
             self._topic, payload, self._key, [*self._headers, (SEQ_HEADER, b"%d" % seq)], self, seq
@@ -205,6 +217,10 @@ class AckStream:
             return True
         self._special = False
         if not payload.startswith(_SESSION):
+            if self._topic is None:
+                self._special = self._closed = True
+                self._protocol.frameError(NO_SESSION, size=len(payload))
+                return True
             return False
         try:
             sessionId, first = parseSession(payload)
@@ -212,7 +228,8 @@ class AckStream:
             self._special = self._closed = True
             self._protocol.frameError(BAD_SESSION, size=len(payload), problem=str(e))
             return True
-        self.sessionId = self._key = sessionId
+        self.sessionId = sessionId
+        self._topic, self._key, _ = self._messages.sessionStarted(sessionId)
         self._headers.append((SESSION_HEADER, sessionId))
         self.issued = self.confirmed = self.acked = first - 1
         return True

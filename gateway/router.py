@@ -14,6 +14,7 @@ enforced by each framing; the total's is checked with the budget, and when
 exceeded the connections holding the most incomplete bytes are closed.
 """
 
+from cryptography.x509.oid import NameOID
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -50,6 +51,23 @@ _NO_OPTIONS = {}
 #: The route of a listener given no routing options.
 _DEFAULT_ROUTE = Route()
 
+#: The route of an ack-mode listener given none: keyed by session.
+_ACK_ROUTE = Route(key="session")
+
+
+def clientCommonName(protocol):
+    """
+    :param protocol: a TLS connection's protocol, its handshake done.
+    :return: the common name of the client's verified certificate (the
+        first, if several), C{""} for a certificate without one, or L{None}
+        without a certificate.
+    """
+    certificate = protocol.transport.getPeerCertificate()
+    if certificate is None:
+        return None
+    names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
 
 def _addCounts(totals, counts):
     for topic, (messages, size) in counts.items():
@@ -68,6 +86,11 @@ class MessageStream:
     has the same key (listener and peer), so Kafka's partitioner puts them
     all on one partition, in order.
 
+    The verified client certificate's subject goes into every record's
+    C{gateway-client-cert} header; the router can give it back to records
+    reported without headers only when the key names the connection
+    (L{Router.restoreRecord}).
+
     :ivar messages: messages sent (per-topic figures add these up on scrape).
     :ivar bytes: their payload bytes.
     """
@@ -79,6 +102,7 @@ class MessageStream:
         "_headers",
         "_router",
         "_protocol",
+        "_context",
         "messages",
         "bytes",
     )
@@ -94,13 +118,14 @@ class MessageStream:
         """
         if route is None:
             route = router.connectionRoute(listener, peer)
+        self._context = route
         self._topic = route.topic
         self._key = route.key
         self._headers = route.headers
         subject = getattr(protocol, "clientSubject", None)
         if subject is not None:
             self._headers = [*(self._headers or ()), (CLIENT_CERT_HEADER, subject)]
-            if self._key is not None:
+            if route.chosen is None and route.key == route.connectionKey():
                 router.clientSubjects[self._key] = subject
         self._produce = router.producer.produce
         self._router = router
@@ -120,8 +145,11 @@ class MessageStream:
 
     def counts(self):
         """
-        :return: C{{topic: (messages, bytes)}} sent so far.
+        :return: C{{topic: (messages, bytes)}} sent so far (nothing while
+            the topic waits for a session).
         """
+        if self._topic is None:
+            return {}
         return {self._topic: (self.messages, self.bytes)}
 
     def recordFields(self):
@@ -131,14 +159,32 @@ class MessageStream:
         """
         return self._topic, self._key, self._headers
 
+    def sessionStarted(self, sessionId):
+        """
+        An ack-mode session's handshake arrived: resolve the connection's
+        route again, once, with the session known (C{key=session},
+        C{{session}}).
+
+        :param sessionId: the session's id (L{bytes}, printable ASCII).
+        :return: the new L{recordFields}.
+        """
+        context = self._context
+        context.session = sessionId.decode("ascii")
+        if context.chosen is None:
+            route = self._router.routes.get(context.listener, _ACK_ROUTE)
+            route.resolve(context, self._router.topic)
+            self._topic, self._key = context.topic, context.key
+        return self.recordFields()
+
     def close(self):
         """
         Forget the connection's protocol: it is no longer paused or resumed;
         its counts join the router's totals.
         """
-        self._router.clients.pop(self._protocol, None)
-        self._router.clientSubjects.pop(self._key, None)
-        self._router.closeStream(self)
+        router = self._router
+        router.clients.pop(self._protocol, None)
+        router.clientSubjects.pop(self._context.connectionKey(), None)
+        router.closeStream(self)
 
 
 class RoutedStream(MessageStream):
@@ -262,24 +308,31 @@ class Router:
         L{AckStream} carries the messages and stands in for the connection.
         """
         client = producer
-        if getattr(producer, "options", _NO_OPTIONS).get(ACK):
+        ack = getattr(producer, "options", _NO_OPTIONS).get(ACK)
+        if ack:
             client = AckStream(self, producer)
         self.clients[client] = None
         if self.paused:
             client.pauseProducing()
-        route = self.connectionRoute(listener, peer)
-        if route.chosen is not None and self.routes[listener].plugin.perMessage:
+        spec = self.routes.get(listener, _ACK_ROUTE if ack else _DEFAULT_ROUTE)
+        known = {}
+        if spec.needs("client_cert_cn"):
+            known["clientCertCN"] = clientCommonName(producer)
+        route = self.connectionRoute(listener, peer, spec, **known)
+        if route.chosen is not None and spec.plugin.perMessage:
             stream = RoutedStream(self, listener, peer, client, route)
         else:
             stream = MessageStream(self, listener, peer, client, route)
         return stream if client is producer else client.compose(stream)
 
-    def connectionRoute(self, listener, peer, **known):
+    def connectionRoute(self, listener, peer, spec=None, **known):
         """
         Route one connection: the listener's topic template and key
         strategy resolved, then its routing plugin's connection router
         asked, once.
 
+        :param spec: the listener's L{gateway.routing.Route} (default: its
+            own in L{routes}).
         :param known: further fields of the L{gateway.routing.RoutingContext}
             known by then (C{session}, C{clientCertCN}): a stream whose
             route needs them opens once they are.
@@ -292,7 +345,7 @@ class Router:
         if self.headers:
             # The listener's header is one object shared by its connections.
             headers = [self.listenerHeader(listener), (PEER_HEADER, peer.encode())]
-        route = self.routes.get(listener, _DEFAULT_ROUTE)
+        route = self.routes.get(listener, _DEFAULT_ROUTE) if spec is None else spec
         context = RoutingContext.forConnection(listener, peer, headers)
         for name, value in known.items():
             setattr(context, name, value)
@@ -395,15 +448,27 @@ class Router:
         """
         Give a record reported back without headers (confluent-kafka's
         delivery reports carry none) the headers this router gave it, from
-        its key (C{LISTENER/PEER}), and C{gateway-client-cert} while its
-        connection is open.
+        its key, when that key names the connection (C{LISTENER/PEER} of a
+        listener with C{key=connection} and no routing plugin): the
+        provenance headers always, C{gateway-client-cert} while its
+        connection is open.  Records keyed otherwise (C{peer-host},
+        C{none}, a plugin's key) are handed back as they are: their key
+        does not say which connection sent them.  Ack-mode records never
+        need this: their stream hands them back whole.
         """
         if record.headers or not record.key:
             return record
+        listener, sep, peer = record.key.rpartition(b"/")
+        if not sep:
+            return record
+        route = (
+            self.routes.get(listener.decode("utf-8", "replace")) if self.routes else _DEFAULT_ROUTE
+        )
+        if route is None or route.key != "connection" or route.plugin is not None:
+            return record
         subject = self.clientSubjects.get(record.key)
         headers = [] if subject is None else [(CLIENT_CERT_HEADER, subject)]
-        listener, sep, peer = record.key.rpartition(b"/")
-        if self.headers and sep:
+        if self.headers:
             headers[:0] = [(LISTENER_HEADER, listener), (PEER_HEADER, peer)]
         return record._replace(headers=headers) if headers else record
 

@@ -5,9 +5,15 @@ strategy, checked at start and resolved once per connection, so that the
 hot path (L{gateway.router.MessageStream.send}) stays one producer call
 with everything prepared.
 
-A template names fields known when the connection is made (L{FIELDS}); the
-values are made legal topic names by L{topicName}.  What a template cannot
-say, a routing plugin (L{gateway.interfaces.IRoutingPlugin}) decides.
+A template names fields of the connection (L{FIELDS}); the values are made
+legal topic names by L{topicName}.  What a template cannot say, a routing
+plugin (L{gateway.interfaces.IRoutingPlugin}) decides.
+
+Two fields and one key come later than the connection: C{{session}} and
+C{key=session} when an ack-mode client's handshake arrives (the route is
+resolved again then, once: L{Route.resolve}), C{{client_cert_cn}} when a
+TLS listener's handshake has verified the client (before the stream opens).
+L{Route.check} refuses them where they cannot be known.
 """
 
 import re
@@ -23,7 +29,6 @@ from gateway.interfaces import IRoutingPlugin
 __all__ = [
     "FIELDS",
     "KEY_STRATEGIES",
-    "LATER_FIELDS",
     "Route",
     "RoutingContext",
     "RoutingPlugin",
@@ -35,22 +40,17 @@ __all__ = [
 ]
 
 #: Template fields, and the L{RoutingContext} attribute holding each.
-FIELDS = {"listener": "listener", "peer_host": "peerHost", "peer_port": "peerPort"}
-
-#: Fields that other features will provide (the session handshake of the
-#: acknowledgement mode, the client certificate of TLS listeners), with why
-#: they cannot be used yet.
-LATER_FIELDS = {
-    "session": "needs the acknowledgement mode's session handshake",
-    "client_cert_cn": "needs TLS client certificates",
+FIELDS = {
+    "listener": "listener",
+    "peer_host": "peerHost",
+    "peer_port": "peerPort",
+    "session": "session",
+    "client_cert_cn": "clientCertCN",
 }
 
 #: Key strategies: how a record's key is chosen, which decides the partition
 #: and so the order Kafka keeps (see docs/routing.md).
-KEY_STRATEGIES = ("connection", "peer-host", "none")
-
-#: Key strategies other features will provide, with why not yet.
-LATER_KEYS = {"session": "needs the acknowledgement mode's session handshake"}
+KEY_STRATEGIES = ("connection", "peer-host", "session", "none")
 
 #: What Kafka allows in a topic name, and its longest one.
 _LEGAL = re.compile(r"[^a-zA-Z0-9._-]")
@@ -100,8 +100,6 @@ class TopicTemplate:
             literal.append(prefix)
             if name is None:
                 continue
-            if name in LATER_FIELDS:
-                raise ValueError(f"field {{{name}}} {LATER_FIELDS[name]}")
             if name not in FIELDS:
                 raise ValueError(
                     f"unknown field {{{name}}} in {text!r}; fields: "
@@ -121,11 +119,18 @@ class TopicTemplate:
     def resolve(self, context):
         """
         :param context: the connection's L{RoutingContext}.
-        :return: the topic name for that connection (see L{topicName}).
+        :return: the topic name for that connection (see L{topicName}), or
+            L{None} while a field it names is not known (C{{session}} before
+            the handshake).
         """
         if not self.fields:
             return topicName(self.text)
-        values = {name: topicName(str(getattr(context, FIELDS[name]))) for name in self.fields}
+        values = {}
+        for name in self.fields:
+            value = getattr(context, FIELDS[name])
+            if value is None:
+                return None
+            values[name] = topicName(str(value))
         return topicName(self.text.format(**values))
 
     def __eq__(self, other):
@@ -156,8 +161,6 @@ def keyStrategy(value):
     The C{key=} listener option: one of L{KEY_STRATEGIES}.
     """
     text = str(value).strip()
-    if text in LATER_KEYS:
-        raise ValueError(f"key={text} {LATER_KEYS[text]}")
     if text not in KEY_STRATEGIES:
         raise ValueError("must be one of " + ", ".join(KEY_STRATEGIES))
     return text
@@ -166,10 +169,10 @@ def keyStrategy(value):
 @dataclass
 class RoutingContext:
     """
-    What is known of one connection when it is made: the fields templates
-    and routing plugins choose from.  C{session} and C{clientCertCN} are
-    filled by the features providing them; a route using them resolves
-    once they are known.
+    What is known of one connection: the fields templates and routing
+    plugins choose from.  C{clientCertCN} is known when the stream opens
+    (after the TLS handshake); C{session} when the ack-mode handshake
+    arrives, and the route is resolved again then.
 
     :ivar listener: the listener's name.
     :ivar peer: the client's address as C{host:port} (the PROXY header's,
@@ -181,6 +184,10 @@ class RoutingContext:
         L{None}).
     :ivar headers: the provenance headers the gateway adds (a L{list} of
         C{(name, bytes)}, shared: copy before changing), or L{None}.
+    :ivar session: the ack-mode session id (L{str}), or L{None}.
+    :ivar clientCertCN: the common name of the verified client
+        certificate (L{str}; empty for a certificate without one), or
+        L{None}.
     :ivar chosen: the routing plugin's connection router, or L{None}.
     """
 
@@ -207,6 +214,12 @@ class RoutingContext:
             host = host[1:-1]
         return cls(listener, peer, host, port, headers=headers)
 
+    def connectionKey(self):
+        """
+        :return: the key of C{key=connection}, C{LISTENER/PEER}.
+        """
+        return f"{self.listener}/{self.peer}".encode()
+
 
 @dataclass(frozen=True)
 class Route:
@@ -222,9 +235,55 @@ class Route:
     key: str = "connection"
     plugin: object = field(default=None, compare=False)
 
+    def needs(self, name):
+        """
+        :param name: a field of L{FIELDS}.
+        :return: whether the listener's topic template names it.
+        """
+        return self.topic is not None and name in self.topic.fields
+
+    def check(self, ack=False, clientCertificates=False):
+        """
+        Refuse what this route cannot know or keep on its listener.
+
+        :param ack: whether the listener has C{ack=on}.
+        :param clientCertificates: whether it verifies client certificates
+            (TLS with C{tls-client-ca}).
+        :raises ValueError: one line, naming the option.
+        """
+        session = self.key == "session" or self.needs("session")
+        what = "key=session" if self.key == "session" else "field {session}"
+        if session and not ack:
+            raise ValueError(f"{what} needs ack=on: the session comes with its handshake")
+        if session and self.plugin is not None:
+            raise ValueError(
+                f"{what} cannot be used with routing=: the plugin is asked when "
+                "the connection is made, before the session handshake"
+            )
+        if self.needs("client_cert_cn") and not clientCertificates:
+            raise ValueError(
+                "field {client_cert_cn} needs a TLS listener verifying client "
+                "certificates (tls-cert=FILE and tls-client-ca=FILE)"
+            )
+        if ack and self.key == "none":
+            raise ValueError(
+                "key=none spreads a connection's records over partitions, and "
+                "ack=on needs them on one: use key=session, connection or peer-host"
+            )
+        if ack and self.plugin is not None and self.plugin.perMessage:
+            raise ValueError(
+                f"routing={self.plugin.name} chooses per message, and ack=on needs "
+                "a connection's records on one partition: use a per-connection "
+                "routing plugin, or no ack"
+            )
+
     def resolve(self, context, defaultTopic):
         """
-        Fill in the context's C{topic} and C{key} for one connection.
+        Fill in the context's C{topic} and C{key} for one connection, from
+        what it knows: called when the connection's stream opens, and again
+        when an ack-mode session's handshake arrives.  Until then
+        C{key=session} keys by connection, and a template naming
+        C{{session}} gives no topic (L{None}).
 
         :param context: the connection's L{RoutingContext}.
         :param defaultTopic: the gateway's topic, for a listener naming none.
@@ -233,8 +292,10 @@ class Route:
         template = self.topic
         context.topic = template.resolve(context) if template is not None else defaultTopic
         strategy = self.key
-        if strategy == "connection":
-            context.key = f"{context.listener}/{context.peer}".encode()
+        if strategy == "session" and context.session is not None:
+            context.key = context.session.encode()
+        elif strategy in ("connection", "session"):
+            context.key = context.connectionKey()
         elif strategy == "peer-host":
             context.key = context.peerHost.encode()
         else:

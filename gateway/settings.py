@@ -325,27 +325,32 @@ class SettingsCheck:
             given.setdefault(MAX_SIZE, _positive("maxMessageSize", maxMessageSize))
         resolved = resolveOptions(plugin, given, default)
         policy = ConnectionPolicy.fromOptions(connection, endpoint)
-        route = self.route(connection, topic)
+        ack = bool(resolved.get(ACK))
+        route = self.route(connection, topic, ack)
         checkEndpoint(endpoint, "malformed endpoint")
         if self.paths:
             checkSocketPath(endpoint, "endpoint")
         tls = TLSSettings.fromOptions(tls, endpoint)
+        route.check(ack, tls is not None and tls.clientCA is not None)
         return ListenerSettings(framing, plugin, endpoint, name, resolved, policy, tls, route)
 
-    def route(self, options, topic=None):
+    def route(self, options, topic=None, ack=False):
         """
         Check a listener's routing options (C{topic}, C{key}, C{routing}).
 
         :param options: the listener's connection options, by name.
         :param topic: the gateway's topic, or L{None}.
+        :param ack: whether the listener has C{ack=on} (its default key is
+            then C{session}, unless a routing plugin chooses).
         :rtype: L{gateway.routing.Route}
         :raises SettingsError: when the listener has no topic at all, or
             its routing plugin cannot be loaded.
         """
         template = options.get("topic")
         template = topicTemplate(template) if template is not None else None
-        key = keyStrategy(options.get("key") or "connection")
         plugin = options.get("routing")
+        key = options.get("key") or ("session" if ack and plugin is None else "connection")
+        key = keyStrategy(key)
         if plugin is not None:
             try:
                 plugin = loadRouting(str(plugin).strip())

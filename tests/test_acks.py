@@ -14,7 +14,14 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from gateway.acks import BAD_SESSION, SEQ_HEADER, SESSION_HEADER, UNREAD_LIMIT, parseSession
+from gateway.acks import (
+    BAD_SESSION,
+    NO_SESSION,
+    SEQ_HEADER,
+    SESSION_HEADER,
+    UNREAD_LIMIT,
+    parseSession,
+)
 from gateway.framing.lengthprefix import LengthPrefixedProtocol
 from gateway.framing.lines import LinesProtocol
 from gateway.framing.netstring import NetstringProtocol
@@ -26,6 +33,7 @@ from gateway.kafka.config import producerConfig
 from gateway.kafka.producer import KafkaProducerService
 from gateway.kafka.records import DeliveryError
 from gateway.router import LISTENER_HEADER, PEER_HEADER, MessageStream, Router
+from gateway.routing import Route, TopicTemplate
 from gateway.settings import SettingsError, checkSettings
 from tests.fakes import FakeKafkaError, fakeBackend
 from tests.support.acks import ackConnection
@@ -621,3 +629,74 @@ class DocumentedEncodingTests(AckModeMixin, SynchronousTestCase):
                 name,
             )
             self.assertEqual(transport.value(), b"", name)
+
+
+class SessionRoutingTests(AckModeMixin, SynchronousTestCase):
+    """
+    The listener's routing chooses an ack-mode connection's key and topic
+    (L{gateway.routing.Route.resolve}), again once when the handshake
+    arrives.
+    """
+
+    def topics(self):
+        """
+        The topics of the records the producer took.
+        """
+        return [m.topic() for m in self.kafka.produced]
+
+    def test_sessionTemplate(self):
+        """
+        C{{session}} is resolved when the handshake arrives: the records go
+        to the session's topic, keyed by the session; the messages count
+        for that topic.
+        """
+        self.router.routes["acks"] = Route(TopicTemplate("s.{session}"), "session")
+        protocol, transport = self.connect()
+        self.assertEqual(self.router.topicCounts(), {})
+        protocol.dataReceived(b"SESSION dev/1 5\nx\nyy\n")
+        self.assertEqual(self.topics(), ["s.dev_1", "s.dev_1"])
+        self.assertEqual({key for key, _, _ in self.records()}, {b"dev/1"})
+        self.assertEqual(self.router.topicCounts(), {"s.dev_1": (2, 3)})
+        self.confirm()
+        self.assertEqual(transport.value(), b"ACK 6\n")
+
+    def test_sessionTemplateWithoutHandshake(self):
+        """
+        A connection to a C{{session}} topic that sends no handshake is
+        closed as C{no-session}; nothing is published.
+        """
+        self.router.routes["acks"] = Route(TopicTemplate("s.{session}"), "session")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"x\ny\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.frameFailed, NO_SESSION)
+        self.assertEqual(protocol.factory.config.stats.frameErrors[NO_SESSION], 1)
+        self.assertEqual(self.records(), [])
+
+    def test_keyChosenByRoute(self):
+        """
+        The session does not override a key the listener chose: with
+        C{key=connection} or C{key=peer-host} the records keep it, and
+        still carry the session's header.
+        """
+        for port, (key, expected) in enumerate(
+            [("connection", b"acks/10.0.0.1:%d"), ("peer-host", b"10.0.0.1")], 5100
+        ):
+            self.router.routes["acks"] = Route(key=key)
+            protocol, _ = self.connect(port=port)
+            protocol.dataReceived(b"SESSION s 1\nx\n")
+            [(recordKey, headers, _)] = self.records()[-1:]
+            self.assertEqual(recordKey, expected.replace(b"%d", b"%d" % port))
+            self.assertEqual(headers[SESSION_HEADER], b"s")
+
+    def test_defaultKeySession(self):
+        """
+        An ack listener without a route keys by session after the
+        handshake, by connection without one.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"x\n")
+        protocol, _ = self.connect(port=5001)
+        protocol.dataReceived(b"SESSION s 1\ny\n")
+        self.assertEqual([key for key, _, _ in self.records()], [b"acks/10.0.0.1:5000", b"s"])
+        self.assertEqual(self.router.topicCounts(), {"events": (2, 2)})

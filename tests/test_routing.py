@@ -8,8 +8,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from gateway.kafka.records import Record
 from gateway.registry import RoutingError, loadRouting
-from gateway.router import LISTENER_HEADER, PEER_HEADER, RoutedStream, Router
+from gateway.router import CLIENT_CERT_HEADER, LISTENER_HEADER, PEER_HEADER, RoutedStream, Router
 from gateway.routing import (
     Route,
     RoutingContext,
@@ -105,12 +106,16 @@ class TopicTemplateTests(SynchronousTestCase):
 
     def test_laterFields(self):
         """
-        C{{session}} and C{{client_cert_cn}} are refused, saying what they
-        need.
+        C{{session}} and C{{client_cert_cn}} resolve from the context once
+        known; until then the template gives no topic.
         """
-        for name in ("session", "client_cert_cn"):
-            error = self.assertRaises(ValueError, TopicTemplate, f"t.{{{name}}}")
-            self.assertIn("needs", str(error))
+        template = TopicTemplate("t.{client_cert_cn}.{session}")
+        context = RoutingContext.forConnection("l", "10.0.0.1:5")
+        self.assertIsNone(template.resolve(context))
+        context.session, context.clientCertCN = "a/b", "dev 1"
+        self.assertEqual(template.resolve(context), "t.dev_1.a_b")
+        context.clientCertCN = ""
+        self.assertEqual(template.resolve(context), "t._.a_b")
 
     def test_malformed(self):
         """
@@ -131,19 +136,26 @@ class KeyStrategyTests(SynchronousTestCase):
         Each strategy keys the connection's records as documented.
         """
         keys = {}
-        for strategy in ("connection", "peer-host", "none"):
+        for strategy in ("connection", "peer-host", "none", "session"):
             context = RoutingContext.forConnection("l", "10.0.0.7:4000")
             keys[strategy] = Route(key=keyStrategy(strategy)).resolve(context, "t").key
         self.assertEqual(
-            keys, {"connection": b"l/10.0.0.7:4000", "peer-host": b"10.0.0.7", "none": None}
+            keys,
+            {
+                "connection": b"l/10.0.0.7:4000",
+                "peer-host": b"10.0.0.7",
+                "none": None,
+                "session": b"l/10.0.0.7:4000",
+            },
         )
+        context.session = "s-1"
+        self.assertEqual(Route(key="session").resolve(context, "t").key, b"s-1")
 
     def test_refused(self):
         """
-        Unknown strategies are refused; C{session} says what it needs.
+        Unknown strategies are refused.
         """
         self.assertRaises(ValueError, keyStrategy, "random")
-        self.assertIn("needs", str(self.assertRaises(ValueError, keyStrategy, "session")))
 
     def test_defaultTopic(self):
         """
@@ -361,3 +373,191 @@ class RoutingOptionsTests(SynchronousTestCase):
         service.addListener("lines", "tcp:9000", name="t1", options={"topic": "one"})
         self.assertEqual(service.router.routes["t1"].topic, TopicTemplate("one"))
         self.assertRaises(SettingsError, service.addListener, "lines", "tcp:9001")
+
+
+class SessionAndCertificateOptionsTests(SynchronousTestCase):
+    """
+    C{key=session}, C{{session}} and C{{client_cert_cn}} are accepted only
+    where they can be known, and ack mode only with routes that keep a
+    connection on one partition: one-line usage errors otherwise.
+    """
+
+    def check(self, options, endpoint="tcp:9000"):
+        [listener] = checkSettings(
+            [{"framing": "lines", "endpoint": endpoint, "options": options}],
+            topic="t",
+            backend=fakeBackend(),
+        ).listeners
+        return listener.route
+
+    def refused(self, options, *expected):
+        error = self.assertRaises(SettingsError, self.check, options)
+        self.assertEqual(error.listener, 0)
+        self.assertNotIn("\n", str(error))
+        for text in expected:
+            self.assertIn(text, str(error))
+
+    def test_sessionNeedsAck(self):
+        """
+        C{key=session} and C{{session}} need C{ack=on}.
+        """
+        self.refused({"key": "session"}, "key=session needs ack=on")
+        self.refused({"topic": "s.{session}"}, "field {session} needs ack=on")
+        route = self.check({"ack": "on", "topic": "s.{session}", "key": "session"})
+        self.assertEqual(route, Route(TopicTemplate("s.{session}"), "session"))
+
+    def test_ackDefaultKey(self):
+        """
+        An ack listener keys by session unless told otherwise, or unless a
+        routing plugin chooses.
+        """
+        self.assertEqual(self.check({"ack": "on"}).key, "session")
+        self.assertEqual(self.check({"ack": "on", "key": "peer-host"}).key, "peer-host")
+        self.assertEqual(self.check({}).key, "connection")
+        self.assertEqual(
+            self.check({"ack": "on", "routing": "tests.test_routing:_PLUGIN"}).key, "connection"
+        )
+
+    def test_commandLine(self):
+        """
+        On the command line the refusal is a one-line usage error naming
+        the listener.
+        """
+        error = self.assertRaises(
+            UsageError,
+            Options().parseOptions,
+            ["--topic", "t", "--listen", "lines(key=session)=tcp:9000"],
+        )
+        self.assertIn("key=session needs ack=on", str(error))
+        self.assertIn("tcp:9000", str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_sessionWithPlugin(self):
+        """
+        A plugin is asked before the handshake: no session fields with it.
+        """
+        self.refused(
+            {"ack": "on", "key": "session", "routing": "tests.test_routing:_PLUGIN"},
+            "key=session cannot be used with routing=",
+        )
+
+    def test_ackKeyNone(self):
+        """
+        C{key=none} spreads a connection over partitions: not with acks.
+        """
+        self.refused({"ack": "on", "key": "none"}, "key=none", "ack=on needs them on one")
+
+    def test_ackPerMessagePlugin(self):
+        """
+        A per-message routing plugin is refused on an ack listener; a
+        per-connection one is accepted.
+        """
+        self.refused(
+            {"ack": "on", "routing": "json-type"}, "routing=json-type chooses per message"
+        )
+        self.check({"ack": "on", "routing": "tests.test_routing:_PLUGIN"})
+
+    def test_clientCertNeedsClientCA(self):
+        """
+        C{{client_cert_cn}} needs a TLS listener that verifies client
+        certificates.
+        """
+        from tests.server.test_tls import Certificates
+
+        files = Certificates(self)
+        expected = "field {client_cert_cn} needs a TLS listener verifying client certificates"
+        self.refused({"topic": "c.{client_cert_cn}"}, expected)
+        tls = {"topic": "c.{client_cert_cn}", "tls-cert": files.both}
+        self.assertRaises(SettingsError, self.check, tls)
+        route = self.check({**tls, "tls-client-ca": files.caFile})
+        self.assertTrue(route.needs("client_cert_cn"))
+
+
+_PLUGIN = RoutingPlugin("per-connection", "test", _PerConnection)
+
+
+class _TLSTransport:
+    """
+    A TLS transport's certificate, as the handshake leaves it.
+    """
+
+    def __init__(self, certificate):
+        self.certificate = certificate
+
+    def getPeerCertificate(self):
+        return self.certificate
+
+
+class _TLSClient(_Client):
+    def __init__(self, certificate, subject=b"CN=x"):
+        self.transport = _TLSTransport(certificate)
+        self.clientSubject = subject
+
+
+class CertificateRoutingTests(SynchronousTestCase):
+    """
+    C{{client_cert_cn}} is resolved once, when the stream opens; the
+    router restores headers only from keys that name the connection.
+    """
+
+    def setUp(self):
+        self.producer = RecordingProducer()
+        self.router = Router(self.producer, "default")
+
+    def certificate(self, commonName):
+        import trustme
+        from OpenSSL import crypto
+
+        cert = trustme.CA().issue_cert("dev.example", common_name=commonName)
+        return crypto.load_certificate(crypto.FILETYPE_PEM, cert.cert_chain_pems[0].bytes())
+
+    def test_commonName(self):
+        """
+        The verified certificate's CN names the topic, made legal; a
+        certificate without a CN gives C{_}.
+        """
+        self.router.routes["l"] = Route(TopicTemplate("c.{client_cert_cn}"))
+        self.router.openStream("l", "10.0.0.1:5", _TLSClient(self.certificate("dev 7"))).send(b"m")
+        self.router.openStream("l", "10.0.0.1:6", _TLSClient(self.certificate(None))).send(b"n")
+        self.assertEqual([r[0] for r in self.producer.records], ["c.dev_7", "c._"])
+
+    def test_restoreConnectionKey(self):
+        """
+        A record keyed by its connection gets the provenance headers back,
+        and the certificate's subject while the connection is open.
+        """
+        self.router.routes["l"] = Route()
+        stream = self.router.openStream("l", "10.0.0.1:5", _TLSClient(None, b"CN=a"))
+        record = Record("default", b"l/10.0.0.1:5", [], b"m")
+        self.assertEqual(
+            self.router.restoreRecord(record).headers,
+            [(LISTENER_HEADER, b"l"), (PEER_HEADER, b"10.0.0.1:5"), (CLIENT_CERT_HEADER, b"CN=a")],
+        )
+        stream.close()
+        self.assertEqual(len(self.router.restoreRecord(record).headers), 2)
+        self.assertEqual(self.router.clientSubjects, {})
+
+    def test_sharedKeysNotRestored(self):
+        """
+        C{key=peer-host} (shared by the host's connections), C{key=none}
+        and a plugin's key (even one with a C{/}) do not say which
+        connection sent a record: no header is made up for them, and no
+        connection's subject is kept by such a key.
+        """
+        self.router.routes["h"] = Route(key="peer-host")
+        self.router.routes["n"] = Route(key="none")
+        self.router.routes["p"] = Route(plugin=RoutingPlugin("p", "d", _SlashKey))
+        for listener in ("h", "n", "p"):
+            self.router.openStream(
+                listener, "10.0.0.1:5", _TLSClient(None, b"CN=" + listener.encode())
+            )
+        self.assertEqual(self.router.clientSubjects, {})
+        for key in (b"10.0.0.1", None, b"h/10.0.0.1:5", b"p/x", b"other/x"):
+            record = Record("default", key, [], b"m")
+            self.assertIs(self.router.restoreRecord(record), record)
+
+
+class _SlashKey(_PerConnection):
+    def __init__(self, connection):
+        _PerConnection.__init__(self, connection)
+        self.key = b"p/x"

@@ -183,8 +183,8 @@ CONNECTION_OPTIONS = (
         topicTemplate,
         None,
         "this listener's Kafka topic, or a template resolved once per "
-        "connection with {listener}, {peer_host}, {peer_port} "
-        "(default: --topic)",
+        "connection with {listener}, {peer_host}, {peer_port}, "
+        "{client_cert_cn} (TLS), {session} (ack=on) (default: --topic)",
         "topic",
     ),
     FramingOption(
@@ -192,8 +192,9 @@ CONNECTION_OPTIONS = (
         keyStrategy,
         "connection",
         "record key: connection (one partition per connection), peer-host "
-        "(per client host) or none (sticky partitioner)",
-        "connection|peer-host|none",
+        "(per client host), session (ack=on's session; its default) or none "
+        "(sticky partitioner)",
+        "connection|peer-host|session|none",
     ),
     FramingOption(
         "routing",

@@ -2,10 +2,14 @@
 """
 Routing against a real broker: topics per listener and per connection, the
 key strategies, the example routing plugin, and a missing topic, through
-the command line and a C{.tac} file, all through one producer.
+the command line and a C{.tac} file, all through one producer; the session
+of ack mode (C{key=session}, C{{session}}) with the reference client, and
+a TLS client certificate's CN (C{{client_cert_cn}}).
 """
 
 import json
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -246,3 +250,103 @@ def test_startCheckFindsMissingTopics(kafka):
         kafkaOptions={"allow.auto.create.topics": "false"},
     )
     assert missingListenerTopics(settings, timeout=30) == [("b", missing)]
+
+
+def _makeTopics(kafka, names, partitions):
+    """
+    Create topics of known names (templates resolve to them) beforehand.
+    """
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    made = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    for future in made.values():
+        future.result(30)
+
+
+def _ackClient(port, count, session):
+    """
+    Run the reference client (L{tests.integration.support.ackclient}) to
+    the end: C{count} lines in one session, every one acknowledged.
+    """
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.support.ackclient",
+            str(port),
+            str(count),
+            session,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"done {count} 0" in done.stdout, done.stdout + done.stderr
+
+
+def test_sessionKeyAndTopic(kafka, gateway):
+    """
+    On ack listeners: C{topic=PREFIX.{session}} sends each session's
+    records to its own topic, resolved at the handshake; C{key=session} on a
+    4-partition topic keys every record by its session, so each session's
+    records are on one partition, in sequence order.  A connection to the
+    C{{session}} listener that sends no handshake is closed, nothing
+    published.
+    """
+    prefix = f"gws-{uuid.uuid4().hex[:8]}"
+    sessions = ("alpha", "beta")
+    _makeTopics(kafka, [f"{prefix}.{s}" for s in sessions], 4)
+    keyed = newTopic(kafka, partitions=4)
+    process = gateway(
+        "--listen",
+        f"lines(ack=on,topic={prefix}.{{session}})={LOOPBACK}",
+        "--listen",
+        f"lines(ack=on,topic={keyed},key=session)={LOOPBACK}",
+        listeners=2,
+    )
+    with process.connect("lines") as anonymous:
+        anonymous.sendall(b"no handshake\n")
+        anonymous.settimeout(60)
+        assert anonymous.recv(100) == b""
+    for session in sessions:
+        _ackClient(process.ports["lines"], 30, session)
+        _ackClient(process.ports["lines-2"], 30, session)
+    expected = [b"%07d" % n for n in range(1, 31)]
+    for session in sessions:
+        found = records(kafka, f"{prefix}.{session}", 30, timeout=60)
+        assert [r.value for r in found] == expected
+        assert {r.key for r in found} == {session.encode()}
+        assert [dict(r.headers)["gateway-seq"] for r in found] == [b"%d" % n for n in range(1, 31)]
+    found = records(kafka, keyed, 60, timeout=60)
+    for session in sessions:
+        mine = [r for r in found if dict(r.headers)["gateway-session"] == session.encode()]
+        assert [r.value for r in mine] == expected
+        assert {r.key for r in mine} == {session.encode()}
+        assert len({r.partition for r in mine}) == 1
+    assert "no-session" in process.log()
+
+
+def test_clientCertTopic(kafka, gateway, tmp_path):
+    """
+    C{topic=PREFIX.{client_cert_cn}} on a mutual-TLS listener: a client
+    presenting a certificate for C{client.example} lands in
+    C{PREFIX.client.example}, with its subject in C{gateway-client-cert}.
+    """
+    from cryptography import x509
+
+    from tests.integration.test_tls_kafka import Files, connect
+
+    files = Files(tmp_path)
+    prefix = f"gwc-{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.client.example"
+    _makeTopics(kafka, [topic], 1)
+    options = f"tls-cert={files.cert},tls-key={files.key},tls-client-ca={files.caFile}"
+    process = gateway("--listen", f"lines({options},topic={prefix}.{{client_cert_cn}})={LOOPBACK}")
+    with connect(process.ports["lines"], files.context()) as sock:
+        sock.sendall(b"".join(b"cert %d\n" % n for n in range(20)))
+        found = records(kafka, topic, 20, timeout=60)
+    assert [r.value for r in found] == [b"cert %d" % n for n in range(20)]
+    subject = x509.load_pem_x509_certificate(files.client.cert_chain_pems[0].bytes()).subject
+    assert {dict(r.headers)["gateway-client-cert"] for r in found} == {
+        subject.rfc4514_string().encode()
+    }

@@ -6,6 +6,7 @@ either runs or says why it cannot.
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.docs import snippets
+from tests.support.files import temporaryDirectory
 
 
 class SnippetTests(SynchronousTestCase):
@@ -18,7 +19,7 @@ class SnippetTests(SynchronousTestCase):
         The marker on the line before a fence sets the example's kind and
         reason; an unmarked example runs; other languages are left out.
         """
-        page = self.mktemp()
+        page = str(snippets.Path(temporaryDirectory(self)) / "page.md")
         with open(page, "w") as f:
             f.write(
                 "text\n\n"

@@ -4,13 +4,14 @@ as C{--system-class=gatewaydocs.GatewaySystem}).
 
 The code writes epytext markup (C{C{...}}, C{L{...}}) with the field lists
 Sphinx-style, C{:param x:}; pydoctor's epytext parser knows fields only as
-C{@param x:}.  Rewriting the fields before the docstrings are parsed
-renders them as fields, instead of changing every docstring of the code.
+C{@param x:}.  Rewriting the fields as each docstring is read (some are
+parsed while their module is, so it cannot wait) renders them as fields,
+instead of changing every docstring of the code.
 """
 
 import re
 
-from pydoctor.model import System
+from pydoctor import model
 
 _FIELD = re.compile(
     r"^(\s*):(param|type|return|returns|rtype|raise|raises|ivar|cvar|var|"
@@ -26,14 +27,18 @@ def epytextFields(docstring):
     return _FIELD.sub(r"\1@\2", docstring)
 
 
-class GatewaySystem(System):
+class GatewaySystem(model.System):
     """
-    pydoctor's default system, with the fields of every docstring rewritten
-    once every module is read.
+    pydoctor's default system; importing this module makes every
+    docstring's fields epytext ones as it is read.
     """
 
-    def postProcess(self):
-        for documentable in self.allobjects.values():
-            if documentable.docstring:
-                documentable.docstring = epytextFields(documentable.docstring)
-        super().postProcess()
+
+_setDocstringValue = model.Documentable._setDocstringValue
+
+
+def _setEpytextDocstring(self, doc, lineno):
+    _setDocstringValue(self, epytextFields(doc), lineno)
+
+
+model.Documentable._setDocstringValue = _setEpytextDocstring

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.ops.test_readiness -*-
 """
-C{gateway-probe}: a health check for containers and init systems.
+C{gateway-probe}: a health check for containers and init systems::
 
     gateway-probe [URL] [--timeout SECONDS]
 

@@ -9,7 +9,6 @@ a TLS client certificate's CN (C{{client_cert_cn}}).
 
 import json
 import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkafka import consume
 from gateway.settings import checkSettings, missingListenerTopics
+from tests.integration.support import ackclient
 from tests.integration.support.http import status
 from tests.integration.support.process import CLEAN_EXIT, GatewayProcess, Gateways
 from tests.integration.support.procfs import socketsTo
@@ -268,15 +268,8 @@ def _ackClient(port, count, session):
     the end: C{count} lines in one session, every one acknowledged.
     """
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.integration.support.ackclient",
-            str(port),
-            str(count),
-            session,
-        ],
-        cwd=ROOT,
+        ackclient.command(port, count, session),
+        cwd=ackclient.ROOT,
         capture_output=True,
         text=True,
         timeout=300,

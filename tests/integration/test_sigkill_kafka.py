@@ -11,20 +11,18 @@ C{docs/guarantees.md}, "End-to-end acknowledgements").
 """
 
 import subprocess
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
 
 from devkafka import freePort
 from gateway.client import Deduplicator, sessionAndSeq
+from tests.integration.support import ackclient
 from tests.integration.support.process import Gateways
 from tests.integration.support.topics import newTopic, readAll, waitForSize
 from tests.support.waiting import waitFor
 
 COUNT = 100_000
 SESSION = "sigkill-test"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def report(name, **figures):
@@ -47,15 +45,8 @@ class ClientProcess:
 
     def __init__(self, port, count, session):
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.support.ackclient",
-                str(port),
-                str(count),
-                session,
-            ],
-            cwd=ROOT,
+            ackclient.command(port, count, session),
+            cwd=ackclient.ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -15,8 +15,19 @@ Run as C{python -m tests.integration.support.ackclient PORT COUNT SESSION}.
 """
 
 import sys
+from pathlib import Path
 
 from twisted.internet import defer, task
+
+#: The checkout: the folder to run the client in (C{python -m}).
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def command(port, count, session):
+    """
+    :return: the command line running this client (in L{ROOT}).
+    """
+    return [sys.executable, "-m", __name__, str(port), str(count), session]
 
 
 def main(reactor, port, count, session):

@@ -148,7 +148,7 @@ def runOne(name, connections, size, n, bootstrap, brokerPort, args):
             system.start(bootstrap, topic)
             pid = system.pid
             clients = Clients(
-                system.port, "lines", size, n, connections, args.client_processes, PREFIX
+                system.port, "lines", size, n, connections, args.client_processes, prefix=PREFIX
             )
             clients.start()
             if topic is not None:

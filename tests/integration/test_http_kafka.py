@@ -13,7 +13,7 @@ import time
 
 from tests.integration.support.brokers import ownBroker
 from tests.integration.support.http import get, readiness, scrape
-from tests.integration.support.process import GatewayProcess
+from tests.integration.support.process import GatewayProcess, healthChanges
 from tests.integration.support.procfs import socketsTo
 from tests.integration.support.topics import newTopic, waitForSize
 from tests.support.waiting import waitFor
@@ -114,9 +114,14 @@ def test_readyzFollowsTheBroker(request, tmp_path):
             assert scrape(process)["gateway_ready", ()] == 1
         finally:
             process.stop()
-    log = process.log()
-    assert "Kafka health ready -> down" in log
-    assert "Kafka health down -> ready" in log
+    # Down when the broker stopped, ready again after: the way back may pass
+    # through degraded (the probe reconnects before the producer's own
+    # client has its broker up again), never through anything else.
+    changes = healthChanges(process.log())
+    states = [new for _, new in changes]
+    assert "down" in states, changes
+    back = states[states.index("down") + 1 :]
+    assert back and back[-1] == "ready" and set(back[:-1]) <= {"degraded", "down"}, changes
 
 
 def test_metricsCountTheTraffic(kafka, tmp_path):

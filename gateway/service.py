@@ -375,18 +375,19 @@ class GatewayService(MultiService):
         return name
 
 
-def exitWithStatus(reactor, service, exit=os._exit):
+def exitWithStatus(reactor, service, pidfile=None, exit=os._exit):
     """
     Make the process exit with C{service.exitStatus} once the reactor has
     shut down, when it is not 0: twistd itself exits 0 (or by the signal
     that stopped it) whatever its services did.
 
     The log is written unbuffered by twistd's log file, and the standard
-    streams are flushed first; twistd's pidfile stays (twistd removes a
-    stale one at the next start).
+    streams are flushed first.  Exiting here skips twistd's own stop, so
+    its pidfile is removed here, as twistd would.
 
     :param reactor: the reactor that runs C{service}.
     :param service: a L{GatewayService}.
+    :param pidfile: twistd's C{--pidfile}, if any.
     :param exit: L{os._exit}.
     """
 
@@ -394,6 +395,11 @@ def exitWithStatus(reactor, service, exit=os._exit):
         if service.exitStatus:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
+            if pidfile:
+                try:
+                    os.remove(pidfile)
+                except OSError:
+                    pass
             exit(service.exitStatus)
 
     reactor.addSystemEventTrigger("after", "shutdown", atShutdown)

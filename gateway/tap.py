@@ -524,7 +524,8 @@ def buildService(options):
             names=", ".join(options.inlineSecrets),
         )
     service = GatewayService.fromSettings(options["settings"], reactor)
-    exitWithStatus(reactor, service)
+    twistd = getattr(options, "parent", None) or {}
+    exitWithStatus(reactor, service, pidfile=twistd.get("pidfile"))
     count, index = options["workers"], options["worker-index"]
     if count == 1:
         return service

@@ -6,6 +6,7 @@ Tests for L{GatewayService}, the public assembly API, on a memory reactor.
 import os
 
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.kafka import KafkaProducerService
@@ -188,6 +189,26 @@ class GatewayServiceTests(SynchronousTestCase):
         gateway.exitStatus = EXIT_UNKEPT
         trigger()
         self.assertEqual(exits, [EXIT_UNKEPT])
+
+    def test_exitWithStatusRemovesThePidfile(self):
+        """
+        Exiting with a status skips twistd's own stop, so L{exitWithStatus}
+        removes twistd's pidfile itself, and only then; a pidfile already
+        gone is no error.
+        """
+        pidfile = self.mktemp()
+        FilePath(pidfile).setContent(b"1234")
+        gateway = self.makeGateway()
+        exits = []
+        exitWithStatus(self.reactor, gateway, pidfile=pidfile, exit=exits.append)
+        [(trigger, args, kwargs)] = self.reactor.triggers["after"]["shutdown"]
+        trigger()
+        self.assertTrue(os.path.exists(pidfile))
+        gateway.exitStatus = EXIT_UNKEPT
+        trigger()
+        self.assertFalse(os.path.exists(pidfile))
+        trigger()
+        self.assertEqual(exits, [EXIT_UNKEPT, EXIT_UNKEPT])
 
     def test_stopPublishesWholeMessagesOfPausedClients(self):
         """

@@ -50,13 +50,13 @@ def report(name, **figures):
     print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
-def withoutBroker(directory, *args):
+def withoutBroker(directory, *args, **keywords):
     """
     A gateway (not started) whose bootstrap port no broker listens on, so
     every record it reads stays pending; a 1 s drain.
     """
     bootstrap = f"127.0.0.1:{freePort()}"
-    return linesGateway(directory, bootstrap, "t", "--drain-timeout", "1", *args)
+    return linesGateway(directory, bootstrap, "t", "--drain-timeout", "1", *args, **keywords)
 
 
 def run(directory, twistdArgs, gatewayArguments, timeout=30.0):
@@ -233,18 +233,21 @@ def test_spoolDirectoryRemovedBeforeStop(tmp_path):
     With records pending (no broker answers) the spool's directory is
     removed: C{/readyz} says so at once, and the SIGTERM stop ends within
     C{--drain-timeout} plus a margin, with the count of records it could not
-    keep in its last log line and exit status 3.
+    keep in its last log line and exit status 3; twistd's pidfile is
+    removed all the same.
 
     A regression test: the stop used to hang forever, the last line
     C{draining the Kafka producer: N records to confirm}.
     """
     directory = tmp_path / "spool"
     directory.mkdir()
-    gateway = withoutBroker(tmp_path, "--spool", str(directory / "spool.jsonl"))
+    pidfile = tmp_path / "twistd.pid"
+    gateway = withoutBroker(tmp_path, "--spool", str(directory / "spool.jsonl"), pidfile=pidfile)
     sent = 50
     try:
         gateway.start(1)
         gateway.waitForHttpPort()
+        assert pidfile.exists()
         with gateway.connect("lines") as sock:
             sock.sendall(b"".join(b"line %d\n" % i for i in range(sent)))
             waitFor(
@@ -271,6 +274,7 @@ def test_spoolDirectoryRemovedBeforeStop(tmp_path):
             stopped=stoppedLine(log),
         )
         assert status == EXIT_UNKEPT, log[-3000:]
+        assert not pidfile.exists()
         assert stoppedLine(log) == (0, sent, 0, 0, sent), log[-3000:]
         assert code == 503 and str(directory) in body["reason"], body
     finally:

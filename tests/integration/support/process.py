@@ -57,17 +57,20 @@ class GatewayProcess:
         L{waitForHttpPort}).
     """
 
-    def __init__(self, directory, args, env=None, tac=None, preexecFn=None, logName="twistd.log"):
+    def __init__(
+        self, directory, args, env=None, tac=None, preexecFn=None, logName="twistd.log", pidfile=""
+    ):
         """
         :param preexecFn: called in the child before C{twistd} runs (e.g.
             to lower its descriptor limit with C{resource.setrlimit}).
         :param logName: the log file's name in C{directory}: a gateway
             restarted in the same folder (to find its spool) gets a file of
             its own, so it does not read the ports of the one before it.
+        :param pidfile: twistd's C{--pidfile} (none by default).
         """
         self.directory = Path(directory)
         self.logPath = self.directory / logName
-        command = [TWISTD, "-n", "--pidfile=", f"--logfile={self.logPath}"]
+        command = [TWISTD, "-n", f"--pidfile={pidfile}", f"--logfile={self.logPath}"]
         if tac is not None:
             command += ["-y", str(tac)]
         else:

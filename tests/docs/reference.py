@@ -246,7 +246,9 @@ STATUS_FIELDS = {
     "version": "the gateway's version",
     "uptime": "seconds since the HTTP endpoints started",
     "topic": "the default Kafka topic (`--topic`); `null` when every listener names its own",
-    "state": "what `/readyz` says: `ready`, `starting`, `degraded`, `down`, `stopping` or `storage`",
+    "state": (
+        "what `/readyz` says: `ready`, `starting`, `degraded`, `down`, `stopping` or `storage`"
+    ),
     "reason": "why, in words, as in the body of `/readyz`",
     "ready": "true when `/readyz` answers 200",
     "budget": "the byte budget (`--budget`) at the last budget check (every 0.2 s)",
@@ -263,10 +265,15 @@ STATUS_FIELDS = {
     "producer.deadLettered": "`gateway_messages_dead_lettered_total`",
     "producer.spooled": "`gateway_messages_spooled_total`",
     "producer.deadLettersHeld": "`gateway_dead_letters_held`",
-    "producer.storageProblems": "why the spool or the dead-letter file cannot be written, one string each; empty when they can",
+    "producer.storageProblems": (
+        "why the spool or the dead-letter file cannot be written, one string each; empty when"
+        " they can"
+    ),
     "producer.requeued": "`gateway_messages_requeued_total`",
     "producer.recreations": "`gateway_producer_recreations_total`",
-    "producer.brokersUp": "brokers the Kafka client is connected to; `null` until its first statistics",
+    "producer.brokersUp": (
+        "brokers the Kafka client is connected to; `null` until its first statistics"
+    ),
     "producer.bytesSent": "`gateway_kafka_sent_bytes_total`; `null` with the pykafka backend",
     "listeners": "one object per listener",
     "listeners[]": "a listener",
@@ -278,9 +285,17 @@ STATUS_FIELDS = {
     "listeners[].accepted": "client connections accepted",
     "listeners[].closed": "client connections closed",
     "listeners[].bytesReceived": "bytes read from clients",
-    "listeners[].frameErrors": "connections closed for bad input, count per reason (only reasons that happened)",
-    "listeners[].refused": "connections closed at once, count per reason (`max-connections`, `max-per-address`, `descriptors`, `not-allowed`, `tls-handshake`)",
-    "listeners[].closedBy": "connections the gateway closed, count per reason (`idle-timeout`, `max-age`, `frame-timeout`, `incomplete-cap`)",
+    "listeners[].frameErrors": (
+        "connections closed for bad input, count per reason (only reasons that happened)"
+    ),
+    "listeners[].refused": (
+        "connections closed at once, count per reason (`max-connections`, `max-per-address`, "
+        "`descriptors`, `not-allowed`, `tls-handshake`)"
+    ),
+    "listeners[].closedBy": (
+        "connections the gateway closed, count per reason (`idle-timeout`, `max-age`, "
+        "`frame-timeout`, `incomplete-cap`)"
+    ),
     "listeners[].accepting": "whether the listener accepts connections now",
     "listeners[].pausedFor": "why not: `budget`, `descriptors`, `accept-error`",
     "topics": "one object per topic written to, by name",
@@ -288,9 +303,14 @@ STATUS_FIELDS = {
     "topics.TOPIC.messages": "messages sent to it",
     "topics.TOPIC.bytes": "payload bytes sent to it",
     "topics.TOPIC.deadLettered": "its records Kafka refused for good",
-    "descriptors": "the descriptor guard ([descriptors](../tcp-connections.md#descriptors-and-memory-per-connection))",
+    "descriptors": (
+        "the descriptor guard "
+        "([descriptors](../tcp-connections.md#descriptors-and-memory-per-connection))"
+    ),
     "descriptors.limit": "the soft `RLIMIT_NOFILE`",
-    "descriptors.capacity": "client connections that fit: the limit, less what was open at start, less `reserve`",
+    "descriptors.capacity": (
+        "client connections that fit: the limit, less what was open at start, less `reserve`"
+    ),
     "descriptors.reserve": "`--reserve-descriptors`",
     "descriptors.clients": "client connections open now",
     "descriptors.full": "listeners stopped accepting for lack of room",
@@ -300,12 +320,21 @@ STATUS_FIELDS = {
     "worker.index": "its index, 1 to `count`",
     "worker.count": "how many worker processes",
     "worker.pid": "its process id",
-    "kafkaConnections": "`gateway_kafka_connections`; `null` where the kernel's tables cannot be read (not Linux)",
-    "health": "the health probe ([health](../health.md)); `null` without a health service (`--health-interval 0`)",
+    "kafkaConnections": (
+        "`gateway_kafka_connections`; `null` where the kernel's tables cannot be read (not Linux)"
+    ),
+    "health": (
+        "the health probe ([health](../health.md)); `null` without a health service "
+        "(`--health-interval 0`)"
+    ),
     "health.brokers": "brokers probed",
     "health.brokersUp": "brokers answering",
-    "health.slowestProbe": "seconds, the slowest answering broker's last round trip; `null` when none answers",
-    "time": "the gateway's clock, seconds since the epoch (the status page computes rates with it)",
+    "health.slowestProbe": (
+        "seconds, the slowest answering broker's last round trip; `null` when none answers"
+    ),
+    "time": (
+        "the gateway's clock, seconds since the epoch (the status page computes rates with it)"
+    ),
 }
 
 

@@ -111,7 +111,9 @@ class ManifestTests(SynchronousTestCase):
         }
         self.assertEqual(probes["livenessProbe"]["path"], "/healthz")
         self.assertEqual(probes["readinessProbe"]["path"], "/readyz")
-        http = [p for p in self.gateway["ports"] if p["containerPort"] == _port(self.options["http"])]
+        http = [
+            p for p in self.gateway["ports"] if p["containerPort"] == _port(self.options["http"])
+        ]
         for probe in probes.values():
             self.assertIn(probe["path"].lstrip("/").encode(), served)
             self.assertEqual(probe["port"], http[0]["name"])

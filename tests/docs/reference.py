@@ -16,14 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from gateway.framing.options import ACK_OPTIONS
 from gateway.ops.metrics import GatewayCollector
-from gateway.ops.web import statusSnapshot
+from gateway.ops.web import metricsRegistry, statusSnapshot
 from gateway.registry import FramingRegistry
 from gateway.server.policy import CONNECTION_OPTIONS, ROUTING_OPTIONS
 from gateway.server.tls import TLS_OPTIONS
@@ -216,16 +216,13 @@ def metricsPage(collector):
     """
     @return: the page of every metric the gateway's collector exports.
     """
-    registry = CollectorRegistry()
-    registry.register(collector)
-    text = generate_latest(registry).decode()
+    text = generate_latest(metricsRegistry(collector)).decode()
     lines = [
         "# Metrics",
         "",
-        "Every metric `/metrics` exports, with its type, labels and help text;",
-        "what they mean together is in [Operations](../operations.md#metrics).",
-        "Beside them the endpoint serves `prometheus_client`'s own `process_*`",
-        "and `python_info`.",
+        "Every metric `/metrics` exports, with its type, labels and help text",
+        "(`process_*` and `python_info` are `prometheus_client`'s own, on",
+        "Linux); how to read them together is in [Monitoring](../monitoring.md).",
         "",
         "| metric | type | labels | help |",
         "|---|---|---|---|",
@@ -240,6 +237,105 @@ def metricsPage(collector):
             f"| {_cell(family.documentation)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+#: What each field of C{/status.json} means: this page is their one home
+#: (L{tests.docs.test_reference} fails on a field without one, or on one
+#: left here for a field that is gone).
+STATUS_FIELDS = {
+    "version": "the gateway's version",
+    "uptime": "seconds since the HTTP endpoints started",
+    "topic": "the default Kafka topic (`--topic`); `null` when every listener names its own",
+    "state": (
+        "what `/readyz` says: `ready`, `starting`, `degraded`, `down`, `stopping` or `storage`"
+    ),
+    "reason": "why, in words, as in the body of `/readyz`",
+    "ready": "true when `/readyz` answers 200",
+    "budget": "the byte budget (`--budget`) at the last budget check (every 0.2 s)",
+    "budget.bytes": "the byte budget",
+    "budget.held": "bytes accepted and not yet confirmed by Kafka (payloads plus 512 per record)",
+    "budget.fraction": "`held / bytes`",
+    "budget.paused": "clients are paused and listeners do not accept (back-pressure)",
+    "producer": "the producer's counters, the same figures as the metrics named here",
+    "producer.accepted": "`gateway_messages_received_total`",
+    "producer.produced": "`gateway_messages_produced_total`",
+    "producer.delivered": "`gateway_messages_delivered_total`",
+    "producer.pending": "`gateway_producer_queue_depth`",
+    "producer.failed": "`gateway_messages_failed_total`",
+    "producer.deadLettered": "`gateway_messages_dead_lettered_total`",
+    "producer.spooled": "`gateway_messages_spooled_total`",
+    "producer.deadLettersHeld": "`gateway_dead_letters_held`",
+    "producer.storageProblems": (
+        "why the spool or the dead-letter file cannot be written, one string each; empty when"
+        " they can"
+    ),
+    "producer.requeued": "`gateway_messages_requeued_total`",
+    "producer.recreations": "`gateway_producer_recreations_total`",
+    "producer.brokersUp": (
+        "brokers the Kafka client is connected to; `null` until its first statistics"
+    ),
+    "producer.bytesSent": "`gateway_kafka_sent_bytes_total`; `null` with the pykafka backend",
+    "listeners": "one object per listener",
+    "listeners[]": "a listener",
+    "listeners[].name": "its name (`lines`, `lines-2`, ...)",
+    "listeners[].framing": "its framing",
+    "listeners[].endpoint": "its endpoint, as configured",
+    "listeners[].address": "the `host:port` bound; `null` while not listening",
+    "listeners[].connections": "client connections open now",
+    "listeners[].accepted": "client connections accepted",
+    "listeners[].closed": "client connections closed",
+    "listeners[].bytesReceived": "bytes read from clients",
+    "listeners[].frameErrors": (
+        "connections closed for bad input, count per reason (only reasons that happened)"
+    ),
+    "listeners[].refused": (
+        "connections closed at once, count per reason (`max-connections`, `max-per-address`, "
+        "`descriptors`, `not-allowed`, `tls-handshake`)"
+    ),
+    "listeners[].closedBy": (
+        "connections the gateway closed, count per reason (`idle-timeout`, `max-age`, "
+        "`frame-timeout`, `incomplete-cap`)"
+    ),
+    "listeners[].accepting": "whether the listener accepts connections now",
+    "listeners[].pausedFor": "why not: `budget`, `descriptors`, `accept-error`",
+    "topics": "one object per topic written to, by name",
+    "topics.TOPIC": "a topic's figures, the `gateway_topic_*` metrics",
+    "topics.TOPIC.messages": "messages sent to it",
+    "topics.TOPIC.bytes": "payload bytes sent to it",
+    "topics.TOPIC.deadLettered": "its records Kafka refused for good",
+    "descriptors": (
+        "the descriptor guard "
+        "([descriptors](../tcp-connections.md#descriptors-and-memory-per-connection))"
+    ),
+    "descriptors.limit": "the soft `RLIMIT_NOFILE`",
+    "descriptors.capacity": (
+        "client connections that fit: the limit, less what was open at start, less `reserve`"
+    ),
+    "descriptors.reserve": "`--reserve-descriptors`",
+    "descriptors.clients": "client connections open now",
+    "descriptors.full": "listeners stopped accepting for lack of room",
+    "descriptors.acceptErrors": "`gateway_accept_errors_total`",
+    "descriptors.inUse": "descriptors open now",
+    "worker": "this process among the worker processes (`--workers`)",
+    "worker.index": "its index, 1 to `count`",
+    "worker.count": "how many worker processes",
+    "worker.pid": "its process id",
+    "kafkaConnections": (
+        "`gateway_kafka_connections`; `null` where the kernel's tables cannot be read (not Linux)"
+    ),
+    "health": (
+        "the health probe ([health](../health.md)); `null` without a health service "
+        "(`--health-interval 0`)"
+    ),
+    "health.brokers": "brokers probed",
+    "health.brokersUp": "brokers answering",
+    "health.slowestProbe": (
+        "seconds, the slowest answering broker's last round trip; `null` when none answers"
+    ),
+    "time": (
+        "the gateway's clock, seconds since the epoch (the status page computes rates with it)"
+    ),
+}
 
 
 def _fields(value, path):
@@ -277,16 +373,17 @@ def statusPage(collector):
         "",
         "Every field of `/status.json`, with its JSON type (the type of a",
         "gateway in its usual state: some fields are `null` until known);",
-        "what each means is in [Operations](../operations.md#status-json).",
+        "how the page and the probes use them is in",
+        "[HTTP endpoints](../endpoints.md).",
         "",
-        "| field | type |",
-        "|---|---|",
+        "| field | type | meaning |",
+        "|---|---|---|",
     ]
     seen = set()
     for path, kind in _fields(snapshot, ""):
         if path and path not in seen:
             seen.add(path)
-            lines.append(f"| `{path}` | {kind} |")
+            lines.append(f"| `{path}` | {kind} | {STATUS_FIELDS.get(path, '')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,8 @@ Tests for L{tests.docs.reference}: the checked-in reference pages are what
 the code says today.
 """
 
+import tempfile
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.registry import FramingRegistry
@@ -81,3 +83,28 @@ class ReferenceTests(SynchronousTestCase):
         page = self.pages["status-json.md"]
         for path in ("budget.held", "listeners[].frameErrors", "descriptors.capacity", "time"):
             self.assertIn(f"| `{path}` |", page)
+
+    def test_everyStatusFieldMeans(self):
+        """
+        Every field of C{/status.json} has its meaning on the page (the
+        generator's L{reference.STATUS_FIELDS}), and no meaning is kept for
+        a field that is gone.
+        """
+        with tempfile.TemporaryDirectory() as directory:
+            gateway, collector = reference._scrapedGateway(directory)
+            try:
+                snapshot = reference.statusSnapshot(collector, 1.0, 1767225600.0)
+            finally:
+                gateway.stopService()
+        paths = {path for path, _ in reference._fields(snapshot, "") if path}
+        self.assertEqual(sorted(paths - set(reference.STATUS_FIELDS)), [])
+        self.assertEqual(sorted(set(reference.STATUS_FIELDS) - paths), [])
+
+    def test_processMetricsListed(self):
+        """
+        The metrics page lists the process metrics the endpoint serves
+        beside the gateway's own.
+        """
+        page = self.pages["metrics.md"]
+        for name in ("process_open_fds", "process_max_fds", "python_info"):
+            self.assertIn(f"| `{name}` |", page)

@@ -598,14 +598,14 @@ class CollectorTests(GatewayMixin, SynchronousTestCase):
 
 class DocumentationTests(GatewayMixin, SynchronousTestCase):
     """
-    C{docs/operations.md} lists every metric the gateway exports.
+    C{docs/reference/metrics.md} lists every metric the gateway exports.
     """
 
     def test_everyMetricDocumented(self):
         """
         Every sample name of a scrape where every metric is present (a
         delivery made, the client's statistics in, Kafka connections
-        counted, the process metrics on) is in C{docs/operations.md}.
+        counted, the process metrics on) is in C{docs/reference/metrics.md}.
         """
         from gateway.ops.web import metricsRegistry
 
@@ -625,7 +625,7 @@ class DocumentationTests(GatewayMixin, SynchronousTestCase):
         self.assertIn("gateway_producer_brokers_up", names)
         self.assertIn("gateway_last_delivery_age_seconds", names)
         self.assertIn("gateway_kafka_connections", names)
-        docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+        docs = (Path(__file__).parents[2] / "docs" / "reference" / "metrics.md").read_text()
         self.assertEqual(sorted(name for name in names if f"`{name}" not in docs), [])
 
 

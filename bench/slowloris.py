@@ -138,6 +138,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.framing = "lines"
     args.client_processes = 1
+    args.key = "connection"
 
     from devkafka import DevKafka
 

@@ -65,7 +65,7 @@ WATERMARK_INTERVAL = 0.05
 #: back-pressure warning, which is counted on its own.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
 #: The router's back-pressure warning (budget or producer queue), as logged.
-PAUSE = "[gateway.router#warn] pausing "
+PAUSE = "[gateway.router.Router#warn] pausing "
 
 
 # The client process

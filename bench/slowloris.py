@@ -2,7 +2,7 @@
 Slowloris: a normal client's throughput with and without hundreds of
 connections trickling bytes of a frame they never complete.
 
-Starts a local Kafka (C{devkafka}, broker name "bench") and, in one session,
+Starts a local Kafka (C{devkafka}, broker name "slowloris") and, in one session,
 runs rounds of C{bench/throughput.py}'s gateway run (C clients sending M
 lines as fast as they can, timed until Kafka holds them all) three ways,
 each round starting with another kind:
@@ -50,12 +50,13 @@ from throughput import createTopic, gatewayProcess, listenSpec, median, runGatew
 TICK = 0.02
 
 
-def trickle(port, count, interval, spread, ready, done, results):
+def trickle(port, count, interval, spread, ready, mark, done, results):
     """
     The trickling process: keep C{count} connections open, each sending one
     C{x} every C{interval} seconds, the first bytes spread over C{spread}
     seconds; reconnect every one the gateway closes (its first byte at
-    once).  Non-blocking connects and sends on one epoll selector.
+    once).  Non-blocking connects and sends on one epoll selector.  The
+    closes and bytes are counted from C{mark} (the clock's start) on.
     """
     selector = selectors.DefaultSelector()
     address = ("127.0.0.1", port)
@@ -78,7 +79,10 @@ def trickle(port, count, interval, spread, ready, done, results):
         connect(start + spread * index / count)
     ready.put(count)
     closed = sent = 0
+    marked = None
     while not done.is_set():
+        if marked is None and mark.is_set():
+            marked = (closed, sent)
         wait = min(max(due[0][0] - time.monotonic(), TICK), 0.1) if due else 0.1
         for key, _ in selector.select(wait):
             sock = key.fileobj
@@ -108,7 +112,7 @@ def trickle(port, count, interval, spread, ready, done, results):
             heapq.heappush(due, (at, sequence, sock))
     for key in list(selector.get_map().values()):
         key.fileobj.close()
-    results.put((closed, sent))
+    results.put((closed - marked[0], sent - marked[1]) if marked else (closed, sent))
 
 
 class Tricklers:
@@ -125,16 +129,18 @@ class Tricklers:
 
     def __call__(self, port):
         context = multiprocessing.get_context("spawn")
-        ready, results, done = context.Queue(), context.Queue(), context.Event()
+        ready, results = context.Queue(), context.Queue()
+        mark, done = context.Event(), context.Event()
         process = context.Process(
             target=trickle,
-            args=(port, self.count, self.interval, self.spread, ready, done, results),
+            args=(port, self.count, self.interval, self.spread, ready, mark, done, results),
             daemon=True,
         )
         process.start()
         ready.get(timeout=60)
         # Every connection trickles before the clock starts.
         time.sleep(self.spread + 2 * TICK)
+        mark.set()
         cpu0, wall0 = cpuTimes(process.pid)[1], time.monotonic()
 
         def finish():
@@ -210,6 +216,8 @@ def main(argv=None):
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="0: no idle phase")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--kafka-version", default="4")
+    parser.add_argument("--broker-name", default="slowloris", help="devkafka's --name")
+    parser.add_argument("--run-root", help="devkafka's run folders (default: its home)")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     args.framing = "lines"
@@ -231,7 +239,9 @@ def main(argv=None):
         (f"(b) {timeout}, no tricklers", timeout, None),
         (f"(c) {timeout}, {args.tricklers} tricklers", timeout, args.tricklers),
     ]
-    broker = DevKafka(version=args.kafka_version, name="bench", port=None)
+    broker = DevKafka(
+        version=args.kafka_version, name=args.broker_name, port=None, runRoot=args.run_root
+    )
     runs = {label: [] for label, _, _ in kinds}
     idle = None
     try:

@@ -1,12 +1,14 @@
 """
 A smoke test of C{bench/slowloris.py}: a tiny session against a real Kafka
-(the script starts its own), so the script keeps working as the gateway and
+(the script starts its own, in a temporary run folder, so a benchmark running
+meanwhile keeps its broker), so the script keeps working as the gateway and
 C{bench/throughput.py} change.
 """
 
 import contextlib
 import io
 import sys
+import tempfile
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -32,6 +34,8 @@ class SlowlorisSmokeTests(SynchronousTestCase):
         """
         messages, tricklers = 20_000, 10
         out = io.StringIO()
+        runRoot = tempfile.TemporaryDirectory(prefix="slowloris-smoke-")
+        self.addCleanup(runRoot.cleanup)
         with contextlib.redirect_stdout(out):
             runs, idle = slowloris.main(
                 [
@@ -42,6 +46,7 @@ class SlowlorisSmokeTests(SynchronousTestCase):
                     "--frame-timeout=1",
                     "--repeat=1",
                     "--idle-seconds=3",
+                    f"--run-root={runRoot.name}",
                 ]
             )
         self.assertEqual(

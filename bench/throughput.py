@@ -65,7 +65,7 @@ WATERMARK_INTERVAL = 0.05
 #: back-pressure warning, which is counted on its own.
 PROBLEMS = ("#warn]", "#error]", "#critical]", "Traceback", "Unhandled")
 #: The router's back-pressure warning (budget or producer queue), as logged.
-PAUSE = "[gateway.router#warn] pausing "
+PAUSE = "[gateway.router.Router#warn] pausing "
 
 
 # The client process
@@ -368,6 +368,21 @@ def listenSpec(framing, *options):
     )
 
 
+def gatewayProcess(bootstrap, topic, listen):
+    """
+    A gateway (not started yet) with one listener, in a temporary folder.
+
+    :param listen: the C{--listen} value (see L{listenSpec}).
+    :return: the folder (to clean up after the gateway stopped) and the
+        L{GatewayProcess}.
+    """
+    from tests.integration.support.process import GatewayProcess
+
+    workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
+    args = ["--bootstrap-servers", bootstrap, "--topic", topic, "--listen", listen]
+    return workdir, GatewayProcess(workdir.name, args)
+
+
 def runGateway(
     bootstrap,
     topic,
@@ -390,21 +405,13 @@ def runGateway(
     :param acks: run the listener with C{ack=on}, the clients reading their
         acks.
     """
-    from tests.integration.support.process import GatewayProcess
     from tests.integration.support.procfs import socketsTo
 
     brokerPort = int(bootstrap.rsplit(":", 1)[1])
-    workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
-    process = GatewayProcess(
-        workdir.name,
-        [
-            "--bootstrap-servers",
-            bootstrap,
-            "--topic",
-            topic,
-            "--listen",
-            listenSpec(args.framing, listenOptions, f"key={args.key}", "ack=on" if acks else ""),
-        ],
+    workdir, process = gatewayProcess(
+        bootstrap,
+        topic,
+        listenSpec(args.framing, listenOptions, f"key={args.key}", "ack=on" if acks else ""),
     )
     if profileFile is not None:
         at = process.command.index("gateway")

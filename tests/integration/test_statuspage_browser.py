@@ -263,7 +263,7 @@ def test_statusPageShowsTheGateway(kafka, tmp_path):
         assert page.ids["producer-delivered"] == str(MESSAGES)
         assert page.ids["producer-failed"] == "0"
         # The queue depth may count one of librdkafka's own requests for a
-        # moment (docs/operations.md), so it reads 0 or 1 when all is
+        # moment (the client's len() counts them too), so it reads 0 or 1 when all is
         # delivered; brokersUp comes from the client's periodic statistics.
         assert page.ids["producer-pending"] in ("0", "1")
         assert page.ids["producer-brokersUp"] in ("–", "1")

@@ -66,7 +66,6 @@ typedef struct {
         rd_kafka_headers_t *(*headers_copy)(const rd_kafka_headers_t *);
         void (*headers_destroy)(rd_kafka_headers_t *);
         void *(*opaque)(const rd_kafka_t *);
-        const char *(*name)(const rd_kafka_t *);
 } api_t;
 
 typedef struct {
@@ -83,12 +82,27 @@ static rd_kafka_t *handle_rk(PyObject *producer) {
         return *(rd_kafka_t **)((char *)producer + sizeof(PyObject));
 }
 
+/* Garbage-collected: the producer's on_delivery is usually a bound method
+ * of the object that holds this one, a cycle the collector must see. */
+static int FastProducer_traverse(FastProducer *self, visitproc visit, void *arg) {
+        Py_VISIT(self->producer);
+        Py_VISIT(self->delivery);
+        return 0;
+}
+
+static int FastProducer_clear(FastProducer *self) {
+        /* Without its producer it takes nothing (see produceMany). */
+        Py_CLEAR(self->producer);
+        Py_CLEAR(self->delivery);
+        return 0;
+}
+
 static void FastProducer_dealloc(FastProducer *self) {
-        Py_XDECREF(self->producer);
-        Py_XDECREF(self->delivery);
+        PyObject_GC_UnTrack(self);
+        FastProducer_clear(self);
         if (self->library)
                 dlclose(self->library);
-        Py_TYPE(self)->tp_free((PyObject *)self);
+        PyObject_GC_Del(self);
 }
 
 /* Build one headers list from [(str, bytes | str), ...]; NULL when an item
@@ -169,6 +183,8 @@ FastProducer_produceMany(FastProducer *self, PyObject *const *args,
         key     = args[2];
         headers = args[3];
 
+        if (!self->producer) /* cleared by the collector */
+                return PyLong_FromLong(0);
         rk = handle_rk(self->producer);
         if (rk != self->rk) /* closed: nothing taken here */
                 return PyLong_FromLong(0);
@@ -256,23 +272,18 @@ none:
         return PyLong_FromLong(0);
 }
 
-PyDoc_STRVAR(name_doc, "name() -> str: librdkafka's name of the handle.");
-
-static PyObject *FastProducer_name(FastProducer *self, PyObject *unused) {
-        return PyUnicode_FromString(self->api.name(self->rk));
-}
-
 static PyMethodDef FastProducer_methods[] = {
     {"produceMany", (PyCFunction)(void (*)(void))FastProducer_produceMany,
      METH_FASTCALL, produceMany_doc},
-    {"name", (PyCFunction)FastProducer_name, METH_NOARGS, name_doc},
     {NULL}};
 
 static PyTypeObject FastProducerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.compat._confluent.FastProducer",
     .tp_basicsize                          = sizeof(FastProducer),
     .tp_dealloc                            = (destructor)FastProducer_dealloc,
-    .tp_flags                              = Py_TPFLAGS_DEFAULT,
+    .tp_flags                              = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)FastProducer_traverse,
+    .tp_clear    = (inquiry)FastProducer_clear,
     .tp_doc     = "A confluent-kafka Producer's librdkafka handle, bound once.",
     .tp_methods = FastProducer_methods,
 };
@@ -305,7 +316,7 @@ static PyObject *bind(PyObject *module, PyObject *args) {
                 PyErr_SetString(PyExc_TypeError, "delivery must be callable");
                 return NULL;
         }
-        self = PyObject_New(FastProducer, &FastProducerType);
+        self = PyObject_GC_New(FastProducer, &FastProducerType);
         if (!self)
                 return NULL;
         self->producer = NULL;
@@ -324,7 +335,6 @@ static PyObject *bind(PyObject *module, PyObject *args) {
         LOOKUP(headers_copy, "rd_kafka_headers_copy");
         LOOKUP(headers_destroy, "rd_kafka_headers_destroy");
         LOOKUP(opaque, "rd_kafka_opaque");
-        LOOKUP(name, "rd_kafka_name");
 
         self->rk = handle_rk(producer);
         if (!self->rk) {
@@ -341,6 +351,7 @@ static PyObject *bind(PyObject *module, PyObject *args) {
         self->producer = producer;
         Py_INCREF(delivery);
         self->delivery = delivery;
+        PyObject_GC_Track(self);
         return (PyObject *)self;
 
 fail:

@@ -11,11 +11,13 @@ C{scripts/_venv.sh} for the checkout), and a wheel built without a compiler
 still installs, without it.
 """
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -130,6 +132,30 @@ def test_recordsReportedLikeProduce(bound):
         ("_PURGE_QUEUE", "t", b"k", value) for value in (b"a", b"bb", b"ccc", b"dddd")
     ]
     assert sys.getrefcount(reports) == before
+
+
+def test_cycleCollected():
+    """
+    The usual holder of the bound path is also the producer's C{on_delivery}
+    (a bound method of the client): the collector frees the cycle, and the
+    producer with it, when nothing else holds them.
+    """
+    if extension() is None:
+        pytest.skip("the C extension is not built (see test_builtWhereItCan)")
+
+    class Client:
+        def delivered(self, error, message):
+            pass
+
+    client = Client()
+    client.producer = offlineProducer(client.delivered)
+    client.produceMany, _ = compat.accelerate(client.producer, client.delivered)
+    assert client.produceMany("t", [b"x"], None, None) == 1
+    purgeAll(client.producer)  # the record's state holds the callback until reported
+    gone = weakref.ref(client)
+    del client
+    gc.collect()
+    assert gone() is None
 
 
 def test_noKeyNoHeaders(bound):

@@ -53,10 +53,13 @@ def gatewayPath(tmp_path, **options):
         Clock(),
         drainTimeout=0,
         spoolPath=str(tmp_path / "spool.jsonl"),
+        deadLetterPath=str(tmp_path / "dead.jsonl"),
     )
     service.startService()
     router = Router(service, "t")
-    protocol, _, _ = connectFraming(loadFramings()["lines"], sink=router, name="lines")
+    protocol, _, _ = connectFraming(
+        loadFramings()["lines"], sink=router, name="lines", maxMessageSize=4096
+    )
     return service, router, protocol
 
 
@@ -159,3 +162,19 @@ def test_spooledAtStop(path, tmp_path):
         ("t", line, [(LISTENER_HEADER, b"lines"), (PEER_HEADER, peer)]) for line in lines(7)
     ]
     assert service.spooled == 7
+
+
+def test_refusedRecordDeadLettered(path, tmp_path):
+    """
+    A record the client refuses at once (over C{message.max.bytes}) ends
+    the call; it is dead-lettered through the one-by-one path and the rest
+    of the read is produced after it, in order.
+    """
+    service, router, protocol = gatewayPath(tmp_path, **{"message.max.bytes": 1000})
+    big = b"x" * 2000
+    protocol.dataReceived(b"a\nb\n" + big + b"\nc\nd\n")
+    assert (service.accepted, service.produced, service.deadLettered) == (5, 4, 1)
+    assert [r.value for r in RecordFile(str(tmp_path / "dead.jsonl")).read()] == [big]
+    service._keeper.client._producer.purge(in_queue=True, in_flight=True)
+    service._keeper.client._producer.poll(0)
+    assert [r.value for r in service._purged] == [b"a", b"b", b"c", b"d"]

@@ -275,6 +275,32 @@ class StubProducer:
         return 0
 
 
+#: The produce path of each mode of the gateway path, as its client said.
+PATHS = {}
+
+
+class ServiceProducer:
+    """
+    Lets the producer service create its own client's producer, with the
+    gateway's own callbacks (the bare loops' has none): C{factory} is the
+    backend's producer factory; C{purge} empties it after timing.
+    """
+
+    def __init__(self):
+        self.producer = None
+
+    def factory(self, config):
+        from confluent_kafka import Producer
+
+        self.producer = Producer(config)
+        return self.producer
+
+    def purge(self):
+        if self.producer is not None:
+            self.producer.purge()
+            self.producer = None
+
+
 def _timeProducing(prepare, repeat, makeProducer=_enqueueOnlyProducer):
     """
     Best of C{repeat} runs of the callable C{prepare(producer)} returns, each
@@ -332,23 +358,45 @@ def hotPath(framing, messages, chunks, repeat):
 
         return run
 
-    def gatewayPath(producer):
+    def gatewayPath(producer, mode="default"):
+        """
+        The gateway's own path into C{producer}: C{mode} C{"default"} (one
+        call per read, on whichever path the client binds: the C extension
+        when built), C{"python"} (one call per read, the pure-Python loop:
+        C{GATEWAY_PURE_PYTHON=1}) or C{"per-message"} (one call per message,
+        the path before reads went in one call).
+        """
+        import os
+
+        from gateway.compat.confluent_kafka import PURE_PYTHON_ENV
         from gateway.kafka.confluent import ConfluentBackend
 
-        service = KafkaProducerService(
-            ConfluentBackend(producerFactory=lambda config: producer),
-            producerConfig("127.0.0.1:1", ENQUEUE_ONLY),
-            Clock(),
-            spoolPath=None,
-            deadLetterPath=None,
-        )
-        service.startService()
+        factory = getattr(producer, "factory", lambda config: producer)
+        before = os.environ.get(PURE_PYTHON_ENV)
+        os.environ[PURE_PYTHON_ENV] = "1" if mode == "python" else ""
+        try:
+            service = KafkaProducerService(
+                ConfluentBackend(producerFactory=factory),
+                producerConfig("127.0.0.1:1", ENQUEUE_ONLY),
+                Clock(),
+                spoolPath=None,
+                deadLetterPath=None,
+            )
+            service.startService()
+        finally:
+            if before is None:
+                del os.environ[PURE_PYTHON_ENV]
+            else:
+                os.environ[PURE_PYTHON_ENV] = before
         protocol, _, _ = connectFraming(
             loadFramings()[framing],
             sink=Router(service, topic),
             name=framing,
             maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
         )
+        if mode == "per-message":
+            protocol.__dict__.pop("_sendMany", None)
+        PATHS[mode] = service.producePath()
 
         def run():
             dataReceived = protocol.dataReceived
@@ -375,8 +423,20 @@ def hotPath(framing, messages, chunks, repeat):
             _timeProducing(keyAndHeaders, repeat),
         ),
         (
-            "E  gateway path: protocol -> router -> service -> produce()",
-            _timeProducing(gatewayPath, repeat),
+            "E  gateway path, one call per read (default path)",
+            _timeProducing(gatewayPath, repeat, ServiceProducer),
+        ),
+        (
+            "F  gateway path, one call per read (pure Python)",
+            _timeProducing(
+                lambda producer: gatewayPath(producer, "python"), repeat, ServiceProducer
+            ),
+        ),
+        (
+            "G  gateway path, one call per message (before)",
+            _timeProducing(
+                lambda producer: gatewayPath(producer, "per-message"), repeat, ServiceProducer
+            ),
         ),
     ]
 
@@ -386,7 +446,7 @@ def printHotPath(framing, messages, stream, repeat):
     chunks = [stream[i : i + 64 * 1024] for i in range(0, len(stream), 64 * 1024)]
     rows = hotPath(framing, messages, chunks, repeat)
     ns = [seconds / count * 1e9 for _, seconds in rows]
-    framingNs, stubNs, keyNs, headersNs, gatewayNs = ns
+    framingNs, stubNs, keyNs, headersNs, gatewayNs, pythonNs, beforeNs = ns
     print()
     print(f"[{framing}] hot path, 64 KiB reads, librdkafka enqueue only (no broker)")
     print(
@@ -404,7 +464,10 @@ def printHotPath(framing, messages, stream, repeat):
         f"the key only, (D) {headersNs:.0f} ns with the two headers "
         f"(+{headersNs - keyNs:.0f}); the gateway path (E) costs "
         f"{gatewayNs / headersNs:.2f}x a bare produce() loop with the same "
-        f"record (D) and {gatewayNs / keyNs:.2f}x one with the key only (C)"
+        f"record (D) and {gatewayNs / keyNs:.2f}x one with the key only (C); "
+        f"one call per read: {gatewayNs:.0f} ns (E, {PATHS['default']}), "
+        f"{pythonNs:.0f} ns (F, pure Python), against {beforeNs:.0f} ns one call "
+        f"per message (G): E/G {gatewayNs / beforeNs:.2f}, F/G {pythonNs / beforeNs:.2f}"
     )
 
 

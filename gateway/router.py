@@ -69,6 +69,14 @@ def clientCommonName(protocol):
     return str(names[0].value) if names else ""
 
 
+def _takeNone(topic, values, key, headers):
+    """
+    The C{produceMany} of a producer without one: it takes nothing, so the
+    framing sends each payload on its own.
+    """
+    return 0
+
+
 def _addCounts(totals, counts):
     for topic, (messages, size) in counts.items():
         before = totals.get(topic, (0, 0))
@@ -97,6 +105,7 @@ class MessageStream:
 
     __slots__ = (
         "_produce",
+        "_produceMany",
         "_topic",
         "_key",
         "_headers",
@@ -128,6 +137,7 @@ class MessageStream:
             if route.chosen is None and route.key == route.connectionKey():
                 router.clientSubjects[self._key] = subject
         self._produce = router.producer.produce
+        self._produceMany = getattr(router.producer, "produceMany", _takeNone)
         self._router = router
         self._protocol = protocol
         self.messages = self.bytes = 0
@@ -142,6 +152,22 @@ class MessageStream:
         self.messages += 1
         self.bytes += len(payload)
         self._produce(self._topic, payload, self._key, self._headers)
+
+    def sendMany(self, payloads):
+        """
+        Publish a read's payloads with one call to the producer's
+        C{produceMany}, as far as it takes them now; the framing sends the
+        rest one by one (L{send}), which keeps the order and lets the
+        producer hold them.
+
+        :param payloads: a L{list} or L{tuple} of payloads.
+        :return: how many were taken (and counted).
+        """
+        taken = self._produceMany(self._topic, payloads, self._key, self._headers)
+        if taken:
+            self.messages += taken
+            self.bytes += sum(map(len, payloads if taken == len(payloads) else payloads[:taken]))
+        return taken
 
     def counts(self):
         """
@@ -194,6 +220,9 @@ class RoutedStream(MessageStream):
     """
 
     __slots__ = ("_route", "_counts")
+
+    #: Each payload is routed on its own: no batch (see L{send}).
+    sendMany = None
 
     def __init__(self, router, listener, peer, protocol, route):
         """

@@ -122,6 +122,9 @@ class FramingProtocol(Protocol):
     _received = _Uncounted()
     _stream = None
     _send = None
+    #: The stream's C{sendMany(frames)}, if it has one: a read's frames in
+    #: one call, as far as the producer takes them (see L{dataReceived}).
+    _sendMany = None
 
     @classmethod
     def listenerAttributes(cls, options):
@@ -214,6 +217,9 @@ class FramingProtocol(Protocol):
         config = self.factory.config
         self._stream = stream = config.sink.openStream(config.name, self.peer, self)
         self._send = stream.send
+        sendMany = getattr(stream, "sendMany", None)
+        if sendMany is not None:
+            self._sendMany = sendMany
 
     def dataReceived(self, data):
         """
@@ -243,6 +249,14 @@ class FramingProtocol(Protocol):
         # The common delivery, written out here: _deliver has the rest.
         self._held = self._delivering = True
         try:
+            sendMany = self._sendMany
+            if sendMany is not None and type(frames) is list:
+                # One call for the read (a framing may return other
+                # iterables: those go one by one); what it did not take
+                # goes one by one below, in order.
+                taken = sendMany(frames)
+                if taken:
+                    frames = frames[taken:] if taken < len(frames) else ()
             send = self._send
             unsent = iter(frames)
             for frame in unsent:

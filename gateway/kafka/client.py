@@ -37,6 +37,14 @@ class NoClient:
         """
         raise BufferError("no Kafka producer client")
 
+    def produceMany(self, topic, values, key, headers):
+        """
+        Take nothing: the caller offers each record to L{produce}.
+
+        :return: C{0}.
+        """
+        return 0
+
     def produceRecord(self, record):
         """
         Take nothing.
@@ -140,12 +148,22 @@ class ClientKeeper:
         except Exception as e:
             raise ValueError(f"cannot create the Kafka producer ({self.backend.name}): {e}") from e
         self.client = client
+        path = getattr(client, "producePath", None)
         self.log.info(
-            "Kafka producer created ({backend}) for {bootstrap}",
+            "Kafka producer created ({backend}) for {bootstrap}"
+            + ("" if path is None else "; produce path: {producePath}"),
             backend=self.backend.name,
             bootstrap=self.config.get("bootstrap.servers"),
+            producePath=path,
         )
         return client
+
+    def producePath(self):
+        """
+        :return: which produce path the client runs (C{"C extension"}, or
+            C{"Python"} and why), or L{None} when its backend has one only.
+        """
+        return getattr(self.client, "producePath", None)
 
     def close(self):
         """

@@ -173,6 +173,7 @@ class KafkaProducerService(Service):
         )
         # The client's own C produce (the hot path), or NO_CLIENT's.
         self._produce = NO_CLIENT.produce
+        self._produceMany = NO_CLIENT.produceMany
         self._produceRecord = NO_CLIENT.produceRecord
         self._produceTracked = NO_CLIENT.produceTracked
         self._started = False
@@ -281,6 +282,7 @@ class KafkaProducerService(Service):
 
     def _useClient(self, client):
         self._produce = client.produce
+        self._produceMany = getattr(client, "produceMany", NO_CLIENT.produceMany)
         self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
         self._produceTracked = getattr(client, "produceTracked", NO_CLIENT.produceTracked)
 
@@ -342,6 +344,31 @@ class KafkaProducerService(Service):
             self._refusedAtProduce(Record(topic, key, headers, value), e)
             return
         self.produced += 1
+
+    def produceMany(self, topic, values, key, headers):
+        """
+        Publish a read's records, in order, as far as the client takes them
+        at once (one call for all of them: see
+        L{gateway.kafka.confluent.ConfluentClient.produceMany}).  Nothing is
+        taken while a backlog exists, nor past the first record the client
+        does not take: the caller hands the rest to L{produce} one by one,
+        which holds, refuses and counts them as always.
+
+        :return: how many records the client took (and counted).
+        """
+        if self._backlog:
+            return 0
+        taken = self._produceMany(topic, values, key, headers)
+        self.accepted += taken
+        self.produced += taken
+        return taken
+
+    def producePath(self):
+        """
+        :return: the client's produce path (C{"C extension"}, or
+            C{"Python (why)"}), or L{None} when its backend has one only.
+        """
+        return self._keeper.producePath()
 
     def confirmDeliveries(self):
         """

@@ -130,6 +130,7 @@ def statusSnapshot(collector, uptime, now):
             "recreations": producer.recreations,
             "brokersUp": producer.brokersUp(),
             "bytesSent": producer.bytesSent(),
+            "producePath": producer.producePath(),
         },
         "listeners": listeners,
         "topics": topicFigures(gateway),

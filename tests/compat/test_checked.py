@@ -31,6 +31,8 @@ def compatModules():
     return {
         info.name: importlib.import_module(f"gateway.compat.{info.name}")
         for info in pkgutil.iter_modules(gateway.compat.__path__)
+        # A private module (the accelerated path's C extension) serves one.
+        if not info.name.startswith("_")
     }
 
 

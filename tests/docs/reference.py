@@ -275,6 +275,11 @@ STATUS_FIELDS = {
         "brokers the Kafka client is connected to; `null` until its first statistics"
     ),
     "producer.bytesSent": "`gateway_kafka_sent_bytes_total`; `null` with the pykafka backend",
+    "producer.producePath": (
+        'how a read\'s messages reach librdkafka: `"C extension"` or `"Python (why)"`'
+        " ([the accelerated produce path](../architecture.md#the-accelerated-produce-path));"
+        " `null` for a backend with one path only"
+    ),
     "listeners": "one object per listener",
     "listeners[]": "a listener",
     "listeners[].name": "its name (`lines`, `lines-2`, ...)",

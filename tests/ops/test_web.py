@@ -451,6 +451,7 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
                     "recreations": 0,
                     "brokersUp": None,
                     "bytesSent": 0,
+                    "producePath": "Python (not a confluent-kafka Producer (FakeProducer))",
                 },
                 "listeners": [
                     {

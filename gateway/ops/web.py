@@ -145,7 +145,8 @@ def _health(health):
     if health is None:
         return None
     brokers = health.status()["brokers"].values()
-    latencies = [b["latency"] for b in brokers if b["up"] and b["latency"] is not None]
+    # A broker has a latency only while up (its last probe answered).
+    latencies = [b["latency"] for b in brokers if b["latency"] is not None]
     return {
         "brokers": len(brokers),
         "brokersUp": sum(1 for b in brokers if b["up"]),

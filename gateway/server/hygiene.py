@@ -180,9 +180,9 @@ def hygieneNamespace(protocol, config):
         if not self.bufferedByteCount():
             self._frameCall = None
             return
-        if self.paused:
-            self._staleTicks = 0
-        else:
+        # A tick while paused does not count (the resume starts the count
+        # over: see resumeProducing).
+        if not self.paused:
             self._staleTicks += 1
             if self._staleTicks > FRAME_TICKS:
                 self._frameCall = None
@@ -344,7 +344,6 @@ def hygieneNamespace(protocol, config):
         "_idleCall": None,
         "_ageCall": None,
         "_frameCall": None,
-        "_staleTicks": 0,
         "_gateHost": None,
         "_awaitingHeader": False,
     }

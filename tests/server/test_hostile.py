@@ -224,3 +224,57 @@ def formatted(event):
     from twisted.logger import formatEvent
 
     return formatEvent(event)
+
+
+class FrameTimeoutValuesTests(SynchronousTestCase):
+    """
+    The frame timeout's count across pauses and frames, and its log line.
+    """
+
+    def test_resumeStartsCountOver(self):
+        """
+        Ticks before a pause are forgotten at the resume: the frame gets the
+        whole timeout again from there (still open just before).
+        """
+        listener = Listener({"frame-timeout": "2"})
+        protocol, transport = listener.connect()
+        protocol.dataReceived(b"half")
+        listener.clock.pump([0.5] * 3)
+        protocol.pauseProducing()
+        listener.clock.pump([0.5] * 20)
+        protocol.resumeProducing()
+        listener.clock.pump([0.5] * 4)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_nextFrameTimedToo(self):
+        """
+        After a frame completes and the ticks stop, the next incomplete
+        frame starts them again.
+        """
+        listener = Listener({"frame-timeout": "2"})
+        protocol, transport = listener.connect()
+        protocol.dataReceived(b"ab")
+        protocol.dataReceived(b"\n")
+        listener.clock.advance(1)
+        self.assertEqual(listener.clock.getDelayedCalls(), [])
+        protocol.dataReceived(b"cd")
+        listener.clock.pump([0.5] * 4)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_logged(self):
+        """
+        The closing is logged with the peer and the timeout in seconds.
+        """
+        events = captureLogs(self)
+        listener = Listener({"frame-timeout": "1"})
+        protocol, _ = listener.connect(port=7)
+        protocol.dataReceived(b"x")
+        listener.clock.pump([0.25] * 5)
+        [line] = eventsFrom(events, "gateway.server.gate")
+        self.assertEqual(
+            (line["reason"], line["peer"], line["after"]), (FRAME_TIMEOUT, "10.0.0.1:7", 1.0)
+        )

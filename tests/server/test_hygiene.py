@@ -7,8 +7,9 @@ plugins built as L{gateway.service.GatewayService.addListener} builds them.
 
 import random
 import socket
+import struct
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import (
     StringTransport,
 )
@@ -532,3 +533,44 @@ class TimerValuesTests(SynchronousTestCase):
             [self.spreadIdle(idle) for idle in (60, 2, 1)],
             [120, 4, default.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)],
         )
+
+
+class AddressTests(SynchronousTestCase):
+    """
+    Clients without an IP address: UNIX sockets, directly or named by a
+    PROXY v2 header.
+    """
+
+    def test_unixClientsCountedByPath(self):
+        """
+        On a UNIX listener, C{max-per-address} counts the clients by their
+        socket's name.
+        """
+        listener = Listener({"max-per-address": "1"})
+        transports = []
+        for name in (b"/run/a", b"/run/b", b"/run/a"):
+            protocol = listener.factory.buildProtocol(None)
+            transports.append(StringTransport(peerAddress=UNIXAddress(name)))
+            protocol.makeConnection(transports[-1])
+        self.assertEqual([t.disconnecting for t in transports], [False, False, True])
+        self.assertEqual(listener.stats.refused, {MAX_PER_ADDRESS: 1})
+
+    def test_proxiedUnixClient(self):
+        """
+        A PROXY v2 header naming UNIX sockets gives no client address: bad
+        input, closed and counted, and the bytes after it are neither
+        framed nor counted as read.
+        """
+        header = (
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x31"
+            + struct.pack("!H", 216)
+            + b"/run/client".ljust(108, b"\0")
+            + b"/run/gw".ljust(108, b"\0")
+        )
+        listener = Listener(endpoint="haproxy:tcp:0")
+        wrapper, transport = listener.connectProxied()
+        wrapper.dataReceived(header + b"x\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.frameErrors, {MALFORMED_PROXY_HEADER: 1})
+        self.assertEqual(listener.stats.bytesReceived, 0)

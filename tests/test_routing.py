@@ -618,6 +618,8 @@ class ValuesTests(SynchronousTestCase):
         self.assertEqual(TopicTemplate("a.{listener}"), TopicTemplate(" a.{listener}"))
         self.assertNotEqual(TopicTemplate("a"), TopicTemplate("b"))
         self.assertNotEqual(TopicTemplate("a"), "a")
+        self.assertEqual(hash(TopicTemplate("a")), hash(TopicTemplate(" a ")))
+        self.assertNotEqual(hash(TopicTemplate("a")), hash(TopicTemplate("b")))
 
     def test_peerWithoutPort(self):
         """

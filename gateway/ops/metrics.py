@@ -98,8 +98,7 @@ def topicFigures(gateway):
     for topic, (messages, size) in gateway.router.topicCounts().items():
         figures[topic] = {"messages": messages, "bytes": size, "deadLettered": 0}
     for topic, count in gateway.producer.deadLetters.byTopic.items():
-        figures.setdefault(topic, {"messages": 0, "bytes": 0, "deadLettered": 0})
-        figures[topic]["deadLettered"] = count
+        figures.setdefault(topic, {"messages": 0, "bytes": 0})["deadLettered"] = count
     return dict(sorted(figures.items()))
 
 

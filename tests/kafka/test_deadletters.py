@@ -238,6 +238,7 @@ class RefusalReasonTests(SynchronousTestCase):
                     "UNKNOWN_TOPIC_OR_PART",
                     "unknown_topic_or_part",
                     "_INVALID_RECORD_",
+                    "_X_RECORD",
                     "InvalidRecord",
                     "__",
                 )
@@ -251,6 +252,7 @@ class RefusalReasonTests(SynchronousTestCase):
                 "UNKNOWN_TOPIC_OR_PART": "unknown-topic",
                 "unknown_topic_or_part": "unknown-topic",
                 "_INVALID_RECORD_": "invalid-record",
+                "_X_RECORD": "x-record",
                 "InvalidRecord": "invalidrecord",
                 "__": "refused",
             },

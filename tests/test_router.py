@@ -522,3 +522,15 @@ class RouterValuesTests(SynchronousTestCase):
             [(key, value) for _, key, _, value in self.producer.records],
             [(b"a", b"ab"), (b"c", b"cd")],
         )
+
+    def test_routedStreamCloseForgetsClient(self):
+        """
+        A per-message stream's close forgets its connection: it is paused
+        and resumed no more.
+        """
+        self.router.routes["l"] = Route(plugin=RoutingPlugin("p", "d", _KeyedPerMessage, True))
+        client = FakeClient()
+        stream = self.router.openStream("l", "10.0.0.1:1", client)
+        self.assertEqual(list(self.router.clients), [client])
+        stream.close()
+        self.assertEqual(list(self.router.clients), [])

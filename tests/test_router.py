@@ -534,3 +534,11 @@ class RouterValuesTests(SynchronousTestCase):
         self.assertEqual(list(self.router.clients), [client])
         stream.close()
         self.assertEqual(list(self.router.clients), [])
+
+    def test_badWaterMarks(self):
+        """
+        Water marks out of order are refused with the rule they break.
+        """
+        with self.assertRaises(ValueError) as raised:
+            Router(self.producer, "events", highWater=0.5, lowWater=0.5)
+        self.assertEqual(str(raised.exception), "need 0 < lowWater < highWater <= 1")

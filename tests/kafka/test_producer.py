@@ -758,6 +758,28 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.unkept, 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_stopFailureBeforeCounting(self):
+        """
+        A stop that fails before it counts what is left counts every
+        pending record as not kept, and logs the failure as the producer's
+        stop failing.
+        """
+        service = self.makeService(drainTimeout=0.0)
+        for value in (b"1", b"2", b"3"):
+            service.produce("t", value)
+
+        def broken():
+            raise RuntimeError("broken")
+
+        service._keeper.close = broken
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(service.unkept, 3)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [event] = [e for e in self.events if e.get("log_failure") is not None]
+        self.assertEqual(event["log_format"], "the Kafka producer's stop failed")
+
     def test_storageProblemsSeenWhileRunning(self):
         """
         While running, the producer notices within a few seconds that the

@@ -780,6 +780,28 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         [event] = [e for e in self.events if e.get("log_failure") is not None]
         self.assertEqual(event["log_format"], "the Kafka producer's stop failed")
 
+    def test_unkeptLine(self):
+        """
+        Records the spool cannot take at the stop are said lost in the stop's
+        line, with why.
+        """
+        service = self.makeService(drainTimeout=0.0)
+        service.produce("t", b"1")
+        shutil.rmtree(self.directory)
+        self.addCleanup(os.makedirs, self.directory, exist_ok=True)
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        [line] = [formatEvent(e) for e in self.events if "unkept" in e]
+        self.assertTrue(
+            line.startswith(
+                "Kafka producer stopped: 0 records delivered, 1 not delivered "
+                "(0 spooled), 0 dead-lettered, 1 could not be kept ("
+            ),
+            line,
+        )
+        self.assertTrue(line.endswith("): lost"), line)
+
     def test_storageProblemsSeenWhileRunning(self):
         """
         While running, the producer notices within a few seconds that the

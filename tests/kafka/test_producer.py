@@ -879,6 +879,17 @@ class TrackedRecordTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(taken, [True, False, True, False])
         self.assertEqual((service.accepted, service.produced), (4, 2))
 
+    def test_beforeStartHeld(self):
+        """
+        Before the start there is no client: a tracked record waits, it is
+        not refused.
+        """
+        service = self.makeService(start=False)
+        tracker = _Tracker()
+        self.assertFalse(service.produceTracked("t", b"a", None, [], tracker, 1))
+        self.assertEqual((service.deadLettered, tracker.settled), (0, []))
+        self.assertEqual(service.pending(), 1)
+
     def test_refusedAtProduceKeepsFields(self):
         """
         A record the client refuses at once is dead-lettered whole, and its

@@ -79,7 +79,8 @@ def parseSession(payload):
     sessionId, first = parts[1], parts[2]
     if not 0 < len(sessionId) <= _MAX_SESSION_ID or not _ID_BYTES.issuperset(sessionId):
         raise ValueError("the id must be 1 to 64 printable ASCII characters without spaces")
-    if not first.isdigit() or not first.isascii() or not 1 <= int(first) <= _MAX_SEQ:
+    # bytes.isdigit() is true of ASCII digits only.
+    if not first.isdigit() or not 1 <= int(first) <= _MAX_SEQ:
         raise ValueError("the first sequence number must be a whole number from 1")
     return sessionId, int(first)
 
@@ -301,7 +302,7 @@ class AckStream:
             "ack mode: delivery reports out of order (seq {seq} before {first}); "
             "are the connection's records on more than one partition?",
             seq=seq,
-            first=seqs[0] if seqs else None,
+            first=seqs[0],
         )
         return seq
 
@@ -338,11 +339,10 @@ class AckStream:
 
     def flush(self):
         """
-        Write C{ACK <confirmed>} if it says more than the last one.
+        Write C{ACK <confirmed>} if it says more than the last one (run by
+        the timer L{settle} sets, which is its only caller).
         """
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._timer = None
         if self.confirmed > self.acked:
             self.acked = self.confirmed
             self._lastWrite = self._clock.seconds()

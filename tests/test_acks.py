@@ -10,7 +10,7 @@ from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -700,3 +700,199 @@ class SessionRoutingTests(AckModeMixin, SynchronousTestCase):
         protocol.dataReceived(b"SESSION s 1\ny\n")
         self.assertEqual([key for key, _, _ in self.records()], [b"acks/10.0.0.1:5000", b"s"])
         self.assertEqual(self.router.topicCounts(), {"events": (2, 2)})
+
+
+class EdgeTests(AckModeMixin, SynchronousTestCase):
+    """
+    The handshake's limits and errors, the records handed back after a
+    failure, the logs of outcomes out of order, and the acknowledgement
+    timer, value by value.
+    """
+
+    def test_parseSessionErrors(self):
+        """
+        Each way a handshake can be wrong has its own error; only a single
+        space separates the fields; the largest first number is
+        C{2 ** 63 - 1}.
+        """
+        shape = "not SESSION <id> <first-seq>"
+        badId = "the id must be 1 to 64 printable ASCII characters without spaces"
+        badSeq = "the first sequence number must be a whole number from 1"
+        for payload, error in [
+            (b"SESSION a", shape),
+            (b"SESSION a\t1", shape),
+            (b"SESSION  a 1", shape),
+            (b"SESSION a\tb 1", badId),
+            (b"SESSION a 0", badSeq),
+            (b"SESSION a 9223372036854775808", badSeq),
+        ]:
+            with self.assertRaises(ValueError) as raised:
+                parseSession(payload)
+            self.assertEqual(str(raised.exception), error, payload)
+        self.assertEqual(parseSession(b"SESSION a 9223372036854775807"), (b"a", 2**63 - 1))
+
+    def frameErrorEvent(self):
+        [event] = [
+            e for e in self.events if e.get("log_namespace", "").startswith("gateway.framing")
+        ]
+        return event
+
+    def test_badSessionLogged(self):
+        """
+        A bad handshake's line gives its size and what is wrong with it.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"SESSION a 0\n")
+        event = self.frameErrorEvent()
+        self.assertEqual(
+            (event["reason"], event["size"], event["problem"]),
+            (BAD_SESSION, 11, "the first sequence number must be a whole number from 1"),
+        )
+
+    def test_noSessionLogged(self):
+        """
+        A first message that is no handshake, on a C{{session}} topic, is
+        logged with its size.
+        """
+        self.router.routes["acks"] = Route(TopicTemplate("s.{session}"), "session")
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"xyz\n")
+        event = self.frameErrorEvent()
+        self.assertEqual((event["reason"], event["size"]), (NO_SESSION, 3))
+
+    def test_sessionId(self):
+        """
+        The stream keeps the handshake's session id.
+        """
+        protocol, _ = self.connect()
+        self.assertIsNone(protocol._stream.sessionId)
+        protocol.dataReceived(b"SESSION host-1/app 41\n")
+        self.assertEqual(protocol._stream.sessionId, b"host-1/app")
+
+    def queued(self):
+        """
+        What waits in the fake client's queue: C{(topic, key, headers as a
+        dict, value)} each.
+        """
+        return [(m.topic(), m.key(), dict(m.headers()), m.value()) for m in self.kafka.queue]
+
+    def test_failedRecordProducedAgainWhole(self):
+        """
+        A record that failed is produced again with its topic, key, headers
+        and number; one the stream cannot number, with its topic, key and
+        headers but no number.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"SESSION s 7\na\n")
+        self.kafka.fail(FakeKafkaError("_MSG_TIMED_OUT", retriable=True))
+        protocol._stream.delivered(FakeDeliveryError, b"zzz")
+        self.producer._poll()
+        self.producer._poll()
+        self.clock.advance(0)
+        headers = {LISTENER_HEADER: b"acks", PEER_HEADER: b"10.0.0.1:5000", SESSION_HEADER: b"s"}
+        self.assertEqual(
+            sorted(self.queued(), key=lambda r: r[3]),
+            [
+                ("events", b"s", {**headers, SEQ_HEADER: b"7"}, b"a"),
+                ("events", b"s", headers, b"zzz"),
+            ],
+        )
+
+    def test_outOfOrderLines(self):
+        """
+        An outcome out of order is logged with its number and the oldest
+        still in flight; one for no record in flight with the count in
+        flight.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"a\nb\nc\n")
+        stream = protocol._stream
+        stream.delivered(None, b"c")
+        stream.delivered(None, b"zzz")
+        lines = [formatEvent(e) for e in self.events if "ack mode" in e.get("log_format", "")]
+        self.assertEqual(
+            lines,
+            [
+                "ack mode: delivery reports out of order (seq 3 before 1); "
+                "are the connection's records on more than one partition?",
+                "ack mode: a delivery report for no record in flight (2 in flight)",
+            ],
+        )
+
+    def test_nackReasonNotAscii(self):
+        """
+        A refusal's reason is written in ASCII, anything else replaced.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        protocol._stream.settle(1, "n\u00e9")
+        self.assertEqual(transport.value(), b"NACK 1 n?\n")
+
+    def test_settledTwice(self):
+        """
+        A number settled again is ignored: nothing written, nothing held.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        stream = protocol._stream
+        stream.settle(1, None)
+        self.clock.advance(1)
+        stream.settle(1, None)
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.assertEqual(stream._ahead, set())
+
+    def test_gapHeld(self):
+        """
+        Numbers settled past a gap wait for it; the prefix before the gap
+        is acknowledged.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\nb\nc\nd\n")
+        stream = protocol._stream
+        stream.settle(2, None)
+        stream.settle(4, None)
+        stream.settle(1, None)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 2\n")
+        stream.settle(3, None)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 2\nACK 4\n")
+
+    def ackTimers(self):
+        return [c for c in self.clock.getDelayedCalls() if "Ack" in repr(c.func)]
+
+    def test_oneTimer(self):
+        """
+        However many confirmations come in, one timer at most waits to
+        write the next C{ACK}, an C{ack-interval} after the last write
+        (whatever the time); the last outstanding confirmation brings it
+        forward to now.
+        """
+        self.clock.advance(100)
+        protocol, transport = self.connect(options={"ack-interval": 0.5})
+        protocol.dataReceived(b"1\n2\n3\n4\n")
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.confirm(1)
+        self.confirm(1)
+        self.assertEqual(len(self.ackTimers()), 1)
+        self.clock.advance(0.4)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.clock.advance(0.1)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 3\n")
+        self.assertEqual(self.ackTimers(), [])
+        self.confirm(1)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 3\nACK 4\n")
+        self.assertEqual(self.ackTimers(), [])
+
+    def test_resumedBeforeAnyAck(self):
+        """
+        A connection that has had no acknowledgement yet is resumed with
+        every client.
+        """
+        protocol, _ = self.connect()
+        self.router._pause("test")
+        self.assertTrue(protocol.paused)
+        self.router._resume("test")
+        self.assertFalse(protocol.paused)

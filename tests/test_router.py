@@ -4,6 +4,7 @@ Tests for L{Router}: the record each connection produces, and
 back-pressure across connections.
 """
 
+from twisted.internet.task import Clock
 from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -11,6 +12,7 @@ from zope.interface.verify import verifyObject
 from gateway.interfaces import IMessageSink, IMessageStream
 from gateway.kafka.records import DeliveryError, Record
 from gateway.router import LISTENER_HEADER, PEER_HEADER, Router
+from gateway.routing import Route, RoutingPlugin
 from tests.support.listeners import RecordingListener
 from tests.support.logs import captureLogs, eventsFrom
 
@@ -455,3 +457,88 @@ class BudgetTests(SynchronousTestCase):
         self.assertTrue(self.router.paused)
         self.router.producerUnblocked()
         self.assertEqual((self.router.paused, self.client.state), (False, "producing"))
+
+
+class _KeyedPerMessage:
+    """
+    A per-message connection router choosing a key per message.
+    """
+
+    topic = key = headers = None
+
+    def __init__(self, connection):
+        pass
+
+    def route(self, payload):
+        return ("t", payload[:1], None)
+
+
+class RouterValuesTests(SynchronousTestCase):
+    """
+    The router's state and fields, value by value.
+    """
+
+    def setUp(self):
+        self.producer = RecordingProducerService()
+        self.router = Router(self.producer, "events")
+
+    def test_closedStreamForgotten(self):
+        """
+        A closed stream is no longer held, and its counts stay in the
+        totals.
+        """
+        stream = self.router.openStream("l", "10.0.0.1:1", FakeClient())
+        stream.send(b"abc")
+        stream.close()
+        self.assertEqual(list(self.router.streams), [])
+        self.assertEqual(self.router.topicCounts(), {"events": (1, 3)})
+
+    def test_incompleteCapOnProducerClock(self):
+        """
+        The cap on incomplete frames logs on the producer's clock.
+        """
+        self.producer.clock = Clock()
+        router = Router(self.producer, "events")
+        self.assertIs(router.incomplete.clock, self.producer.clock)
+
+    def test_restoreRecordUndecodableListener(self):
+        """
+        A key whose listener part is not UTF-8 names no listener with
+        routing options: the record is handed back as it is.
+        """
+        self.router.routes["l"] = Route(key="peer-host")
+        record = Record("t", b"\xff/10.0.0.1:1", [], b"v")
+        self.assertIs(self.router.restoreRecord(record), record)
+
+    def test_perMessageKey(self):
+        """
+        A per-message router's key is the record's.
+        """
+        self.router.routes["l"] = Route(plugin=RoutingPlugin("p", "d", _KeyedPerMessage, True))
+        stream = self.router.openStream("l", "10.0.0.1:1", FakeClient())
+        stream.send(b"ab")
+        stream.send(b"cd")
+        self.assertEqual(
+            [(key, value) for _, key, _, value in self.producer.records],
+            [(b"a", b"ab"), (b"c", b"cd")],
+        )
+
+    def test_routedStreamCloseForgetsClient(self):
+        """
+        A per-message stream's close forgets its connection: it is paused
+        and resumed no more.
+        """
+        self.router.routes["l"] = Route(plugin=RoutingPlugin("p", "d", _KeyedPerMessage, True))
+        client = FakeClient()
+        stream = self.router.openStream("l", "10.0.0.1:1", client)
+        self.assertEqual(list(self.router.clients), [client])
+        stream.close()
+        self.assertEqual(list(self.router.clients), [])
+
+    def test_badWaterMarks(self):
+        """
+        Water marks out of order are refused with the rule they break.
+        """
+        with self.assertRaises(ValueError) as raised:
+            Router(self.producer, "events", highWater=0.5, lowWater=0.5)
+        self.assertEqual(str(raised.exception), "need 0 < lowWater < highWater <= 1")

@@ -561,3 +561,117 @@ class _SlashKey(_PerConnection):
     def __init__(self, connection):
         _PerConnection.__init__(self, connection)
         self.key = b"p/x"
+
+
+class ValuesTests(SynchronousTestCase):
+    """
+    L{gateway.routing}'s errors, word for word (each is the one line a bad
+    configuration gets), and its edge values.
+    """
+
+    def error(self, function, *args, **kwargs):
+        with self.assertRaises(ValueError) as raised:
+            function(*args, **kwargs)
+        return str(raised.exception)
+
+    def test_templateErrors(self):
+        """
+        Each way a template is wrong has its own message.
+        """
+        self.assertEqual(
+            self.error(TopicTemplate, " "),
+            "must be a topic name or template, e.g. devices.{peer_host}",
+        )
+        self.assertEqual(
+            self.error(TopicTemplate, "a{"),
+            "malformed template 'a{': Single '{' encountered in format string",
+        )
+        self.assertEqual(
+            self.error(TopicTemplate, "{x}"),
+            "unknown field {x} in '{x}'; fields: {listener}, {peer_host}, {peer_port}, "
+            "{session}, {client_cert_cn}",
+        )
+        self.assertEqual(
+            self.error(TopicTemplate, "{listener!r}"),
+            "field {listener} takes no format or conversion",
+        )
+        self.assertEqual(
+            self.error(TopicTemplate, "a b.{listener}"),
+            "'a b.{listener}' has characters Kafka does not allow in a topic name "
+            "(letters, digits, '.', '_' and '-' only)",
+        )
+
+    def test_keyError(self):
+        """
+        An unknown key strategy's message lists the strategies.
+        """
+        self.assertEqual(
+            self.error(keyStrategy, "random"),
+            "must be one of connection, peer-host, session, none",
+        )
+
+    def test_templatesCompareByText(self):
+        """
+        Templates are equal when their texts are, and never equal to
+        anything else.
+        """
+        self.assertEqual(TopicTemplate("a.{listener}"), TopicTemplate(" a.{listener}"))
+        self.assertNotEqual(TopicTemplate("a"), TopicTemplate("b"))
+        self.assertNotEqual(TopicTemplate("a"), "a")
+        self.assertEqual(hash(TopicTemplate("a")), hash(TopicTemplate(" a ")))
+        self.assertNotEqual(hash(TopicTemplate("a")), hash(TopicTemplate("b")))
+
+    def test_peerWithoutPort(self):
+        """
+        A peer whose last colon is not followed by a port, or that ends in
+        C{]} without starting with C{[} (UNIX paths), is its own host.
+        """
+        for peer in ("/run/gw:x", "/run/gw[1]", "[gw"):
+            context = RoutingContext.forConnection("l", peer)
+            self.assertEqual((context.peerHost, context.peerPort), (peer, ""))
+        context = RoutingContext.forConnection("l", "[::1]:5")
+        self.assertEqual((context.peerHost, context.peerPort), ("::1", "5"))
+
+    def test_checkErrors(self):
+        """
+        Each refusal of L{Route.check} has its own message; by default the
+        listener is taken to have neither C{ack=on} nor client
+        certificates.
+        """
+        plugin = RoutingPlugin("each", "per message", _PerMessage, perMessage=True)
+        self.assertEqual(
+            self.error(Route(key="session").check),
+            "key=session needs ack=on: the session comes with its handshake",
+        )
+        self.assertEqual(
+            self.error(Route(TopicTemplate("s.{session}"), plugin=plugin).check, ack=True),
+            "field {session} cannot be used with routing=: the plugin is asked when "
+            "the connection is made, before the session handshake",
+        )
+        self.assertEqual(
+            self.error(Route(TopicTemplate("c.{client_cert_cn}")).check),
+            "field {client_cert_cn} needs a TLS listener verifying client "
+            "certificates (tls-cert=FILE and tls-client-ca=FILE)",
+        )
+        self.assertEqual(
+            self.error(Route(key="none").check, ack=True),
+            "key=none spreads a connection's records over partitions, and "
+            "ack=on needs them on one: use key=session, connection or peer-host",
+        )
+        self.assertEqual(
+            self.error(Route(plugin=plugin).check, ack=True),
+            "routing=each chooses per message, and ack=on needs a connection's "
+            "records on one partition: use a per-connection routing plugin, or no ack",
+        )
+        Route(TopicTemplate("c.{client_cert_cn}")).check(clientCertificates=True)
+
+    def test_pluginByPath(self):
+        """
+        A plugin keeps its name and description, and imports a router
+        given by dotted path when first asked, once.
+        """
+        plugin = RoutingPlugin("ids", "the connection's id", "builtins.id")
+        self.assertEqual((plugin.name, plugin.description), ("ids", "the connection's id"))
+        context = RoutingContext.forConnection("l", "10.0.0.1:1")
+        self.assertEqual(plugin.connectionRouter(context), id(context))
+        self.assertIs(plugin._router, id)

@@ -6,7 +6,7 @@ Prometheus form.
 Nothing here runs per message.  The listeners, the router, the producer and
 the health service already keep their counters; L{GatewayCollector} reads
 them when Prometheus scrapes, and L{readiness} decides from them when asked.
-Every metric is described in C{docs/operations.md}.
+Every metric is described in C{docs/reference/metrics.md} (generated from this collector).
 """
 
 from prometheus_client.core import (
@@ -98,8 +98,7 @@ def topicFigures(gateway):
     for topic, (messages, size) in gateway.router.topicCounts().items():
         figures[topic] = {"messages": messages, "bytes": size, "deadLettered": 0}
     for topic, count in gateway.producer.deadLetters.byTopic.items():
-        figures.setdefault(topic, {"messages": 0, "bytes": 0, "deadLettered": 0})
-        figures[topic]["deadLettered"] = count
+        figures.setdefault(topic, {"messages": 0, "bytes": 0})["deadLettered"] = count
     return dict(sorted(figures.items()))
 
 

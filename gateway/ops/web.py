@@ -7,7 +7,7 @@ figures).  The status page itself, at C{/}, comes from
 C{gateway.ops.statuspage} when that module exists.
 
 Everything is read when asked: serving a request adds no work per message.
-The behaviours are described in C{docs/operations.md}.
+The endpoints are described in C{docs/endpoints.md}.
 """
 
 import json
@@ -146,7 +146,8 @@ def _health(health):
     if health is None:
         return None
     brokers = health.status()["brokers"].values()
-    latencies = [b["latency"] for b in brokers if b["up"] and b["latency"] is not None]
+    # A broker has a latency only while up (its last probe answered).
+    latencies = [b["latency"] for b in brokers if b["latency"] is not None]
     return {
         "brokers": len(brokers),
         "brokersUp": sum(1 for b in brokers if b["up"]),

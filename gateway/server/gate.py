@@ -37,7 +37,6 @@ class ListenerGate:
         self.name = name
         self.policy = policy
         self.stats = stats
-        self.clock = clock
         self.admitted = 0
         self._perAddress = Counter() if policy.maxPerAddress else None
         self._refusals = OncePerInterval(clock, interval)

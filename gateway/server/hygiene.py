@@ -346,7 +346,6 @@ def hygieneNamespace(protocol, config):
         "_idleCall": None,
         "_ageCall": None,
         "_frameCall": None,
-        "_staleTicks": 0,
         "_gateHost": None,
         "_awaitingHeader": False,
     }

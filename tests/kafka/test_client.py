@@ -122,6 +122,17 @@ class NoClientTests(SynchronousTestCase):
         error = self.assertRaises(BufferError, NO_CLIENT.produce, "t", b"v")
         self.assertEqual(str(error), "no Kafka producer client")
 
+    def test_recordsAndTrackedRefused(self):
+        """
+        A record handed back, and an ack-mode record, are refused the same
+        way.
+        """
+        for error in (
+            self.assertRaises(BufferError, NO_CLIENT.produceRecord, Record("t", None, [], b"v")),
+            self.assertRaises(BufferError, NO_CLIENT.produceTracked, "t", b"v", None, [], None),
+        ):
+            self.assertEqual(str(error), "no Kafka producer client")
+
 
 class ClientKeeperTests(SynchronousTestCase):
     """

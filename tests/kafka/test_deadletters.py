@@ -13,7 +13,13 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from gateway.kafka.deadletters import SIZE_ERRORS, DeadLetters, judgeTooLarge
+from gateway.kafka.deadletters import (
+    SIZE_ERRORS,
+    DeadLetters,
+    exceptionCode,
+    judgeTooLarge,
+    refusalReason,
+)
 from gateway.kafka.records import DeliveryError, Record, RecordFile
 
 TOO_LARGE = DeliveryError("MSG_SIZE_TOO_LARGE", "too large")
@@ -205,3 +211,78 @@ class UnwritableDeadLettersTests(SynchronousTestCase):
         deadLetters.refuse(Record("t", None, [], b"y"), "why")
         failures = [e for e in self.logged if "held" in e and "error" in e]
         self.assertEqual([e["held"] for e in failures], [1])
+
+
+class RefusalReasonTests(SynchronousTestCase):
+    """
+    L{refusalReason}, the one word of a C{NACK}, and L{exceptionCode}, the
+    error name it is given when C{produce} itself raises.
+    """
+
+    def test_reasons(self):
+        """
+        Size errors, by name or by their C{TOO_LARGE}, are C{too-large};
+        authorisation errors C{not-authorized}; unknown topics
+        C{unknown-topic} in any case; any other code is its name in lower
+        case with dashes, and a code of underscores only C{refused}.
+        """
+        self.assertEqual(
+            {
+                code: refusalReason(code)
+                for code in (
+                    "MSG_SIZE_TOO_LARGE",
+                    "MessageSizeTooLarge",
+                    "FETCH_TOO_LARGE",
+                    "fetch_too_large",
+                    "TOPIC_AUTHORIZATION_FAILED",
+                    "UNKNOWN_TOPIC_OR_PART",
+                    "unknown_topic_or_part",
+                    "_INVALID_RECORD_",
+                    "_X_RECORD",
+                    "InvalidRecord",
+                    "__",
+                )
+            },
+            {
+                "MSG_SIZE_TOO_LARGE": "too-large",
+                "MessageSizeTooLarge": "too-large",
+                "FETCH_TOO_LARGE": "too-large",
+                "fetch_too_large": "too-large",
+                "TOPIC_AUTHORIZATION_FAILED": "not-authorized",
+                "UNKNOWN_TOPIC_OR_PART": "unknown-topic",
+                "unknown_topic_or_part": "unknown-topic",
+                "_INVALID_RECORD_": "invalid-record",
+                "_X_RECORD": "x-record",
+                "InvalidRecord": "invalidrecord",
+                "__": "refused",
+            },
+        )
+
+    def test_exceptionCode(self):
+        """
+        A C{KafkaException}'s code is its error's name; any other
+        exception's, with or without arguments, its class name.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+
+        self.assertEqual(
+            [
+                exceptionCode(e)
+                for e in (
+                    KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)),
+                    ValueError(),
+                    ValueError("no name"),
+                    BufferError(None),
+                )
+            ],
+            ["MSG_SIZE_TOO_LARGE", "ValueError", "ValueError", "BufferError"],
+        )
+
+    def test_countedByTopic(self):
+        """
+        Refusals are counted per topic.
+        """
+        deadLetters = DeadLetters(None, Clock())
+        for topic in ("a", "b", "a"):
+            deadLetters.refuse(Record(topic, None, [], b"x"), "too-large")
+        self.assertEqual((deadLetters.count, dict(deadLetters.byTopic)), (3, {"a": 2, "b": 1}))

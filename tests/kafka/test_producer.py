@@ -8,6 +8,7 @@ tests.
 import os
 import shutil
 import tempfile
+from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -17,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gateway.kafka.producer import (
     RECORD_OVERHEAD,
     KafkaProducerService,
+    ackProblem,
     producerConfig,
 )
 from gateway.kafka.records import Record, RecordFile
@@ -756,6 +758,50 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.unkept, 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_stopFailureBeforeCounting(self):
+        """
+        A stop that fails before it counts what is left counts every
+        pending record as not kept, and logs the failure as the producer's
+        stop failing.
+        """
+        service = self.makeService(drainTimeout=0.0)
+        for value in (b"1", b"2", b"3"):
+            service.produce("t", value)
+
+        def broken():
+            raise RuntimeError("broken")
+
+        service._keeper.close = broken
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(service.unkept, 3)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [event] = [e for e in self.events if e.get("log_failure") is not None]
+        self.assertEqual(event["log_format"], "the Kafka producer's stop failed")
+
+    def test_unkeptLine(self):
+        """
+        Records the spool cannot take at the stop are said lost in the stop's
+        line, with why.
+        """
+        service = self.makeService(drainTimeout=0.0)
+        service.produce("t", b"1")
+        shutil.rmtree(self.directory)
+        self.addCleanup(os.makedirs, self.directory, exist_ok=True)
+        d = service.stopService()
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), 1)
+        [line] = [formatEvent(e) for e in self.events if "unkept" in e]
+        self.assertTrue(
+            line.startswith(
+                "Kafka producer stopped: 0 records delivered, 1 not delivered "
+                "(0 spooled), 0 dead-lettered, 1 could not be kept ("
+            ),
+            line,
+        )
+        self.assertTrue(line.endswith("): lost"), line)
+
     def test_storageProblemsSeenWhileRunning(self):
         """
         While running, the producer notices within a few seconds that the
@@ -791,3 +837,136 @@ class DrainAndSpoolTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 1)
         [lost] = [e for e in self.events if "lost" in e.get("log_format", "")]
         self.assertEqual((lost["log_level"].name, lost["count"]), ("error", 1))
+
+
+class _Tracker:
+    """
+    An ack-mode connection as the producer sees it: it is told each
+    outcome.
+    """
+
+    deliveryCallback = None
+
+    def __init__(self):
+        self.settled = []
+        self.delivered = lambda error, value: None
+
+    def settle(self, seq, reason):
+        self.settled.append((seq, reason))
+
+
+class TrackedRecordTests(ProducerServiceMixin, SynchronousTestCase):
+    """
+    L{KafkaProducerService.produceTracked} and the conditions of ack mode
+    (L{ackProblem}, L{KafkaProducerService.confirmDeliveries}).
+    """
+
+    def test_counts(self):
+        """
+        Every record is accepted; only those the client takes at once are
+        produced, and only they are said to be taken.
+        """
+        from confluent_kafka import KafkaException
+
+        service = self.makeService(capacity=2)
+        self.addCleanup(service.stopService)
+        self.producer().refusing[b"big"] = KafkaException(FakeKafkaError("MSG_SIZE_TOO_LARGE"))
+        tracker = _Tracker()
+        taken = [
+            service.produceTracked("t", value, b"k", [("h", b"v")], tracker, seq)
+            for seq, value in enumerate([b"a", b"big", b"b", b"c"], 1)
+        ]
+        self.assertEqual(taken, [True, False, True, False])
+        self.assertEqual((service.accepted, service.produced), (4, 2))
+
+    def test_beforeStartHeld(self):
+        """
+        Before the start there is no client: a tracked record waits, it is
+        not refused.
+        """
+        service = self.makeService(start=False)
+        tracker = _Tracker()
+        self.assertFalse(service.produceTracked("t", b"a", None, [], tracker, 1))
+        self.assertEqual((service.deadLettered, tracker.settled), (0, []))
+        self.assertEqual(service.pending(), 1)
+
+    def test_refusedAtProduceKeepsFields(self):
+        """
+        A record the client refuses at once is dead-lettered whole, and its
+        number refused with the reason.
+        """
+        from confluent_kafka import KafkaException
+
+        service = self.makeService()
+        self.addCleanup(service.stopService)
+        self.producer().refusing[b"big"] = KafkaException(FakeKafkaError("MSG_SIZE_TOO_LARGE"))
+        tracker = _Tracker()
+        service.produceTracked("t", b"big", b"k", [("h", b"v")], tracker, 7)
+        self.assertEqual(
+            [r[:4] for r in RecordFile(self.deadPath).read()], [("t", b"k", [("h", b"v")], b"big")]
+        )
+        self.assertEqual(tracker.settled, [(7, "too-large")])
+
+    def test_heldKeepsFields(self):
+        """
+        A record the client has no room for waits whole, and is produced
+        with its fields once there is room.
+        """
+        service = self.makeService(capacity=1)
+        self.addCleanup(service.stopService)
+        tracker = _Tracker()
+        service.produceTracked("t", b"a", b"k", [("h", b"v")], tracker, 1)
+        service.produceTracked("u", b"b", b"j", [("g", b"w")], tracker, 2)
+        self.producer().confirm()
+        service._poll()
+        [message] = self.producer().queue
+        self.assertEqual(
+            (message.topic(), message.key(), message.headers(), message.value()),
+            ("u", b"j", [("g", b"w")], b"b"),
+        )
+
+    def test_ackProblem(self):
+        """
+        Ack mode needs a backend confirming each delivery and C{acks=all}
+        (the default, also written C{-1}); the reasons are one line each.
+        """
+        confirming = SimpleNamespace(name="c", confirmsDeliveries=True)
+        self.assertEqual(
+            [ackProblem(confirming, config) for config in ({}, {"acks": "-1"}, {"acks": "ALL"})],
+            [None, None, None],
+        )
+        self.assertEqual(
+            ackProblem(confirming, {"acks": "1"}),
+            "ack=on acknowledges what every in-sync replica has: it needs the "
+            "producer property acks=all, not acks=1",
+        )
+        self.assertEqual(
+            ackProblem(SimpleNamespace(name="p"), {}),
+            "ack=on needs a producer backend that confirms each delivery; "
+            "'p' does not (use --kafka-backend confluent)",
+        )
+
+    def test_confirmDeliveries(self):
+        """
+        C{confirmDeliveries} raises the backend's problem; once deliveries
+        are confirmed, asking again is nothing, even after the start; asked
+        first after the start, it is refused.
+        """
+        service = self.makeService(start=False)
+        self.backend.confirmsDeliveries = False
+        with self.assertRaises(ValueError) as raised:
+            service.confirmDeliveries()
+        self.assertEqual(str(raised.exception), ackProblem(self.backend, service.config))
+        self.backend.confirmsDeliveries = True
+        service.confirmDeliveries()
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        service.confirmDeliveries()
+        late = self.makeService()
+        self.addCleanup(late.stopService)
+        with self.assertRaises(ValueError) as raised:
+            late.confirmDeliveries()
+        self.assertEqual(
+            str(raised.exception), "listeners with ack=on must be added before the gateway starts"
+        )

@@ -20,7 +20,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gateway import __version__
 from gateway.kafka.records import Record
-from gateway.ops.metrics import FRAME_ERROR_REASONS, STORAGE, GatewayCollector, readiness
+from gateway.ops.metrics import (
+    FRAME_ERROR_REASONS,
+    STORAGE,
+    GatewayCollector,
+    readiness,
+    topicFigures,
+)
 from gateway.ops.web import statusSnapshot
 from gateway.service import GatewayService
 from tests.fakes import FakeKafkaError, fakeBackend
@@ -854,3 +860,45 @@ class CollectorValueTests(GatewayMixin, SynchronousTestCase):
         gateway = self.makeGateway()
         self.start()
         self.assertIsInstance(GatewayCollector(gateway).kafkaConnections(), int)
+
+
+class FigureValuesTests(GatewayMixin, SynchronousTestCase):
+    """
+    Figures checked value by value and label by label.
+    """
+
+    def test_deadLetteredTopicOnly(self):
+        """
+        A topic with records refused and none sent has exactly its three
+        figures.
+        """
+        gateway = self.makeGateway()
+        gateway.producer.deadLetters.refuse(Record("gone", None, None, b"x"), "unknown-topic")
+        gateway.producer.deadLetters.refuse(Record("gone", None, None, b"y"), "unknown-topic")
+        self.assertEqual(
+            topicFigures(gateway), {"gone": {"messages": 0, "bytes": 0, "deadLettered": 2}}
+        )
+
+    def test_topicLabel(self):
+        """
+        The per-topic families are labelled C{topic}.
+        """
+        gateway = self.makeGateway()
+        gateway.producer.deadLetters.refuse(Record("gone", None, None, b"x"), "unknown-topic")
+        samples, _ = scrape(gateway)
+        self.assertEqual(
+            sorted(name for name, labels in samples if labels == (("topic", "gone"),)),
+            [
+                "gateway_topic_bytes_total",
+                "gateway_topic_dead_lettered_total",
+                "gateway_topic_messages_total",
+            ],
+        )
+
+    def test_incompleteCap(self):
+        """
+        The cap on incomplete frames is exported as set.
+        """
+        gateway = self.makeGateway(incompleteCap=12345)
+        samples, _ = scrape(gateway)
+        self.assertEqual(samples["gateway_incomplete_cap_bytes", ()], 12345)

@@ -14,14 +14,16 @@ import types
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from twisted.web.test.requesthelper import DummyRequest
 
 from gateway import __version__
-from gateway.ops.web import buildSite
+from gateway.ops.web import Index, buildSite
 from tests.ops.test_metrics import BROKER, GatewayMixin
 
 URL = "http://gateway.test"
@@ -554,3 +556,55 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
         status = json.loads(self.get("/status.json")[1])
         self.assertEqual(status["listeners"][0]["address"], None)
         self.assertEqual((status["ready"], status["state"]), (False, "down"))
+
+
+class ValuesTests(SiteMixin, SynchronousTestCase):
+    """
+    The site's clock and reactor, the plain index and the 405 body, value
+    by value.
+    """
+
+    def test_siteOnGatewayReactor(self):
+        """
+        The site's own timers run on the gateway's reactor.
+        """
+        site = self.makeSite()
+        self.assertIs(site.reactor, self.gateway.reactor)
+
+    def test_uptimeOnGivenClock(self):
+        """
+        With a clock of its own, C{/status.json} takes the time and the
+        uptime (to the millisecond, from the site's building) from it.
+        """
+        clock = Clock()
+        clock.advance(5)
+        self.makeGateway()
+        self.reactor.advance(100)
+        resource = buildSite(self.gateway, clock).resource.children[b"status.json"]
+        clock.advance(1.23456)
+        snapshot = json.loads(resource.render_GET(DummyRequest([])))
+        self.assertEqual((snapshot["uptime"], snapshot["time"]), (1.235, 6.23456))
+
+    def test_index(self):
+        """
+        The plain index lists each endpoint with what it says.
+        """
+        body = Index().render_GET(DummyRequest([]))
+        self.assertEqual(
+            body.decode(),
+            f"kafka gateway {__version__}\n"
+            "/healthz      alive\n"
+            "/readyz       ready for traffic (200) or not (503), with the reason\n"
+            "/metrics      Prometheus metrics\n"
+            "/status.json  the figures of the status page\n",
+        )
+
+    def test_methodNotAllowedBody(self):
+        """
+        A method other than GET or HEAD is answered 405 with a one-line
+        plain-text body.
+        """
+        self.makeSite()
+        response, body = self.request("POST", "/healthz")
+        self.assertEqual((response.code, body), (405, b"method not allowed\n"))
+        self.assertEqual(self.header(response, "content-type"), "text/plain; charset=utf-8")

@@ -5,15 +5,22 @@ L{gateway.server.descriptors.DescriptorGuard}: every connection holds a
 descriptor, and one accepted past the room is refused.
 """
 
+from dataclasses import replace
 from types import SimpleNamespace
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.server.descriptors import DESCRIPTORS, DescriptorGuard
+from gateway.server.factory import listenerFactory
 from tests.server.helpers import (
+    FRAMINGS,
     Listener,
+    captureLogs,
+    eventsFrom,
     lose,
 )
 
@@ -71,3 +78,46 @@ class DescriptorOvershootTests(SynchronousTestCase):
         self.assertEqual(len(listener.sink.streams), 2)
         lose(third)
         self.assertEqual(guard.open, 2)
+
+    def fullGuard(self):
+        """
+        A started guard with room for one connection.
+        """
+        guard = DescriptorGuard([], Clock(), reserve=0, publisher=LogPublisher())
+        guard.start(limit=1, inUse=0)
+        self.addCleanup(guard.stop)
+        return guard
+
+    def test_overRoomRefusalLogged(self):
+        """
+        The refusal goes through the listener's gate: counted, and logged
+        with the peer and the descriptor capacity as the limit reached.
+        """
+        logs = captureLogs(self)
+        guard = self.fullGuard()
+        listener = Listener(descriptors=guard)
+        listener.connect()
+        listener.connect(port=40001)
+        [line] = eventsFrom(logs, "gateway.server.gate", "warn")
+        self.assertEqual(
+            (line["reason"], line["limit"], line["peer"]),
+            (DESCRIPTORS, guard.capacity, "10.0.0.1:40001"),
+        )
+        self.assertIsNotNone(guard.capacity)
+        self.assertEqual(listener.stats.refused, {DESCRIPTORS: 1})
+
+    def test_overRoomWithoutGate(self):
+        """
+        A listener without a gate counts each refusal itself.
+        """
+        listener = Listener()
+        factory = listenerFactory(
+            FRAMINGS["lines"], replace(listener.config, gate=None, descriptors=self.fullGuard())
+        )
+        transports = []
+        for port in (1, 2, 3):
+            protocol = factory.buildProtocol(None)
+            transports.append(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", port)))
+            protocol.makeConnection(transports[-1])
+        self.assertEqual([t.disconnecting for t in transports], [False, True, True])
+        self.assertEqual(listener.stats.refused, {DESCRIPTORS: 2})

@@ -4,13 +4,17 @@ Tests for L{gateway.server.gate.ListenerGate}, the caps on a listener's
 connections, and L{gateway.logs.OncePerInterval}, which paces its logs.
 """
 
+from ipaddress import ip_network
+
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from gateway.logs import OncePerInterval
 from gateway.server.gate import ListenerGate
 from gateway.server.listener import ListenerStats
 from gateway.server.policy import (
+    FRAME_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_AGE,
     MAX_CONNECTIONS,
@@ -180,3 +184,83 @@ class ListenerGateTests(SynchronousTestCase):
         lines = eventsFrom(self.logs, "gateway.server.gate", "info")
         self.assertEqual(lines[-1]["summary"], "1 idle-timeout, 1 max-age")
         self.assertEqual(len(lines), 2)
+
+    def test_refusalLineRenders(self):
+        """
+        A cap's refusal line names the cap and its limit, the peer and the
+        connections open; a refusal that is not a cap's names only its
+        reason.
+        """
+        gate = self.gate(maxConnections=1, allow=(ip_network("10.0.0.0/8"),))
+        gate.admit("10.0.0.1", "10.0.0.1:1")
+        gate.admit("10.0.0.2", "10.0.0.2:7")
+        self.clock.advance(10)
+        gate.admit("192.0.2.1", "192.0.2.1:9")
+        first, second = eventsFrom(self.logs, "gateway.server.gate", "warn")
+        self.assertEqual((first["limit"], first["peer"]), (1, "10.0.0.2:7"))
+        self.assertEqual(
+            formatEvent(first),
+            "gated: refused 10.0.0.2:7: max-connections 1 reached (1 open); "
+            "1 max-connections since the last such line",
+        )
+        self.assertEqual(second["limit"], None)
+        self.assertEqual(
+            formatEvent(second),
+            "gated: refused 192.0.2.1:9: not-allowed (1 open); "
+            "1 not-allowed since the last such line",
+        )
+
+    def test_closingLineRenders(self):
+        """
+        A closing's line names the listener, the peer, the reason and the
+        limit in seconds.
+        """
+        self.gate().closing(MAX_AGE, "10.0.0.1:1", 2.5)
+        [line] = eventsFrom(self.logs, "gateway.server.gate", "info")
+        self.assertEqual(line["listener"], "gated")
+        self.assertEqual(
+            formatEvent(line),
+            "gated: closing 10.0.0.1:1 (max-age, 2.5 s); 1 max-age since the last such line",
+        )
+
+    def test_closingCountsEach(self):
+        """
+        Every closing is counted, logged or not; one already counted (by
+        the framing) is only logged.
+        """
+        gate = self.gate()
+        for _ in range(3):
+            gate.closing(IDLE_TIMEOUT, "10.0.0.1:1", 5)
+        gate.closing(FRAME_TIMEOUT, "10.0.0.1:2", 1, counted=True)
+        self.assertEqual(self.stats.closedBy, {IDLE_TIMEOUT: 3})
+        self.assertEqual(len(eventsFrom(self.logs, "gateway.server.gate", "info")), 1)
+
+    def test_interval(self):
+        """
+        The interval between lines is the gate's, for refusals and for
+        closings alike: a line is due again exactly one interval later,
+        not just before.
+        """
+        gate = ListenerGate(
+            "gated", ConnectionPolicy(maxConnections=1), self.stats, self.clock, interval=2
+        )
+        gate.admit("10.0.0.1", "10.0.0.1:1")
+        for when in (0, 1.9, 0.1):
+            self.clock.advance(when)
+            gate.admit("10.0.0.2", "10.0.0.2:1")
+            gate.closing(IDLE_TIMEOUT, "10.0.0.1:1", 5)
+        self.assertEqual(len(eventsFrom(self.logs, "gateway.server.gate", "warn")), 2)
+        self.assertEqual(len(eventsFrom(self.logs, "gateway.server.gate", "info")), 2)
+
+    def test_releaseForgetsHost(self):
+        """
+        A host with no connection left takes no room in the per-address
+        counts (a gateway seeing many hosts does not grow without bound).
+        """
+        gate = self.gate(maxPerAddress=2)
+        gate.admit("10.0.0.1", "10.0.0.1:1")
+        gate.admit("10.0.0.1", "10.0.0.1:2")
+        gate.release("10.0.0.1")
+        self.assertEqual(dict(gate._perAddress), {"10.0.0.1": 1})
+        gate.release("10.0.0.1")
+        self.assertEqual(dict(gate._perAddress), {})

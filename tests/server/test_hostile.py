@@ -224,3 +224,61 @@ def formatted(event):
     from twisted.logger import formatEvent
 
     return formatEvent(event)
+
+
+class FrameTimeoutValuesTests(SynchronousTestCase):
+    """
+    The frame timeout's count across pauses and frames, and its log line.
+    """
+
+    def test_resumeKeepsTheCount(self):
+        """
+        Ticks while paused do not count, and those before the pause still do
+        after the resume (a restart would let a client that back-pressure
+        pauses now and then trickle for good): here three ticks before the
+        pause, so the fifth unpaused tick, the second after the resume,
+        closes it (still open just before).
+        """
+        listener = Listener({"frame-timeout": "2"})
+        protocol, transport = listener.connect()
+        protocol.dataReceived(b"half")
+        listener.clock.pump([0.5] * 3)
+        protocol.pauseProducing()
+        listener.clock.pump([0.5] * 20)
+        self.assertFalse(transport.disconnecting)
+        protocol.resumeProducing()
+        listener.clock.advance(0.5)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_nextFrameTimedToo(self):
+        """
+        After a frame completes and the ticks stop, the next incomplete
+        frame starts them again.
+        """
+        listener = Listener({"frame-timeout": "2"})
+        protocol, transport = listener.connect()
+        protocol.dataReceived(b"ab")
+        protocol.dataReceived(b"\n")
+        listener.clock.advance(1)
+        self.assertEqual(listener.clock.getDelayedCalls(), [])
+        protocol.dataReceived(b"cd")
+        listener.clock.pump([0.5] * 4)
+        self.assertFalse(transport.disconnecting)
+        listener.clock.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_logged(self):
+        """
+        The closing is logged with the peer and the timeout in seconds.
+        """
+        events = captureLogs(self)
+        listener = Listener({"frame-timeout": "1"})
+        protocol, _ = listener.connect(port=7)
+        protocol.dataReceived(b"x")
+        listener.clock.pump([0.25] * 5)
+        [line] = eventsFrom(events, "gateway.server.gate")
+        self.assertEqual(
+            (line["reason"], line["peer"], line["after"]), (FRAME_TIMEOUT, "10.0.0.1:7", 1.0)
+        )

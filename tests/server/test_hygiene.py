@@ -5,9 +5,11 @@ caps, idle timeout, maximum age and PROXY header, through real framing
 plugins built as L{gateway.service.GatewayService.addListener} builds them.
 """
 
+import random
 import socket
+import struct
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import (
     StringTransport,
 )
@@ -23,6 +25,8 @@ from gateway.server.policy import (
 from tests.server.helpers import (
     PROXY_V1,
     Listener,
+    captureLogs,
+    eventsFrom,
     lose,
     proxyV2,
 )
@@ -474,3 +478,99 @@ class ProxyTests(SynchronousTestCase):
         second, transport = listener.connectProxied(40001)
         second.dataReceived(b"PROXY TCP4 198.51.100.2 127.0.0.1 5555 9000\r\n")
         self.assertTrue(transport.disconnecting)
+
+
+class TimerValuesTests(SynchronousTestCase):
+    """
+    What the timers log and set, value by value.
+    """
+
+    def test_closingsLogged(self):
+        """
+        An idle timeout and a C{max-age} are logged with the peer and the
+        limit in seconds.
+        """
+        logs = captureLogs(self)
+        listener = Listener({"idle-timeout": "5", "max-age": "7"}, interval=0.5)
+        idle, _ = listener.connect(port=1)
+        listener.clock.advance(1)
+        old, _ = listener.connect(port=2)
+        listener.clock.advance(4)
+        lose(idle)
+        old.dataReceived(b"x\n")
+        listener.clock.advance(3)
+        self.assertEqual(
+            [
+                (e["reason"], e["peer"], e["after"])
+                for e in eventsFrom(logs, "gateway.server.gate")
+            ],
+            [(IDLE_TIMEOUT, "10.0.0.1:1", 5.0), (MAX_AGE, "10.0.0.1:2", 7.0)],
+        )
+
+    def spreadIdle(self, idle):
+        """
+        The keepalive idle set on one connection's socket with
+        C{keepalive-idle} C{idle}, the random draw at its highest.
+        """
+        self.patch(random, "random", lambda: 0.9999)
+        listener = Listener({"keepalive-idle": str(idle)})
+        handle = socket.socket()
+        self.addCleanup(handle.close)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        transport.getHandle = lambda: handle
+        listener.factory.buildProtocol(None).makeConnection(transport)
+        return handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+
+    def test_keepaliveSpreadBounds(self):
+        """
+        The spread reaches C{2 x keepalive-idle} exactly, from a
+        C{keepalive-idle} of 2 up; a C{keepalive-idle} of 1 is left as set
+        on the listening socket.
+        """
+        default = socket.socket()
+        self.addCleanup(default.close)
+        self.assertEqual(
+            [self.spreadIdle(idle) for idle in (60, 2, 1)],
+            [120, 4, default.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)],
+        )
+
+
+class AddressTests(SynchronousTestCase):
+    """
+    Clients without an IP address: UNIX sockets, directly or named by a
+    PROXY v2 header.
+    """
+
+    def test_unixClientsCountedByPath(self):
+        """
+        On a UNIX listener, C{max-per-address} counts the clients by their
+        socket's name.
+        """
+        listener = Listener({"max-per-address": "1"})
+        transports = []
+        for name in (b"/run/a", b"/run/b", b"/run/a"):
+            protocol = listener.factory.buildProtocol(None)
+            transports.append(StringTransport(peerAddress=UNIXAddress(name)))
+            protocol.makeConnection(transports[-1])
+        self.assertEqual([t.disconnecting for t in transports], [False, False, True])
+        self.assertEqual(listener.stats.refused, {MAX_PER_ADDRESS: 1})
+
+    def test_proxiedUnixClient(self):
+        """
+        A PROXY v2 header naming UNIX sockets gives no client address: bad
+        input, closed and counted, and the bytes after it are neither
+        framed nor counted as read.
+        """
+        header = (
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x31"
+            + struct.pack("!H", 216)
+            + b"/run/client".ljust(108, b"\0")
+            + b"/run/gw".ljust(108, b"\0")
+        )
+        listener = Listener(endpoint="haproxy:tcp:0")
+        wrapper, transport = listener.connectProxied()
+        wrapper.dataReceived(header + b"x\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(listener.sink.streams, [])
+        self.assertEqual(listener.stats.frameErrors, {MALFORMED_PROXY_HEADER: 1})
+        self.assertEqual(listener.stats.bytesReceived, 0)

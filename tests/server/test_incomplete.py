@@ -140,3 +140,18 @@ class AbandonTests(SynchronousTestCase):
         self.assertEqual(protocol.bufferedByteCount(), 0)
         self.assertEqual(protocol.abandon(INCOMPLETE_CAP), 0)
         self.assertEqual(listener.stats.closedBy, {INCOMPLETE_CAP: 1})
+
+    def test_badInputFoundWhenAbandoning(self):
+        """
+        A paused connection whose buffered bytes turn out to be bad input
+        when the cap closes it is closed for that bad input: nothing is
+        dropped for the cap, nor counted for it.
+        """
+        listener = Listener()
+        protocol, _ = listener.connect()
+        protocol.pauseProducing()
+        protocol.dataReceived(b"a\n" + b"z" * 2000)
+        self.assertEqual(protocol.abandon(INCOMPLETE_CAP), 0)
+        self.assertEqual([p for _, p in listener.sink.messages], [b"a"])
+        self.assertEqual(listener.stats.closedBy, {})
+        self.assertEqual(listener.stats.frameErrors, {"too-large": 1})

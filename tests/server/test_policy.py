@@ -5,6 +5,7 @@ socket's settings, and the connection options on C{twistd gateway}'s
 command line.
 """
 
+import ipaddress
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from gateway.server.policy import (
     MAX_AGE,
     ConnectionPolicy,
     configurePort,
+    networks,
     seconds,
     splitOptions,
 )
@@ -243,6 +245,49 @@ class OptionsTests(SynchronousTestCase):
             error = self.assertRaises(OptionError, ConnectionPolicy.fromOptions, {"allow": value})
             self.assertIn("allow=", str(error))
             self.assertIn(named, str(error))
+
+    def test_errorsSayWhatIsWrong(self):
+        """
+        Each refused duration, range list and backlog says what is wrong
+        with it, in full.
+        """
+        for value, error in [
+            (True, "must be a number of seconds"),
+            ("never", "must be a number of seconds"),
+            ("0", "must be a positive number of seconds"),
+        ]:
+            with self.assertRaises(ValueError) as raised:
+                seconds(value)
+            self.assertEqual(str(raised.exception), error)
+        with self.assertRaises(ValueError) as raised:
+            networks(" ; ")
+        self.assertEqual(str(raised.exception), "must name at least one CIDR range")
+        error = self.assertRaises(
+            OptionError, ConnectionPolicy.fromOptions, {"backlog": "5"}, "tcp:9000:backlog=9"
+        )
+        self.assertEqual(
+            str(error),
+            "backlog is given both as a listener option and in the endpoint "
+            "'tcp:9000:backlog=9'; give it once",
+        )
+
+    def test_rangeWithHostBits(self):
+        """
+        A range written with host bits set is the network it lies in.
+        """
+        self.assertEqual(networks("10.1.2.3/8"), (ipaddress.ip_network("10.0.0.0/8"),))
+
+    def test_allowScoped(self):
+        """
+        A link-local address with its scope (the interface, whose name may
+        hold a C{%}) is matched by its address.
+        """
+        policy = ConnectionPolicy.fromOptions({"allow": "fe80::/10"})
+        self.assertEqual(
+            [policy.allows(host) for host in ("fe80::1%eth0", "fe80::1%a%b", "fe81::1%x")],
+            [True, True, True],
+        )
+        self.assertFalse(policy.allows("2001:db8::1%eth0"))
 
     def test_unknownConnectionOption(self):
         """

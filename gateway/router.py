@@ -116,17 +116,13 @@ class MessageStream:
         "bytes",
     )
 
-    def __init__(self, router, listener, peer, protocol, route=None):
+    def __init__(self, router, protocol, route):
         """
         :param router: the L{Router} that opened the stream.
-        :param listener: the listener's name.
-        :param peer: the client's address as C{host:port}.
         :param protocol: the connection's framing protocol.
         :param route: the connection's L{gateway.routing.RoutingContext}
-            if already resolved; resolved here by default.
+            (L{Router.connectionRoute}).
         """
-        if route is None:
-            route = router.connectionRoute(listener, peer)
         self._context = route
         self._topic = route.topic
         self._key = route.key
@@ -224,12 +220,12 @@ class RoutedStream(MessageStream):
     #: Each payload is routed on its own: no batch (see L{send}).
     sendMany = None
 
-    def __init__(self, router, listener, peer, protocol, route):
+    def __init__(self, router, protocol, route):
         """
         :param route: the connection's L{gateway.routing.RoutingContext},
             whose C{chosen} connection router has a C{route(payload)}.
         """
-        MessageStream.__init__(self, router, listener, peer, protocol, route)
+        MessageStream.__init__(self, router, protocol, route)
         self._route = route.chosen.route
         self._counts = {}
 
@@ -318,7 +314,6 @@ class Router:
         self.stopped = False
         self.lastHeldBytes = 0
         self.incomplete = IncompleteCap(budget, incompleteCap, getattr(producer, "clock", None))
-        self.health = ("starting", "no health probe has answered yet")
         self._queueFull = False
         self._overBudget = False
         self._polls = 0
@@ -349,9 +344,9 @@ class Router:
             known["clientCertCN"] = clientCommonName(producer)
         route = self.connectionRoute(listener, peer, spec, **known)
         if route.chosen is not None and spec.plugin.perMessage:
-            stream = RoutedStream(self, listener, peer, client, route)
+            stream = RoutedStream(self, client, route)
         else:
-            stream = MessageStream(self, listener, peer, client, route)
+            stream = MessageStream(self, client, route)
         return stream if client is producer else client.compose(stream)
 
     def connectionRoute(self, listener, peer, spec=None, **known):
@@ -427,12 +422,6 @@ class Router:
             L{incomplete}).
         """
         return self.producer.heldBytes()
-
-    def healthChanged(self, state, reason):
-        """
-        The health service's observer: remember the Kafka path's state.
-        """
-        self.health = (state, reason)
 
     # Producer observer
 

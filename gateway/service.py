@@ -195,7 +195,6 @@ class GatewayService(MultiService):
                 ),
                 security=securityFromConfig(settings.config),
             )
-            self.health.addObserver(self.router.healthChanged)
             self.health.setServiceParent(self)
         self.http = None
         if settings.http is not None:

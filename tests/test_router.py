@@ -278,6 +278,65 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(eventsFrom(events, "gateway.router"), [])
 
 
+class BatchingProducerService(RecordingProducerService):
+    """
+    A producer with C{produceMany} that takes at most C{room} values per
+    call, recording each call.
+    """
+
+    def __init__(self, room):
+        RecordingProducerService.__init__(self)
+        self.room = room
+        self.batches = []
+
+    def produceMany(self, topic, values, key, headers):
+        taken = values[: self.room]
+        self.batches.append((topic, key, headers, list(taken)))
+        return len(taken)
+
+
+class SendManyTests(SynchronousTestCase):
+    """
+    L{gateway.router.MessageStream.sendMany}: a read's payloads in one
+    call to the producer's C{produceMany}.
+    """
+
+    def test_oneCallWithTheConnectionsFields(self):
+        """
+        The payloads go to C{produceMany} in one call with the connection's
+        topic, key and headers; it returns how many were taken.
+        """
+        producer = BatchingProducerService(room=10)
+        stream = Router(producer, "events").openStream("lines", "10.0.0.1:5000", FakeClient())
+        self.assertEqual(stream.sendMany([b"a", b"bb"]), 2)
+        [(topic, key, headers, values)] = producer.batches
+        self.assertEqual((topic, key, values), ("events", b"lines/10.0.0.1:5000", [b"a", b"bb"]))
+        self.assertEqual(dict(headers), {LISTENER_HEADER: b"lines", PEER_HEADER: b"10.0.0.1:5000"})
+        self.assertEqual(producer.records, [])
+
+    def test_countsAddUpTakenOnly(self):
+        """
+        Only what C{produceMany} took is counted, messages and bytes, and
+        the counts add up over reads.
+        """
+        producer = BatchingProducerService(room=2)
+        stream = Router(producer, "events").openStream("lines", "h:1", FakeClient())
+        self.assertEqual(stream.sendMany([b"a", b"bb", b"cccc"]), 2)
+        self.assertEqual(stream.counts(), {"events": (2, 3)})
+        self.assertEqual(stream.sendMany([b"ddd"]), 1)
+        self.assertEqual(stream.counts(), {"events": (3, 6)})
+
+    def test_producerWithoutProduceMany(self):
+        """
+        A producer without C{produceMany} takes nothing in one call: the
+        framing sends each payload on its own.
+        """
+        producer = RecordingProducerService()
+        stream = Router(producer, "events").openStream("lines", "h:1", FakeClient())
+        self.assertEqual(stream.sendMany([b"a"]), 0)
+        self.assertEqual(stream.counts(), {"events": (0, 0)})
+
+
 class HeldProducer:
     """
     A producer service holding a settable number of bytes.

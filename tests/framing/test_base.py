@@ -468,3 +468,71 @@ class FramingFactoryTests(SynchronousTestCase):
         protocol, _, _ = connectFraming(comma, sink=sink)
         protocol.factory.buildProtocol(None)
         self.assertEqual(len(sink.streams), 1)
+
+
+class _BatchStream:
+    """
+    A stream with C{sendMany}, taking at most C{room} frames per call.
+    """
+
+    def __init__(self, room):
+        self.room = room
+        self.messages = []
+        self.batches = []
+        self.sent = []
+
+    def sendMany(self, frames):
+        taken = frames[: self.room]
+        self.batches.append(list(frames))
+        self.messages.extend(taken)
+        return len(taken)
+
+    def send(self, payload):
+        self.sent.append(payload)
+        self.messages.append(payload)
+
+    def close(self):
+        pass
+
+
+class _BatchSink:
+    def __init__(self, room):
+        self.room = room
+        self.streams = []
+
+    def openStream(self, listener, peer, producer):
+        stream = _BatchStream(self.room)
+        self.streams.append(stream)
+        return stream
+
+
+class SendManyTests(SynchronousTestCase):
+    """
+    A stream with C{sendMany} gets a read's frames in one call; what it
+    does not take is sent one by one, in order.
+    """
+
+    def test_restSentInOrder(self):
+        """
+        The frames of one read go to C{sendMany} in one call, and those it
+        did not take to C{send}, after them.
+        """
+        sink = _BatchSink(room=2)
+        protocol, _, _ = connectFraming(comma, sink=sink)
+        protocol.dataReceived(b"a,b,c,d")
+        [stream] = sink.streams
+        self.assertEqual(stream.batches, [[b"a", b"b", b"c"]])
+        self.assertEqual(stream.sent, [b"c"])
+        self.assertEqual(stream.messages, [b"a", b"b", b"c"])
+
+    def test_allTaken(self):
+        """
+        When C{sendMany} takes every frame, none is sent again.
+        """
+        sink = _BatchSink(room=10)
+        protocol, _, _ = connectFraming(comma, sink=sink)
+        protocol.dataReceived(b"a,b,")
+        protocol.dataReceived(b"c,")
+        [stream] = sink.streams
+        self.assertEqual(stream.batches, [[b"a", b"b"], [b"c"]])
+        self.assertEqual(stream.sent, [])

@@ -68,11 +68,14 @@ class ScriptedBackend:
     def __init__(self):
         self.clients = []
         self.refuse = None
+        self.producePath = None
 
     def connect(self, config, events, reactor):
         if self.refuse is not None:
             raise self.refuse
         client = ScriptedClient(events)
+        if self.producePath is not None:
+            client.producePath = self.producePath
         self.clients.append(client)
         return client
 
@@ -114,6 +117,13 @@ class NoClientTests(SynchronousTestCase):
         )
         self.assertIsNone(NO_CLIENT.brokersUp())
         self.assertEqual(NO_CLIENT.latency(), {})
+
+    def test_produceManyTakesNothing(self):
+        """
+        Its C{produceMany} takes nothing: each record is then offered to
+        C{produce}, which holds it.
+        """
+        self.assertEqual(NO_CLIENT.produceMany("t", [b"a", b"b"], None, None), 0)
 
     def test_refusalSays(self):
         """
@@ -391,6 +401,21 @@ class ClientKeeperTests(SynchronousTestCase):
             [(e["backend"], e["bootstrap"], formatEvent(e)) for e in created],
             [("scripted", "h:1", "Kafka producer created (scripted) for h:1")] * 2,
         )
+
+    def test_producePathLogged(self):
+        """
+        The creation line says which produce path a client runs, when its
+        backend has more than one.
+        """
+        self.backend.producePath = "C extension"
+        self.started()
+        [created] = [e for e in self.logged if "bootstrap" in e]
+        self.assertEqual(created["producePath"], "C extension")
+        self.assertEqual(
+            formatEvent(created),
+            "Kafka producer created (scripted) for h:1; produce path: C extension",
+        )
+        self.assertEqual(self.keeper.producePath(), "C extension")
 
     def test_failedRecreationLogged(self):
         """

@@ -138,6 +138,30 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
             self.assertTrue(callable(config[callback]))
         self.assertEqual(config["bootstrap.servers"], "h:1")
 
+    def test_produceManyHandsRecordsToClient(self):
+        """
+        C{produceMany} passes the topic, each value, the key and the headers
+        to the client, in order, and counts what it took as accepted and
+        produced.
+        """
+        service = self.makeService()
+        taken = service.produceMany("t", [b"a", b"bb"], b"k", [("h", b"v")])
+        self.assertEqual(taken, 2)
+        self.assertEqual(
+            [(m.topic(), m.value(), m.key(), m.headers()) for m in self.producer().produced],
+            [("t", b"a", b"k", [("h", b"v")]), ("t", b"bb", b"k", [("h", b"v")])],
+        )
+        self.assertEqual((service.accepted, service.produced), (2, 2))
+
+    def test_produceManyBeforeStartTakesNothing(self):
+        """
+        Before the start there is no client: C{produceMany} takes nothing
+        and counts nothing (the caller offers each record to C{produce}).
+        """
+        service = self.makeService(start=False)
+        self.assertEqual(service.produceMany("t", [b"a"], b"k", None), 0)
+        self.assertEqual((service.accepted, service.produced), (0, 0))
+
     def test_produceHandsRecordToClient(self):
         """
         C{produce} passes topic, value, key and headers to the client.

@@ -25,6 +25,7 @@ import datetime
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -336,6 +337,8 @@ def main(argv=None):
         unpackedRoot()
     broker = DevKafka(version=args.kafka_version, name="peers", port=None)
     runs = []
+    # A SIGTERM stops the broker too (the finally below), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         bootstrap = broker.start(timeout=180.0)
         brokerPort = int(bootstrap.rsplit(":", 1)[1])

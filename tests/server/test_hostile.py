@@ -231,27 +231,6 @@ class FrameTimeoutValuesTests(SynchronousTestCase):
     The frame timeout's count across pauses and frames, and its log line.
     """
 
-    def test_resumeKeepsTheCount(self):
-        """
-        Ticks while paused do not count, and those before the pause still do
-        after the resume (a restart would let a client that back-pressure
-        pauses now and then trickle for good): here three ticks before the
-        pause, so the fifth unpaused tick, the second after the resume,
-        closes it (still open just before).
-        """
-        listener = Listener({"frame-timeout": "2"})
-        protocol, transport = listener.connect()
-        protocol.dataReceived(b"half")
-        listener.clock.pump([0.5] * 3)
-        protocol.pauseProducing()
-        listener.clock.pump([0.5] * 20)
-        self.assertFalse(transport.disconnecting)
-        protocol.resumeProducing()
-        listener.clock.advance(0.5)
-        self.assertFalse(transport.disconnecting)
-        listener.clock.advance(0.5)
-        self.assertTrue(transport.disconnecting)
-
     def test_nextFrameTimedToo(self):
         """
         After a frame completes and the ticks stop, the next incomplete

@@ -465,7 +465,8 @@ class Router:
     def restoreRecord(self, record):
         """
         Give a record reported back without headers (confluent-kafka's
-        delivery reports carry none) the headers this router gave it, from
+        delivery reports carry none; the C extension's failures carry
+        theirs) the headers this router gave it, from
         its key, when that key names the connection (C{LISTENER/PEER} of a
         listener with C{key=connection} and no routing plugin): the
         provenance headers always, C{gateway-client-cert} while its

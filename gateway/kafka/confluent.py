@@ -11,7 +11,10 @@ come from librdkafka's own statistics.
 
 A whole read's frames go to librdkafka in one call (L{ConfluentClient.produceMany}):
 through the optional C extension when it is built and confluent-kafka's
-layout matches (L{gateway.compat.confluent_kafka}), else a Python loop.
+layout matches (L{gateway.compat.confluent_kafka}), else a Python loop.  The
+extension's records cost no delivery report at all: librdkafka reports the
+ones that fail to the extension's interceptor, and L{ConfluentClient.poll}
+hands them to the gateway as confluent-kafka's reports are.
 """
 
 import json
@@ -19,7 +22,7 @@ import json
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from gateway.compat.confluent_kafka import C_EXTENSION, accelerate
+from gateway.compat.confluent_kafka import C_EXTENSION, accelerate, plugin, withPlugin
 from gateway.interfaces import IProducerBackend, IProducerClient
 from gateway.kafka.client import NO_CLIENT
 from gateway.kafka.records import DeliveryError, Record
@@ -107,8 +110,9 @@ class ConfluentClient:
     """
     One C{confluent_kafka.Producer}.
 
-    :ivar produce: the producer's own C{produce}, bound once: the hot path
-        goes straight into librdkafka (its arguments are in the order of
+    :ivar produce: the producer's own C{produce}, or the C extension's
+        (which takes and raises as it does), bound once: the hot path goes
+        straight into librdkafka (its arguments are in the order of
         L{IProducerClient.produce}, which is confluent-kafka's); once closed,
         L{NO_CLIENT}'s, which takes nothing.
     :ivar produceMany: C{produceMany(topic, values, key, headers)}: produce
@@ -117,6 +121,8 @@ class ConfluentClient:
         refuses them); the C extension's when bound, else L{_produceMany}.
     :ivar producePath: C{"C extension"}, or C{"Python (why)"}.
     """
+
+    _fast = None
 
     def __init__(self, config, events, log, producerFactory=None):
         """
@@ -128,25 +134,52 @@ class ConfluentClient:
         if producerFactory is None:
             from confluent_kafka import Producer as producerFactory
         self._events = events
+        self._log = log
         self._queuedBytes = 0
         self._brokersUp = None
         self._bytesSent = 0
         self._latency = {}
         settings = dict(config)
         settings.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-        settings["on_delivery"] = delivery = self._delivery
+        settings["on_delivery"] = self._delivery
         settings["error_cb"] = self._error
         settings["stats_cb"] = self._statistics
         settings["logger"] = _CriticalLog(log)
-        self._producer = producerFactory(settings)
-        self.produce = self._producer.produce
-        fast, why = accelerate(self._producer, delivery)
-        if fast is None:
+        self._producer, why = self._create(producerFactory, settings)
+        if why is None:
+            self._fast, why = accelerate(self._producer)
+        if self._fast is None:
+            self.produce = self._producer.produce
             self.produceMany = self._produceMany
             self.producePath = f"Python ({why})"
         else:
-            self.produceMany = fast
+            self.produce = self._fast.produce
+            self.produceMany = self._fast.produceMany
             self.producePath = C_EXTENSION
+
+    @staticmethod
+    def _create(producerFactory, settings):
+        """
+        The producer, with the extension's plugin when it can have it.
+
+        :return: C{(producer, None)}, or C{(producer, reason)} when it runs
+            without the plugin (the pure-Python path).
+        """
+        from confluent_kafka import KafkaException, Producer
+
+        if producerFactory is not Producer:
+            producer = producerFactory(settings)
+            return producer, f"not a confluent-kafka Producer ({type(producer).__name__})"
+        path, why = plugin()
+        if path is None:
+            return producerFactory(settings), why
+
+        try:
+            return producerFactory(withPlugin(settings, path)), None
+        except KafkaException as e:
+            # The settings without the plugin judge themselves below.
+            why = f"librdkafka refused the plugin ({e.args[0].str()})"
+        return producerFactory(settings), why
 
     def _produceMany(self, topic, values, key, headers):
         """
@@ -168,6 +201,10 @@ class ConfluentClient:
     def _delivery(self, error, message):
         # Only failures arrive here (delivery.report.only.error), unless
         # ack mode asked for every report (KafkaProducerService.confirmDeliveries).
+        # The C extension's records are reported by _fastFailures instead,
+        # in the order librdkafka reports them, so that a purge requeues them
+        # in order (a record only confluent-kafka's produce takes, of an odd
+        # type, is reported here).
         if error is not None:
             record = Record(
                 message.topic(), message.key(), message.headers() or [], message.value()
@@ -219,8 +256,30 @@ class ConfluentClient:
         self._bytesSent = sum(b.get("txbytes", 0) for b in stats.get("brokers", {}).values())
         self._latency = _latencyQuantiles(brokers)
 
+    def _fastFailures(self):
+        """
+        Report the C extension's failed records, as L{_delivery} reports
+        the others (after C{poll}: librdkafka hands a failure to the
+        extension before the record leaves L{pendingCount}).
+        """
+        if self._fast is None:
+            return
+        from confluent_kafka import KafkaError
+
+        records, lost = self._fast.failures()
+        for topic, key, value, headers, code in records:
+            self._events.deliveryFailed(
+                Record(topic, key, headers, value), deliveryError(KafkaError(code))
+            )
+        if lost:
+            self._log.critical(
+                "{lost} failed records could not be copied (out of memory): lost",
+                lost=lost,
+            )
+
     def poll(self):
         self._producer.poll(0)
+        self._fastFailures()
 
     def pendingCount(self):
         return len(self._producer)
@@ -245,11 +304,11 @@ class ConfluentClient:
 
     def purge(self):
         self._producer.purge(in_queue=True, in_flight=True)
-        self._producer.poll(0)
+        self.poll()
 
     def close(self):
-        self._producer.poll(0)
-        self._producer = None
+        self.poll()
+        self._producer = self._fast = None
         self.produce = NO_CLIENT.produce
         self.produceMany = NO_CLIENT.produceMany
         self.produceRecord = NO_CLIENT.produceRecord

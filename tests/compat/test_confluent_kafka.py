@@ -2,13 +2,13 @@
 """
 What L{gateway.compat.confluent_kafka} relies on, checked against the
 installed confluent-kafka with real producers (pointed where nothing
-listens: C{produce} only queues, a purge reports every record through
-confluent-kafka's own delivery report trampoline): the C extension binds to
-the producer's handle, and the records it produces come back in delivery
-reports exactly as C{Producer.produce}'s do.  When a compiler and Python's
-headers are present the extension must have been built (setup.py, and
-C{scripts/_venv.sh} for the checkout), and a wheel built without a compiler
-still installs, without it.
+listens: C{produce} only queues, and a purge fails every record): the C
+extension, loaded as a librdkafka plugin, binds to the producer's handle,
+and the records it produces that fail come back from its C{failures()}
+with everything C{Producer.produce}'s reports carry, and their headers.
+When a compiler and Python's headers are present the extension must have
+been built (setup.py, and C{scripts/_venv.sh} for the checkout), and a
+wheel built without a compiler still installs, without it.
 """
 
 import gc
@@ -62,9 +62,10 @@ class Reports:
         self.seen.append((error and error.name(), message.topic(), message.key(), message.value()))
 
 
-def offlineProducer(reports, **config):
+def offlineProducer(reports, plugin=True, **config):
     """
-    A producer whose C{produce} only queues (nothing listens on port 1).
+    A producer whose C{produce} only queues (nothing listens on port 1),
+    with the extension's plugin unless told otherwise.
     """
     settings = {
         "bootstrap.servers": "127.0.0.1:1",
@@ -73,6 +74,10 @@ def offlineProducer(reports, **config):
         "log_level": 0,
     }
     settings.update(config)
+    if plugin:
+        path, why = compat.plugin()
+        assert why is None
+        settings = compat.withPlugin(settings, path)
     return Producer(settings)
 
 
@@ -81,20 +86,30 @@ def purgeAll(producer):
     producer.poll(0)
 
 
-@pytest.fixture
-def bound():
+def needExtension():
     """
-    C{(producer, reports, produceMany)} with the extension bound (skipped,
-    saying so, only where it cannot be built: L{test_builtWhereItCan}).
+    Skip, saying so, only where the extension cannot be built
+    (L{test_builtWhereItCan}).
     """
     if extension() is None:
         assert not canCompile(), "a compiler is here but the extension was not built"
         pytest.skip("the C extension is not built (no compiler): the pure path is tested")
+
+
+PURGED = -152  # RD_KAFKA_RESP_ERR__PURGE_QUEUE
+
+
+@pytest.fixture
+def bound():
+    """
+    C{(producer, reports, fast)} with the extension bound.
+    """
+    needExtension()
     reports = Reports()
     producer = offlineProducer(reports)
-    produceMany, why = compat.accelerate(producer, reports)
+    fast, why = compat.accelerate(producer)
     assert why is None
-    yield producer, reports, produceMany
+    yield producer, reports, fast
     purgeAll(producer)
 
 
@@ -114,24 +129,39 @@ def test_builtWhereItCan():
         assert extension() is not None
 
 
-def test_recordsReportedLikeProduce(bound):
+def test_failuresCopied(bound):
     """
-    Records produced through the extension are reported by confluent-kafka's
-    trampoline to the producer's callback, in order, with topic, key and
-    value (their per-message state is confluent-kafka's layout); each
-    report releases the reference to the callback the record held.
+    Records produced through the extension that fail come back from
+    C{failures()}, in order, with topic, key, value, headers and
+    librdkafka's error code, once each; the producer's callback sees only
+    the records C{Producer.produce} made.
     """
-    producer, reports, produceMany = bound
-    before = sys.getrefcount(reports)
-    headers = [("gateway-listener", b"lines"), ("gateway-peer", b"127.0.0.1:1")]
-    assert produceMany("t", [b"a", b"bb", b"ccc"], b"k", headers) == 3
-    assert sys.getrefcount(reports) == before + 3
+    producer, reports, fast = bound
+    headers = [("gateway-listener", b"lines"), ("gateway-peer", "127.0.0.1:1")]
+    assert fast.produceMany("t", [b"a", b"bb", b"ccc"], b"k", headers) == 3
     producer.produce("t", b"dddd", b"k", headers=headers)
     purgeAll(producer)
-    assert reports.seen == [
-        ("_PURGE_QUEUE", "t", b"k", value) for value in (b"a", b"bb", b"ccc", b"dddd")
-    ]
+    copied = [("gateway-listener", b"lines"), ("gateway-peer", b"127.0.0.1:1")]
+    assert fast.failures() == (
+        [("t", b"k", value, copied, PURGED) for value in (b"a", b"bb", b"ccc")],
+        0,
+    )
+    assert fast.failures() == ([], 0)
+    assert reports.seen == [("_PURGE_QUEUE", "t", b"k", b"dddd")]
+
+
+def test_noStatePerRecord(bound):
+    """
+    A record produced through the extension holds no Python object (no
+    reference to the callback, unlike C{Producer.produce}'s): confluent-kafka's
+    trampoline has nothing to call or free for it.
+    """
+    producer, reports, fast = bound
+    before = sys.getrefcount(reports)
+    assert fast.produceMany("t", [b"a", b"b"], None, None) == 2
     assert sys.getrefcount(reports) == before
+    producer.produce("t", b"c")
+    assert sys.getrefcount(reports) == before + 1
 
 
 def test_cycleCollected():
@@ -140,8 +170,7 @@ def test_cycleCollected():
     (a bound method of the client): the collector frees the cycle, and the
     producer with it, when nothing else holds them.
     """
-    if extension() is None:
-        pytest.skip("the C extension is not built (see test_builtWhereItCan)")
+    needExtension()
 
     class Client:
         def delivered(self, error, message):
@@ -149,41 +178,64 @@ def test_cycleCollected():
 
     client = Client()
     client.producer = offlineProducer(client.delivered)
-    client.produceMany, _ = compat.accelerate(client.producer, client.delivered)
-    assert client.produceMany("t", [b"x"], None, None) == 1
-    purgeAll(client.producer)  # the record's state holds the callback until reported
+    client.fast, _ = compat.accelerate(client.producer)
+    assert client.fast.produceMany("t", [b"x"], None, None) == 1
+    purgeAll(client.producer)
     gone = weakref.ref(client)
     del client
     gc.collect()
     assert gone() is None
 
 
+def test_manyProducers():
+    """
+    Producers made and destroyed one after another, bound or not, each
+    with records failed before and after unbinding: every one is watched
+    on its own, and nothing is reported for a producer nobody drains.
+    """
+    needExtension()
+    for i in range(20):
+        producer = offlineProducer(Reports())
+        if i % 2:
+            fast, why = compat.accelerate(producer)
+            assert why is None
+            assert fast.produceMany("t", [b"%d" % i], None, None) == 1
+            purgeAll(producer)
+            assert fast.failures() == ([("t", None, b"%d" % i, [], PURGED)], 0)
+            assert fast.produceMany("t", [b"after"], None, None) == 1
+            del fast
+        purgeAll(producer)
+        del producer
+        gc.collect()
+
+
 def test_noKeyNoHeaders(bound):
     """
     A record without key or headers is produced as such.
     """
-    producer, reports, produceMany = bound
-    assert produceMany("t", (b"x",), None, None) == 1
+    producer, reports, fast = bound
+    assert fast.produceMany("t", (b"x",), None, None) == 1
     purgeAll(producer)
-    assert reports.seen == [("_PURGE_QUEUE", "t", None, b"x")]
+    assert fast.failures() == ([("t", None, b"x", [], PURGED)], 0)
 
 
 def test_stopsWhereTheQueueIsFull():
     """
     A full queue ends the call: it returns how many were taken, and the
     next record is refused by C{Producer.produce} too (the pure path then
-    holds it).
+    holds it); a record not taken is not reported as failed.
     """
-    if extension() is None:
-        pytest.skip("the C extension is not built (see test_builtWhereItCan)")
+    needExtension()
     reports = Reports()
     producer = offlineProducer(reports, **{"queue.buffering.max.messages": 2})
-    produceMany, _ = compat.accelerate(producer, reports)
-    assert produceMany("t", [b"1", b"2", b"3", b"4"], b"k", None) == 2
+    fast, _ = compat.accelerate(producer)
+    assert fast.produceMany("t", [b"1", b"2", b"3", b"4"], b"k", None) == 2
     with pytest.raises(BufferError):
         producer.produce("t", b"3", b"k")
     purgeAll(producer)
-    assert [value for *_, value in reports.seen] == [b"1", b"2"]
+    records, lost = fast.failures()
+    assert [value for _, _, value, _, _ in records] == [b"1", b"2"]
+    assert reports.seen == []
 
 
 def test_leavesWhatItCannotTake(bound):
@@ -192,7 +244,8 @@ def test_leavesWhatItCannotTake(bound):
     not text: it takes nothing from there and raises nothing (the pure path
     judges those records).
     """
-    producer, reports, produceMany = bound
+    producer, reports, fast = bound
+    produceMany = fast.produceMany
     assert produceMany("t", [b"x", bytearray(b"y"), b"z"], None, None) == 1
     assert produceMany("t", [b"x"], None, [("h", 1)]) == 0
     assert produceMany("t", [b"x"], None, [("h",)]) == 0
@@ -200,32 +253,74 @@ def test_leavesWhatItCannotTake(bound):
     assert produceMany("t", [b"x"], "not bytes", None) == 0
     assert produceMany("\udc80", [b"x"], None, None) == 0
     purgeAll(producer)
-    assert [value for *_, value in reports.seen] == [b"x"]
+    records, _ = fast.failures()
+    assert [value for _, _, value, _, _ in records] == [b"x"]
 
 
-def test_refusesAnotherLayout():
+def test_refusesWhatItDoesNotWatch():
     """
-    An object whose word after the header is not a librdkafka handle is
-    refused with a one-line reason (the pure path runs).
+    An object that is not a watched librdkafka handle, a producer created
+    without the plugin, or one bound already: refused with a one-line reason
+    (the pure path runs).
     """
+    needExtension()
     module = extension()
-    if module is None:
-        pytest.skip("the C extension is not built (see test_builtWhereItCan)")
-    Producer({"log_level": 0})  # librdkafka is loaded
-    path = compat.librdkafkaPath()
-    with pytest.raises(ValueError, match="no handle"):
-        module.bind(0.0, path, print)
-    with pytest.raises(ValueError, match="is not loaded"):
-        module.bind(0.0, "/nonexistent/librdkafka.so.1", print)
+    compat.plugin()
+    with pytest.raises(ValueError, match="no handle$"):
+        module.bind(0.0)
+    with pytest.raises(ValueError, match="not created with it in plugin.library.paths"):
+        module.bind(offlineProducer(Reports(), plugin=False))
+    producer = offlineProducer(Reports())
+    fast, _ = compat.accelerate(producer)
+    assert compat.accelerate(producer) == (
+        None,
+        "the C extension cannot bind it (the producer is bound already)",
+    )
+    with pytest.raises(ValueError, match="prepared for .* already, not /elsewhere"):
+        module.prepare("/elsewhere/librdkafka.so.1")
+
+
+def _fresh(code):
+    """
+    Run C{code} in a new interpreter (nothing prepared yet) and return its
+    output.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+
+
+def test_unprepared():
+    """
+    Before C{prepare()}: a library that is not loaded is refused, C{bind}
+    refuses, and librdkafka refuses the plugin (the gateway then creates its
+    producer without it).
+    """
+    needExtension()
+    out = _fresh(
+        "from gateway.compat import _confluent\n"
+        "import confluent_kafka\n"
+        "for call in (lambda: _confluent.prepare('/nonexistent/librdkafka.so.1'),\n"
+        "             lambda: _confluent.bind(0.0),\n"
+        "             lambda: confluent_kafka.Producer({'plugin.library.paths':"
+        " _confluent.__file__})):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except Exception as e:\n"
+        "        print(e)\n"
+    )
+    lines = out.splitlines()
+    assert lines[0] == "/nonexistent/librdkafka.so.1 is not loaded"
+    assert lines[1] == "prepare() was not called"
+    assert "prepare() was not called" in lines[2]
 
 
 def test_pureWhenAsked(monkeypatch):
     """
-    C{GATEWAY_PURE_PYTHON} set: no binding, and the reason says so.
+    C{GATEWAY_PURE_PYTHON} set: no plugin, and the reason says so.
     """
     monkeypatch.setenv(compat.PURE_PYTHON_ENV, "1")
-    producer = offlineProducer(Reports())
-    assert compat.accelerate(producer, print) == (None, "GATEWAY_PURE_PYTHON is set")
+    assert compat.plugin() == (None, "GATEWAY_PURE_PYTHON is set")
 
 
 def test_notAProducer():
@@ -236,7 +331,19 @@ def test_notAProducer():
     expected = "not a confluent-kafka Producer (object)"
     if extension() is None:
         expected = "the C extension is not built"
-    assert compat.accelerate(object(), print) == (None, expected)
+    assert compat.accelerate(object()) == (None, expected)
+
+
+def test_withPlugin():
+    """
+    The plugin goes after the user's own plugins, in a copy.
+    """
+    settings = {"acks": "all"}
+    assert compat.withPlugin(settings, "/x.so") == {"acks": "all", compat.PLUGIN_PATHS: "/x.so"}
+    assert settings == {"acks": "all"}
+    assert compat.withPlugin({compat.PLUGIN_PATHS: "/a.so"}, "/x.so") == {
+        compat.PLUGIN_PATHS: "/a.so;/x.so"
+    }
 
 
 def test_librdkafkaPath(tmp_path):

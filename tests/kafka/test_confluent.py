@@ -108,20 +108,103 @@ class RealProducerTests(SynchronousTestCase):
     nothing listens: no broker is needed to check the hot path's shape.
     """
 
+    def client(self, events=None, **config):
+        client = ConfluentClient(
+            {"bootstrap.servers": "127.0.0.1:1", "log_level": 0, **config},
+            events or Events(),
+            Logger(),
+        )
+        self.addCleanup(client.close)
+        return client
+
     def test_produceIsLibrdkafkasCall(self):
         """
-        The client's C{produce} is confluent-kafka's C method itself, so the
-        hot path costs no Python call between the gateway and librdkafka.
+        The client's C{produce} is a C method, confluent-kafka's own or the
+        C extension's, so the hot path costs no Python call between the
+        gateway and librdkafka.
         """
         from confluent_kafka import Producer
 
-        client = ConfluentClient(
-            {"bootstrap.servers": "127.0.0.1:1", "log_level": 0}, Events(), Logger()
-        )
-        self.addCleanup(client.close)
+        from gateway.compat import _confluent
+
+        client = self.client()
         self.assertEqual(type(client.produce).__name__, "builtin_function_or_method")
-        self.assertIsInstance(client.produce.__self__, Producer)
+        expected = Producer if client._fast is None else _confluent.FastProducer
+        self.assertIsInstance(client.produce.__self__, expected)
         client.produce("t", b"v", b"k", headers=[("h", b"v")])
         # The queue's length also counts librdkafka's own requests.
         self.assertGreaterEqual(client.pendingCount(), 1)
         client.purge()
+
+    def test_failuresInOrder(self):
+        """
+        Records taken one by one and a read at a time fail back to the
+        gateway in the order they were taken, with their headers, however
+        they were taken (so that a purge requeues them in order); each
+        once.
+        """
+        events = Events()
+        client = self.client(events)
+        headers = [("h", b"v")]
+        client.produce("t", b"1", b"k", headers=headers)
+        self.assertEqual(client.produceMany("t", [b"2", b"3"], b"k", headers), 2)
+        client.produce("t", b"4", None, headers=None)
+        client.purge()
+        client.poll()
+        self.assertEqual(
+            [(r.topic, r.key, r.value, list(r.headers)) for r, _ in events.failed],
+            [
+                ("t", b"k", b"1", headers),
+                ("t", b"k", b"2", headers),
+                ("t", b"k", b"3", headers),
+                ("t", None, b"4", []),
+            ],
+        )
+        self.assertEqual({(e.code, e.purged) for _, e in events.failed}, {("_PURGE_QUEUE", True)})
+
+    def test_produceRaisesAsConfluentDoes(self):
+        """
+        A full queue raises L{BufferError}; a record over
+        C{message.max.bytes} raises C{KafkaException} naming the error (the
+        service dead-letters it); neither is reported again as failed.
+        """
+        from confluent_kafka import KafkaException
+
+        events = Events()
+        client = self.client(events, **{"queue.buffering.max.messages": 1})
+        client.produce("t", b"1")
+        self.assertRaises(BufferError, client.produce, "t", b"2")
+        big = self.client(events, **{"message.max.bytes": 1000})
+        with self.assertRaises(KafkaException) as raised:
+            big.produce("t", b"x" * 2000)
+        self.assertEqual(raised.exception.args[0].name(), "MSG_SIZE_TOO_LARGE")
+        client.purge()
+        big.purge()
+        self.assertEqual([r.value for r, _ in events.failed], [b"1"])
+
+    def test_oddArgumentsGoToConfluent(self):
+        """
+        What the C extension does not take (a text value) confluent-kafka's
+        C{produce} takes or refuses, as without the extension.
+        """
+        events = Events()
+        client = self.client(events)
+        client.produce("t", "text", None)
+        self.assertRaises(TypeError, client.produce, "t", 1)
+        client.purge()
+        self.assertEqual([r.value for r, _ in events.failed], [b"text"])
+
+    def test_pluginRefused(self):
+        """
+        When librdkafka refuses the plugin, the producer is created without
+        it and the pure-Python path runs, saying why.
+        """
+        from gateway.kafka import confluent
+
+        self.patch(confluent, "plugin", lambda: ("/nonexistent/plugin.so", None))
+        client = self.client()
+        self.assertTrue(
+            client.producePath.startswith("Python (librdkafka refused the plugin ("),
+            client.producePath,
+        )
+        self.assertIn("/nonexistent/plugin.so", client.producePath)

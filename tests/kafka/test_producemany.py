@@ -175,6 +175,5 @@ def test_refusedRecordDeadLettered(path, tmp_path):
     protocol.dataReceived(b"a\nb\n" + big + b"\nc\nd\n")
     assert (service.accepted, service.produced, service.deadLettered) == (5, 4, 1)
     assert [r.value for r in RecordFile(str(tmp_path / "dead.jsonl")).read()] == [big]
-    service._keeper.client._producer.purge(in_queue=True, in_flight=True)
-    service._keeper.client._producer.poll(0)
+    service._keeper.client.purge()
     assert [r.value for r in service._purged] == [b"a", b"b", b"c", b"d"]

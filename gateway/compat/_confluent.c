@@ -658,19 +658,27 @@ fallback:
                                    kwnames);
 }
 
-/* (topic, key, value, [(name, value), ...], code) for one failure. */
+/* (topic, key, value, [(name, value), ...], code) for one failure; names
+ * not in UTF-8 are decoded with replacement, so that only memory can fail. */
 static PyObject *failure_tuple(const failure_t *f) {
         PyObject *headers = PyList_New((Py_ssize_t)f->nheaders);
         size_t i;
         if (!headers)
                 return NULL;
         for (i = 0; i < f->nheaders; i++) {
-                PyObject *h;
+                PyObject *name, *h;
+                name = PyUnicode_DecodeUTF8(f->names[i],
+                                            (Py_ssize_t)strlen(f->names[i]),
+                                            "replace");
+                if (!name) {
+                        Py_DECREF(headers);
+                        return NULL;
+                }
                 if (f->values[i])
-                        h = Py_BuildValue("(sy#)", f->names[i], f->values[i],
+                        h = Py_BuildValue("(Ny#)", name, f->values[i],
                                           (Py_ssize_t)f->sizes[i]);
                 else
-                        h = Py_BuildValue("(sO)", f->names[i], Py_None);
+                        h = Py_BuildValue("(NO)", name, Py_None);
                 if (!h) {
                         Py_DECREF(headers);
                         return NULL;
@@ -678,11 +686,18 @@ static PyObject *failure_tuple(const failure_t *f) {
                 PyList_SET_ITEM(headers, (Py_ssize_t)i, h);
         }
         if (f->key)
-                return Py_BuildValue("(sy#y#Ni)", f->topic, f->key,
-                                     (Py_ssize_t)f->key_len, f->value,
+                return Py_BuildValue("(Ny#y#Ni)",
+                                     PyUnicode_DecodeUTF8(f->topic,
+                                                          (Py_ssize_t)strlen(f->topic),
+                                                          "replace"),
+                                     f->key, (Py_ssize_t)f->key_len, f->value,
                                      (Py_ssize_t)f->len, headers, f->err);
-        return Py_BuildValue("(sOy#Ni)", f->topic, Py_None, f->value,
-                             (Py_ssize_t)f->len, headers, f->err);
+        return Py_BuildValue("(NOy#Ni)",
+                             PyUnicode_DecodeUTF8(f->topic,
+                                                  (Py_ssize_t)strlen(f->topic),
+                                                  "replace"),
+                             Py_None, f->value, (Py_ssize_t)f->len, headers,
+                             f->err);
 }
 
 PyDoc_STRVAR(failures_doc,
@@ -708,17 +723,21 @@ static PyObject *FastProducer_failures(FastProducer *self, PyObject *unused) {
         pthread_mutex_unlock(&self->watch->lock);
 
         list = PyList_New(0);
-        for (f = head; list && f; f = f->next) {
+        if (!list) {
+                failures_free(head);
+                return NULL;
+        }
+        for (f = head; f; f = f->next) {
                 PyObject *item = failure_tuple(f);
                 if (!item || PyList_Append(list, item)) {
-                        Py_XDECREF(item);
-                        Py_CLEAR(list);
+                        /* Out of memory: counted as lost, not raised, so
+                         * that the others are still handed over. */
+                        PyErr_Clear();
+                        lost++;
                 }
                 Py_XDECREF(item);
         }
         failures_free(head);
-        if (!list)
-                return NULL;
         result = Py_BuildValue("(Nl)", list, lost);
         return result;
 }

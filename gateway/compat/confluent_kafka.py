@@ -23,7 +23,9 @@ through the librdkafka that confluent-kafka loaded.  It relies on:
    C{RTLD_NOLOAD} so that no second copy is loaded.
 
 Each entry was checked against confluent-kafka L{CHECKED} (its 2.15.0 and
-2.16.1 sources); C{tests/compat/test_confluent_kafka.py} checks each against the
+2.16.1 sources; the early return for a C{NULL} opaque against the 2.15.0
+source and, on 2.16.1, by running every record of the test suite through
+it); C{tests/compat/test_confluent_kafka.py} checks each against the
 installed one.  When a check fails, or the extension was not built, or
 C{GATEWAY_PURE_PYTHON} is set, L{plugin} or L{accelerate} says why and the
 gateway runs the pure-Python path (the reference).

@@ -173,7 +173,6 @@ class ConfluentClient:
         path, why = plugin()
         if path is None:
             return producerFactory(settings), why
-
         try:
             return producerFactory(withPlugin(settings, path)), None
         except KafkaException as e:
@@ -264,9 +263,9 @@ class ConfluentClient:
         """
         if self._fast is None:
             return
-        from confluent_kafka import KafkaError
-
         records, lost = self._fast.failures()
+        if records:
+            from confluent_kafka import KafkaError
         for topic, key, value, headers, code in records:
             self._events.deliveryFailed(
                 Record(topic, key, headers, value), deliveryError(KafkaError(code))

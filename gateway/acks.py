@@ -145,6 +145,7 @@ class AckStream:
         self._router = router
         self._protocol = protocol
         self._produce = router.producer.produceTracked
+        self._produceMany = getattr(router.producer, "produceTrackedMany", None)
         self._encode = protocol.encodeFrame
         self._transport = protocol.transport
         # The records the client took, whose outcomes come in order: their
@@ -202,11 +203,42 @@ class AckStream:
         messages.messages += 1
         messages.bytes += len(payload)
         seq = self.issued = self.issued + 1
+        produceMany = self._produceMany
+        if produceMany is not None and produceMany(
+            self._topic, (payload,), self._key, self._headers, SEQ_HEADER, self, seq
+        ):
+            return
         if self._produce(
             self._topic, payload, self._key, [*self._headers, (SEQ_HEADER, b"%d" % seq)], self, seq
         ):
             self._seqs.append(seq)
             self._hashes.append(hash(payload))
+
+    def sendMany(self, payloads):
+        """
+        Produce a read's messages as the connection's next records, with one
+        call to the producer's C{produceTrackedMany}, as far as it takes them
+        now (the C extension: their outcomes come back by number, to
+        L{settleRange} or as failed records with a L{Receipt}); the framing
+        sends the rest one by one (L{send}).  The first message, which may
+        be the handshake, always goes to L{send}.
+
+        :return: how many were taken (and counted).
+        """
+        produceMany = self._produceMany
+        if self._special or produceMany is None:
+            return 0
+        taken = produceMany(
+            self._topic, payloads, self._key, self._headers, SEQ_HEADER, self, self.issued + 1
+        )
+        if taken:
+            self.issued += taken
+            messages = self._messages
+            messages.messages += taken
+            messages.bytes += sum(
+                map(len, payloads if taken == len(payloads) else payloads[:taken])
+            )
+        return taken
 
     def _unusual(self, payload):
         """
@@ -316,12 +348,20 @@ class AckStream:
         """
         if reason is not None:
             self._write(b"NACK %d %s" % (seq, reason.encode("ascii", "replace")))
+        self.settleRange(seq, seq)
+
+    def settleRange(self, first, last):
+        """
+        Kafka confirmed messages C{first} to C{last}: advance the confirmed
+        prefix, and write an C{ACK} as L{settle} does.
+        """
         confirmed = self.confirmed
-        if seq != confirmed + 1:
-            if seq > confirmed:
-                self._ahead.add(seq)
+        if first > confirmed + 1:
+            self._ahead.update(range(first, last + 1))
             return
-        confirmed = seq
+        if last <= confirmed:
+            return
+        confirmed = last
         ahead = self._ahead
         while ahead and confirmed + 1 in ahead:
             confirmed += 1

@@ -105,7 +105,13 @@ class IProducerBackend(Interface):
     C{tracker.deliveryCallback}; and C{produceRecord(record)} for a record
     with a C{Receipt}, which calls C{record.receipt.confirmed()} once Kafka
     confirmed it and reports a failure with L{IProducerEvents.deliveryFailed}
-    carrying that same record (receipt and headers included).
+    carrying that same record (receipt and headers included).  A client may
+    also have C{produceTrackedMany(topic, values, key, headers, seqHeader,
+    tracker, first)}: a read's records numbered from C{first} (in their
+    C{seqHeader} header), returning how many it took, whose outcomes it
+    hands over by number: C{tracker.settleRange(first, last)} for confirmed
+    ones, L{IProducerEvents.deliveryFailed} with a C{Receipt} for a failed
+    one.
     """
 
     name = Attribute("Short name used in C{--kafka-backend}, e.g. C{'confluent'}.")

@@ -31,7 +31,7 @@ from gateway.framing.varint import VarintProtocol
 from gateway.interfaces import IMessageStream
 from gateway.kafka.config import producerConfig
 from gateway.kafka.producer import KafkaProducerService
-from gateway.kafka.records import DeliveryError
+from gateway.kafka.records import DeliveryError, Receipt, Record
 from gateway.router import LISTENER_HEADER, PEER_HEADER, MessageStream, Router
 from gateway.routing import Route, TopicTemplate
 from gateway.settings import SettingsError, checkSettings
@@ -365,6 +365,136 @@ class AcknowledgementTests(AckModeMixin, SynchronousTestCase):
         self.assertEqual(transport.value(), b"ACK 1\n")
         self.assertEqual([c for c in self.clock.getDelayedCalls() if "Ack" in repr(c.func)], [])
         self.assertEqual(self.router.clients, {})
+
+
+class TrackedPathTests(AckModeMixin, SynchronousTestCase):
+    """
+    With the C extension (its C{produceTrackedMany} stood in for here), a
+    read's records go to the client in one call, numbered, and come back by
+    number: runs of confirmed numbers (L{AckStream.settleRange}) and failed
+    records carrying a L{Receipt}.
+    """
+
+    def setUp(self):
+        AckModeMixin.setUp(self)
+        #: What the stand-in took: (values, headers, first) per call.
+        self.taken = []
+        #: How many more records it takes.
+        self.room = 1000
+        self.keys = set()
+        self.producer._produceTrackedMany = self.produceTrackedMany
+
+    def produceTrackedMany(self, topic, values, key, headers, seqHeader, tracker, first):
+        taken = min(len(values), self.room)
+        self.room -= taken
+        if taken:
+            self.assertEqual((topic, seqHeader), ("events", SEQ_HEADER))
+            self.assertIs(tracker, self.stream)
+            self.keys.add(key)
+            self.taken.append((list(values[:taken]), dict(headers), first))
+        return taken
+
+    def connect(self, **kwargs):
+        protocol, transport = AckModeMixin.connect(self, **kwargs)
+        self.stream = protocol._stream
+        return protocol, transport
+
+    def test_readInOneCall(self):
+        """
+        The first read goes message by message (its first may be the
+        handshake); each later read is one call, numbered on; the
+        provenance headers are the connection's, without the number (the
+        extension adds it); the counts are the stream's.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"a\nb\n")
+        protocol.dataReceived(b"c\ndd\n")
+        provenance = {LISTENER_HEADER: b"acks", PEER_HEADER: b"10.0.0.1:5000"}
+        self.assertEqual(
+            self.taken,
+            [([b"a"], provenance, 1), ([b"b"], provenance, 2), ([b"c", b"dd"], provenance, 3)],
+        )
+        self.assertEqual(self.kafka.produced, [])
+        self.assertEqual(self.keys, {b"acks/10.0.0.1:5000"})
+        self.assertEqual(self.stream.issued, 4)
+        self.assertEqual(self.router.topicCounts(), {"events": (4, 5)})
+
+    def test_sessionThenOneCall(self):
+        """
+        After a handshake the records carry the session's header and number
+        from its first sequence number.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"SESSION s1 41\n")
+        protocol.dataReceived(b"a\nb\n")
+        [(values, headers, first)] = self.taken
+        self.assertEqual((values, headers[SESSION_HEADER], first), ([b"a", b"b"], b"s1", 41))
+        self.assertEqual(self.keys, {b"s1"})
+
+    def test_rangesAcknowledged(self):
+        """
+        A run of confirmed numbers advances the acknowledgement at once when
+        it is the next one; a run ahead of a gap waits for the gap.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"0\n")
+        protocol.dataReceived(b"1\n2\n3\n4\n5\n")
+        self.stream.settleRange(4, 6)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"")
+        self.stream.settleRange(1, 3)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 6\n")
+        self.stream.settleRange(2, 3)
+        self.clock.advance(0)
+        self.assertEqual((self.stream.confirmed, transport.value()), (6, b"ACK 6\n"))
+
+    def test_failedRecordByReceipt(self):
+        """
+        A record the extension reports failed comes back with a L{Receipt}:
+        produced again (here through the pure path: the stand-in is full)
+        and acknowledged when Kafka confirms it; a refusal is a C{NACK}.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        protocol.dataReceived(b"b\nc\n")
+        self.room = 0
+        headers = [(LISTENER_HEADER, b"acks"), (SEQ_HEADER, b"2")]
+        self.producer.deliveryFailed(
+            Record("events", b"k", headers, b"b", Receipt(self.stream, 2)), FakeDeliveryError
+        )
+        self.stream.settleRange(1, 1)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 1\n")
+        self.producer._poll()
+        self.assertEqual(self.records(), [(b"k", dict(headers), b"b")])
+        self.confirm()
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 2\n")
+        refused = DeliveryError("MSG_SIZE_TOO_LARGE", "too large")
+        self.producer.deliveryFailed(
+            Record("events", b"k", [], b"c", Receipt(self.stream, 3)), refused
+        )
+        self.producer._poll()
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 1\nACK 2\nNACK 3 too-large\nACK 3\n")
+
+    def test_restOnePerRecord(self):
+        """
+        What the extension does not take goes one by one through the pure
+        path, reported in order there; both are acknowledged together.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"a\n")
+        self.room = 1
+        protocol.dataReceived(b"b\nc\nd\n")
+        self.assertEqual([first for _, _, first in self.taken], [1, 2])
+        self.assertEqual([value for _, _, value in self.records()], [b"c", b"d"])
+        self.assertEqual([headers[SEQ_HEADER] for _, headers, _ in self.records()], [b"3", b"4"])
+        self.confirm()
+        self.stream.settleRange(1, 2)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"ACK 4\n")
 
 
 class UnreadAcksTests(AckModeMixin, SynchronousTestCase):

@@ -16,6 +16,12 @@
  *    plugin (conf_init, loaded through plugin.library.paths) whose
  *    on_acknowledgement interceptor copies every one of them that fails,
  *    for FastProducer.failures() to hand to the gateway;
+ *  - a tracked record (produceTracked, ack mode) carries a tagged opaque
+ *    (low bit set; confluent-kafka's own per-record states are malloc'd,
+ *    so theirs is clear) that the interceptor takes and sets to NULL
+ *    before librdkafka queues the delivery report (librdkafka calls
+ *    on_acknowledgement for every record before its report: rd_kafka_dr_msgq0),
+ *    so the trampoline returns at once for these too;
  *  - librdkafka's ABI for the few functions below (rdkafka.h), looked up
  *    with dlsym in the very copy confluent-kafka loaded (no second
  *    librdkafka in the process).
@@ -24,6 +30,7 @@
 #include <Python.h>
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -133,6 +140,24 @@ typedef struct failure {
         size_t *sizes;
 } failure_t;
 
+/* A tracked record's per-message opaque (tagged with TICKET_TAG): whose
+ * record it is and its number.  The tracker has one reference per record in
+ * flight, taken at produce, given back by tracked(). */
+typedef struct {
+        PyObject *tracker;
+        long long seq;
+} ticket_t;
+#define TICKET_TAG ((uintptr_t)1)
+
+/* The outcome of tracked records, in the order librdkafka reported them:
+ * a run of confirmed numbers of one tracker, or one failure. */
+typedef struct outcome {
+        struct outcome *next;
+        PyObject *tracker; /* one reference per record of the run */
+        long long first, last;
+        failure_t *failure; /* NULL: confirmed */
+} outcome_t;
+
 /* What the plugin keeps per librdkafka configuration (and so per handle):
  * made by conf_init (or on_conf_dup), given its handle by on_new, freed
  * when both the configuration is destroyed (the handle's very last step)
@@ -146,6 +171,8 @@ typedef struct watch {
         int draining; /* a FastProducer takes the failures */
         failure_t *head, **tail;
         long lost; /* failures that could not be copied */
+        outcome_t *outcomes, *last; /* tracked records' outcomes */
+        long untracked; /* tracked outcomes that could not be kept */
 } watch_t;
 
 static pthread_mutex_t watches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -258,6 +285,18 @@ fail:
         return NULL;
 }
 
+/* Frees the outcomes; their references are given back by the caller,
+ * which holds the GIL (see FastProducer_dealloc), or leak. */
+static void outcomes_free(outcome_t *o) {
+        while (o) {
+                outcome_t *next = o->next;
+                if (o->failure)
+                        failure_free(o->failure);
+                free(o);
+                o = next;
+        }
+}
+
 static void watch_release(watch_t *w) {
         int refs;
         pthread_mutex_lock(&w->lock);
@@ -266,6 +305,7 @@ static void watch_release(watch_t *w) {
         if (refs)
                 return;
         failures_free(w->head);
+        outcomes_free(w->outcomes);
         pthread_mutex_destroy(&w->lock);
         free(w);
 }
@@ -273,15 +313,67 @@ static void watch_release(watch_t *w) {
 /* ------------------------------------------------------------------ */
 /* The librdkafka plugin: conf_init and its interceptors.              */
 
-/* Every record this file produces carries no opaque: only its failures
- * are wanted, and only while a FastProducer drains them.  Runs on
- * librdkafka's broker threads (or in producev, see producing). */
+/* A tracked record's outcome: kept in order for tracked(), confirmed
+ * numbers of one tracker joined into runs.  Its opaque becomes NULL, so
+ * that confluent-kafka's trampoline returns at once for it.  Called with
+ * the watch locked. */
+static void track(watch_t *w, rd_kafka_message_t *m, ticket_t *t) {
+        outcome_t *o = w->last;
+
+        if (!w->draining) {
+                /* No FastProducer any more: the reference leaks (the
+                 * tracker's records can no longer be confirmed to anyone). */
+                free(t);
+                return;
+        }
+        if (!m->err && o && !o->failure && o->tracker == t->tracker &&
+            o->last == t->seq - 1) {
+                o->last = t->seq;
+                free(t);
+                return;
+        }
+        o = calloc(1, sizeof(*o));
+        if (o && m->err && !(o->failure = failure_new(m))) {
+                free(o);
+                o = NULL;
+        }
+        if (!o) {
+                /* Cannot keep it: counted, and never confirmed. */
+                w->untracked++;
+                free(t);
+                return;
+        }
+        o->tracker = t->tracker;
+        o->first = o->last = t->seq;
+        free(t);
+        if (w->last)
+                w->last->next = o;
+        else
+                w->outcomes = o;
+        w->last = o;
+}
+
+/* Every record this file produces carries no opaque, or a ticket (tracked
+ * records): of the former only the failures are wanted, of the latter
+ * every outcome, and only while a FastProducer drains them.  Runs on
+ * librdkafka's broker threads, in the thread that purges, or in producev
+ * (see producing). */
 static rd_kafka_resp_err_t
 on_acknowledgement(rd_kafka_t *rk, rd_kafka_message_t *m, void *opaque) {
-        watch_t *w = opaque;
+        watch_t *w    = opaque;
+        uintptr_t tag = (uintptr_t)m->_private;
         failure_t *f;
 
-        if (!m->err || m->_private || producing)
+        if (producing)
+                return 0;
+        if (tag & TICKET_TAG) {
+                m->_private = NULL;
+                pthread_mutex_lock(&w->lock);
+                track(w, m, (ticket_t *)(tag & ~TICKET_TAG));
+                pthread_mutex_unlock(&w->lock);
+                return 0;
+        }
+        if (!m->err || m->_private)
                 return 0;
         pthread_mutex_lock(&w->lock);
         if (w->draining) {
@@ -400,15 +492,29 @@ static int FastProducer_clear(FastProducer *self) {
         return 0;
 }
 
+/* Give back the references of the outcomes (GIL held), then free them. */
+static void outcomes_release(outcome_t *o) {
+        outcome_t *p;
+        unsigned long long n;
+        for (p = o; p; p = p->next)
+                for (n = (unsigned long long)(p->last - p->first) + 1; n; n--)
+                        Py_DECREF(p->tracker);
+        outcomes_free(o);
+}
+
 static void FastProducer_dealloc(FastProducer *self) {
+        outcome_t *left = NULL;
         PyObject_GC_UnTrack(self);
         FastProducer_clear(self);
         if (self->watch) {
                 pthread_mutex_lock(&self->watch->lock);
                 self->watch->draining = 0;
+                left                  = self->watch->outcomes;
+                self->watch->outcomes = self->watch->last = NULL;
                 pthread_mutex_unlock(&self->watch->lock);
                 watch_release(self->watch);
         }
+        outcomes_release(left);
         PyObject_GC_Del(self);
 }
 
@@ -462,59 +568,50 @@ unsupported:
         return NULL;
 }
 
-PyDoc_STRVAR(produceMany_doc,
-             "produceMany(topic, values, key, headers) -> int\n\n"
-             "Produce values in order, each with the same topic, key and "
-             "headers, until one is not taken (queue full, any error, or a "
-             "value that is not bytes); return how many were taken.  The "
-             "caller produces the rest through the pure-Python path.  A "
-             "taken record that fails is returned by failures().");
-
-static PyObject *
-FastProducer_produceMany(FastProducer *self, PyObject *const *args,
-                         Py_ssize_t nargs) {
-        PyObject *topic, *values, *key, *headers, *seq;
+/* A read's records, for produceMany (cseq NULL) and produceTracked (each
+ * record numbered from first in its cseq header, with a ticket of tracker):
+ * produced in order until one is not taken; returns how many were.  What it
+ * cannot take (a type it does not know, any error) the pure-Python path
+ * judges (and raises, dead-letters or holds exactly as for any record). */
+static PyObject *produce_read(FastProducer *self,
+                              PyObject *topic,
+                              PyObject *values,
+                              PyObject *key,
+                              PyObject *headers,
+                              const char *cseq,
+                              PyObject *tracker,
+                              long long first) {
+        PyObject *seq;
         const char *ctopic, *ckey = NULL;
         Py_ssize_t klen = 0, i, n;
         rd_kafka_topic_t *rkt;
         rd_kafka_headers_t *tmpl = NULL;
         rd_kafka_t *rk;
 
-        if (nargs != 4) {
-                PyErr_SetString(PyExc_TypeError,
-                                "produceMany(topic, values, key, headers)");
-                return NULL;
-        }
-        topic   = args[0];
-        values  = args[1];
-        key     = args[2];
-        headers = args[3];
-
         if (!self->producer) /* cleared by the collector */
                 return PyLong_FromLong(0);
         rk = handle_rk(self->producer);
         if (rk != self->rk) /* closed: nothing taken here */
                 return PyLong_FromLong(0);
-        if (!PyUnicode_Check(topic))
+        if (!PyUnicode_Check(topic) || (key != Py_None && !PyBytes_Check(key)))
                 return PyLong_FromLong(0);
         ctopic = PyUnicode_AsUTF8(topic);
         if (!ctopic)
                 goto none;
         if (key != Py_None) {
-                if (!PyBytes_Check(key))
-                        return PyLong_FromLong(0);
                 ckey = PyBytes_AS_STRING(key);
                 klen = PyBytes_GET_SIZE(key);
         }
         seq = PySequence_Fast(values, "values must be a sequence");
         if (!seq)
                 goto none;
-        if (headers != Py_None) {
+        if (headers != Py_None)
                 tmpl = build_headers(headers);
-                if (!tmpl) {
-                        Py_DECREF(seq);
-                        goto none;
-                }
+        else if (cseq)
+                tmpl = api.headers_new(1);
+        if (!tmpl && headers != Py_None) {
+                Py_DECREF(seq);
+                goto none;
         }
         rkt = api.topic_new(rk, ctopic, NULL);
         if (!rkt) {
@@ -530,23 +627,47 @@ FastProducer_produceMany(FastProducer *self, PyObject *const *args,
                 PyObject *value = PySequence_Fast_GET_ITEM(seq, i);
                 rd_kafka_headers_t *hdrs;
                 rd_kafka_resp_err_t err;
+                ticket_t *t = NULL;
 
                 if (!PyBytes_CheckExact(value))
                         break;
                 /* VTYPE_HEADERS with NULL: no headers. */
                 hdrs = tmpl ? api.headers_copy(tmpl) : NULL;
-                err  = api.producev(
+                if (cseq) {
+                        char number[24];
+                        int len;
+                        /* Past 2**63 - 1 the pure path numbers on. */
+                        if (first > LLONG_MAX - i || !(t = malloc(sizeof(*t)))) {
+                                api.headers_destroy(hdrs);
+                                break;
+                        }
+                        t->tracker = tracker;
+                        t->seq     = first + i;
+                        len = snprintf(number, sizeof(number), "%lld", t->seq);
+                        if (api.header_add(hdrs, cseq, -1, number, len)) {
+                                api.headers_destroy(hdrs);
+                                free(t);
+                                break;
+                        }
+                }
+                err = api.producev(
                     rk, VTYPE_RKT, rkt, VTYPE_PARTITION, PARTITION_UA,
                     VTYPE_VALUE, (void *)PyBytes_AS_STRING(value),
                     (size_t)PyBytes_GET_SIZE(value), VTYPE_KEY, (void *)ckey,
-                    (size_t)klen, VTYPE_MSGFLAGS, MSG_F_COPY, VTYPE_HEADERS,
-                    hdrs, VTYPE_END);
+                    (size_t)klen, VTYPE_OPAQUE,
+                    t ? (void *)((uintptr_t)t | TICKET_TAG) : NULL,
+                    VTYPE_MSGFLAGS, MSG_F_COPY, VTYPE_HEADERS, hdrs, VTYPE_END);
                 if (err) {
                         /* Not taken: everything stays ours. */
                         if (hdrs)
                                 api.headers_destroy(hdrs);
+                        free(t);
                         break;
                 }
+                /* Given back by tracked(), on this thread: no outcome can
+                 * be handed over before this. */
+                if (t)
+                        Py_INCREF(tracker);
         }
         producing = 0;
         api.topic_destroy(rkt);
@@ -556,10 +677,60 @@ FastProducer_produceMany(FastProducer *self, PyObject *const *args,
         return PyLong_FromSsize_t(i);
 
 none:
-        /* Whatever this path cannot take, the pure-Python one judges (and
-         * raises, dead-letters or holds exactly as for any record). */
         PyErr_Clear();
         return PyLong_FromLong(0);
+}
+
+PyDoc_STRVAR(produceMany_doc,
+             "produceMany(topic, values, key, headers) -> int\n\n"
+             "Produce values in order, each with the same topic, key and "
+             "headers, until one is not taken (queue full, any error, or a "
+             "value that is not bytes); return how many were taken.  The "
+             "caller produces the rest through the pure-Python path.  A "
+             "taken record that fails is returned by failures().");
+
+static PyObject *
+FastProducer_produceMany(FastProducer *self, PyObject *const *args,
+                         Py_ssize_t nargs) {
+        if (nargs != 4) {
+                PyErr_SetString(PyExc_TypeError,
+                                "produceMany(topic, values, key, headers)");
+                return NULL;
+        }
+        return produce_read(self, args[0], args[1], args[2], args[3], NULL,
+                            NULL, 0);
+}
+
+PyDoc_STRVAR(produceTracked_doc,
+             "produceTracked(topic, values, key, headers, seqHeader, tracker, "
+             "first) -> int\n\n"
+             "produceMany for records whose every outcome tracker learns: "
+             "value i is record number first + i, carried in its seqHeader "
+             "header after the others.  Returns how many were taken; their "
+             "outcomes come back from tracked(), in the order librdkafka "
+             "reported them.");
+
+static PyObject *
+FastProducer_produceTracked(FastProducer *self, PyObject *const *args,
+                            Py_ssize_t nargs) {
+        const char *cseq;
+        long long first;
+
+        if (nargs != 7) {
+                PyErr_SetString(PyExc_TypeError,
+                                "produceTracked(topic, values, key, headers, "
+                                "seqHeader, tracker, first)");
+                return NULL;
+        }
+        first = PyLong_AsLongLong(args[6]);
+        if (first == -1 && PyErr_Occurred())
+                return NULL;
+        if (!PyUnicode_Check(args[4]) || !(cseq = PyUnicode_AsUTF8(args[4]))) {
+                PyErr_Clear();
+                return PyLong_FromLong(0);
+        }
+        return produce_read(self, args[0], args[1], args[2], args[3], cseq,
+                            args[5], first);
 }
 
 /* Raise what confluent-kafka's Producer.produce raises for err. */
@@ -742,12 +913,64 @@ static PyObject *FastProducer_failures(FastProducer *self, PyObject *unused) {
         return result;
 }
 
+PyDoc_STRVAR(tracked_doc,
+             "tracked() -> (outcomes, lost)\n\n"
+             "The outcomes of produceTracked's records since the last call, "
+             "in the order librdkafka reported them: (tracker, first, last, "
+             "None) for records first..last of tracker confirmed, (tracker, "
+             "seq, seq, failure) for one that failed, failure as in "
+             "failures(); lost: how many more could not be kept (no memory), "
+             "which are never confirmed.");
+
+static PyObject *FastProducer_tracked(FastProducer *self, PyObject *unused) {
+        outcome_t *head, *o;
+        PyObject *list;
+        long lost;
+
+        if (!self->watch)
+                return Py_BuildValue("([]i)", 0);
+        pthread_mutex_lock(&self->watch->lock);
+        head                   = self->watch->outcomes;
+        lost                   = self->watch->untracked;
+        self->watch->outcomes  = self->watch->last = NULL;
+        self->watch->untracked = 0;
+        pthread_mutex_unlock(&self->watch->lock);
+
+        list = PyList_New(0);
+        if (!list) {
+                outcomes_release(head);
+                return NULL;
+        }
+        for (o = head; o; o = o->next) {
+                PyObject *failure = Py_None, *item = NULL;
+                if (o->failure)
+                        failure = failure_tuple(o->failure);
+                else
+                        Py_INCREF(failure);
+                if (failure)
+                        item = Py_BuildValue("(OLLN)", o->tracker, o->first,
+                                             o->last, failure);
+                if (!item || PyList_Append(list, item)) {
+                        /* Out of memory: counted as lost, not raised, so
+                         * that the others are still handed over. */
+                        PyErr_Clear();
+                        lost += (long)(o->last - o->first + 1);
+                }
+                Py_XDECREF(item);
+        }
+        outcomes_release(head);
+        return Py_BuildValue("(Nl)", list, lost);
+}
+
 static PyMethodDef FastProducer_methods[] = {
     {"produceMany", (PyCFunction)(void (*)(void))FastProducer_produceMany,
      METH_FASTCALL, produceMany_doc},
     {"produce", (PyCFunction)(void (*)(void))FastProducer_produce,
      METH_FASTCALL | METH_KEYWORDS, produce_doc},
+    {"produceTracked", (PyCFunction)(void (*)(void))FastProducer_produceTracked,
+     METH_FASTCALL, produceTracked_doc},
     {"failures", (PyCFunction)FastProducer_failures, METH_NOARGS, failures_doc},
+    {"tracked", (PyCFunction)FastProducer_tracked, METH_NOARGS, tracked_doc},
     {NULL}};
 
 static PyTypeObject FastProducerType = {

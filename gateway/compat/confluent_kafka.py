@@ -18,6 +18,12 @@ through the librdkafka that confluent-kafka loaded.  It relies on:
    librdkafka plugin (L{plugin} puts it in C{plugin.library.paths}) whose
    C{on_acknowledgement} interceptor copies each failed one for
    C{failures()};
+ - for ack mode's tracked records (C{produceTracked}), a per-message
+   opaque tagged with its low bit: confluent-kafka's own per-record states
+   are allocated by C{malloc}, so theirs never has it, and the interceptor
+   (which librdkafka calls for every record before it queues the record's
+   report, in C{rd_kafka_dr_msgq0}) sets it back to C{NULL}, so that the
+   trampoline never sees it;
  - one librdkafka in the process, found in C{/proc/self/maps} (the wheel
    bundles it as C{confluent_kafka.libs/librdkafka-*.so*}), opened with
    C{RTLD_NOLOAD} so that no second copy is loaded.
@@ -139,8 +145,9 @@ def accelerate(producer):
         raises nothing), and C{fast.failures()} returns C{(records, lost)}:
         the records it took that failed since the last call, each as
         C{(topic, key, value, headers, librdkafka error code)}, and how many
-        more failed that could not be copied; or C{(None, reason)}: why the
-        pure-Python path runs.
+        more failed that could not be copied; C{fast.produceTracked} and
+        C{fast.tracked()} do the same for ack mode's records, numbered, with
+        every outcome; or C{(None, reason)}: why the pure-Python path runs.
     """
     _confluent, cimpl, why = _modules()
     if why is not None:

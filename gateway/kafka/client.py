@@ -61,6 +61,14 @@ class NoClient:
         """
         raise BufferError("no Kafka producer client")
 
+    def produceTrackedMany(self, topic, values, key, headers, seqHeader, tracker, first):
+        """
+        Take nothing: the caller offers each record to L{produceTracked}.
+
+        :return: C{0}.
+        """
+        return 0
+
     def poll(self):
         pass
 

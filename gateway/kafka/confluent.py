@@ -25,7 +25,7 @@ from zope.interface import implementer
 from gateway.compat.confluent_kafka import C_EXTENSION, accelerate, plugin, withPlugin
 from gateway.interfaces import IProducerBackend, IProducerClient
 from gateway.kafka.client import NO_CLIENT
-from gateway.kafka.records import DeliveryError, Record
+from gateway.kafka.records import DeliveryError, Receipt, Record
 
 __all__ = ["ConfluentBackend", "ConfluentClient", "STATISTICS_INTERVAL_MS"]
 
@@ -119,6 +119,12 @@ class ConfluentClient:
         a read's frames in order until one is not taken, and return how many
         were (the caller offers the rest to L{produce}, which holds or
         refuses them); the C extension's when bound, else L{_produceMany}.
+    :ivar produceTrackedMany: C{produceTrackedMany(topic, values, key,
+        headers, seqHeader, tracker, first)}: L{produceMany} for an ack-mode
+        connection's records, numbered from C{first} in their C{seqHeader}
+        header, whose outcomes L{poll} hands to the tracker by number (the C
+        extension's C{produceTracked}); without the extension it takes none
+        (the caller offers each to L{produceTracked}).
     :ivar producePath: C{"C extension"}, or C{"Python (why)"}.
     """
 
@@ -151,10 +157,12 @@ class ConfluentClient:
         if self._fast is None:
             self.produce = self._producer.produce
             self.produceMany = self._produceMany
+            self.produceTrackedMany = NO_CLIENT.produceTrackedMany
             self.producePath = f"Python ({why})"
         else:
             self.produce = self._fast.produce
             self.produceMany = self._fast.produceMany
+            self.produceTrackedMany = self._fast.produceTracked
             self.producePath = C_EXTENSION
 
     @staticmethod
@@ -261,8 +269,6 @@ class ConfluentClient:
         the others (after C{poll}: librdkafka hands a failure to the
         extension before the record leaves L{pendingCount}).
         """
-        if self._fast is None:
-            return
         records, lost = self._fast.failures()
         if records:
             from confluent_kafka import KafkaError
@@ -276,9 +282,37 @@ class ConfluentClient:
                 lost=lost,
             )
 
+    def _fastTracked(self):
+        """
+        Hand the outcomes of the C extension's tracked records (ack mode) to
+        their trackers: runs of confirmed numbers at once, a failed record
+        as one with a L{Receipt}, so that it is produced again or refused
+        and reported by its number.
+        """
+        outcomes, lost = self._fast.tracked()
+        if outcomes:
+            from confluent_kafka import KafkaError
+
+            deliveryFailed = self._events.deliveryFailed
+            for tracker, first, last, failure in outcomes:
+                if failure is None:
+                    tracker.settleRange(first, last)
+                else:
+                    topic, key, value, headers, code = failure
+                    record = Record(topic, key, headers, value, Receipt(tracker, first))
+                    deliveryFailed(record, deliveryError(KafkaError(code)))
+        if lost:
+            self._log.critical(
+                "{lost} acknowledged-mode outcomes could not be kept (out of memory): "
+                "those records are never acknowledged",
+                lost=lost,
+            )
+
     def poll(self):
         self._producer.poll(0)
-        self._fastFailures()
+        if self._fast is not None:
+            self._fastFailures()
+            self._fastTracked()
 
     def pendingCount(self):
         return len(self._producer)
@@ -312,6 +346,7 @@ class ConfluentClient:
         self.produceMany = NO_CLIENT.produceMany
         self.produceRecord = NO_CLIENT.produceRecord
         self.produceTracked = NO_CLIENT.produceTracked
+        self.produceTrackedMany = NO_CLIENT.produceTrackedMany
 
 
 @implementer(IPlugin, IProducerBackend)

@@ -176,6 +176,7 @@ class KafkaProducerService(Service):
         self._produceMany = NO_CLIENT.produceMany
         self._produceRecord = NO_CLIENT.produceRecord
         self._produceTracked = NO_CLIENT.produceTracked
+        self._produceTrackedMany = NO_CLIENT.produceTrackedMany
         self._started = False
         self._backlog = Backlog()
         self._poller = None
@@ -285,6 +286,9 @@ class KafkaProducerService(Service):
         self._produceMany = getattr(client, "produceMany", NO_CLIENT.produceMany)
         self._produceRecord = getattr(client, "produceRecord", NO_CLIENT.produceRecord)
         self._produceTracked = getattr(client, "produceTracked", NO_CLIENT.produceTracked)
+        self._produceTrackedMany = getattr(
+            client, "produceTrackedMany", NO_CLIENT.produceTrackedMany
+        )
 
     def _finishDrain(self):
         self._useClient(NO_CLIENT)
@@ -420,6 +424,25 @@ class KafkaProducerService(Service):
                 return True
         self._hold(Record(topic, key, headers, value, Receipt(tracker, seq)))
         return False
+
+    def produceTrackedMany(self, topic, values, key, headers, seqHeader, tracker, first):
+        """
+        Publish a read's records for a C{tracker} (ack mode) as
+        L{produceMany} does: value i is record number C{first + i}, carried
+        in its C{seqHeader} header.  Their outcomes come back by number,
+        in any order: C{tracker.settleRange(first, last)} for confirmed
+        ones, L{deliveryFailed} with a L{Receipt} for a failed one.  Only a
+        client with the C extension takes any (see
+        L{gateway.kafka.confluent.ConfluentClient.produceTrackedMany}).
+
+        :return: how many records the client took (and counted).
+        """
+        if self._backlog:
+            return 0
+        taken = self._produceTrackedMany(topic, values, key, headers, seqHeader, tracker, first)
+        self.accepted += taken
+        self.produced += taken
+        return taken
 
     def _hold(self, record):
         """

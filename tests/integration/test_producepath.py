@@ -3,7 +3,8 @@
 The accelerated produce path (the optional C extension, what users get when
 it is built) and the pure-Python path (C{GATEWAY_PURE_PYTHON=1}, what they
 get without a compiler) put the same records in Kafka, whole reads and reads
-cut by a full client queue alike; the start line says which path runs.
+cut by a full client queue alike, in ack mode too; the start line says which
+path runs.
 """
 
 import random
@@ -15,6 +16,7 @@ from tests.compat.test_confluent_kafka import canCompile
 from tests.integration.support.process import CLEAN_EXIT, Gateways
 from tests.integration.support.sockets import sendInRandomPieces
 from tests.integration.support.topics import checkRecords, newTopic
+from tests.integration.test_acks_kafka import AckReader
 
 #: What each run's start line names (the extension only where it was built).
 PATHS = {
@@ -96,3 +98,53 @@ def test_fullQueueHeldInOrder(kafka, gateway, path):
         "queue.buffering.max.messages=200",
     )
     assert "pausing" in log and "the producer's queue is full" in log
+
+
+@pytest.mark.parametrize("path", ["default", "pure"])
+def test_ackModeBothPaths(kafka, gateway, path):
+    """
+    Ack mode on both paths (the extension numbers a read's records and
+    counts their confirmations in C), with a client queue of 200 records so
+    that reads are cut and the rest waits in the backlog: each of three
+    clients gets C{ACK} of its last message, and Kafka holds every message
+    once, in order, numbered from 1 in C{gateway-seq}.
+    """
+    messages = 5000
+    topic = newTopic(kafka, partitions=1)
+    env = {"GATEWAY_PURE_PYTHON": "1"} if path == "pure" else {"GATEWAY_PURE_PYTHON": ""}
+    process = gateway(
+        "--topic",
+        topic,
+        "--listen",
+        "lines(ack=on)=tcp:0:interface=127.0.0.1",
+        "--kafka-option",
+        "queue.buffering.max.messages=200",
+        env=env,
+    )
+    cuts = random.Random(path)
+    readers, sent = [], {}
+    for client in range(3):
+        reader = AckReader(process)
+        host, port = reader.sock.getsockname()[:2]
+        lines = [b"%d:%06d" % (client, n) for n in range(messages)]
+        sent[f"{host}:{port}"] = lines
+        sendInRandomPieces(reader.sock, b"".join(line + b"\n" for line in lines), cuts)
+        readers.append(reader)
+    for reader in readers:
+        reader.waitForAck(messages, 120)
+        assert (reader.nacks, reader.other) == ([], [])
+        reader.close()
+    records = consume(kafka.bootstrap, topic, count=3 * messages, timeout=120)
+    assert process.stop() in CLEAN_EXIT
+    assert f"; produce path: {PATHS[path]}" in process.log()
+    byPeer = {}
+    for r in records:
+        headers = dict(r.headers)
+        assert headers.pop("gateway-listener") == b"lines"
+        peer = headers.pop("gateway-peer").decode()
+        assert r.key.decode() == f"lines/{peer}"
+        byPeer.setdefault(peer, []).append((int(headers.pop("gateway-seq")), r.value))
+        assert headers == {}
+    assert byPeer == {
+        peer: [(n + 1, line) for n, line in enumerate(lines)] for peer, lines in sent.items()
+    }

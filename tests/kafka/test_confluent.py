@@ -4,7 +4,8 @@ Tests for the confluent-kafka backend's client: its C{produce} is
 librdkafka's own, and its errors are translated for the producer service.
 """
 
-from twisted.logger import Logger
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -208,3 +209,89 @@ class RealProducerTests(SynchronousTestCase):
             client.producePath,
         )
         self.assertIn("/nonexistent/plugin.so", client.producePath)
+        self.assertEqual(client.produceTrackedMany("t", [b"x"], None, None, "s", object(), 1), 0)
+
+
+class Tracker:
+    """
+    An ack-mode stream as the client sees it: ranges of confirmed numbers.
+    """
+
+    def __init__(self):
+        self.settled = []
+
+    def settleRange(self, first, last):
+        self.settled.append((first, last))
+
+
+class TrackedTests(SynchronousTestCase):
+    """
+    The C extension's tracked records (ack mode), handed over by L{poll}.
+    """
+
+    def client(self, events, **config):
+        client = ConfluentClient(
+            {"bootstrap.servers": "127.0.0.1:1", "log_level": 0, **config}, events, Logger()
+        )
+        self.addCleanup(lambda: client._producer is None or client.close())
+        if client._fast is None:
+            from tests.compat.test_confluent_kafka import needExtension
+
+            needExtension()
+        return client
+
+    def test_failedWithReceipt(self):
+        """
+        A tracked record that fails is reported as a record carrying a
+        L{Receipt} of its tracker and number, with its headers (the number's
+        included), in order; a closed client takes none.
+        """
+        events, tracker = Events(), Tracker()
+        client = self.client(events)
+        self.assertEqual(
+            client.produceTrackedMany("t", [b"a", b"b"], b"k", [("h", b"v")], "seq", tracker, 5),
+            2,
+        )
+        client.purge()
+        self.assertEqual(
+            [
+                (r.topic, r.key, r.value, r.headers, r.receipt.tracker, r.receipt.seq, e.purged)
+                for r, e in events.failed
+            ],
+            [
+                ("t", b"k", b"a", [("h", b"v"), ("seq", b"5")], tracker, 5, True),
+                ("t", b"k", b"b", [("h", b"v"), ("seq", b"6")], tracker, 6, True),
+            ],
+        )
+        self.assertEqual(tracker.settled, [])
+        client.close()
+        self.assertEqual(client.produceTrackedMany("t", [b"c"], b"k", None, "seq", tracker, 7), 0)
+
+    def test_confirmedRuns(self):
+        """
+        Confirmed runs go to the tracker's C{settleRange}, in the order
+        reported; outcomes that could not be kept are logged, once per poll.
+        """
+        events = Events()
+        client = self.client(events)
+        a, b = Tracker(), Tracker()
+
+        class Fast:
+            def failures(self):
+                return [], 0
+
+            def tracked(self):
+                return [(a, 1, 3, None), (b, 9, 9, None), (a, 4, 4, None)], 2
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        real, client._fast = client._fast, Fast()
+        self.addCleanup(setattr, client, "_fast", real)
+        client.poll()
+        self.assertEqual((a.settled, b.settled, events.failed), ([(1, 3), (4, 4)], [(9, 9)], []))
+        self.assertEqual(
+            [formatEvent(e) for e in logged if e.get("log_level") is LogLevel.critical],
+            [
+                "2 acknowledged-mode outcomes could not be kept (out of memory): "
+                "those records are never acknowledged"
+            ],
+        )

@@ -162,6 +162,33 @@ class KafkaProducerServiceTests(ProducerServiceMixin, SynchronousTestCase):
         self.assertEqual(service.produceMany("t", [b"a"], b"k", None), 0)
         self.assertEqual((service.accepted, service.produced), (0, 0))
 
+    def test_produceTrackedManyHandsRecordsToClient(self):
+        """
+        C{produceTrackedMany} passes everything to the client's
+        C{produceTrackedMany} and counts what it took; with a backlog, or a
+        client without one (the fake here, and before the start), it takes
+        nothing.
+        """
+        service = self.makeService(start=False)
+        args = ("t", [b"a", b"b"], b"k", [("h", b"v")], "gateway-seq", object(), 7)
+        self.assertEqual(service.produceTrackedMany(*args), 0)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.produceTrackedMany(*args), 0)
+        calls = []
+
+        def produceTrackedMany(*given):
+            calls.append(given)
+            return 1
+
+        service._produceTrackedMany = produceTrackedMany
+        self.assertEqual(service.produceTrackedMany(*args), 1)
+        self.assertEqual(calls, [args])
+        self.assertEqual((service.accepted, service.produced), (1, 1))
+        service._backlog.hold(Record("t", b"k", [], b"held"))
+        self.assertEqual(service.produceTrackedMany(*args), 0)
+        self.assertEqual(len(calls), 1)
+
     def test_produceHandsRecordToClient(self):
         """
         C{produce} passes topic, value, key and headers to the client.

@@ -180,8 +180,16 @@ def section(runs, cells, context):
     The C{bench/RESULTS.md} section for one invocation.
 
     :param context: C{date}, C{command}, C{machine}, C{versions} (a L{dict}),
-        C{settings} (a L{dict} by system), C{plot} (a file name), C{note}.
+        C{settings} (a L{dict} by system), C{plot} (a file name), C{note},
+        C{warmup} (rounds of unrecorded runs first; 0 if absent).
     """
+    warmup = context.get("warmup", 0)
+    warmed = (
+        f" after {warmup} round{'s' if warmup > 1 else ''} of unrecorded warm-up runs "
+        "(one per system)"
+        if warmup
+        else ""
+    )
     versions = ", ".join(f"{k} {v}" for k, v in context["versions"].items())
     settings = "\n".join(f"- **{name}**: {text}" for name, text in context["settings"].items())
     losses = sum(r["lost"] + r["duplicated"] + r["mangled"] for r in runs)
@@ -194,7 +202,7 @@ def section(runs, cells, context):
 Command: `{context["command"]}`. Machine: {context["machine"]}. Versions: {versions}.
 One Kafka broker (`devkafka`), a fresh 1-partition topic per run, newline
 framing; messages/s from the first byte until the topic's end offset reached
-N, best of the interleaved runs; every run's topic read back: {counted}.
+N, best of the interleaved runs{warmed}; every run's topic read back: {counted}.
 `*`: a run shorter than `--seconds` (N chosen from a lower rate, or capped by
 `--max-mb`). CPU is the system's
 process (all threads) per message; RSS its `VmHWM`; broker connections its

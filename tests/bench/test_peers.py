@@ -121,6 +121,18 @@ class ScheduleTests(SynchronousTestCase):
             ],
         )
 
+    def test_warmupSchedule(self):
+        """
+        Each warm-up round runs every system that talks to Kafka once, in
+        the smallest cell; none without rounds.
+        """
+        cells = [(10, 100), (1, 1000), (1, 100)]
+        self.assertEqual(
+            peers.warmupSchedule(["gateway", "sink", "kcat"], cells, 2),
+            [("gateway", 1, 100), ("kcat", 1, 100)] * 2,
+        )
+        self.assertEqual(peers.warmupSchedule(["gateway"], cells, 0), [])
+
     def test_messagesFor(self):
         """
         N covers the wanted seconds (with a quarter to spare) at the best
@@ -242,6 +254,13 @@ class ReportTests(SynchronousTestCase):
             "A note.",
         ):
             self.assertIn(fragment, text)
+        self.assertNotIn("warm-up", text)
+        warmed = section([run("rsyslog")], [(10, 100)], dict(context, warmup=1))
+        self.assertIn(
+            "best of the interleaved runs after 1 round of unrecorded warm-up runs "
+            "(one per system)",
+            " ".join(warmed.split()),
+        )
 
 
 class GuardTests(SynchronousTestCase):

@@ -211,14 +211,16 @@ class PageTests(SynchronousTestCase):
     def test_linksResolve(self):
         """
         Every relative link on the page leads to a file that exists, and a
-        link to a heading to a heading that exists.
+        link to a heading (of that file, or of the page itself) to a heading
+        that exists.
         """
         broken = []
         for target in re.findall(r"\]\(([^)\s]+)\)", self.page):
             if re.match(r"\w+:", target):
                 continue
             name, _, fragment = target.partition("#")
-            linked = (PAGE.parent / name).resolve()
+            # A link to a heading of the page itself has no file name.
+            linked = (PAGE.parent / name).resolve() if name else PAGE
             if not linked.exists():
                 broken.append(target)
             elif fragment:

@@ -148,9 +148,11 @@ class AckStream:
         self._produceMany = getattr(router.producer, "produceTrackedMany", None)
         self._encode = protocol.encodeFrame
         self._transport = protocol.transport
-        # The records the client took, whose outcomes come in order: their
-        # numbers and their payloads' hashes (checked: a record out of order
-        # is found by its payload, never confirmed in another's place).
+        # The records the client took one by one through produceTracked
+        # (the pure path; the C extension's come back by number instead),
+        # whose outcomes come in order: their numbers and their payloads'
+        # hashes (checked: a record out of order is found by its payload,
+        # never confirmed in another's place).
         self._seqs = deque()
         self._hashes = deque()
         self._messages = None
@@ -282,10 +284,11 @@ class AckStream:
 
     def delivered(self, error, value):
         """
-        The outcome of the oldest record the client took (they come in the
-        order produced): confirmed (C{error} L{None}), or failed, and then
-        handed to the producer as a record with its own L{Receipt} (it is
-        produced again, or refused and reported).
+        The outcome of the oldest record the client took through
+        C{produceTracked} (they come in the order produced): confirmed
+        (C{error} L{None}), or failed, and then handed to the producer as
+        a record with its own L{Receipt} (it is produced again, or refused
+        and reported).
         """
         digest = hash(value)
         hashes = self._hashes

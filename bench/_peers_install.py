@@ -2,8 +2,9 @@
 The peers' programs, from Debian's packages, without installing them as
 services: C{rsyslog} and C{syslog-ng-core} conflict as packages, so both are
 unpacked (C{apt-get download} + C{dpkg -x}) into one folder and run from
-there; only their shared libraries and C{kcat} are installed with
-C{apt-get}.  Nothing here starts or configures a system service.
+there; only their shared libraries, C{kcat} and the allocator the gateway's
+launchers preload are installed with C{apt-get}.  Nothing here starts or
+configures a system service.
 """
 
 import os
@@ -18,6 +19,8 @@ from _common import ROOT
 
 #: The packages unpacked into L{home}C{/root}.
 UNPACKED = ("rsyslog", "rsyslog-kafka", "syslog-ng-core", "syslog-ng-mod-rdkafka")
+#: The Debian package of L{gateway.allocator.PRELOAD}.
+MIMALLOC = "libmimalloc2.0"
 #: Where they go; C{GATEWAY_PEERS_HOME} moves it (like C{GATEWAY_DEVKAFKA_HOME}).
 HOME = Path(os.environ.get("GATEWAY_PEERS_HOME", ROOT / ".peers"))
 _DEPENDS = re.compile(r"^\s\s\|?Depends: (lib\S+)$", re.M)
@@ -88,6 +91,15 @@ def ensureKcat():
     return shutil.which("kcat")
 
 
+def ensureMimalloc():
+    """
+    Install the allocator the gateway's launchers preload
+    (L{gateway.allocator.PRELOAD}), so that the gateway runs as they
+    start it.
+    """
+    ensureInstalled([MIMALLOC])
+
+
 def ensureMatplotlib():
     """
     Install matplotlib (for the plot) into this virtualenv when missing.
@@ -155,7 +167,7 @@ def versions():
         for line in stamp.read_text().splitlines():
             name, version = line.split()
             out[name] = version
-    for package in ("kcat", "librdkafka1"):
+    for package in ("kcat", "librdkafka1", MIMALLOC):
         done = subprocess.run(
             ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
         )

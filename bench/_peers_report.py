@@ -12,12 +12,13 @@ from _common import rate
 
 BEGIN = "<!-- peers:begin (written by bench/peers.py) -->"
 END = "<!-- peers:end -->"
-ORDER = ("kcat", "rsyslog", "syslog-ng", "gateway", "sink")
+ORDER = ("kcat", "rsyslog", "syslog-ng", "gateway", "gateway-glibc", "sink")
 LABELS = {
     "kcat": "librdkafka alone (`kcat -P` from a file, no TCP hop)",
     "rsyslog": "rsyslog imtcp → omkafka",
     "syslog-ng": "syslog-ng network() → kafka-c()",
     "gateway": "this gateway, defaults (2 headers, acks=all, idempotent)",
+    "gateway-glibc": "the same, with glibc's malloc (no mimalloc preloaded)",
     "sink": "load generator into a discarding sink (no Kafka)",
 }
 
@@ -115,9 +116,15 @@ def ratios(runs, cells):
         for m, s in cells
         if m == min(c for c, z in cells if z == s)
     )
+    versusGlibc = ", ".join(
+        f"M={m} {s} B {ratio(('gateway', m, s), ('gateway-glibc', m, s))}"
+        for m, s in cells
+        if ("gateway-glibc", m, s) in groups
+    )
     return (
         f"Gateway ÷ rsyslog (messages/s): {versusRsyslog}. Gateway ÷ kcat at each "
         f"size's smallest M: {versusKcat}."
+        + (f" Gateway ÷ gateway-glibc: {versusGlibc}." if versusGlibc else "")
     )
 
 

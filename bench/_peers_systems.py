@@ -46,13 +46,15 @@ log {{ source(s_net); destination(d_kafka); flags(flow-control); }};
 SETTINGS = {
     "gateway": "its defaults (`gateway.kafka.config.DEFAULT_PRODUCER_CONFIG`: acks=all, "
     "idempotence, linger.ms=5) and both provenance headers; `--listen "
-    "lines=tcp:0:interface=127.0.0.1`",
+    "lines=tcp:0:interface=127.0.0.1`; started as its launchers start it, with "
+    "`LD_PRELOAD=libmimalloc.so.2` (Debian's `libmimalloc2.0`, which the script installs)",
     "rsyslog": "`imtcp` defaults -> `omkafka` with librdkafka's defaults (acks=all, no "
     "idempotence, linger.ms=5) and a `%rawmsg%` template; config: "
     + RSYSLOG_CONF.replace("\n", " ").replace("{work}", "…"),
     "syslog-ng": "`network(flags(no-parse) max-connections(200) log-iw-size(200000))` -> "
     "`kafka-c()` with librdkafka's defaults, `flags(flow-control)` (without it syslog-ng "
     "drops what its queue cannot hold)",
+    "gateway-glibc": "the same as `gateway`, started without `LD_PRELOAD` (glibc's malloc)",
     "kcat": "`kcat -P -l FILE` with " + ", ".join(KCAT_PROPERTIES),
     "sink": "a Python process reading every connection and discarding the bytes (no Kafka)",
 }
@@ -121,18 +123,23 @@ class _Daemon:
 
 class Gateway:
     """
-    This gateway, C{twistd -n gateway} with its defaults.
+    This gateway, C{twistd -n gateway} with its defaults, started as its
+    launchers start it (L{gateway.allocator.PRELOAD}), or with the
+    system's C{malloc} (C{preload=False}: the system C{gateway-glibc}).
     """
 
     name = "gateway"
 
-    def __init__(self, work):
+    def __init__(self, work, preload=True):
         self.work = work
+        self.preload = preload
 
     def start(self, bootstrap, topic):
+        from gateway.allocator import PRELOAD
         from tests.integration.support.process import linesGateway
 
-        self.gateway = linesGateway(self.work, bootstrap, topic)
+        env = {"LD_PRELOAD": PRELOAD if self.preload else ""}
+        self.gateway = linesGateway(self.work, bootstrap, topic, env=env)
         self.gateway.start(listeners=1, timeout=60)
         self.port = next(iter(self.gateway.ports.values()))
 

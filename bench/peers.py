@@ -42,6 +42,8 @@ from _peers_check import PREFIX, readBack  # noqa: E402
 PRIOR = {
     ("gateway", 100): 400_000,
     ("gateway", 1000): 160_000,
+    ("gateway-glibc", 100): 400_000,
+    ("gateway-glibc", 1000): 160_000,
     ("rsyslog", 100): 700_000,
     ("rsyslog", 1000): 130_000,
     ("syslog-ng", 100): 390_000,
@@ -51,7 +53,7 @@ PRIOR = {
     ("sink", 100): 3_000_000,
     ("sink", 1000): 1_000_000,
 }
-SYSTEMS = ("gateway", "rsyslog", "syslog-ng", "kcat", "sink")
+SYSTEMS = ("gateway", "gateway-glibc", "rsyslog", "syslog-ng", "kcat", "sink")
 #: The guard fails when the gateway moves less than this share of kcat's
 #: messages/s in the same run.  Measured on the shared 2-core machine:
 #: 0.35-0.52 (issue 14: 0.37); under half of that is a real regression, not noise.
@@ -141,7 +143,12 @@ def runOne(name, connections, size, n, bootstrap, brokerPort, args):
             )
             pid = process.pid
         else:
-            factory = {"gateway": Gateway, "rsyslog": Rsyslog, "syslog-ng": SyslogNg}.get(name)
+            factory = {
+                "gateway": Gateway,
+                "gateway-glibc": lambda work: Gateway(work, preload=False),
+                "rsyslog": Rsyslog,
+                "syslog-ng": SyslogNg,
+            }.get(name)
             if name == "sink":
                 system = Sink(work.name, n * (size + 1))
             else:
@@ -343,7 +350,7 @@ def main(argv=None):
     connections = [int(m) for m in args.connections.split(",")]
     cells = [(m, s) for s in sizes for m in connections]
 
-    from _peers_install import ensureKcat, ensureMatplotlib, unpackedRoot
+    from _peers_install import ensureKcat, ensureMatplotlib, ensureMimalloc, unpackedRoot
 
     from devkafka import DevKafka
 
@@ -356,6 +363,8 @@ def main(argv=None):
         ensureMatplotlib()
     if "kcat" in systems:
         ensureKcat()
+    if "gateway" in systems:
+        ensureMimalloc()
     if {"rsyslog", "syslog-ng"} & set(systems):
         unpackedRoot()
     broker = DevKafka(version=args.kafka_version, name="peers", port=None)

@@ -8,10 +8,11 @@ fresh topics of the same shape:
       gateway's own producer configuration (C{producerConfig}) and the same
       key and headers per connection, C{poll(0)} every 1000 messages, then
       C{flush()};
-  (b) the gateway: C{twistd -n gateway} as a subprocess, C clients (in a
-      separate client process) sending M messages in total as fast as they
-      can; timed from the go signal until the topic's high watermarks add up
-      to M (Kafka holds every message).
+  (b) the gateway: C{twistd -n gateway} as a subprocess, started as its
+      launchers start it (C{LD_PRELOAD=libmimalloc.so.2}; C{--system-malloc}:
+      without), C clients (in a separate client process) sending M messages
+      in total as fast as they can; timed from the go signal until the
+      topic's high watermarks add up to M (Kafka holds every message).
 
 With C{--acks} each round also runs the gateway with C{ack=on} on its
 listener (same clients, which then also read their acknowledgements until
@@ -29,12 +30,14 @@ Run from the repository root:
 
     .venv/bin/python bench/throughput.py [--messages 500000] [--size 100]
         [--clients 50] [--framing lines|length-prefixed] [--profile] [--acks]
+        [--system-malloc]
 """
 
 import argparse
 import multiprocessing
 import os
 import pstats
+import re
 import selectors
 import socket
 import sys
@@ -368,19 +371,23 @@ def listenSpec(framing, *options):
     )
 
 
-def gatewayProcess(bootstrap, topic, listen):
+def gatewayProcess(bootstrap, topic, listen, systemMalloc=False):
     """
-    A gateway (not started yet) with one listener, in a temporary folder.
+    A gateway (not started yet) with one listener, in a temporary folder,
+    started as its launchers start it (mimalloc preloaded) or not.
 
     :param listen: the C{--listen} value (see L{listenSpec}).
+    :param systemMalloc: start it without L{gateway.allocator.PRELOAD}.
     :return: the folder (to clean up after the gateway stopped) and the
         L{GatewayProcess}.
     """
+    from gateway.allocator import PRELOAD
     from tests.integration.support.process import GatewayProcess
 
     workdir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
     args = ["--bootstrap-servers", bootstrap, "--topic", topic, "--listen", listen]
-    return workdir, GatewayProcess(workdir.name, args)
+    env = {"LD_PRELOAD": "" if systemMalloc else PRELOAD}
+    return workdir, GatewayProcess(workdir.name, args, env=env)
 
 
 def runGateway(
@@ -412,6 +419,7 @@ def runGateway(
         bootstrap,
         topic,
         listenSpec(args.framing, listenOptions, f"key={args.key}", "ack=on" if acks else ""),
+        getattr(args, "system_malloc", False),
     )
     if profileFile is not None:
         at = process.command.index("gateway")
@@ -496,6 +504,7 @@ def runGateway(
         workdir.cleanup()
     result["exitCode"] = code
     result["pauses"] = log.count(PAUSE)
+    result["malloc"] = set(re.findall(r"; malloc: (\S+)", log))
     result["logProblems"] = [
         line
         for line in log.splitlines()
@@ -596,6 +605,12 @@ def main(argv=None):
     )
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="start the gateway without the mimalloc its launchers preload "
+        "(docs/architecture.md, 'The allocator')",
+    )
     parser.add_argument(
         "--acks",
         action="store_true",
@@ -740,6 +755,10 @@ def main(argv=None):
             f"({last['cpuAll'] / last['seconds'] * 100:.0f}%); broker "
             f"{last['cpuBroker']:.2f} s; {os.cpu_count()} CPUs x "
             f"{last['seconds']:.2f} s = {os.cpu_count() * last['seconds']:.2f} s"
+        )
+        print(
+            "gateway malloc (its start line): "
+            + ", ".join(sorted(set().union(*(r["malloc"] for r in gateways + ackGateways))))
         )
         print(
             "gateway peak RSS (VmHWM): "

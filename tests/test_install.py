@@ -19,6 +19,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from gateway.allocator import PRELOAD
 from gateway.check import runCheck
 from gateway.tap import Options
 from tests.support.files import temporaryDirectory
@@ -131,6 +132,13 @@ class SystemdTests(SynchronousTestCase):
         self.assertIn("gateway $GATEWAY_OPTIONS\n", unit)
         self.assertEqual(int(environmentFile(ENV)["GATEWAY_LOG_RATE"]), 10)
 
+    def test_preloadsTheAllocator(self):
+        """
+        The environment file preloads the allocator the gateway's other
+        launchers preload.
+        """
+        self.assertEqual(environmentFile(ENV)["LD_PRELOAD"], PRELOAD)
+
 
 class DockerfileTests(SynchronousTestCase):
     """
@@ -153,6 +161,15 @@ class DockerfileTests(SynchronousTestCase):
         self.assertTrue(any("pip wheel" in run and run.endswith(" .") for run in runs), runs)
         self.assertTrue(any("pip install" in run and "/wheels/*.whl" in run for run in runs))
         self.assertEqual(self.instruction("USER"), "kafka-gateway")
+
+    def test_preloadsTheAllocator(self):
+        """
+        The image installs mimalloc and preloads it (C{docs/architecture.md},
+        "The allocator").
+        """
+        runs = [rest for name, rest in self.instructions if name == "RUN"]
+        self.assertTrue(any("apt-get install" in r and "libmimalloc2.0" in r for r in runs))
+        self.assertEqual(self.instruction("ENV"), f"LD_PRELOAD={PRELOAD}")
 
     def test_runsTheGateway(self):
         """

@@ -16,6 +16,7 @@ no record: "no client" is a state, not a C{None} to trip over.
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.allocator import mallocLibrary
 from gateway.interfaces import IProducerClient
 
 __all__ = ["ClientKeeper", "NoClient", "NO_CLIENT"]
@@ -159,10 +160,13 @@ class ClientKeeper:
         path = getattr(client, "producePath", None)
         self.log.info(
             "Kafka producer created ({backend}) for {bootstrap}"
-            + ("" if path is None else "; produce path: {producePath}"),
+            + ("" if path is None else "; produce path: {producePath}; malloc: {malloc}"),
             backend=self.backend.name,
             bootstrap=self.config.get("bootstrap.servers"),
             producePath=path,
+            # Where librdkafka's records are allocated (docs/architecture.md,
+            # "The allocator"), for a backend producing in this process.
+            malloc=None if path is None else mallocLibrary(),
         )
         return client
 

@@ -219,6 +219,23 @@ class ReportTests(SynchronousTestCase):
             "Gateway ÷ kcat at each size's smallest M: 100 B 0.25.",
         )
 
+    def test_ratiosAgainstGlibc(self):
+        """
+        Where the gateway also ran on glibc's C{malloc}, the sentence sets
+        the two against each other in the cells where both ran.
+        """
+        runs = [
+            run("gateway", connections=10, rate=600.0),
+            run("gateway-glibc", connections=10, rate=500.0),
+            run("rsyslog", connections=10, rate=400.0),
+            run("gateway", connections=100, rate=700.0),
+        ]
+        self.assertTrue(
+            ratios(runs, [(10, 100), (100, 100)]).endswith(
+                " Gateway ÷ gateway-glibc: M=10 100 B 1.20."
+            )
+        )
+
     def test_commandLine(self):
         """
         The command shown in the results leaves out the note's text.

@@ -3,8 +3,9 @@
 The accelerated produce path (the optional C extension, what users get when
 it is built) and the pure-Python path (C{GATEWAY_PURE_PYTHON=1}, what they
 get without a compiler) put the same records in Kafka, whole reads and reads
-cut by a full client queue alike, in ack mode too; the start line says which
-path runs.
+cut by a full client queue alike, in ack mode too, and with mimalloc
+preloaded as the launchers start the gateway; the start line says which path
+and which C{malloc} run.
 """
 
 import random
@@ -12,6 +13,7 @@ import random
 import pytest
 
 from devkafka import consume
+from gateway.allocator import PRELOAD
 from tests.compat.test_confluent_kafka import canCompile
 from tests.integration.support.process import CLEAN_EXIT, Gateways
 from tests.integration.support.sockets import sendInRandomPieces
@@ -23,6 +25,16 @@ PATHS = {
     "default": "C extension" if canCompile() else "Python (the C extension is not built)",
     "pure": "Python (GATEWAY_PURE_PYTHON is set)",
 }
+#: Each run's environment: "mimalloc" is the default path as the launchers
+#: start it (L{PRELOAD}).
+ENV = {
+    "default": {"GATEWAY_PURE_PYTHON": "", "LD_PRELOAD": ""},
+    "pure": {"GATEWAY_PURE_PYTHON": "1", "LD_PRELOAD": ""},
+    "mimalloc": {"GATEWAY_PURE_PYTHON": "", "LD_PRELOAD": PRELOAD},
+}
+PATHS["mimalloc"] = PATHS["default"]
+#: The library each run's start line names as C{malloc}'s.
+MALLOC = {"default": "libc.so.6", "pure": "libc.so.6", "mimalloc": PRELOAD}
 
 
 @pytest.fixture
@@ -41,9 +53,8 @@ def run(kafka, gateway, path, messages, *args):
         order per connection, and the gateway's log.
     """
     topic = newTopic(kafka, partitions=1)
-    env = {"GATEWAY_PURE_PYTHON": "1"} if path == "pure" else {"GATEWAY_PURE_PYTHON": ""}
     process = gateway(
-        "--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1", *args, env=env
+        "--topic", topic, "--listen", "lines=tcp:0:interface=127.0.0.1", *args, env=ENV[path]
     )
     # The same messages on both paths, cut into reads differently.
     content, cuts = random.Random(messages), random.Random(path)
@@ -63,7 +74,7 @@ def run(kafka, gateway, path, messages, *args):
     records = consume(kafka.bootstrap, topic, count=total, timeout=120)
     assert process.stop() in CLEAN_EXIT
     log = process.log()
-    assert f"; produce path: {PATHS[path]}" in log
+    assert f"; produce path: {PATHS[path]}; malloc: {MALLOC[path]}" in log
     assert f"Kafka producer stopped: {total} records delivered, 0 not delivered" in log
     checkRecords(records, sent)
     return [
@@ -100,18 +111,18 @@ def test_fullQueueHeldInOrder(kafka, gateway, path):
     assert "pausing" in log and "the producer's queue is full" in log
 
 
-@pytest.mark.parametrize("path", ["default", "pure"])
+@pytest.mark.parametrize("path", ["default", "pure", "mimalloc"])
 def test_ackModeBothPaths(kafka, gateway, path):
     """
     Ack mode on both paths (the extension numbers a read's records and
-    counts their confirmations in C), with a client queue of 200 records so
+    counts their confirmations in C), and on the extension's as the
+    launchers start it (mimalloc preloaded), with a client queue of 200 records so
     that reads are cut and the rest waits in the backlog: each of three
     clients gets C{ACK} of its last message, and Kafka holds every message
     once, in order, numbered from 1 in C{gateway-seq}.
     """
     messages = 5000
     topic = newTopic(kafka, partitions=1)
-    env = {"GATEWAY_PURE_PYTHON": "1"} if path == "pure" else {"GATEWAY_PURE_PYTHON": ""}
     process = gateway(
         "--topic",
         topic,
@@ -119,7 +130,7 @@ def test_ackModeBothPaths(kafka, gateway, path):
         "lines(ack=on)=tcp:0:interface=127.0.0.1",
         "--kafka-option",
         "queue.buffering.max.messages=200",
-        env=env,
+        env=ENV[path],
     )
     cuts = random.Random(path)
     readers, sent = [], {}
@@ -136,7 +147,7 @@ def test_ackModeBothPaths(kafka, gateway, path):
         reader.close()
     records = consume(kafka.bootstrap, topic, count=3 * messages, timeout=120)
     assert process.stop() in CLEAN_EXIT
-    assert f"; produce path: {PATHS[path]}" in process.log()
+    assert f"; produce path: {PATHS[path]}; malloc: {MALLOC[path]}" in process.log()
     byPeer = {}
     for r in records:
         headers = dict(r.headers)

@@ -12,6 +12,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from gateway.interfaces import IProducerClient
+from gateway.kafka import client as clientModule
 from gateway.kafka.client import NO_CLIENT, ClientKeeper, NoClient
 from gateway.kafka.records import DeliveryError, Record
 
@@ -405,15 +406,19 @@ class ClientKeeperTests(SynchronousTestCase):
     def test_producePathLogged(self):
         """
         The creation line says which produce path a client runs, when its
-        backend has more than one.
+        backend has more than one, and which library C{malloc} comes from
+        (librdkafka's records are allocated there).
         """
         self.backend.producePath = "C extension"
+        self.patch(clientModule, "mallocLibrary", lambda: "libmimalloc.so.2")
         self.started()
         [created] = [e for e in self.logged if "bootstrap" in e]
         self.assertEqual(created["producePath"], "C extension")
+        self.assertEqual(created["malloc"], "libmimalloc.so.2")
         self.assertEqual(
             formatEvent(created),
-            "Kafka producer created (scripted) for h:1; produce path: C extension",
+            "Kafka producer created (scripted) for h:1; produce path: C extension;"
+            " malloc: libmimalloc.so.2",
         )
         self.assertEqual(self.keeper.producePath(), "C extension")
 

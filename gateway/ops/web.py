@@ -21,6 +21,7 @@ from twisted.web.server import Site
 
 from gateway import __version__
 from gateway.addresses import formatAddress
+from gateway.allocator import mallocLibrary
 from gateway.ops.metrics import GatewayCollector, readiness, topicFigures
 from gateway.server.descriptors import openDescriptors
 
@@ -131,6 +132,7 @@ def statusSnapshot(collector, uptime, now):
             "brokersUp": producer.brokersUp(),
             "bytesSent": producer.bytesSent(),
             "producePath": producer.producePath(),
+            "malloc": mallocLibrary(),
         },
         "listeners": listeners,
         "topics": topicFigures(gateway),

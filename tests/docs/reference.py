@@ -280,6 +280,11 @@ STATUS_FIELDS = {
         " ([the accelerated produce path](../architecture.md#the-accelerated-produce-path));"
         " `null` for a backend with one path only"
     ),
+    "producer.malloc": (
+        'the library the process\'s `malloc` comes from: `"libmimalloc.so.2"` as the launchers'
+        ' start the gateway, `"libc.so.6"` otherwise, `"unknown"` where the system cannot say'
+        " ([the allocator](../architecture.md#the-allocator))"
+    ),
     "listeners": "one object per listener",
     "listeners[]": "a listener",
     "listeners[].name": "its name (`lines`, `lines-2`, ...)",

@@ -23,6 +23,7 @@ from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
 from gateway import __version__
+from gateway.ops import web
 from gateway.ops.web import Index, buildSite
 from tests.ops.test_metrics import BROKER, GatewayMixin
 
@@ -381,6 +382,7 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
         """
         Every field of the schema, with the gateway's figures.
         """
+        self.patch(web, "mallocLibrary", lambda: "libexample.so.1")
         self.makeSite(
             listeners=[
                 ("lines", "tcp:9000", {"maxMessageSize": 10}),
@@ -454,6 +456,7 @@ class StatusJSONTests(SiteMixin, SynchronousTestCase):
                     "brokersUp": None,
                     "bytesSent": 0,
                     "producePath": "Python (not a confluent-kafka Producer (FakeProducer))",
+                    "malloc": "libexample.so.1",
                 },
                 "listeners": [
                     {

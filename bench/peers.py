@@ -357,6 +357,9 @@ def main(argv=None):
     if args.from_json:
         ensureMatplotlib()
         saved = json.loads(Path(args.from_json).read_text())
+        if args.note:  # a note written after the run replaces the one saved with it
+            saved["context"]["note"] = args.note
+            Path(args.from_json).write_text(json.dumps(saved, indent=1) + "\n")
         report(saved["runs"], [tuple(c) for c in saved["cells"]], saved["context"])
         return 0
     if not args.no_write:

@@ -245,6 +245,25 @@ class ReportTests(SynchronousTestCase):
             "python bench/peers.py --repeat 3 --note … --note=…",
         )
 
+    def test_noteAfterTheRun(self):
+        """
+        C{--from-json} with C{--note} rewrites the results from the saved
+        runs with the new note, and saves it with them; without C{--note} the
+        saved note stays.
+        """
+        written = []
+        import _peers_install
+
+        self.patch(_peers_install, "ensureMatplotlib", lambda: None)
+        self.patch(peers, "report", lambda runs, cells, context: written.append(context))
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = Path(tmp) / "runs.json"
+            saved.write_text('{"runs": [], "cells": [[10, 100]], "context": {"note": "old"}}')
+            self.assertEqual(peers.main(["--from-json", str(saved)]), 0)
+            self.assertEqual(peers.main(["--from-json", str(saved), "--note", "new"]), 0)
+            self.assertEqual([c["note"] for c in written], ["old", "new"])
+            self.assertIn('"note": "new"', saved.read_text())
+
     def test_section(self):
         """
         The section is framed by the markers and states the date, command,

@@ -434,7 +434,8 @@ class TrackedPathTests(AckModeMixin, SynchronousTestCase):
     def test_rangesAcknowledged(self):
         """
         A run of confirmed numbers advances the acknowledgement at once when
-        it is the next one; a run ahead of a gap waits for the gap.
+        it is the next one; a run ahead of a gap waits for the gap; a run
+        already confirmed changes nothing and schedules no write.
         """
         protocol, transport = self.connect()
         protocol.dataReceived(b"0\n")
@@ -445,7 +446,10 @@ class TrackedPathTests(AckModeMixin, SynchronousTestCase):
         self.stream.settleRange(1, 3)
         self.clock.advance(0)
         self.assertEqual(transport.value(), b"ACK 6\n")
+        pending = list(self.clock.getDelayedCalls())  # the producer's poll
         self.stream.settleRange(2, 3)
+        self.stream.settleRange(5, 6)
+        self.assertEqual(self.clock.getDelayedCalls(), pending)
         self.clock.advance(0)
         self.assertEqual((self.stream.confirmed, transport.value()), (6, b"ACK 6\n"))
 

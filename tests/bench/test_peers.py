@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import _peers_install  # noqa: E402
 import peers  # noqa: E402
 from _common import payloads  # noqa: E402
 from _peers_check import PREFIX, Tally  # noqa: E402
@@ -252,8 +253,6 @@ class ReportTests(SynchronousTestCase):
         saved note stays.
         """
         written = []
-        import _peers_install
-
         self.patch(_peers_install, "ensureMatplotlib", lambda: None)
         self.patch(peers, "report", lambda runs, cells, context: written.append(context))
         with tempfile.TemporaryDirectory() as tmp:

@@ -47,6 +47,7 @@ from twisted.protocols.basic import (  # noqa: E402
 )
 from zope.interface import implementer  # noqa: E402
 
+from gateway.framing.options import ACK  # noqa: E402
 from gateway.interfaces import IMessageSink, IMessageStream  # noqa: E402
 from gateway.registry import loadFramings  # noqa: E402
 from gateway.service import DEFAULT_MAX_MESSAGE_SIZE  # noqa: E402
@@ -281,24 +282,31 @@ PATHS = {}
 
 class ServiceProducer:
     """
-    Lets the producer service create its own client's producer, with the
-    gateway's own callbacks (the bare loops' has none): C{factory} is the
-    backend's producer factory; C{purge} empties it after timing.
+    Lets the producer service create its own client as in the gateway
+    (confluent-kafka's own C{Producer}, so the C extension binds where it is
+    built, with the gateway's callbacks): C{backend} remembers the client it
+    connects; C{purge} closes it after timing.
     """
 
     def __init__(self):
-        self.producer = None
+        self.client = None
 
-    def factory(self, config):
-        from confluent_kafka import Producer
+    def backend(self):
+        from gateway.kafka.confluent import ConfluentBackend
 
-        self.producer = Producer(config)
-        return self.producer
+        owner = self
+
+        class Remembering(ConfluentBackend):
+            def connect(self, config, events, reactor):
+                owner.client = super().connect(config, events, reactor)
+                return owner.client
+
+        return Remembering()
 
     def purge(self):
-        if self.producer is not None:
-            self.producer.purge()
-            self.producer = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
 
 def _timeProducing(prepare, repeat, makeProducer=_enqueueOnlyProducer):
@@ -363,25 +371,32 @@ def hotPath(framing, messages, chunks, repeat):
         The gateway's own path into C{producer}: C{mode} C{"default"} (one
         call per read, on whichever path the client binds: the C extension
         when built), C{"python"} (one call per read, the pure-Python loop:
-        C{GATEWAY_PURE_PYTHON=1}) or C{"per-message"} (one call per message,
-        the path before reads went in one call).
+        C{GATEWAY_PURE_PYTHON=1}), C{"per-message"} (one call per message,
+        the path before reads went in one call) or C{"ack"} (the default
+        path on a listener with C{ack=on}: each record numbered in its
+        C{gateway-seq} header and tracked).
         """
         import os
 
         from gateway.compat.confluent_kafka import PURE_PYTHON_ENV
         from gateway.kafka.confluent import ConfluentBackend
 
-        factory = getattr(producer, "factory", lambda config: producer)
+        backend = getattr(producer, "backend", None)
+        backend = (
+            backend() if backend else ConfluentBackend(producerFactory=lambda config: producer)
+        )
         before = os.environ.get(PURE_PYTHON_ENV)
         os.environ[PURE_PYTHON_ENV] = "1" if mode == "python" else ""
         try:
             service = KafkaProducerService(
-                ConfluentBackend(producerFactory=factory),
+                backend,
                 producerConfig("127.0.0.1:1", ENQUEUE_ONLY),
                 Clock(),
                 spoolPath=None,
                 deadLetterPath=None,
             )
+            if mode == "ack":
+                service.confirmDeliveries()
             service.startService()
         finally:
             if before is None:
@@ -390,6 +405,7 @@ def hotPath(framing, messages, chunks, repeat):
                 os.environ[PURE_PYTHON_ENV] = before
         protocol, _, _ = connectFraming(
             loadFramings()[framing],
+            {ACK: "on"} if mode == "ack" else None,
             sink=Router(service, topic),
             name=framing,
             maxMessageSize=DEFAULT_MAX_MESSAGE_SIZE,
@@ -438,6 +454,10 @@ def hotPath(framing, messages, chunks, repeat):
                 lambda producer: gatewayPath(producer, "per-message"), repeat, ServiceProducer
             ),
         ),
+        (
+            "H  gateway path, ack=on, one call per read (default path)",
+            _timeProducing(lambda producer: gatewayPath(producer, "ack"), repeat, ServiceProducer),
+        ),
     ]
 
 
@@ -446,7 +466,7 @@ def printHotPath(framing, messages, stream, repeat):
     chunks = [stream[i : i + 64 * 1024] for i in range(0, len(stream), 64 * 1024)]
     rows = hotPath(framing, messages, chunks, repeat)
     ns = [seconds / count * 1e9 for _, seconds in rows]
-    framingNs, stubNs, keyNs, headersNs, gatewayNs, pythonNs, beforeNs = ns
+    framingNs, stubNs, keyNs, headersNs, gatewayNs, pythonNs, beforeNs, ackNs = ns
     print()
     print(f"[{framing}] hot path, 64 KiB reads, librdkafka enqueue only (no broker)")
     print(
@@ -467,7 +487,9 @@ def printHotPath(framing, messages, stream, repeat):
         f"record (D) and {gatewayNs / keyNs:.2f}x one with the key only (C); "
         f"one call per read: {gatewayNs:.0f} ns (E, {PATHS['default']}), "
         f"{pythonNs:.0f} ns (F, pure Python), against {beforeNs:.0f} ns one call "
-        f"per message (G): E/G {gatewayNs / beforeNs:.2f}, F/G {pythonNs / beforeNs:.2f}"
+        f"per message (G): E/G {gatewayNs / beforeNs:.2f}, F/G {pythonNs / beforeNs:.2f}; "
+        f"ack=on (H, {PATHS['ack']}) {ackNs:.0f} ns, +{ackNs - gatewayNs:.0f} over E "
+        f"(H/E {ackNs / gatewayNs:.2f})"
     )
 
 

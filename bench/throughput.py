@@ -16,9 +16,10 @@ fresh topics of the same shape:
 
 With C{--acks} each round also runs the gateway with C{ack=on} on its
 listener (same clients, which then also read their acknowledgements until
-each connection has its last one), so the cost of ack mode is measured in
-the same session: messages/s with and without, and when every client had
-its final C{ACK}.
+each connection has its last one; first in every other round), so the cost
+of ack mode is measured in the same session: messages/s with and without,
+each round's pair, and when every client had its final C{ACK}.  C{--warmup}
+rounds of unrecorded gateway runs come first (the broker's JVM warms up).
 
 Prints messages/s and MB/s of each, the ratio gateway/baseline, the
 gateway's CPU (reactor thread vs whole process), its peak RSS (VmHWM) and
@@ -30,7 +31,7 @@ Run from the repository root:
 
     .venv/bin/python bench/throughput.py [--messages 500000] [--size 100]
         [--clients 50] [--framing lines|length-prefixed] [--profile] [--acks]
-        [--system-malloc]
+        [--system-malloc] [--warmup 1]
 """
 
 import argparse
@@ -587,6 +588,13 @@ def main(argv=None):
     parser.add_argument(
         "--repeat", type=int, default=3, help="baseline and gateway runs, alternating"
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="rounds of unrecorded gateway runs first (with --acks, ack=on too): "
+        "the broker's JVM warms up",
+    )
     parser.add_argument("--kafka-version", default="4")
     parser.add_argument(
         "--broker-name",
@@ -624,6 +632,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if min(args.messages, args.clients, args.size, args.repeat) < 1:
         parser.error("--messages, --clients, --size and --repeat must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
 
     from devkafka import DevKafka
     from tests.integration.support.process import CLEAN_EXIT
@@ -646,7 +656,35 @@ def main(argv=None):
             f"Kafka {broker.version} on {bootstrap} (started in {time.monotonic() - began:.1f} s)",
             flush=True,
         )
+
+        def gatewayRun(run, acks):
+            topic = createTopic(bootstrap, args.partitions)
+            r = runGateway(bootstrap, topic, args.partitions, args, brokerPid, acks=acks)
+            if run is None:
+                print(
+                    f"warm-up, not recorded: {'ack=on' if acks else 'gateway'} "
+                    f"{r['seconds']:.2f} s",
+                    flush=True,
+                )
+            elif acks:
+                ackGateways.append(r)
+                print(
+                    f"run {run}: ack=on   {r['seconds']:.2f} s (every client had its last "
+                    f"ACK after {r['ackedSeconds']:.2f} s; {r['pauses']} back-pressure pauses)",
+                    flush=True,
+                )
+            else:
+                gateways.append(r)
+                print(
+                    f"run {run}: gateway  {r['seconds']:.2f} s ({r['pauses']} back-pressure "
+                    "pauses)",
+                    flush=True,
+                )
+
         baselines, gateways, ackGateways = [], [], []
+        for _ in range(args.warmup):
+            for acks in (False, True) if args.acks else (False,):
+                gatewayRun(None, acks)
         for run in range(1, args.repeat + 1):
             if not args.skip_baseline:
                 topic = createTopic(bootstrap, args.partitions)
@@ -658,22 +696,11 @@ def main(argv=None):
                     f"(queue full {b['queueFull']} times)",
                     flush=True,
                 )
-            topic = createTopic(bootstrap, args.partitions)
-            g = runGateway(bootstrap, topic, args.partitions, args, brokerPid)
-            gateways.append(g)
-            print(
-                f"run {run}: gateway  {g['seconds']:.2f} s ({g['pauses']} back-pressure pauses)",
-                flush=True,
-            )
-            if args.acks:
-                topic = createTopic(bootstrap, args.partitions)
-                a = runGateway(bootstrap, topic, args.partitions, args, brokerPid, acks=True)
-                ackGateways.append(a)
-                print(
-                    f"run {run}: ack=on   {a['seconds']:.2f} s (every client had its last "
-                    f"ACK after {a['ackedSeconds']:.2f} s; {a['pauses']} back-pressure pauses)",
-                    flush=True,
-                )
+            # With acks, every other round runs ack=on first, so that neither
+            # mode always meets the broker the other one warmed.
+            order = (False, True) if args.acks else (False,)
+            for acks in order if run % 2 else order[::-1]:
+                gatewayRun(run, acks)
 
         rows = []
         labels = [("baseline: produce() loop", r) for r in baselines]
@@ -734,10 +761,14 @@ def main(argv=None):
             cpuAck = median([r["cpuMain"] for r in ackGateways]) / median(
                 [r["cpuMain"] for r in gateways]
             )
+            paired = [g["seconds"] / a["seconds"] for g, a in zip(gateways, ackGateways)]
             print(
                 f"ack=on best {rate(args.messages / bestAck)} messages/s, median "
                 f"{rate(args.messages / medianAck)}; throughput ack=on/off: best "
-                f"{bestGateway / bestAck:.2f}, median {medianGateway / medianAck:.2f}; "
+                f"{bestGateway / bestAck:.2f}, median {medianGateway / medianAck:.2f}, "
+                "each round's pair "
+                + ", ".join(f"{r:.2f}" for r in paired)
+                + f" (median {median(paired):.2f}); "
                 f"reactor CPU per message ack=on/off {cpuAck:.2f}; last ACK received "
                 + ", ".join(f"{r['ackedSeconds']:.2f}" for r in ackGateways)
                 + " s after the start"

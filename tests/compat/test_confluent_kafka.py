@@ -316,6 +316,24 @@ def test_trackedNumbersPastInt32(bound):
     ]
 
 
+def test_trackedNumberDigits(bound):
+    """
+    The extension writes a record's number in decimal itself (not with
+    C{snprintf}): every width, from 0 to 2**63 - 1, reads as Python's
+    C{%d}.  A number below 0 is not taken (the pure path numbers it).
+    """
+    producer, _, fast = bound
+    tracker = Tracker()
+    starts = [0, 1, 9, 99, 999999999, 2**31 - 1, 2**32, 10**18 - 1, 2**63 - 2]
+    for first in starts:
+        assert fast.produceTracked("t", [b"a", b"b"], None, None, SEQ, tracker, first) == 2
+    assert fast.produceTracked("t", [b"c"], None, None, SEQ, tracker, -1) == 0
+    purgeAll(producer)
+    outcomes, _ = fast.tracked()
+    expected = [(n, [(SEQ, b"%d" % n)]) for first in starts for n in (first, first + 1)]
+    assert [(f, failure[3]) for _, f, _, failure in outcomes] == expected
+
+
 def test_trackedStopsWhereTheQueueIsFull():
     """
     A full queue ends the call: only the records taken hold a reference

@@ -4,6 +4,8 @@ The gateway end to end: C{twistd -n gateway} as a subprocess, real client
 sockets, a real Apache Kafka broker, and every record read back.
 """
 
+import ctypes.util
+import os
 import random
 import struct
 from collections import defaultdict
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devkafka import consume
+from gateway.allocator import PRELOAD
 from tests.integration.support.process import CLEAN_EXIT, GatewayProcess, Gateways
 from tests.integration.support.procfs import socketsTo
 from tests.integration.support.sockets import sendInRandomPieces
@@ -70,6 +73,21 @@ def test_framingEndToEnd(kafka, gateway, framing):
     checkRecords(records, sent, framing)
     assert process.stop() in CLEAN_EXIT
     assert "Kafka producer stopped: 1500 records delivered, 0 not delivered" in process.log()
+
+
+def test_startedAsTheLaunchersStartIt(kafka, gateway):
+    """
+    The tests start the gateway as its launchers do, on mimalloc where the
+    loader finds it (unless the test run preloads something itself): its
+    start line names the library C{malloc} comes from.
+    """
+    process = gateway("--topic", newTopic(kafka), "--listen", "lines=tcp:0:interface=127.0.0.1")
+    assert process.stop() in CLEAN_EXIT
+    if "LD_PRELOAD" in os.environ:
+        expected = os.environ["LD_PRELOAD"] or "libc.so.6"
+    else:
+        expected = PRELOAD if ctypes.util.find_library("mimalloc") else "libc.so.6"
+    assert f"; malloc: {expected}" in process.log()
 
 
 def test_overLimitClosesOnlyThatConnection(kafka, gateway):

@@ -4,6 +4,7 @@ Run the gateway the way a user does, as a C{twistd} subprocess, talk to it
 with plain blocking sockets, and read what it logged.
 """
 
+import ctypes.util
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from gateway.allocator import PRELOAD
 from tests.support.waiting import waitFor
 
 __all__ = [
@@ -40,6 +42,13 @@ LISTENING = re.compile(
 )
 
 HEALTH = re.compile(r"Kafka health (\w+) -> (\w+): ")
+
+#: The environment a gateway starts with unless a test says otherwise: as
+#: its launchers start it, on mimalloc where the loader finds it
+#: (docs/architecture.md, "The allocator"). The test run's own
+#: C{LD_PRELOAD} wins, and a test that wants the system's C{malloc} passes
+#: C{LD_PRELOAD=""}.
+LAUNCHER_ENV = {"LD_PRELOAD": PRELOAD} if ctypes.util.find_library("mimalloc") else {}
 
 
 STOPPED = re.compile(
@@ -79,7 +88,7 @@ class GatewayProcess:
                 args = [*args, "--http", "tcp:0:interface=127.0.0.1"]
             command += ["gateway", *args]
         self.command = command
-        self.env = dict(os.environ, **(env or {}))
+        self.env = {**LAUNCHER_ENV, **os.environ, **(env or {})}
         self.preexecFn = preexecFn
         self.process = None
         self.ports = {}

@@ -568,11 +568,6 @@ unsupported:
         return NULL;
 }
 
-/* A read's records, for produceMany (cseq NULL) and produceTracked (each
- * record numbered from first in its cseq header, with a ticket of tracker):
- * produced in order until one is not taken; returns how many were.  What it
- * cannot take (a type it does not know, any error) the pure-Python path
- * judges (and raises, dead-letters or holds exactly as for any record). */
 /* The decimal digits of v, which is not negative, written to end at end;
  * returns where they start.  snprintf took a tenth of an ack-mode record's
  * time on the reactor thread (bench/RESULTS.md). */
@@ -584,6 +579,11 @@ static char *decimal(unsigned long long v, char *end) {
         return end;
 }
 
+/* A read's records, for produceMany (cseq NULL) and produceTracked (each
+ * record numbered from first in its cseq header, with a ticket of tracker):
+ * produced in order until one is not taken; returns how many were.  What it
+ * cannot take (a type it does not know, any error) the pure-Python path
+ * judges (and raises, dead-letters or holds exactly as for any record). */
 static PyObject *produce_read(FastProducer *self,
                               PyObject *topic,
                               PyObject *values,
